@@ -1,0 +1,40 @@
+//! The agent library's error type. Messages name the thing that failed and what to do next.
+
+use std::{io, path::PathBuf};
+
+/// Everything that can go wrong in the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refusing to use {path}: {reason}; fix its ownership or mode (it must be a directory owned by you with mode 0700) or pass another --state-dir")]
+    UnsafeDirectory { path: PathBuf, reason: String },
+    #[error("cannot find a home or runtime directory for this user; pass --state-dir DIR")]
+    NoStateDir,
+    #[error("the remora daemon did not start within {waited_ms} ms; see its log at {log}")]
+    DaemonStart { waited_ms: u128, log: PathBuf },
+    #[error("connection from uid {peer} refused: this daemon serves uid {own} only")]
+    ForeignPeer { peer: u32, own: u32 },
+    #[error("protocol error: {0}")]
+    Wire(#[from] remora_wire::WireError),
+    #[error("{0}")]
+    Sys(#[from] nix::Error),
+    #[error("ssh server: {0}")]
+    Ssh(String),
+}
+
+impl AgentError {
+    /// Wraps an I/O error with what was being done to which path.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| AgentError::Io { action, path, source }
+    }
+}
+
+/// Result alias for the agent library.
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;

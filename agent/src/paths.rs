@@ -1,0 +1,162 @@
+//! Where the agent keeps its socket, pid file, data and configuration, and the checks that make
+//! those places private to one user.
+//!
+//! Invariant: every directory handed out by [`StatePaths::prepare`] exists, is a real directory
+//! (not a symlink), is owned by the current uid and has no group or world permissions.
+
+use std::{
+    fs,
+    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use crate::error::{AgentError, Result};
+
+/// The agent's places on disk.
+#[derive(Debug, Clone)]
+pub struct StatePaths {
+    /// Holds the daemon socket and pid file.
+    pub run_dir: PathBuf,
+    /// Holds persisted sessions and journals.
+    pub data_dir: PathBuf,
+    /// Holds `agent.toml`.
+    pub config_dir: PathBuf,
+    /// Holds the daemon log.
+    pub log_dir: PathBuf,
+}
+
+impl StatePaths {
+    /// Everything under one directory (`--state-dir`), so tests and instances never collide.
+    pub fn under(root: &Path) -> Self {
+        Self {
+            run_dir: root.join("run"),
+            data_dir: root.join("data"),
+            config_dir: root.join("config"),
+            log_dir: root.join("log"),
+        }
+    }
+
+    /// The per-user directories of the platform (XDG on Linux).
+    pub fn per_user() -> Result<Self> {
+        let dirs = directories::ProjectDirs::from("", "", "remora").ok_or(AgentError::NoStateDir)?;
+        let data_dir = dirs.data_local_dir().to_path_buf();
+        let run_dir = dirs
+            .runtime_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| data_dir.join("run"));
+        Ok(Self {
+            run_dir,
+            log_dir: data_dir.join("log"),
+            data_dir,
+            config_dir: dirs.config_dir().to_path_buf(),
+        })
+    }
+
+    /// From `--state-dir` when given, else the per-user directories.
+    pub fn from_option(state_dir: Option<&Path>) -> Result<Self> {
+        match state_dir {
+            Some(root) => Ok(Self::under(root)),
+            None => Self::per_user(),
+        }
+    }
+
+    /// Creates every directory with mode 0700 and verifies each is private to this user.
+    pub fn prepare(&self) -> Result<()> {
+        for dir in [&self.run_dir, &self.data_dir, &self.config_dir, &self.log_dir] {
+            ensure_private_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// The daemon's listening socket.
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("agent.sock")
+    }
+
+    /// Holds the daemon's pid; locked (flock) for the daemon's whole life.
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("daemon.pid")
+    }
+
+    /// Serialises daemon start-up between concurrent subsystem processes.
+    pub fn spawn_lock(&self) -> PathBuf {
+        self.run_dir.join("spawn.lock")
+    }
+
+    /// The daemon's log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.log_dir.join("daemon.log")
+    }
+
+    /// The agent's configuration file.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("agent.toml")
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, then refuses it unless it is a real
+/// directory owned by us without group/world access.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(AgentError::io("cannot create directory", dir))?;
+    verify_private_dir(dir)
+}
+
+/// Checks, without following symlinks, that `dir` is private to the current user.
+pub fn verify_private_dir(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).map_err(AgentError::io("cannot inspect", dir))?;
+    let unsafe_dir = |reason: String| AgentError::UnsafeDirectory { path: dir.to_path_buf(), reason };
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir("it is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_dir("it is not a directory".into()));
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    if meta.uid() != uid {
+        return Err(unsafe_dir(format!("it is owned by uid {}, not {uid}", meta.uid())));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(unsafe_dir(format!("its mode is {mode:o}, open to other users")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_creates_private_dirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = StatePaths::under(&tmp.path().join("state"));
+        paths.prepare().unwrap();
+        let mode = fs::metadata(&paths.run_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn group_readable_dir_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("open");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+        let err = ensure_private_dir(&dir).unwrap_err();
+        assert!(matches!(err, AgentError::UnsafeDirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn symlinked_dir_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        ensure_private_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = verify_private_dir(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+}

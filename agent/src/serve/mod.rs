@@ -1,0 +1,1 @@
+//! Embedded SSH server (being written).

@@ -1,0 +1,16 @@
+//! The wire crate: remora's protocol as plain data plus the framing codec.
+//!
+//! Invariants (see `docs/PROTOCOL.md`):
+//! - A frame is a `u32` big-endian body length followed by a MessagePack body encoded with struct
+//!   maps, so peers skip fields they do not know.
+//! - Nothing here knows about sockets, SSH or agent state: the codec works on any
+//!   `AsyncRead`/`AsyncWrite`, and agent state types convert into these messages at the edge.
+//! - Decoding never panics; every malformed input is a [`WireError`].
+
+mod error;
+mod frame;
+mod message;
+
+pub use error::WireError;
+pub use frame::{decode, encode, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
+pub use message::*;

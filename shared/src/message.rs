@@ -1,0 +1,435 @@
+//! Every message of the protocol. Each client request says which reply it gets.
+//!
+//! Top-level frames are structs (`{id, body}`) so a peer that cannot understand a body can still
+//! read the request id and answer it with [`ErrorCode::UnknownMessage`]. Every struct field that a
+//! later version may add carries `#[serde(default)]`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Oldest protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+/// Name of the SSH subsystem the agent serves.
+pub const SUBSYSTEM_NAME: &str = "remora";
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = u64;
+
+/// Correlates a request with its replies and events. `0` is used for messages that expect none.
+pub type RequestId = u64;
+
+/// One frame from the client to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Echoed in every reply and event caused by this frame.
+    pub id: RequestId,
+    pub body: ClientBody,
+}
+
+/// Just the id of a client frame, for answering a body this side cannot decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameId {
+    #[serde(default)]
+    pub id: RequestId,
+}
+
+/// What the client asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientBody {
+    /// First frame of every connection. Reply: [`AgentBody::Welcome`] or an error, then close.
+    Hello(Hello),
+    /// Create a named session. Reply: [`AgentBody::Session`].
+    NewSession(NewSession),
+    /// List sessions. Reply: [`AgentBody::Sessions`].
+    ListSessions(ListSessions),
+    /// Run a command in a session. Reply: [`AgentBody::Invoked`], then, when `follow`, the
+    /// command's [`AgentBody::Output`] and [`AgentBody::CommandEnded`] events and a final
+    /// [`AgentBody::StreamEnd`].
+    Invoke(Invoke),
+    /// Get output not yet acknowledged. Reply: [`AgentBody::Receiving`], output events, then
+    /// [`AgentBody::StreamEnd`].
+    Receive(Receive),
+    /// Remove sessions, stopping their commands and runspaces. Reply: [`AgentBody::Removed`].
+    RemoveSessions(RemoveSessions),
+    /// The client has durably written a command's output up to `seq`. No reply.
+    Ack(Ack),
+}
+
+/// Opens a connection: versions, capabilities and who is asking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Newest protocol version the client speaks.
+    pub protocol: u32,
+    /// Oldest protocol version the client speaks.
+    #[serde(default)]
+    pub min_protocol: u32,
+    /// Client software and version, for logs and `ls`.
+    #[serde(default)]
+    pub software: String,
+    /// Optional features the client understands.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Where the client runs, shown as the attachment's origin.
+    #[serde(default)]
+    pub client: ClientInfo,
+}
+
+/// Identity of a client process, as it describes itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// Names a session by its name or by its instance id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionRef {
+    Name(String),
+    Id(Uuid),
+}
+
+/// How a session holds output that no client has acknowledged yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Buffering {
+    /// At the memory limit the command's output is no longer read, so the command stalls.
+    #[default]
+    Block,
+    /// At the memory limit the oldest unacknowledged output is discarded and reported.
+    Drop,
+    /// Past the memory limit output goes to a journal file, up to a disk quota.
+    Spill,
+    /// A mode introduced by a newer peer.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Request: create a session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewSession {
+    pub name: String,
+    /// Configuration to take defaults from; `None` is the agent's default configuration.
+    #[serde(default)]
+    pub configuration: Option<String>,
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub buffering: Option<Buffering>,
+}
+
+/// Request: list sessions, optionally only those whose name matches a glob.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListSessions {
+    #[serde(default)]
+    pub name_glob: Option<String>,
+}
+
+/// Request: run one command in a session's runspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invoke {
+    /// Session to run in; `None` runs in a temporary session removed once its output is acked.
+    #[serde(default)]
+    pub session: Option<SessionRef>,
+    /// Shell text, run by the runspace's shell as if typed at its prompt.
+    pub command: String,
+    /// Create the named session when it does not exist.
+    #[serde(default)]
+    pub create: bool,
+    /// Stream the command's output to this connection; `false` is `--disconnected`.
+    #[serde(default)]
+    pub follow: bool,
+    /// Unacknowledged output bytes the agent may have in flight to this client.
+    #[serde(default = "default_window")]
+    pub window: u64,
+}
+
+/// Request: deliver output not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receive {
+    pub session: SessionRef,
+    /// Keep streaming until no command is running or queued.
+    #[serde(default)]
+    pub follow: bool,
+    /// Unacknowledged output bytes the agent may have in flight to this client.
+    #[serde(default = "default_window")]
+    pub window: u64,
+}
+
+/// Default in-flight window: enough to keep a fast link busy, small enough to bound memory.
+pub const DEFAULT_WINDOW: u64 = 8 * 1024 * 1024;
+
+fn default_window() -> u64 {
+    DEFAULT_WINDOW
+}
+
+/// Request: remove every session matching any of the names (globs) or ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoveSessions {
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub ids: Vec<Uuid>,
+    /// Report what would be removed without removing it.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The client has written out a command's output up to and including `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub session: Uuid,
+    pub command: u64,
+    pub seq: u64,
+}
+
+/// One frame from the agent to the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentFrame {
+    /// The request this frame answers; `0` for frames not tied to a request.
+    pub id: RequestId,
+    pub body: AgentBody,
+}
+
+/// Replies and events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentBody {
+    Welcome(Welcome),
+    Session(SessionInfo),
+    Sessions(SessionList),
+    Invoked(Invoked),
+    Receiving(Receiving),
+    Output(Output),
+    CommandEnded(CommandEnded),
+    StreamEnd(StreamEnd),
+    Removed(SessionList),
+    Error(ErrorReply),
+}
+
+/// Reply to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Version both sides will speak.
+    pub protocol: u32,
+    #[serde(default)]
+    pub software: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Stable id of this agent's state directory: a reconnect checks it reached the same agent.
+    pub agent_id: Uuid,
+    /// Host name the agent runs on.
+    #[serde(default)]
+    pub host: String,
+    /// User the agent runs as.
+    #[serde(default)]
+    pub user: String,
+    /// Largest frame body the agent accepts from now on.
+    #[serde(default)]
+    pub max_frame: u64,
+}
+
+/// Lifecycle of a session, relative to the client asking (PowerShell's `State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionState {
+    /// Attached to the asking client.
+    Opened,
+    /// Not attached to the asking client (maybe to another: see availability).
+    Disconnected,
+    /// The runspace is gone; output collected so far can still be received.
+    Broken,
+    /// Removed.
+    Closed,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Whether the asking client may attach (PowerShell's `Availability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Availability {
+    /// Attached to the asking client.
+    Available,
+    /// Attached to another client.
+    Busy,
+    /// Attached to nobody.
+    None,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Which client holds a session, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `user@host pid N via ADDRESS` as far as known.
+    pub from: String,
+    pub since: UnixMillis,
+}
+
+/// Everything a client may show about a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub name: String,
+    pub instance_id: Uuid,
+    /// Host name of the agent holding the session.
+    pub host: String,
+    pub state: SessionState,
+    pub availability: Availability,
+    pub configuration: String,
+    pub created_at: UnixMillis,
+    #[serde(default)]
+    pub disconnected_at: Option<UnixMillis>,
+    pub idle_timeout_secs: u64,
+    /// When an unattached session will be removed for idleness.
+    #[serde(default)]
+    pub expires_at: Option<UnixMillis>,
+    pub buffering: Buffering,
+    #[serde(default)]
+    pub attached: Option<Attachment>,
+    #[serde(default)]
+    pub commands_running: u32,
+    #[serde(default)]
+    pub commands_queued: u32,
+    #[serde(default)]
+    pub commands_completed: u32,
+    /// Why the session is Broken.
+    #[serde(default)]
+    pub broken_reason: Option<String>,
+    /// Output bytes held for clients that have not acknowledged them.
+    #[serde(default)]
+    pub unacked_bytes: u64,
+    /// Removed with its last command's acknowledged output (sessions of `invoke` without a name).
+    #[serde(default)]
+    pub temporary: bool,
+}
+
+/// Reply listing sessions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// State of one command (job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandState {
+    Queued,
+    Running,
+    /// Finished with an exit code (zero or not).
+    Completed,
+    /// Could not run or finish: the runspace died under it.
+    Failed,
+    /// Interrupted on request or by removal.
+    Stopped,
+    #[serde(other)]
+    Unknown,
+}
+
+/// One command and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// Numbered from 1 within its session.
+    pub id: u64,
+    pub command: String,
+    pub state: CommandState,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    pub queued_at: UnixMillis,
+    #[serde(default)]
+    pub started_at: Option<UnixMillis>,
+    #[serde(default)]
+    pub ended_at: Option<UnixMillis>,
+}
+
+/// Reply to [`Invoke`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invoked {
+    pub session: SessionInfo,
+    pub command: CommandInfo,
+}
+
+/// Reply to [`Receive`], before any output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receiving {
+    pub session: SessionInfo,
+}
+
+/// Which of a command's output streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Event: a chunk of a command's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub session: Uuid,
+    pub command: u64,
+    /// Position in the command's journal, from 1, without gaps.
+    pub seq: u64,
+    pub stream: Stream,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// Event: a command ended. It is the last entry of the command's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandEnded {
+    pub session: Uuid,
+    pub command: u64,
+    pub seq: u64,
+    pub state: CommandState,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    pub ended_at: UnixMillis,
+}
+
+/// Event: an invoke or receive stream has delivered everything it will.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEnd {
+    /// Exit code of the session's most recent ended command, when there is one.
+    #[serde(default)]
+    pub last_exit_code: Option<i32>,
+    /// Commands still running or queued when the stream ended (receive without follow).
+    #[serde(default)]
+    pub commands_pending: u32,
+}
+
+/// Why a request failed. Codes are stable; messages are for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame could not be read (too large, truncated, not MessagePack).
+    BadFrame,
+    /// The first frame was not a hello.
+    HelloRequired,
+    /// No protocol version in common.
+    VersionMismatch,
+    /// A well-formed frame with a body this agent does not know.
+    UnknownMessage,
+    /// A session name that is empty, too long or has forbidden characters.
+    InvalidName,
+    /// A request whose fields make no sense together.
+    InvalidRequest,
+    SessionNotFound,
+    SessionExists,
+    /// The session's runspace is gone; receive its output and remove it.
+    SessionBroken,
+    /// The agent hit a limit (sessions, queue, memory).
+    LimitReached,
+    /// The agent failed; see its log.
+    Internal,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Reply: the request failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
