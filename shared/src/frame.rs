@@ -5,7 +5,7 @@
 //! [`MAX_HELLO_FRAME_LEN`] bytes.
 
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::WireError;
 
@@ -15,6 +15,8 @@ pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 pub const MAX_HELLO_FRAME_LEN: usize = 64 * 1024;
 
 const LEN_PREFIX: usize = 4;
+/// Read-ahead buffer, so small frames cost one read call per batch rather than two per frame.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Appends one frame (length prefix and MessagePack body) for `message` to `out`.
 pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
@@ -36,16 +38,34 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
 }
 
 /// Reads frames from a byte stream.
+///
+/// Cancel-safe: a partly read frame stays buffered in the reader, so `read_frame` may be raced
+/// against a timer or a shutdown signal without losing or misaligning bytes.
 pub struct FrameReader<R> {
-    inner: R,
+    inner: BufReader<R>,
     max_len: usize,
+    prefix: [u8; LEN_PREFIX],
     body: Vec<u8>,
+    /// Body length once the prefix is complete.
+    body_len: Option<usize>,
+    /// Bytes of the current prefix or body read so far.
+    filled: usize,
+    /// The last call returned a whole frame; the next starts afresh.
+    returned: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader that accepts only hello-sized frames until [`FrameReader::set_max_len`].
     pub fn new(inner: R) -> Self {
-        Self { inner, max_len: MAX_HELLO_FRAME_LEN, body: Vec::new() }
+        Self {
+            inner: BufReader::with_capacity(READ_BUFFER, inner),
+            max_len: MAX_HELLO_FRAME_LEN,
+            prefix: [0; LEN_PREFIX],
+            body: Vec::new(),
+            body_len: None,
+            filled: 0,
+            returned: false,
+        }
     }
 
     /// Changes the largest body this reader accepts.
@@ -55,24 +75,50 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads the next frame body. `Ok(None)` means the peer closed cleanly between frames.
     pub async fn read_frame(&mut self) -> Result<Option<&[u8]>, WireError> {
-        let mut prefix = [0u8; LEN_PREFIX];
-        let got = read_full(&mut self.inner, &mut prefix).await?;
-        if got == 0 {
-            return Ok(None);
+        if self.returned {
+            self.returned = false;
+            self.body_len = None;
+            self.filled = 0;
         }
-        if got < LEN_PREFIX {
-            return Err(WireError::Truncated { expected: LEN_PREFIX, got });
+        loop {
+            let want = self.body_len.unwrap_or(LEN_PREFIX);
+            if self.filled == want {
+                match self.body_len {
+                    None => self.start_body()?,
+                    Some(len) => {
+                        self.returned = true;
+                        return Ok(Some(&self.body[..len]));
+                    }
+                }
+                continue;
+            }
+            let target = match self.body_len {
+                None => &mut self.prefix[self.filled..want],
+                Some(_) => &mut self.body[self.filled..want],
+            };
+            let got = self.inner.read(target).await?;
+            if got == 0 {
+                return match (self.body_len, self.filled) {
+                    (None, 0) => Ok(None),
+                    _ => Err(WireError::Truncated { expected: want, got: self.filled }),
+                };
+            }
+            self.filled += got;
         }
-        let len = u32::from_be_bytes(prefix) as usize;
+    }
+
+    /// The prefix is complete: check the announced length and make room for the body.
+    fn start_body(&mut self) -> Result<(), WireError> {
+        let len = u32::from_be_bytes(self.prefix) as usize;
         if len > self.max_len {
             return Err(WireError::FrameTooLarge { len: len as u64, max: self.max_len });
         }
-        self.body.resize(len, 0);
-        let got = read_full(&mut self.inner, &mut self.body).await?;
-        if got < len {
-            return Err(WireError::Truncated { expected: len, got });
+        if self.body.len() < len {
+            self.body.resize(len, 0);
         }
-        Ok(Some(&self.body))
+        self.body_len = Some(len);
+        self.filled = 0;
+        Ok(())
     }
 
     /// Reads and decodes the next message. `Ok(None)` means a clean close.
@@ -82,18 +128,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             None => Ok(None),
         }
     }
-}
-
-/// Reads until `buf` is full or the stream ends; returns how many bytes arrived.
-async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]).await? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Writes frames to a byte stream, reusing one encode buffer.

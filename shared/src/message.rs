@@ -419,6 +419,8 @@ pub enum ErrorCode {
     SessionExists,
     /// The session's runspace is gone; receive its output and remove it.
     SessionBroken,
+    /// The session is attached to another client.
+    SessionBusy,
     /// The agent hit a limit (sessions, queue, memory).
     LimitReached,
     /// The agent failed; see its log.

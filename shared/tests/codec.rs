@@ -1,0 +1,163 @@
+//! The codec against the properties both peers rely on: round trips, limits, truncation and
+//! messages from newer peers.
+
+use remora_wire::*;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+fn invoke_frame() -> ClientFrame {
+    ClientFrame {
+        id: 7,
+        body: ClientBody::Invoke(Invoke {
+            session: Some(SessionRef::Name("build".into())),
+            command: "make -j4".into(),
+            create: true,
+            follow: true,
+            window: DEFAULT_WINDOW,
+        }),
+    }
+}
+
+async fn reader_over(bytes: Vec<u8>) -> FrameReader<tokio::io::DuplexStream> {
+    let (mut tx, rx) = tokio::io::duplex(bytes.len().max(1) + 16);
+    tx.write_all(&bytes).await.unwrap();
+    drop(tx);
+    FrameReader::new(rx)
+}
+
+#[tokio::test]
+async fn frames_round_trip_through_a_stream() {
+    let output = AgentFrame {
+        id: 7,
+        body: AgentBody::Output(Output {
+            session: Uuid::new_v4(),
+            command: 1,
+            seq: 3,
+            stream: Stream::Stderr,
+            data: vec![0, 255, b'\n'],
+        }),
+    };
+    let mut bytes = Vec::new();
+    encode(&invoke_frame(), &mut bytes).unwrap();
+    encode(&output, &mut bytes).unwrap();
+    let mut reader = reader_over(bytes).await;
+    assert_eq!(reader.read_message::<ClientFrame>().await.unwrap(), Some(invoke_frame()));
+    assert_eq!(reader.read_message::<AgentFrame>().await.unwrap(), Some(output));
+    assert_eq!(reader.read_message::<AgentFrame>().await.unwrap(), None, "clean close between frames");
+}
+
+#[tokio::test]
+async fn oversize_frame_is_refused_before_allocating() {
+    let mut bytes = (MAX_HELLO_FRAME_LEN as u32 + 1).to_be_bytes().to_vec();
+    bytes.extend_from_slice(b"tiny");
+    let mut reader = reader_over(bytes).await;
+    let err = reader.read_frame().await.unwrap_err();
+    assert!(matches!(err, WireError::FrameTooLarge { max, .. } if max == MAX_HELLO_FRAME_LEN), "{err}");
+}
+
+#[tokio::test]
+async fn raised_limit_accepts_larger_frames() {
+    let big = vec![b'x'; MAX_HELLO_FRAME_LEN * 2];
+    let mut bytes = (big.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&big);
+    let mut reader = reader_over(bytes).await;
+    reader.set_max_len(MAX_FRAME_LEN);
+    assert_eq!(reader.read_frame().await.unwrap().unwrap().len(), big.len());
+}
+
+#[tokio::test]
+async fn truncated_frame_is_an_error_not_a_clean_close() {
+    let mut bytes = Vec::new();
+    encode(&invoke_frame(), &mut bytes).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    let mut reader = reader_over(bytes).await;
+    assert!(matches!(reader.read_frame().await.unwrap_err(), WireError::Truncated { .. }));
+
+    let mut reader = reader_over(vec![0, 0]).await;
+    assert!(matches!(reader.read_frame().await.unwrap_err(), WireError::Truncated { expected: 4, got: 2 }));
+}
+
+#[tokio::test]
+async fn empty_stream_is_a_clean_close() {
+    let mut reader = reader_over(Vec::new()).await;
+    assert!(reader.read_frame().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn partial_reads_survive_cancellation() {
+    let mut bytes = Vec::new();
+    encode(&invoke_frame(), &mut bytes).unwrap();
+    let (mut tx, rx) = tokio::io::duplex(1024);
+    let mut reader = FrameReader::new(rx);
+    tx.write_all(&bytes[..6]).await.unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_millis(20), reader.read_frame()).await;
+    assert!(first.is_err(), "a partial frame must not complete");
+    tx.write_all(&bytes[6..]).await.unwrap();
+    assert_eq!(reader.read_message::<ClientFrame>().await.unwrap(), Some(invoke_frame()));
+}
+
+#[test]
+fn unknown_message_type_is_a_decode_error_but_its_id_is_readable() {
+    #[derive(serde::Serialize)]
+    struct Future {
+        id: u64,
+        body: std::collections::BTreeMap<&'static str, u32>,
+    }
+    let mut bytes = Vec::new();
+    encode(&Future { id: 42, body: [("Teleport", 1)].into() }, &mut bytes).unwrap();
+    let body = &bytes[4..];
+    assert!(matches!(decode::<ClientFrame>(body), Err(WireError::Decode(_))));
+    assert_eq!(decode::<FrameId>(body).unwrap().id, 42);
+}
+
+#[test]
+fn unknown_fields_are_skipped_and_missing_optional_fields_default() {
+    #[derive(serde::Serialize)]
+    struct NewerHello {
+        protocol: u32,
+        telemetry: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Frame {
+        id: u64,
+        body: std::collections::BTreeMap<&'static str, NewerHello>,
+    }
+    let frame = Frame { id: 1, body: [("Hello", NewerHello { protocol: 9, telemetry: "x" })].into() };
+    let mut bytes = Vec::new();
+    encode(&frame, &mut bytes).unwrap();
+    let decoded: ClientFrame = decode(&bytes[4..]).unwrap();
+    let ClientBody::Hello(hello) = decoded.body else { panic!("not a hello: {decoded:?}") };
+    assert_eq!(hello.protocol, 9);
+    assert_eq!(hello.min_protocol, 0);
+    assert!(hello.capabilities.is_empty());
+}
+
+#[test]
+fn unknown_enum_values_from_newer_peers_decode_as_unknown() {
+    #[derive(serde::Serialize)]
+    struct Reply {
+        code: &'static str,
+        message: &'static str,
+    }
+    let mut bytes = Vec::new();
+    encode(&Reply { code: "quota_exceeded_on_mars", message: "m" }, &mut bytes).unwrap();
+    let reply: ErrorReply = decode(&bytes[4..]).unwrap();
+    assert_eq!(reply.code, ErrorCode::Unknown);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for len in 0..512 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let _ = decode::<ClientFrame>(&bytes);
+        let _ = decode::<AgentFrame>(&bytes);
+    }
+}

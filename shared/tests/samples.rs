@@ -1,0 +1,188 @@
+//! Checked-in sample frames (`shared/samples/*.hex`, one per message) must keep decoding to the
+//! same messages, so a change that breaks older peers fails here. `docs/PROTOCOL.md` shows each.
+//!
+//! To add a message: add it to `samples()`, run with `REMORA_WRITE_SAMPLES=1`, commit the file.
+
+use std::{fs, path::PathBuf};
+
+use remora_wire::*;
+use uuid::Uuid;
+
+const SESSION: Uuid = Uuid::from_u128(0x6f1c_2b9e_4d3a_4b8e_9f21_0c5d_7e8a_1b2c);
+const AGENT: Uuid = Uuid::from_u128(0x0a4e_55f0_3c1d_4e2a_8b7c_9d0e_1f2a_3b4c);
+const T0: UnixMillis = 1_795_000_000_000;
+
+fn session_info() -> SessionInfo {
+    SessionInfo {
+        name: "build".into(),
+        instance_id: SESSION,
+        host: "web01".into(),
+        state: SessionState::Disconnected,
+        availability: Availability::None,
+        configuration: "default".into(),
+        created_at: T0,
+        disconnected_at: Some(T0 + 5_000),
+        idle_timeout_secs: 7200,
+        expires_at: Some(T0 + 5_000 + 7_200_000),
+        buffering: Buffering::Block,
+        attached: None,
+        commands_running: 1,
+        commands_queued: 0,
+        commands_completed: 2,
+        broken_reason: None,
+        unacked_bytes: 4096,
+        temporary: false,
+    }
+}
+
+fn command_info() -> CommandInfo {
+    CommandInfo {
+        id: 3,
+        command: "make -j4".into(),
+        state: CommandState::Running,
+        exit_code: None,
+        queued_at: T0 + 6_000,
+        started_at: Some(T0 + 6_001),
+        ended_at: None,
+    }
+}
+
+fn client_samples() -> Vec<(&'static str, ClientFrame)> {
+    let hello = Hello {
+        protocol: PROTOCOL_VERSION,
+        min_protocol: MIN_PROTOCOL_VERSION,
+        software: "remora 0.1.0".into(),
+        capabilities: vec![],
+        client: ClientInfo { host: "laptop".into(), user: "ada".into(), pid: 4242 },
+    };
+    let frame = |id, body| ClientFrame { id, body };
+    vec![
+        ("client-hello", frame(1, ClientBody::Hello(hello))),
+        (
+            "client-new-session",
+            frame(2, ClientBody::NewSession(NewSession { name: "build".into(), idle_timeout_secs: Some(7200), ..Default::default() })),
+        ),
+        ("client-list-sessions", frame(3, ClientBody::ListSessions(ListSessions { name_glob: Some("bu*".into()) }))),
+        (
+            "client-invoke",
+            frame(
+                4,
+                ClientBody::Invoke(Invoke {
+                    session: Some(SessionRef::Name("build".into())),
+                    command: "make -j4".into(),
+                    create: true,
+                    follow: false,
+                    window: DEFAULT_WINDOW,
+                }),
+            ),
+        ),
+        (
+            "client-receive",
+            frame(5, ClientBody::Receive(Receive { session: SessionRef::Id(SESSION), follow: true, window: DEFAULT_WINDOW })),
+        ),
+        ("client-ack", frame(0, ClientBody::Ack(Ack { session: SESSION, command: 3, seq: 17 }))),
+        (
+            "client-remove-sessions",
+            frame(6, ClientBody::RemoveSessions(RemoveSessions { names: vec!["build*".into()], ids: vec![], dry_run: true })),
+        ),
+    ]
+}
+
+fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
+    let welcome = Welcome {
+        protocol: 1,
+        software: "remora-agent 0.1.0".into(),
+        capabilities: vec![],
+        agent_id: AGENT,
+        host: "web01".into(),
+        user: "ada".into(),
+        max_frame: MAX_FRAME_LEN as u64,
+    };
+    let frame = |id, body| AgentFrame { id, body };
+    vec![
+        ("agent-welcome", frame(1, AgentBody::Welcome(welcome))),
+        ("agent-session", frame(2, AgentBody::Session(session_info()))),
+        ("agent-sessions", frame(3, AgentBody::Sessions(SessionList { sessions: vec![session_info()] }))),
+        ("agent-invoked", frame(4, AgentBody::Invoked(Invoked { session: session_info(), command: command_info() }))),
+        ("agent-receiving", frame(5, AgentBody::Receiving(Receiving { session: session_info() }))),
+        (
+            "agent-output",
+            frame(
+                5,
+                AgentBody::Output(Output { session: SESSION, command: 3, seq: 17, stream: Stream::Stdout, data: b"compiling...\n".to_vec() }),
+            ),
+        ),
+        (
+            "agent-command-ended",
+            frame(
+                5,
+                AgentBody::CommandEnded(CommandEnded {
+                    session: SESSION,
+                    command: 3,
+                    seq: 18,
+                    state: CommandState::Completed,
+                    exit_code: Some(0),
+                    ended_at: T0 + 60_000,
+                }),
+            ),
+        ),
+        ("agent-stream-end", frame(5, AgentBody::StreamEnd(StreamEnd { last_exit_code: Some(0), commands_pending: 0 }))),
+        ("agent-removed", frame(6, AgentBody::Removed(SessionList { sessions: vec![session_info()] }))),
+        (
+            "agent-error",
+            frame(
+                7,
+                AgentBody::Error(ErrorReply {
+                    code: ErrorCode::SessionNotFound,
+                    message: "no session named \"nope\" on web01 for user ada; list them with `remora ls`".into(),
+                }),
+            ),
+        ),
+    ]
+}
+
+fn sample_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples").join(format!("{name}.hex"))
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.chunks(32).map(|line| line.iter().map(|b| format!("{b:02x}")).collect()).collect();
+    hex.join("\n") + "\n"
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, message: &T) {
+    let path = sample_path(name);
+    if std::env::var_os("REMORA_WRITE_SAMPLES").is_some() {
+        let mut bytes = Vec::new();
+        encode(message, &mut bytes).unwrap();
+        fs::write(&path, to_hex(&bytes)).unwrap();
+    }
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; write it with REMORA_WRITE_SAMPLES=1", path.display()));
+    let bytes = from_hex(&text);
+    let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, bytes.len() - 4, "{name}: length prefix");
+    let decoded: T = decode(&bytes[4..]).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(&decoded, message, "{name}");
+}
+
+#[test]
+fn checked_in_client_frames_decode() {
+    for (name, frame) in client_samples() {
+        check(name, &frame);
+    }
+}
+
+#[test]
+fn checked_in_agent_frames_decode() {
+    for (name, frame) in agent_samples() {
+        check(name, &frame);
+    }
+}
