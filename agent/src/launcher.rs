@@ -1,12 +1,111 @@
 //! Reaching the user's daemon from a subsystem or server process, starting it when absent.
+//!
+//! Start-up is race-free: concurrent starters serialise on `spawn.lock` and re-try the socket
+//! once they hold it; the daemon itself takes the pid-file lock before touching the socket, so
+//! even a daemon started by hand cannot remove a live daemon's socket.
 
-use tokio::net::UnixStream;
+use std::{
+    fs,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use crate::{paths::StatePaths, Result};
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::{io::AsyncWriteExt, net::UnixStream};
+use tracing::debug;
+
+use crate::{
+    error::{AgentError, Result},
+    fdpass::MODE_PROTOCOL,
+    paths::StatePaths,
+};
+
+/// How long a starter waits for a new daemon's socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to the daemon in protocol mode (the socket then carries remora frames),
 /// starting the daemon first if it is not running.
 pub async fn connect_daemon(paths: &StatePaths) -> Result<UnixStream> {
-    let _ = paths;
-    todo!("written by the daemon work")
+    let mut stream = connect_or_start(paths).await?;
+    stream.write_all(&[MODE_PROTOCOL]).await.map_err(AgentError::io("cannot write to", paths.socket()))?;
+    Ok(stream)
+}
+
+/// Connects to the daemon's socket, starting the daemon if nobody answers.
+pub async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
+    if let Ok(stream) = UnixStream::connect(paths.socket()).await {
+        return Ok(stream);
+    }
+    paths.prepare()?;
+    let lock_paths = paths.clone();
+    let _spawn_lock = tokio::task::spawn_blocking(move || lock_spawn(&lock_paths))
+        .await
+        .map_err(|err| AgentError::Ssh(format!("spawn-lock task failed: {err}")))??;
+    if let Ok(stream) = UnixStream::connect(paths.socket()).await {
+        return Ok(stream);
+    }
+    let mut child = spawn_daemon(paths)?;
+    wait_for_socket(paths, &mut child).await
+}
+
+/// Blocks until this process is the only one starting a daemon.
+fn lock_spawn(paths: &StatePaths) -> Result<Flock<fs::File>> {
+    let path = paths.spawn_lock();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(AgentError::io("cannot open", &path))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
+}
+
+/// Starts `remora-agent daemon` detached from this process's session and stdio.
+fn spawn_daemon(paths: &StatePaths) -> Result<Child> {
+    let exe = std::env::current_exe().map_err(AgentError::io("cannot find own executable", "/proc/self/exe"))?;
+    let log = open_log(&paths.log_file())?;
+    let mut command = Command::new(&exe);
+    command.arg("daemon").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    if let Some(root) = &paths.root {
+        command.arg("--state-dir").arg(root);
+    }
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from the SSH session's
+    // process group and controlling terminal so it outlives the connection.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+        });
+    }
+    debug!("starting daemon {}", exe.display());
+    command.spawn().map_err(AgentError::io("cannot start the daemon", &exe))
+}
+
+fn open_log(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(AgentError::io("cannot open log", path))
+}
+
+/// Waits until the new daemon accepts connections, or reports why it did not.
+async fn wait_for_socket(paths: &StatePaths, child: &mut Child) -> Result<UnixStream> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(2);
+    loop {
+        if let Ok(stream) = UnixStream::connect(paths.socket()).await {
+            return Ok(stream);
+        }
+        let exited = child.try_wait().ok().flatten().is_some();
+        if exited || started.elapsed() > START_TIMEOUT {
+            return Err(AgentError::DaemonStart { waited_ms: started.elapsed().as_millis(), log: paths.log_file() });
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(100));
+    }
 }

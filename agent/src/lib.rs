@@ -1,10 +1,19 @@
-//! remora's agent: the sshd subsystem relay, the per-user session daemon and an embedded SSH
-//! server. See `docs/ARCHITECTURE.md` for the lifecycle and invariants.
+//! remora's agent: the sshd subsystem, the per-user session daemon and an embedded SSH server.
+//! See `docs/ARCHITECTURE.md` for the lifecycle and invariants.
 
+mod clock;
+pub mod cli;
+pub mod connection;
+pub mod daemon;
 pub mod error;
+pub mod fdpass;
+mod handler;
 pub mod launcher;
 pub mod paths;
+mod registry;
 pub mod serve;
+pub mod session;
+pub mod subsystem;
 
 pub use error::{AgentError, Result};
 pub use paths::StatePaths;

@@ -1,1 +1,65 @@
-fn main() {}
+//! `remora-agent`: parses arguments and hands over to the library.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use remora_agent::{cli, StatePaths};
+
+/// remora's per-user agent. sshd runs `remora-agent subsystem`; it starts the daemon on demand.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one SSH channel: what sshd runs for `Subsystem remora`.
+    Subsystem {
+        /// Keep socket, data, config and logs under DIR instead of the per-user directories.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Run the per-user session daemon in the foreground (normally started by `subsystem`).
+    Daemon {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// An embedded SSH server serving only the remora subsystem (for hosts without sshd).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:2222 (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Public keys allowed to log in (OpenSSH authorized_keys format).
+        #[arg(long, value_name = "FILE", default_value = "~/.ssh/authorized_keys")]
+        authorized_keys: String,
+        /// Host key to use; generated and kept under the config dir when absent.
+        #[arg(long, value_name = "FILE")]
+        host_key: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Subsystem { state_dir } => paths(state_dir).and_then(cli::subsystem),
+        Command::Daemon { state_dir } => paths(state_dir).and_then(cli::daemon),
+        Command::Serve { listen, authorized_keys, host_key, state_dir } => {
+            paths(state_dir).and_then(|paths| cli::serve(paths, listen, &authorized_keys, host_key))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("remora-agent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn paths(state_dir: Option<PathBuf>) -> anyhow::Result<StatePaths> {
+    Ok(StatePaths::from_option(state_dir.as_deref())?)
+}

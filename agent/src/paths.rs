@@ -15,6 +15,8 @@ use crate::error::{AgentError, Result};
 /// The agent's places on disk.
 #[derive(Debug, Clone)]
 pub struct StatePaths {
+    /// The `--state-dir` these paths were derived from, if any (passed on to a spawned daemon).
+    pub root: Option<PathBuf>,
     /// Holds the daemon socket and pid file.
     pub run_dir: PathBuf,
     /// Holds persisted sessions and journals.
@@ -29,6 +31,7 @@ impl StatePaths {
     /// Everything under one directory (`--state-dir`), so tests and instances never collide.
     pub fn under(root: &Path) -> Self {
         Self {
+            root: Some(root.to_path_buf()),
             run_dir: root.join("run"),
             data_dir: root.join("data"),
             config_dir: root.join("config"),
@@ -45,6 +48,7 @@ impl StatePaths {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| data_dir.join("run"));
         Ok(Self {
+            root: None,
             run_dir,
             log_dir: data_dir.join("log"),
             data_dir,

@@ -1,0 +1,206 @@
+//! One client connection speaking the protocol: the hello first, then requests until the peer
+//! closes, the daemon stops, or a frame is unreadable.
+//!
+//! A writer task owns the outgoing side and batches frames; handlers reach it through a bounded
+//! channel, so a client that stops reading stalls only its own connection. Requests that stream
+//! (invoke, receive) run as tasks of the connection and end with it.
+
+use std::{sync::Arc, time::Duration};
+
+use remora_wire::{
+    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader, FrameWriter, Hello,
+    Welcome, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::mpsc,
+};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use crate::{
+    daemon::Daemon,
+    handler::{self, Ctx},
+};
+
+/// Time a client has to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for the writer before handlers wait.
+const OUTBOX: usize = 256;
+/// Streaming requests one connection may run at once.
+const MAX_STREAMS: usize = 32;
+/// Bytes batched into one write.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Serves one connection to its end.
+pub async fn serve<R, W>(daemon: Arc<Daemon>, reader: R, writer: W, origin: String)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut frames = FrameReader::new(reader);
+    let (tx, rx) = mpsc::channel(OUTBOX);
+    let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer), rx));
+    if let Some(hello) = handshake(&daemon, &mut frames, &tx).await {
+        frames.set_max_len(MAX_FRAME_LEN);
+        let ctx = Arc::new(Ctx {
+            conn: daemon.next_conn_id(),
+            from: describe_client(&hello, &origin),
+            closed: daemon.shutdown.child_token(),
+            daemon,
+            tx,
+        });
+        info!(conn = ctx.conn, from = %ctx.from, "client connected");
+        let streams = TaskTracker::new();
+        request_loop(&ctx, &mut frames, &streams).await;
+        ctx.closed.cancel();
+        streams.close();
+        streams.wait().await;
+        ctx.detach_everywhere();
+        info!(conn = ctx.conn, "client disconnected");
+    } else {
+        drop(tx);
+    }
+    let _ = writer_task.await;
+}
+
+/// Reads the hello and answers it; `None` if the connection must close.
+async fn handshake<R: AsyncRead + Unpin>(
+    daemon: &Daemon,
+    frames: &mut FrameReader<R>,
+    tx: &mpsc::Sender<AgentFrame>,
+) -> Option<Hello> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, frames.read_frame()).await;
+    let refuse = |code, message: String| AgentFrame { id: 0, body: AgentBody::Error(remora_wire::ErrorReply { code, message }) };
+    let reply = match first {
+        Err(_) => refuse(ErrorCode::HelloRequired, format!("no hello within {} s; closing", HELLO_TIMEOUT.as_secs())),
+        Ok(Ok(None)) => return None,
+        Ok(Err(err)) => refuse(ErrorCode::BadFrame, format!("{err}; closing")),
+        Ok(Ok(Some(body))) => match decode::<ClientFrame>(body) {
+            Ok(ClientFrame { id, body: ClientBody::Hello(hello) }) => match negotiate(&hello) {
+                Ok(version) => {
+                    let welcome = welcome(daemon, version);
+                    tx.send(AgentFrame { id, body: AgentBody::Welcome(welcome) }).await.ok()?;
+                    return Some(hello);
+                }
+                Err(message) => refuse(ErrorCode::VersionMismatch, message),
+            },
+            Ok(_) => refuse(ErrorCode::HelloRequired, "the first message must be a hello; closing".into()),
+            Err(err) => refuse(ErrorCode::BadFrame, format!("the first frame is not a remora hello ({err}); closing")),
+        },
+    };
+    debug!("refusing connection: {:?}", reply.body);
+    let _ = tx.send(reply).await;
+    None
+}
+
+/// Picks the protocol version both sides speak.
+fn negotiate(hello: &Hello) -> Result<u32, String> {
+    let client_min = if hello.min_protocol == 0 { hello.protocol } else { hello.min_protocol };
+    let version = hello.protocol.min(PROTOCOL_VERSION);
+    if version < MIN_PROTOCOL_VERSION || version < client_min {
+        let newer = if hello.protocol > PROTOCOL_VERSION { "remora-agent on this host" } else { "the remora client" };
+        return Err(format!(
+            "no common protocol version: client speaks {client_min}..={}, remora-agent {} speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; upgrade {newer}",
+            hello.protocol,
+            env!("CARGO_PKG_VERSION"),
+        ));
+    }
+    Ok(version)
+}
+
+fn welcome(daemon: &Daemon, protocol: u32) -> Welcome {
+    Welcome {
+        protocol,
+        software: format!("remora-agent {}", env!("CARGO_PKG_VERSION")),
+        capabilities: Vec::new(),
+        agent_id: daemon.agent_id,
+        host: daemon.host.clone(),
+        user: daemon.user.clone(),
+        max_frame: MAX_FRAME_LEN as u64,
+    }
+}
+
+fn describe_client(hello: &Hello, origin: &str) -> String {
+    let client = &hello.client;
+    match (client.user.is_empty(), client.host.is_empty()) {
+        (false, false) => format!("{}@{} (pid {}) via {origin}", client.user, client.host, client.pid),
+        _ => origin.to_string(),
+    }
+}
+
+async fn request_loop<R: AsyncRead + Unpin>(ctx: &Arc<Ctx>, frames: &mut FrameReader<R>, streams: &TaskTracker) {
+    loop {
+        let read = tokio::select! {
+            read = frames.read_frame() => read,
+            _ = ctx.closed.cancelled() => return,
+        };
+        let body = match read {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(err) => {
+                ctx.send_error(0, ErrorCode::BadFrame, format!("{err}; closing the connection")).await;
+                return;
+            }
+        };
+        match decode::<ClientFrame>(body) {
+            Ok(frame) => dispatch(ctx, frame, streams).await,
+            Err(err) => {
+                let id = decode::<FrameId>(body).map_or(0, |f| f.id);
+                let message = format!(
+                    "cannot understand this request ({err}); if the client is newer than remora-agent {}, upgrade the agent",
+                    env!("CARGO_PKG_VERSION")
+                );
+                ctx.send_error(id, ErrorCode::UnknownMessage, message).await;
+            }
+        }
+    }
+}
+
+async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
+    let id = frame.id;
+    match frame.body {
+        ClientBody::Ack(ack) => handler::ack::handle(ctx, ack),
+        ClientBody::Hello(_) => ctx.send_error(id, ErrorCode::InvalidRequest, "hello was already received".into()).await,
+        ClientBody::NewSession(request) => ctx.finish(id, handler::new::handle(ctx, id, request).await).await,
+        ClientBody::ListSessions(request) => ctx.finish(id, handler::ls::handle(ctx, id, request).await).await,
+        ClientBody::RemoveSessions(request) => ctx.finish(id, handler::rm::handle(ctx, id, request).await).await,
+        ClientBody::Invoke(request) => spawn_stream(ctx, streams, id, move |ctx| handler::invoke::handle(ctx, id, request)).await,
+        ClientBody::Receive(request) => spawn_stream(ctx, streams, id, move |ctx| handler::receive::handle(ctx, id, request)).await,
+    }
+}
+
+/// Runs a streaming request as a task of this connection, within the per-connection limit.
+async fn spawn_stream<F, Fut>(ctx: &Arc<Ctx>, streams: &TaskTracker, id: u64, run: F)
+where
+    F: FnOnce(Arc<Ctx>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), handler::Refusal>> + Send + 'static,
+{
+    if streams.len() >= MAX_STREAMS {
+        let message = format!("this connection already runs {MAX_STREAMS} streams; wait for one to end");
+        ctx.send_error(id, ErrorCode::LimitReached, message).await;
+        return;
+    }
+    let task = run(ctx.clone());
+    let ctx = ctx.clone();
+    streams.spawn(async move { ctx.finish(id, task.await).await });
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FrameWriter<W>, mut rx: mpsc::Receiver<AgentFrame>) {
+    while let Some(frame) = rx.recv().await {
+        if writer.queue(&frame).is_err() {
+            break;
+        }
+        while writer.pending() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(frame) if writer.queue(&frame).is_ok() => {}
+                _ => break,
+            }
+        }
+        if let Err(err) = writer.flush().await {
+            debug!("client stopped accepting frames: {err}");
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,114 @@
+//! The per-user daemon: owns every session and outlives every SSH connection.
+//!
+//! Lifecycle: take the pid-file lock (a second daemon exits quietly), remove a stale socket,
+//! bind, serve connections until SIGTERM/SIGINT, then stop every runspace and remove the socket.
+//! Every connection is checked to come from our own uid before a byte is read.
+
+mod accept;
+mod reaper;
+mod state;
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    sync::Arc,
+};
+
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::{net::UnixListener, signal::unix::SignalKind};
+use tracing::{info, warn};
+
+pub use state::{Daemon, SessionDefaults};
+
+use crate::{
+    error::{AgentError, Result},
+    paths::StatePaths,
+};
+
+/// Runs the daemon in the foreground until it is told to stop.
+pub async fn run(paths: StatePaths) -> Result<()> {
+    paths.prepare()?;
+    let Some(_pid_lock) = lock_pid_file(&paths)? else {
+        info!("another daemon holds {}; exiting", paths.pid_file().display());
+        return Ok(());
+    };
+    let listener = bind_socket(&paths)?;
+    let daemon = Arc::new(Daemon::load(&paths)?);
+    info!(socket = %paths.socket().display(), agent_id = %daemon.agent_id, "daemon listening");
+    daemon.tasks.spawn(reaper::run(daemon.clone()));
+    serve(&listener, &daemon).await;
+    shutdown(&daemon, &paths).await;
+    Ok(())
+}
+
+async fn serve(listener: &UnixListener, daemon: &Arc<Daemon>) {
+    let mut terminate = tokio::signal::unix::signal(SignalKind::terminate()).ok();
+    let mut interrupt = tokio::signal::unix::signal(SignalKind::interrupt()).ok();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    daemon.tasks.spawn(accept::handle(daemon.clone(), stream));
+                }
+                Err(err) => warn!("accept failed: {err}"),
+            },
+            _ = recv_signal(&mut terminate) => break,
+            _ = recv_signal(&mut interrupt) => break,
+            _ = daemon.shutdown.cancelled() => break,
+        }
+    }
+}
+
+async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown(daemon: &Arc<Daemon>, paths: &StatePaths) {
+    info!("daemon stopping: ending {} sessions", daemon.registry.len());
+    daemon.shutdown.cancel();
+    daemon.registry.clear();
+    daemon.tasks.close();
+    daemon.tasks.wait().await;
+    let _ = fs::remove_file(paths.socket());
+}
+
+/// Takes the daemon's lifetime lock and records our pid; `None` if another daemon holds it.
+fn lock_pid_file(paths: &StatePaths) -> Result<Option<Flock<fs::File>>> {
+    let path = paths.pid_file();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(AgentError::io("cannot open pid file", &path))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+        Err((_, errno)) => return Err(errno.into()),
+    };
+    lock.set_len(0).map_err(AgentError::io("cannot truncate pid file", &path))?;
+    writeln!(lock, "{}", std::process::id()).map_err(AgentError::io("cannot write pid file", &path))?;
+    Ok(Some(lock))
+}
+
+/// Binds the socket, replacing a stale one (safe: we hold the pid lock, so no daemon uses it).
+fn bind_socket(paths: &StatePaths) -> Result<UnixListener> {
+    let path = paths.socket();
+    match fs::remove_file(&path) {
+        Ok(()) => info!("removed stale socket {}", path.display()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(AgentError::io("cannot remove stale socket", &path)(err)),
+    }
+    let listener = UnixListener::bind(&path).map_err(AgentError::io("cannot bind", &path))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+        .map_err(AgentError::io("cannot set mode of", &path))?;
+    Ok(listener)
+}

@@ -1,0 +1,114 @@
+//! What the daemon holds: the registry, its identity and its defaults.
+
+use std::{
+    fs,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use remora_wire::Buffering;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+use crate::{
+    error::{AgentError, Result},
+    paths::StatePaths,
+    registry::Registry,
+    session::{runspace::ShellSpec, ConnId},
+};
+
+/// Session defaults of the default configuration.
+#[derive(Debug, Clone)]
+pub struct SessionDefaults {
+    pub configuration: String,
+    pub idle_timeout_secs: u64,
+    pub max_idle_timeout_secs: u64,
+    pub buffering: Buffering,
+    pub memory_limit: usize,
+    pub shell: ShellSpec,
+}
+
+impl Default for SessionDefaults {
+    fn default() -> Self {
+        Self {
+            configuration: "default".into(),
+            idle_timeout_secs: 2 * 3600,
+            max_idle_timeout_secs: 12 * 3600,
+            buffering: Buffering::Block,
+            memory_limit: 64 * 1024 * 1024,
+            shell: ShellSpec::detect(),
+        }
+    }
+}
+
+/// The daemon's shared state.
+#[derive(Debug)]
+pub struct Daemon {
+    pub registry: Registry,
+    /// Stable id of this state directory, so a reconnecting client knows it reached the same agent.
+    pub agent_id: Uuid,
+    pub host: String,
+    pub user: String,
+    pub defaults: SessionDefaults,
+    /// Cancelled when the daemon stops.
+    pub shutdown: CancellationToken,
+    /// Every connection and background task, awaited at shutdown.
+    pub tasks: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl Daemon {
+    /// Loads (or creates) the daemon's identity under `paths`.
+    pub fn load(paths: &StatePaths) -> Result<Self> {
+        Ok(Self::new(load_agent_id(paths)?, SessionDefaults::default()))
+    }
+
+    /// A daemon with no sessions.
+    pub fn new(agent_id: Uuid, defaults: SessionDefaults) -> Self {
+        Self {
+            registry: Registry::default(),
+            agent_id,
+            host: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+            user: current_user(),
+            defaults,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Removes a session, logging why.
+    pub fn remove_session(self: &Arc<Self>, id: Uuid, why: &str) {
+        if let Some(session) = self.registry.remove(id) {
+            tracing::info!(session = %session.name, instance_id = %session.id, "session removed: {why}");
+        }
+    }
+}
+
+fn load_agent_id(paths: &StatePaths) -> Result<Uuid> {
+    let path = paths.data_dir.join("agent-id");
+    if let Ok(text) = fs::read_to_string(&path) {
+        if let Ok(id) = text.trim().parse() {
+            return Ok(id);
+        }
+    }
+    let id = Uuid::new_v4();
+    fs::write(&path, format!("{id}\n")).map_err(AgentError::io("cannot write", &path))?;
+    Ok(id)
+}
+
+fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}

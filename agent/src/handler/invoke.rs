@@ -1,0 +1,79 @@
+//! `Invoke`: queue a command in a session and, unless disconnected, stream it to its end.
+
+use std::sync::Arc;
+
+use remora_wire::{AgentBody, ErrorCode, Invoke, Invoked, NewSession, RequestId, SessionRef};
+
+use super::{
+    new::create_session,
+    refusal_for,
+    stream::{self, Scope},
+    Ctx, Refusal,
+};
+use crate::session::Session;
+
+/// Longest command text accepted.
+const MAX_COMMAND_LEN: usize = 1024 * 1024;
+
+pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
+    validate_command(&request.command)?;
+    let session = resolve_session(&ctx, &request)?;
+    if request.follow {
+        session.attach(ctx.conn, &ctx.from).map_err(|r| refusal_for(&session, r))?;
+    }
+    let command = match session.enqueue(request.command) {
+        Ok(command) => command,
+        Err(refusal) => {
+            session.detach(ctx.conn);
+            return Err(refusal_for(&session, refusal));
+        }
+    };
+    let command_id = command.id;
+    let invoked = Invoked { session: session.info(ctx.conn, &ctx.daemon.host), command };
+    ctx.send(id, AgentBody::Invoked(invoked)).await?;
+    if request.follow {
+        let end = stream::run(&ctx, id, &session, Scope::Command(command_id), request.window).await;
+        session.detach(ctx.conn);
+        ctx.send(id, AgentBody::StreamEnd(end)).await?;
+    }
+    Ok(())
+}
+
+fn validate_command(command: &str) -> Result<(), Refusal> {
+    let invalid = |message: String| Refusal::new(ErrorCode::InvalidRequest, message);
+    if command.trim().is_empty() {
+        return Err(invalid("the command is empty; give it after `--`".into()));
+    }
+    if command.len() > MAX_COMMAND_LEN {
+        return Err(invalid(format!("the command is {} bytes; the limit is {MAX_COMMAND_LEN}", command.len())));
+    }
+    if command.contains('\0') {
+        return Err(invalid("the command contains a NUL byte, which no shell can run".into()));
+    }
+    Ok(())
+}
+
+/// The session to run in: named (created when asked), or a new one when unnamed.
+fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal> {
+    let Some(reference) = &request.session else {
+        let name = generated_name(request.follow);
+        return create_session(ctx, &name, request.follow, &NewSession::default());
+    };
+    if let Some(session) = ctx.daemon.registry.find(reference) {
+        return Ok(session);
+    }
+    match reference {
+        SessionRef::Name(name) if request.create => match create_session(ctx, name, false, &NewSession::default()) {
+            Err(refusal) if refusal.code == ErrorCode::SessionExists => ctx.find_session(reference),
+            created => created,
+        },
+        _ => Err(ctx.find_session(reference).err().expect("session was not found")),
+    }
+}
+
+/// `tmp-…` for temporary sessions of attached invokes, `job-…` for disconnected ones.
+fn generated_name(temporary: bool) -> String {
+    let prefix = if temporary { "tmp" } else { "job" };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..8])
+}

@@ -1,0 +1,118 @@
+//! One module per request, mirroring the client's `commands/`. Handlers see sessions and the
+//! connection context, never frames or bytes.
+
+pub mod ack;
+pub mod invoke;
+pub mod ls;
+pub mod new;
+pub mod receive;
+pub mod rm;
+mod stream;
+
+use std::sync::Arc;
+
+use remora_wire::{AgentBody, AgentFrame, ErrorCode, ErrorReply, RequestId, SessionRef};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    daemon::Daemon,
+    session::{ConnId, Session, SessionRefusal},
+};
+
+/// What a handler knows about the connection it serves.
+pub struct Ctx {
+    pub daemon: Arc<Daemon>,
+    pub conn: ConnId,
+    /// Who the client is and where it connects from, for `ls` and logs.
+    pub from: String,
+    pub tx: mpsc::Sender<AgentFrame>,
+    /// Cancelled when the connection ends.
+    pub closed: CancellationToken,
+}
+
+/// The connection's writer is gone; stop producing frames.
+#[derive(Debug)]
+pub struct Closed;
+
+/// A request refused with a stable code and a message for people.
+#[derive(Debug)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<Closed> for Refusal {
+    fn from(_: Closed) -> Self {
+        Refusal::new(ErrorCode::Internal, "connection closed")
+    }
+}
+
+impl Ctx {
+    /// Queues a frame for the client.
+    pub async fn send(&self, id: RequestId, body: AgentBody) -> Result<(), Closed> {
+        self.tx.send(AgentFrame { id, body }).await.map_err(|_| Closed)
+    }
+
+    /// Sends an error reply (best effort: the client may be gone).
+    pub async fn send_error(&self, id: RequestId, code: ErrorCode, message: String) {
+        let _ = self.send(id, AgentBody::Error(ErrorReply { code, message })).await;
+    }
+
+    /// Turns a handler's refusal into an error reply.
+    pub async fn finish(&self, id: RequestId, result: Result<(), Refusal>) {
+        if let Err(refusal) = result {
+            self.send_error(id, refusal.code, refusal.message).await;
+        }
+    }
+
+    /// Finds a session or explains that it does not exist.
+    pub fn find_session(&self, reference: &SessionRef) -> Result<Arc<Session>, Refusal> {
+        self.daemon.registry.find(reference).ok_or_else(|| self.not_found(reference))
+    }
+
+    fn not_found(&self, reference: &SessionRef) -> Refusal {
+        let what = match reference {
+            SessionRef::Name(name) => format!("no session named {name:?}"),
+            SessionRef::Id(id) => format!("no session with instance id {id}"),
+        };
+        Refusal::new(
+            ErrorCode::SessionNotFound,
+            format!("{what} on {} for user {}; list them with `remora ls`", self.daemon.host, self.daemon.user),
+        )
+    }
+
+    /// Releases every session this connection is attached to.
+    pub fn detach_everywhere(&self) {
+        for session in self.daemon.registry.list(None) {
+            session.detach(self.conn);
+        }
+    }
+}
+
+/// The refusal a client sees when a session cannot serve it.
+pub fn refusal_for(session: &Session, refusal: SessionRefusal) -> Refusal {
+    match refusal {
+        SessionRefusal::Broken(reason) => Refusal::new(
+            ErrorCode::SessionBroken,
+            format!(
+                "session {:?} is broken ({reason}); receive its output with `remora receive HOST --name {0}`, then remove it with `remora rm HOST --name {0}`",
+                session.name
+            ),
+        ),
+        SessionRefusal::Busy { from, since } => Refusal::new(
+            ErrorCode::SessionBusy,
+            format!(
+                "session {:?} is attached to {from} since {}; wait for that client to finish or disconnect it",
+                session.name,
+                crate::clock::format_millis(since)
+            ),
+        ),
+    }
+}

@@ -1,0 +1,65 @@
+//! One command (job) in a session: its text, state, timings and journal.
+
+use remora_wire::{CommandInfo, CommandState, UnixMillis};
+
+use super::journal::Journal;
+use crate::clock::now_millis;
+
+/// A command and everything it produced.
+#[derive(Debug)]
+pub struct CommandRecord {
+    pub id: u64,
+    pub text: String,
+    pub state: CommandState,
+    pub exit_code: Option<i32>,
+    pub queued_at: UnixMillis,
+    pub started_at: Option<UnixMillis>,
+    pub ended_at: Option<UnixMillis>,
+    pub journal: Journal,
+}
+
+impl CommandRecord {
+    /// A command waiting for the runspace.
+    pub fn queued(id: u64, text: String) -> Self {
+        Self {
+            id,
+            text,
+            state: CommandState::Queued,
+            exit_code: None,
+            queued_at: now_millis(),
+            started_at: None,
+            ended_at: None,
+            journal: Journal::default(),
+        }
+    }
+
+    /// Whether the command has reached a final state.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state, CommandState::Completed | CommandState::Failed | CommandState::Stopped)
+    }
+
+    /// Records the final state and appends the journal's end entry (once).
+    pub fn finish(&mut self, state: CommandState, exit_code: Option<i32>) {
+        if self.is_ended() {
+            return;
+        }
+        let now = now_millis();
+        self.state = state;
+        self.exit_code = exit_code;
+        self.ended_at = Some(now);
+        self.journal.push_end(state, exit_code, now);
+    }
+
+    /// The wire view of this command.
+    pub fn info(&self) -> CommandInfo {
+        CommandInfo {
+            id: self.id,
+            command: self.text.clone(),
+            state: self.state,
+            exit_code: self.exit_code,
+            queued_at: self.queued_at,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+        }
+    }
+}

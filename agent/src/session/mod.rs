@@ -1,0 +1,306 @@
+//! Sessions: a named, UUID-identified container holding one runspace and its commands.
+//!
+//! Invariants:
+//! - Session state lives behind one short-held mutex; nothing awaits while holding it.
+//! - Every change that a waiter may care about (new output, command state, acks, leases) bumps
+//!   the session's `changed` watch, so streams wait on events, never on timers.
+//! - These types never cross the wire; [`Session::info`] converts them at the edge.
+
+mod command;
+pub mod journal;
+mod name;
+pub mod runspace;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, MutexGuard},
+};
+
+use bytes::Bytes;
+use remora_wire::{
+    Attachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState, Stream, UnixMillis,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use command::CommandRecord;
+pub use journal::{Entry, EntryKind};
+pub use name::validate_name;
+
+use crate::clock::now_millis;
+
+/// Identifies one client connection to the daemon.
+pub type ConnId = u64;
+
+/// Session defaults and limits, resolved from the configuration at creation.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub configuration: String,
+    pub idle_timeout_secs: u64,
+    pub buffering: Buffering,
+    /// Unacknowledged output held in memory before buffering applies.
+    pub memory_limit: usize,
+}
+
+/// The client currently attached to a session.
+#[derive(Debug, Clone)]
+struct Lease {
+    conn: ConnId,
+    from: String,
+    since: UnixMillis,
+}
+
+/// Why a request about a session could not be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionRefusal {
+    Broken(String),
+    Busy { from: String, since: UnixMillis },
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    commands: BTreeMap<u64, CommandRecord>,
+    next_command: u64,
+    lease: Option<Lease>,
+    disconnected_at: Option<UnixMillis>,
+    broken: Option<String>,
+    held_bytes: usize,
+}
+
+/// One session.
+#[derive(Debug)]
+pub struct Session {
+    pub id: Uuid,
+    pub name: String,
+    /// Created by `invoke` without a name; removed once its output is acknowledged.
+    pub temporary: bool,
+    pub created_at: UnixMillis,
+    pub settings: SessionSettings,
+    /// Cancelled when the session is removed: stops its runspace and streams.
+    pub closed: CancellationToken,
+    inner: Mutex<Inner>,
+    changed: watch::Sender<()>,
+}
+
+impl Session {
+    /// A new, empty, unattached session.
+    pub fn new(name: String, temporary: bool, settings: SessionSettings) -> Self {
+        let now = now_millis();
+        Self {
+            id: Uuid::new_v4(),
+            name,
+            temporary,
+            created_at: now,
+            settings,
+            closed: CancellationToken::new(),
+            inner: Mutex::new(Inner { next_command: 1, disconnected_at: Some(now), ..Inner::default() }),
+            changed: watch::Sender::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_replace(());
+    }
+
+    /// A receiver that wakes on every change after this call.
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// Queues a command; it runs after the ones before it.
+    pub fn enqueue(&self, text: String) -> Result<CommandInfo, SessionRefusal> {
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.broken {
+            return Err(SessionRefusal::Broken(reason.clone()));
+        }
+        let id = inner.next_command;
+        inner.next_command += 1;
+        let record = CommandRecord::queued(id, text);
+        let info = record.info();
+        inner.commands.insert(id, record);
+        drop(inner);
+        self.notify();
+        Ok(info)
+    }
+
+    /// Marks the oldest queued command Running and returns its id and text.
+    pub fn start_next(&self) -> Option<(u64, String)> {
+        let mut inner = self.lock();
+        let record = inner.commands.values_mut().find(|c| c.state == CommandState::Queued)?;
+        record.state = CommandState::Running;
+        record.started_at = Some(now_millis());
+        let next = (record.id, record.text.clone());
+        drop(inner);
+        self.notify();
+        Some(next)
+    }
+
+    /// Appends output of a running command to its journal.
+    pub fn append_output(&self, command: u64, stream: Stream, data: Bytes) {
+        let mut inner = self.lock();
+        let len = data.len();
+        if let Some(record) = inner.commands.get_mut(&command) {
+            record.journal.push_output(stream, data);
+            inner.held_bytes += len;
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// Ends a command with its final state; the end becomes its journal's last entry.
+    pub fn finish(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
+        let mut inner = self.lock();
+        if let Some(record) = inner.commands.get_mut(&command) {
+            record.finish(state, exit_code);
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// Marks the runspace gone: the running command Failed (unless already ended), queued ones
+    /// Failed, and the session Broken with `reason`.
+    pub fn mark_broken(&self, reason: String) {
+        let mut inner = self.lock();
+        for record in inner.commands.values_mut().filter(|c| !c.is_ended()) {
+            record.finish(CommandState::Failed, None);
+        }
+        inner.broken.get_or_insert(reason);
+        drop(inner);
+        self.notify();
+    }
+
+    /// Stops every command that has not ended (session removal).
+    pub fn stop_all(&self) {
+        let mut inner = self.lock();
+        for record in inner.commands.values_mut().filter(|c| !c.is_ended()) {
+            record.finish(CommandState::Stopped, None);
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// Records that a client has written a command's output up to `seq`.
+    pub fn ack(&self, command: u64, seq: u64) {
+        let mut inner = self.lock();
+        let freed = inner.commands.get_mut(&command).map_or(0, |c| c.journal.ack(seq));
+        inner.held_bytes -= freed;
+        drop(inner);
+        self.notify();
+    }
+
+    /// Whether unacknowledged output has reached the memory limit.
+    pub fn over_memory_limit(&self) -> bool {
+        self.lock().held_bytes >= self.settings.memory_limit
+    }
+
+    /// Attaches `conn`, unless another connection holds the session.
+    pub fn attach(&self, conn: ConnId, from: &str) -> Result<(), SessionRefusal> {
+        let mut inner = self.lock();
+        match &inner.lease {
+            Some(lease) if lease.conn != conn => {
+                return Err(SessionRefusal::Busy { from: lease.from.clone(), since: lease.since })
+            }
+            Some(_) => return Ok(()),
+            None => {}
+        }
+        inner.lease = Some(Lease { conn, from: from.to_string(), since: now_millis() });
+        inner.disconnected_at = None;
+        drop(inner);
+        self.notify();
+        Ok(())
+    }
+
+    /// Detaches `conn` if it holds the session; the idle clock starts now.
+    pub fn detach(&self, conn: ConnId) {
+        let mut inner = self.lock();
+        if inner.lease.as_ref().is_some_and(|l| l.conn == conn) {
+            inner.lease = None;
+            inner.disconnected_at = Some(now_millis());
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// Journal entries of `command` after `after_seq`, at most `max_bytes` of output.
+    pub fn entries_after(&self, command: u64, after_seq: u64, max_bytes: u64) -> Vec<Entry> {
+        let inner = self.lock();
+        inner.commands.get(&command).map_or_else(Vec::new, |c| c.journal.entries_after(after_seq, max_bytes))
+    }
+
+    /// Ids of commands that still have unacknowledged entries or have not ended, in order.
+    pub fn pending_commands(&self) -> Vec<u64> {
+        let inner = self.lock();
+        inner.commands.values().filter(|c| !c.is_ended() || !c.journal.fully_acked()).map(|c| c.id).collect()
+    }
+
+    /// Acked seq and acked offset of a command's journal.
+    pub fn acked_position(&self, command: u64) -> (u64, u64) {
+        let inner = self.lock();
+        inner.commands.get(&command).map_or((0, 0), |c| (c.journal.acked_seq(), c.journal.acked_offset()))
+    }
+
+    /// Number of commands Running or Queued.
+    pub fn active_commands(&self) -> u32 {
+        self.lock().commands.values().filter(|c| !c.is_ended()).count() as u32
+    }
+
+    /// Exit code of the most recently ended command.
+    pub fn last_exit_code(&self) -> Option<i32> {
+        let inner = self.lock();
+        inner.commands.values().rev().find(|c| c.is_ended()).and_then(|c| c.exit_code)
+    }
+
+    /// True when every command has ended and every journal entry is acknowledged.
+    pub fn drained(&self) -> bool {
+        let inner = self.lock();
+        inner.commands.values().all(|c| c.is_ended() && c.journal.fully_acked())
+    }
+
+    /// Why the session is Broken, if it is.
+    pub fn broken_reason(&self) -> Option<String> {
+        self.lock().broken.clone()
+    }
+
+    /// The session as the client `viewer` sees it.
+    pub fn info(&self, viewer: ConnId, host: &str) -> SessionInfo {
+        let inner = self.lock();
+        let (state, availability) = match (&inner.broken, &inner.lease) {
+            (Some(_), _) => (SessionState::Broken, Availability::None),
+            (None, Some(lease)) if lease.conn == viewer => (SessionState::Opened, Availability::Available),
+            (None, Some(_)) => (SessionState::Disconnected, Availability::Busy),
+            (None, None) => (SessionState::Disconnected, Availability::None),
+        };
+        let count = |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
+        let expires_at = inner.disconnected_at.map(|at| at + self.settings.idle_timeout_secs * 1000);
+        SessionInfo {
+            name: self.name.clone(),
+            instance_id: self.id,
+            host: host.to_string(),
+            state,
+            availability,
+            configuration: self.settings.configuration.clone(),
+            created_at: self.created_at,
+            disconnected_at: inner.disconnected_at,
+            idle_timeout_secs: self.settings.idle_timeout_secs,
+            expires_at,
+            buffering: self.settings.buffering,
+            attached: inner.lease.as_ref().map(|l| Attachment { from: l.from.clone(), since: l.since }),
+            commands_running: count(CommandState::Running),
+            commands_queued: count(CommandState::Queued),
+            commands_completed: inner.commands.values().filter(|c| c.is_ended()).count() as u32,
+            broken_reason: inner.broken.clone(),
+            unacked_bytes: inner.held_bytes as u64,
+            temporary: self.temporary,
+        }
+    }
+
+    /// Public facts about one command.
+    pub fn command_info(&self, command: u64) -> Option<CommandInfo> {
+        self.lock().commands.get(&command).map(CommandRecord::info)
+    }
+}

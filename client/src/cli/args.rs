@@ -1,0 +1,159 @@
+//! Every flag and verb of `remora`, PowerShell verbs with Linux spelling.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+use crate::ssh::SshOptions;
+
+/// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
+#[derive(Debug, Parser)]
+#[command(name = "remora", version, about, propagate_version = true)]
+pub struct Cli {
+    /// ssh_config file to read instead of ~/.ssh/config (`none` for no file).
+    #[arg(short = 'F', global = true, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Identity (private key) file; may be repeated.
+    #[arg(short = 'i', global = true, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// Port to connect to on the host.
+    #[arg(short = 'p', global = true, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// User to log in as.
+    #[arg(short = 'l', global = true, value_name = "USER")]
+    pub login: Option<String>,
+    /// ssh_config option, like `-o StrictHostKeyChecking=accept-new`; may be repeated.
+    #[arg(short = 'o', global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// More diagnostics on stderr (-v, -vv, -vvv).
+    #[arg(short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+impl Cli {
+    /// The SSH settings given on the command line.
+    pub fn ssh_options(&self) -> SshOptions {
+        SshOptions {
+            config_file: self.config_file.clone(),
+            identity_files: self.identity.clone(),
+            port: self.port,
+            user: self.login.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Create a named session with its own persistent shell (New-PSSession).
+    New(NewArgs),
+    /// List sessions on hosts (Get-PSSession).
+    Ls(LsArgs),
+    /// Run a command in a session (Invoke-Command).
+    Invoke(InvokeArgs),
+    /// Print output not yet received, following running commands (Receive-PSSession).
+    Receive(ReceiveArgs),
+    /// Remove sessions, stopping their commands and shells (Remove-PSSession).
+    Rm(RmArgs),
+    /// Walk through new, invoke --disconnected, ls, receive and rm against a private local agent.
+    Demo(DemoArgs),
+}
+
+/// How a session holds output nobody has received yet.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BufferingArg {
+    Block,
+    Drop,
+    Spill,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// `[user@]host[:port]` or an ssh_config alias.
+    pub host: String,
+    /// Session name: letters, digits, '.', '_' and '-'.
+    #[arg(long)]
+    pub name: String,
+    /// Configuration on the host to take defaults from.
+    #[arg(long = "config", value_name = "NAME")]
+    pub configuration: Option<String>,
+    /// Remove the session this long after its last client detaches (e.g. 90s, 15m, 2h, 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// What to do when unreceived output reaches the memory limit.
+    #[arg(long, value_enum)]
+    pub buffering: Option<BufferingArg>,
+    /// Print the session as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Hosts to ask.
+    pub hosts: Vec<String>,
+    /// Only sessions whose name matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub name: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    pub host: String,
+    /// Run in this session, creating it if missing; without it a temporary session is used.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start the command and return at once; collect its output later with `receive`.
+    #[arg(long)]
+    pub disconnected: bool,
+    /// With --disconnected: print the session and command as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command line, run by the session's shell.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("session").required(true))]
+pub struct ReceiveArgs {
+    pub host: String,
+    /// Session name.
+    #[arg(long, group = "session")]
+    pub name: Option<String>,
+    /// Session instance id.
+    #[arg(long, group = "session")]
+    pub id: Option<Uuid>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true))]
+pub struct RmArgs {
+    pub host: String,
+    /// Session name or glob (`build-*`); may be repeated.
+    #[arg(long, group = "which", value_name = "GLOB")]
+    pub name: Vec<String>,
+    /// Session instance id; may be repeated.
+    #[arg(long, group = "which", value_name = "UUID")]
+    pub id: Vec<Uuid>,
+    /// Show what would be removed without removing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the removed sessions as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The remora-agent binary to run (default: next to this `remora`).
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}

@@ -1,0 +1,52 @@
+//! The `remora` command line: argument definitions and dispatch to one module per verb.
+//!
+//! Exit codes: a remote command's status for `invoke`/`receive`; 255 when the host cannot be
+//! reached or authentication fails (like ssh); 1 for every other error, 2 for usage errors.
+
+mod args;
+
+use std::process::ExitCode;
+
+pub use args::*;
+
+use crate::{commands, ClientError};
+
+/// Exit status for connection and authentication failures, as ssh uses.
+pub const EXIT_CONNECTION: u8 = 255;
+
+/// Runs one invocation of `remora`.
+pub fn run(cli: Cli) -> ExitCode {
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("remora: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(&cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("remora: {err:#}");
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<ClientError>() {
+        Some(client) if client.is_connection_failure() => EXIT_CONNECTION,
+        _ => 1,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info,russh=warn",
+        2 => "debug,russh=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| level.into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,38 @@
+//! One module per verb, mirroring the agent's `handler/`.
+
+mod demo;
+mod invoke;
+mod ls;
+mod new;
+mod receive;
+mod rm;
+
+use crate::{
+    cli::{Cli, Verb},
+    Client,
+};
+
+/// Runs the verb; returns the process exit status.
+pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
+    match &cli.verb {
+        Verb::New(args) => new::run(cli, args).await,
+        Verb::Ls(args) => ls::run(cli, args).await,
+        Verb::Invoke(args) => invoke::run(cli, args).await,
+        Verb::Receive(args) => receive::run(cli, args).await,
+        Verb::Rm(args) => rm::run(cli, args).await,
+        Verb::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Connects to one host with the command line's SSH settings.
+async fn connect(cli: &Cli, host: &str) -> crate::Result<Client> {
+    Client::connect(host, &cli.ssh_options()).await
+}
+
+/// Exit status for a command that ended without one (failed or stopped).
+const NO_EXIT_CODE: u8 = 1;
+
+/// A remote exit code as a process exit status (shells report signals as 128+n already).
+fn exit_status(code: Option<i32>) -> u8 {
+    code.map_or(NO_EXIT_CODE, |c| u8::try_from(c.clamp(0, 255)).unwrap_or(NO_EXIT_CODE))
+}

@@ -1,0 +1,235 @@
+//! A protocol connection to one agent: the hello, requests, and output streams with acks.
+//!
+//! Works over any byte stream (an SSH subsystem channel, a unix socket, an in-memory duplex).
+//! Output is handed to an [`OutputSink`] and acknowledged only after the sink has written it,
+//! so whatever a crashed client had not acknowledged is delivered again to the next receive.
+
+use std::time::Duration;
+
+use remora_wire::{
+    Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
+    Output, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use uuid::Uuid;
+
+use crate::error::{ClientError, Result};
+
+/// Output is acknowledged at the latest this long after it was written…
+const ACK_DELAY: Duration = Duration::from_millis(50);
+/// …or once this many bytes are unacknowledged.
+const ACK_BYTES: u64 = DEFAULT_WINDOW / 4;
+
+/// Where received output goes. Returning from a method means the data is durably written.
+pub trait OutputSink {
+    /// A chunk of a command's output.
+    fn output(&mut self, output: &Output) -> std::io::Result<()>;
+    /// A command ended.
+    fn ended(&mut self, ended: &CommandEnded) -> std::io::Result<()>;
+    /// Makes everything written so far durable (called before acknowledging).
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+/// Any byte stream to an agent.
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+/// An open, greeted connection to an agent.
+pub struct Connection<S> {
+    host: String,
+    reader: FrameReader<ReadHalf<S>>,
+    writer: FrameWriter<WriteHalf<S>>,
+    welcome: Welcome,
+    next_id: RequestId,
+}
+
+/// The acknowledgement a stream owes the agent.
+#[derive(Default)]
+struct PendingAck {
+    ack: Option<Ack>,
+    bytes: u64,
+}
+
+impl<S: Transport> Connection<S> {
+    /// Says hello over `stream` and waits for the agent's welcome. `host` names the agent in errors.
+    pub async fn open(stream: S, host: &str) -> Result<Self> {
+        let (read, write) = tokio::io::split(stream);
+        let mut connection = Self {
+            host: host.to_string(),
+            reader: FrameReader::new(read),
+            writer: FrameWriter::new(write),
+            welcome: placeholder_welcome(),
+            next_id: 1,
+        };
+        let id = connection.send(ClientBody::Hello(hello())).await?;
+        connection.reader.set_max_len(MAX_FRAME_LEN);
+        match connection.next_reply(id).await? {
+            AgentBody::Welcome(welcome) => connection.welcome = welcome,
+            other => return Err(connection.unexpected(&other)),
+        }
+        Ok(connection)
+    }
+
+    /// What the agent said about itself.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// The host name used in error messages.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends a request and returns its single reply.
+    pub async fn request(&mut self, body: ClientBody) -> Result<AgentBody> {
+        let id = self.send(body).await?;
+        self.next_reply(id).await
+    }
+
+    /// Sends a streaming request; returns its id and first reply (Invoked or Receiving).
+    pub async fn start_stream(&mut self, body: ClientBody) -> Result<(RequestId, AgentBody)> {
+        let id = self.send(body).await?;
+        let first = self.next_reply(id).await?;
+        Ok((id, first))
+    }
+
+    /// Delivers a stream's output to `sink`, acknowledging as it goes, until its end.
+    pub async fn follow_stream(&mut self, id: RequestId, sink: &mut dyn OutputSink) -> Result<StreamEnd> {
+        let mut pending = PendingAck::default();
+        loop {
+            let body = match self.next_with_deadline(id, &pending).await? {
+                Some(body) => body,
+                None => {
+                    self.send_ack(&mut pending, sink).await?;
+                    continue;
+                }
+            };
+            match body {
+                AgentBody::Output(output) => {
+                    sink.output(&output).map_err(ClientError::Output)?;
+                    pending.bytes += output.data.len() as u64;
+                    pending.ack = Some(Ack { session: output.session, command: output.command, seq: output.seq });
+                    if pending.bytes >= ACK_BYTES {
+                        self.send_ack(&mut pending, sink).await?;
+                    }
+                }
+                AgentBody::CommandEnded(ended) => {
+                    sink.ended(&ended).map_err(ClientError::Output)?;
+                    pending.ack = Some(Ack { session: ended.session, command: ended.command, seq: ended.seq });
+                    self.send_ack(&mut pending, sink).await?;
+                }
+                AgentBody::StreamEnd(end) => {
+                    self.send_ack(&mut pending, sink).await?;
+                    return Ok(end);
+                }
+                other => return Err(self.unexpected(&other)),
+            }
+        }
+    }
+
+    /// The next frame for `id`, or `None` when an ack is due and nothing arrived in time.
+    async fn next_with_deadline(&mut self, id: RequestId, pending: &PendingAck) -> Result<Option<AgentBody>> {
+        if pending.ack.is_none() {
+            return self.next_reply(id).await.map(Some);
+        }
+        match tokio::time::timeout(ACK_DELAY, self.next_reply(id)).await {
+            Ok(reply) => reply.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn send_ack(&mut self, pending: &mut PendingAck, sink: &mut dyn OutputSink) -> Result<()> {
+        let Some(ack) = pending.ack.take() else {
+            return Ok(());
+        };
+        sink.flush().map_err(ClientError::Output)?;
+        pending.bytes = 0;
+        self.send_frame(ClientFrame { id: 0, body: ClientBody::Ack(ack) }).await
+    }
+
+    /// Acknowledges output up to `seq` of a command without receiving it (e.g. already shown).
+    pub async fn ack(&mut self, session: Uuid, command: u64, seq: u64) -> Result<()> {
+        self.send_frame(ClientFrame { id: 0, body: ClientBody::Ack(Ack { session, command, seq }) }).await
+    }
+
+    async fn send(&mut self, body: ClientBody) -> Result<RequestId> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_frame(ClientFrame { id, body }).await?;
+        Ok(id)
+    }
+
+    async fn send_frame(&mut self, frame: ClientFrame) -> Result<()> {
+        self.writer.send(&frame).await.map_err(|source| self.wire_error(source))
+    }
+
+    /// Reads frames until one for `id` (or for no request) arrives; errors become `Refused`.
+    ///
+    /// Cancel-safe only between frames: callers that time it out must not lose a partial frame,
+    /// which holds because the reader keeps its buffer across calls.
+    async fn next_reply(&mut self, id: RequestId) -> Result<AgentBody> {
+        loop {
+            let frame: AgentFrame = match self.reader.read_message().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Err(self.closed()),
+                Err(source) => return Err(self.wire_error(source)),
+            };
+            if frame.id != id && frame.id != 0 {
+                continue;
+            }
+            if let AgentBody::Error(error) = frame.body {
+                return Err(ClientError::Refused { host: self.host.clone(), code: error.code, message: error.message });
+            }
+            return Ok(frame.body);
+        }
+    }
+
+    fn closed(&self) -> ClientError {
+        ClientError::Closed { host: self.host.clone(), hint: String::new() }
+    }
+
+    fn wire_error(&self, source: remora_wire::WireError) -> ClientError {
+        ClientError::Wire { host: self.host.clone(), source }
+    }
+
+    /// An error for a reply that does not fit the request.
+    pub fn unexpected(&self, body: &AgentBody) -> ClientError {
+        let what = format!("{body:?}");
+        ClientError::Unexpected { host: self.host.clone(), what: what.chars().take(120).collect() }
+    }
+}
+
+fn hello() -> Hello {
+    Hello {
+        protocol: PROTOCOL_VERSION,
+        min_protocol: MIN_PROTOCOL_VERSION,
+        software: format!("remora {}", env!("CARGO_PKG_VERSION")),
+        capabilities: Vec::new(),
+        client: ClientInfo { host: local_host_name(), user: local_user_name(), pid: std::process::id() },
+    }
+}
+
+fn placeholder_welcome() -> Welcome {
+    Welcome {
+        protocol: 0,
+        software: String::new(),
+        capabilities: Vec::new(),
+        agent_id: Uuid::nil(),
+        host: String::new(),
+        user: String::new(),
+        max_frame: 0,
+    }
+}
+
+/// This machine's host name, for the agent's "attached from".
+pub fn local_host_name() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// This process's user name.
+pub fn local_user_name() -> String {
+    std::env::var("USER").unwrap_or_else(|_| {
+        let uid = nix::unistd::getuid();
+        nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
+    })
+}

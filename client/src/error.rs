@@ -1,0 +1,50 @@
+//! The client library's error type. Messages say what failed, on which host, and what to do.
+
+use remora_wire::{ErrorCode, WireError};
+
+use crate::ssh::SshError;
+
+/// Everything that can go wrong talking to an agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// SSH could not connect, verify the host or authenticate (exit 255, like ssh).
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The agent refused a request.
+    #[error("{host}: {message}")]
+    Refused { host: String, code: ErrorCode, message: String },
+    /// The byte stream to the agent broke or carried something unreadable.
+    #[error("{host}: connection to remora-agent failed: {source}")]
+    Wire {
+        host: String,
+        #[source]
+        source: WireError,
+    },
+    /// The agent closed the connection before answering.
+    #[error("{host}: remora-agent closed the connection unexpectedly{hint}")]
+    Closed { host: String, hint: String },
+    /// The agent answered with something that does not fit the request.
+    #[error("{host}: unexpected reply from remora-agent ({what}); are client and agent versions compatible?")]
+    Unexpected { host: String, what: String },
+    /// Writing received output locally failed; nothing was acknowledged past what was written.
+    #[error("cannot write received output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl ClientError {
+    /// Whether this failure is about reaching the host at all (the CLI exits 255, like ssh).
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(self, ClientError::Ssh(_) | ClientError::Wire { .. } | ClientError::Closed { .. })
+    }
+
+    /// The agent's error code, when the agent refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Result alias for the client library.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -1,0 +1,135 @@
+//! Printing for people and for `--json`: the session table, durations and timestamps, and the
+//! sink that writes received output to this process's stdout and stderr.
+
+use std::{
+    io::{self, Write},
+    time::{Duration, UNIX_EPOCH},
+};
+
+use remora_wire::{CommandEnded, Output, SessionInfo, Stream, UnixMillis};
+
+use crate::OutputSink;
+
+/// Writes command output to our stdout/stderr, keeping the streams apart.
+#[derive(Default)]
+pub struct StdSink {
+    /// Exit code of the last command that ended.
+    pub last_exit: Option<i32>,
+    /// Output bytes written.
+    pub bytes: u64,
+}
+
+impl OutputSink for StdSink {
+    fn output(&mut self, output: &Output) -> io::Result<()> {
+        self.bytes += output.data.len() as u64;
+        match output.stream {
+            Stream::Stdout => io::stdout().lock().write_all(&output.data),
+            Stream::Stderr => {
+                io::stdout().lock().flush()?;
+                io::stderr().lock().write_all(&output.data)
+            }
+        }
+    }
+
+    fn ended(&mut self, ended: &CommandEnded) -> io::Result<()> {
+        self.last_exit = ended.exit_code;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().lock().flush()?;
+        io::stderr().lock().flush()
+    }
+}
+
+/// RFC 3339 UTC, seconds precision.
+pub fn timestamp(millis: UnixMillis) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(millis)).to_string()
+}
+
+/// `2h`, `90s`: a duration as people type it.
+pub fn duration(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// Parses `90s`, `15m`, `2h`, `1d` (and combinations like `1h30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"))
+}
+
+/// The `ls` table, like Get-PSSession plus expiry and command counts.
+pub fn session_table(sessions: &[SessionInfo]) -> String {
+    let header = ["Name", "Host", "State", "Configuration", "Availability", "Running", "Done", "Expires", "InstanceId"];
+    let rows: Vec<[String; 9]> = sessions.iter().map(session_row).collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    push_row(&mut out, &header.map(String::from), &widths);
+    for row in &rows {
+        push_row(&mut out, row, &widths);
+    }
+    out
+}
+
+fn session_row(s: &SessionInfo) -> [String; 9] {
+    [
+        s.name.clone(),
+        s.host.clone(),
+        format!("{:?}", s.state),
+        s.configuration.clone(),
+        format!("{:?}", s.availability),
+        (s.commands_running + s.commands_queued).to_string(),
+        s.commands_completed.to_string(),
+        s.expires_at.map_or_else(|| "-".into(), timestamp),
+        s.instance_id.to_string(),
+    ]
+}
+
+fn push_row(out: &mut String, cells: &[String; 9], widths: &[usize; 9]) {
+    let line: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+    out.push_str(line.join("  ").trim_end());
+    out.push('\n');
+}
+
+/// A session as a `--json` object with the documented field names.
+pub fn session_json(s: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name,
+        "instance_id": s.instance_id,
+        "host": s.host,
+        "state": format!("{:?}", s.state),
+        "availability": format!("{:?}", s.availability),
+        "configuration": s.configuration,
+        "idle_timeout_secs": s.idle_timeout_secs,
+        "expires_at": s.expires_at.map(timestamp),
+        "buffering": format!("{:?}", s.buffering).to_lowercase(),
+        "commands_running": s.commands_running,
+        "commands_queued": s.commands_queued,
+        "commands_completed": s.commands_completed,
+        "created_at": timestamp(s.created_at),
+        "disconnected_at": s.disconnected_at.map(timestamp),
+        "attached_from": s.attached.as_ref().map(|a| a.from.clone()),
+        "attached_since": s.attached.as_ref().map(|a| timestamp(a.since)),
+        "broken_reason": s.broken_reason,
+        "unacked_bytes": s.unacked_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_the_documented_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert!(parse_duration("soon").unwrap_err().contains("90s"));
+    }
+}

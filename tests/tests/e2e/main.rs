@@ -1,0 +1,11 @@
+//! End-to-end tests: a real OpenSSH sshd on loopback runs the freshly built `remora-agent` as its
+//! `remora` subsystem; the real `remora` binary and the client library drive it. Each test owns
+//! its sshd, state directory and daemon, so tests run in parallel.
+
+mod disconnected;
+mod host_keys;
+mod library;
+mod robustness;
+mod runspace;
+mod sessions;
+mod support;

@@ -1,0 +1,77 @@
+//! The end-to-end harness: a real sshd per test ([`Sshd`]), the built binaries, process helpers,
+//! and shortcuts for running `remora`.
+
+mod process;
+mod sshd;
+
+use std::{path::PathBuf, sync::OnceLock, time::Duration};
+
+pub use process::{process_alive, run, run_child, stop_process, wait_until};
+use serde_json::Value;
+pub use sshd::Sshd;
+
+/// The built executables under test.
+pub struct Binaries {
+    pub remora: PathBuf,
+    pub agent: PathBuf,
+}
+
+/// Finds `remora` and `remora-agent` beside this test binary's `deps/` directory (or in
+/// `REMORA_BIN_DIR`).
+pub fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        let dir = std::env::var_os("REMORA_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").to_path_buf()
+        });
+        let binaries = Binaries { remora: dir.join("remora"), agent: dir.join("remora-agent") };
+        for path in [&binaries.remora, &binaries.agent] {
+            assert!(path.is_file(), "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test does)", path.display());
+        }
+        binaries
+    })
+}
+
+/// Upper bound for any single CLI run; hitting it fails the test instead of hanging it.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one `remora` run did.
+#[derive(Debug)]
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(self) -> String {
+        assert_eq!(self.status, 0, "remora failed: {self:#?}");
+        self.stdout
+    }
+}
+
+/// Runs the built `remora` against this test's sshd (`-F` its ssh_config).
+pub fn remora(sshd: &Sshd, args: &[&str]) -> Run {
+    let output = run(sshd.remora().args(args), TIMEOUT).expect("remora ran");
+    Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `remora ls HOST --json`, parsed.
+pub fn ls_json(sshd: &Sshd) -> Vec<Value> {
+    let stdout = remora(sshd, &["ls", sshd.alias(), "--json"]).ok();
+    serde_json::from_str::<Vec<Value>>(&stdout).unwrap_or_else(|e| panic!("ls --json is not a JSON array ({e}): {stdout}"))
+}
+
+/// The `ls --json` object of one session.
+pub fn session(sshd: &Sshd, name: &str) -> Value {
+    ls_json(sshd)
+        .into_iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("session {name} not listed"))
+}
