@@ -1,0 +1,87 @@
+//! `[user@]host[:port]` as typed on the command line.
+
+use std::str::FromStr;
+
+use super::SshError;
+
+/// A host to connect to; `host` may be an ssh_config alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl FromStr for Target {
+    type Err = SshError;
+
+    fn from_str(text: &str) -> Result<Self, SshError> {
+        let bad = |reason: &str| SshError::BadTarget { target: text.to_string(), reason: reason.to_string() };
+        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it is empty or contains spaces"));
+        }
+        let (user, rest) = match text.rsplit_once('@') {
+            Some((user, rest)) if !user.is_empty() => (Some(user.to_string()), rest),
+            Some(_) => return Err(bad("the user before '@' is empty")),
+            None => (None, text),
+        };
+        let (host, port) = split_port(rest).map_err(|reason| bad(&reason))?;
+        if host.is_empty() {
+            return Err(bad("the host is empty"));
+        }
+        if host.starts_with('-') {
+            return Err(bad("a host cannot start with '-'"));
+        }
+        Ok(Target { user, host, port })
+    }
+}
+
+/// Splits `host:port` or `[v6]:port`; a bare IPv6 address has no port.
+fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("missing ']' after an IPv6 address")?;
+        return match after.strip_prefix(':') {
+            Some(port) => Ok((host.to_string(), Some(parse_port(port)?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => Err(format!("unexpected {after:?} after ']'")),
+        };
+    }
+    match text.split_once(':') {
+        Some((host, port)) if !port.contains(':') => Ok((host.to_string(), Some(parse_port(port)?))),
+        Some(_) => Ok((text.to_string(), None)),
+        None => Ok((text.to_string(), None)),
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("port {text:?} is not a number from 1 to 65535")),
+        Ok(port) => Ok(port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(text: &str) -> Target {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_the_ssh_forms() {
+        assert_eq!(target("web01"), Target { user: None, host: "web01".into(), port: None });
+        assert_eq!(target("ada@web01:2222"), Target { user: Some("ada".into()), host: "web01".into(), port: Some(2222) });
+        assert_eq!(target("[::1]:22").host, "::1");
+        assert_eq!(target("::1").port, None);
+        assert_eq!(target("me@[fe80::1]").host, "fe80::1");
+    }
+
+    #[test]
+    fn refuses_nonsense_with_a_reason() {
+        for bad in ["", "host:0", "host:99999", "host:x", "@host", "a b", "-oProxyCommand=x", "[::1"] {
+            let err = bad.parse::<Target>().unwrap_err();
+            assert!(err.to_string().contains("[user@]host[:port]"), "{bad}: {err}");
+        }
+    }
+}
