@@ -107,7 +107,7 @@ impl Client {
 
     /// Closes the connection politely.
     pub async fn close(self) -> Result<()> {
-        drop(self.connection);
+        self.connection.shutdown().await?;
         if let Some(link) = self.link {
             link.close().await?;
         }

@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use crate::error::{ClientError, Result};
 
+/// How long a clean close waits for the agent to finish with this connection.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Output is acknowledged at the latest this long after it was written…
 const ACK_DELAY: Duration = Duration::from_millis(50);
 /// …or once this many bytes are unacknowledged.
@@ -145,6 +147,17 @@ impl<S: Transport> Connection<S> {
         sink.flush().map_err(ClientError::Output)?;
         pending.bytes = 0;
         self.send_frame(ClientFrame { id: 0, body: ClientBody::Ack(ack) }).await
+    }
+
+    /// Ends the connection cleanly: says end-of-input, then waits (bounded) until the agent has
+    /// processed everything sent, acks included, and closed its side.
+    pub async fn shutdown(mut self) -> Result<()> {
+        self.writer.shutdown().await.map_err(|source| self.wire_error(source))?;
+        let drain = async {
+            while let Ok(Some(_)) = self.reader.read_frame().await {}
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
+        Ok(())
     }
 
     /// Acknowledges output up to `seq` of a command without receiving it (e.g. already shown).

@@ -40,7 +40,7 @@ fn unknown_session_name_is_a_clear_error() {
 fn bad_and_duplicate_names_are_refused() {
     let sshd = Sshd::start().unwrap();
     for bad in ["a/b", "..", "-rf", "x y"] {
-        let run = remora(&sshd, &["new", sshd.alias(), "--name", bad]);
+        let run = remora(&sshd, &["new", sshd.alias(), &format!("--name={bad}")]);
         assert_eq!(run.status, 1, "{bad}: {run:?}");
         assert!(run.stderr.contains("session name"), "{bad}: {run:?}");
     }
