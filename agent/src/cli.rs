@@ -9,7 +9,9 @@ use crate::{daemon, launcher, paths::StatePaths, serve, subsystem};
 /// `remora-agent subsystem`: log to stderr (sshd forwards it), hand the channel to the daemon.
 pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
     init_stderr_log();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(subsystem::run(paths))?;
     Ok(())
 }
@@ -18,22 +20,35 @@ pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
 pub fn daemon(paths: StatePaths) -> anyhow::Result<()> {
     paths.prepare()?;
     init_file_log(&paths)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(daemon::run(paths))?;
     Ok(())
 }
 
 /// `remora-agent serve`: the embedded SSH server, relaying each subsystem channel to the daemon.
-pub fn serve(paths: StatePaths, listen: SocketAddr, authorized_keys: &str, host_key: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn serve(
+    paths: StatePaths,
+    listen: SocketAddr,
+    authorized_keys: &str,
+    host_key: Option<PathBuf>,
+) -> anyhow::Result<()> {
     init_stderr_log();
     paths.prepare()?;
-    let options = serve::ServeOptions { listen, authorized_keys: expand_home(authorized_keys), host_key };
+    let options = serve::ServeOptions {
+        listen,
+        authorized_keys: expand_home(authorized_keys),
+        host_key,
+    };
     let connect_paths = paths.clone();
     let connect: serve::DaemonConnector = Arc::new(move || {
         let paths = connect_paths.clone();
         Box::pin(async move { launcher::connect_daemon(&paths).await })
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -54,14 +69,23 @@ fn expand_home(path: &str) -> PathBuf {
 }
 
 fn init_stderr_log() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn init_file_log(paths: &StatePaths) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(paths.log_file())?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "info".into());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(paths.log_file())?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -73,7 +97,10 @@ fn init_file_log(paths: &StatePaths) -> anyhow::Result<()> {
 /// Resolves on SIGINT or SIGTERM.
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut interrupt), Ok(mut terminate)) => {
             tokio::select! {
                 _ = interrupt.recv() => {}

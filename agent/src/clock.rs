@@ -6,7 +6,9 @@ use remora_wire::UnixMillis;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_millis() -> UnixMillis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as UnixMillis)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as UnixMillis)
 }
 
 /// A protocol timestamp as RFC 3339 UTC, for messages.

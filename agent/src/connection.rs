@@ -8,8 +8,8 @@
 use std::{sync::Arc, time::Duration};
 
 use remora_wire::{
-    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader, FrameWriter, Hello,
-    Welcome, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader,
+    FrameWriter, Hello, Welcome, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -71,22 +71,42 @@ async fn handshake<R: AsyncRead + Unpin>(
     tx: &mpsc::Sender<AgentFrame>,
 ) -> Option<Hello> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, frames.read_frame()).await;
-    let refuse = |code, message: String| AgentFrame { id: 0, body: AgentBody::Error(remora_wire::ErrorReply { code, message }) };
+    let refuse = |code, message: String| AgentFrame {
+        id: 0,
+        body: AgentBody::Error(remora_wire::ErrorReply { code, message }),
+    };
     let reply = match first {
-        Err(_) => refuse(ErrorCode::HelloRequired, format!("no hello within {} s; closing", HELLO_TIMEOUT.as_secs())),
+        Err(_) => refuse(
+            ErrorCode::HelloRequired,
+            format!("no hello within {} s; closing", HELLO_TIMEOUT.as_secs()),
+        ),
         Ok(Ok(None)) => return None,
         Ok(Err(err)) => refuse(ErrorCode::BadFrame, format!("{err}; closing")),
         Ok(Ok(Some(body))) => match decode::<ClientFrame>(body) {
-            Ok(ClientFrame { id, body: ClientBody::Hello(hello) }) => match negotiate(&hello) {
+            Ok(ClientFrame {
+                id,
+                body: ClientBody::Hello(hello),
+            }) => match negotiate(&hello) {
                 Ok(version) => {
                     let welcome = welcome(daemon, version);
-                    tx.send(AgentFrame { id, body: AgentBody::Welcome(welcome) }).await.ok()?;
+                    tx.send(AgentFrame {
+                        id,
+                        body: AgentBody::Welcome(welcome),
+                    })
+                    .await
+                    .ok()?;
                     return Some(hello);
                 }
                 Err(message) => refuse(ErrorCode::VersionMismatch, message),
             },
-            Ok(_) => refuse(ErrorCode::HelloRequired, "the first message must be a hello; closing".into()),
-            Err(err) => refuse(ErrorCode::BadFrame, format!("the first frame is not a remora hello ({err}); closing")),
+            Ok(_) => refuse(
+                ErrorCode::HelloRequired,
+                "the first message must be a hello; closing".into(),
+            ),
+            Err(err) => refuse(
+                ErrorCode::BadFrame,
+                format!("the first frame is not a remora hello ({err}); closing"),
+            ),
         },
     };
     debug!("refusing connection: {:?}", reply.body);
@@ -96,10 +116,18 @@ async fn handshake<R: AsyncRead + Unpin>(
 
 /// Picks the protocol version both sides speak.
 fn negotiate(hello: &Hello) -> Result<u32, String> {
-    let client_min = if hello.min_protocol == 0 { hello.protocol } else { hello.min_protocol };
+    let client_min = if hello.min_protocol == 0 {
+        hello.protocol
+    } else {
+        hello.min_protocol
+    };
     let version = hello.protocol.min(PROTOCOL_VERSION);
     if version < MIN_PROTOCOL_VERSION || version < client_min {
-        let newer = if hello.protocol > PROTOCOL_VERSION { "remora-agent on this host" } else { "the remora client" };
+        let newer = if hello.protocol > PROTOCOL_VERSION {
+            "remora-agent on this host"
+        } else {
+            "the remora client"
+        };
         return Err(format!(
             "no common protocol version: client speaks {client_min}..={}, remora-agent {} speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; upgrade {newer}",
             hello.protocol,
@@ -124,12 +152,19 @@ fn welcome(daemon: &Daemon, protocol: u32) -> Welcome {
 fn describe_client(hello: &Hello, origin: &str) -> String {
     let client = &hello.client;
     match (client.user.is_empty(), client.host.is_empty()) {
-        (false, false) => format!("{}@{} (pid {}) via {origin}", client.user, client.host, client.pid),
+        (false, false) => format!(
+            "{}@{} (pid {}) via {origin}",
+            client.user, client.host, client.pid
+        ),
         _ => origin.to_string(),
     }
 }
 
-async fn request_loop<R: AsyncRead + Unpin>(ctx: &Arc<Ctx>, frames: &mut FrameReader<R>, streams: &TaskTracker) {
+async fn request_loop<R: AsyncRead + Unpin>(
+    ctx: &Arc<Ctx>,
+    frames: &mut FrameReader<R>,
+    streams: &TaskTracker,
+) {
     loop {
         let read = tokio::select! {
             read = frames.read_frame() => read,
@@ -139,7 +174,12 @@ async fn request_loop<R: AsyncRead + Unpin>(ctx: &Arc<Ctx>, frames: &mut FrameRe
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(err) => {
-                ctx.send_error(0, ErrorCode::BadFrame, format!("{err}; closing the connection")).await;
+                ctx.send_error(
+                    0,
+                    ErrorCode::BadFrame,
+                    format!("{err}; closing the connection"),
+                )
+                .await;
                 return;
             }
         };
@@ -161,12 +201,38 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
     let id = frame.id;
     match frame.body {
         ClientBody::Ack(ack) => handler::ack::handle(ctx, ack),
-        ClientBody::Hello(_) => ctx.send_error(id, ErrorCode::InvalidRequest, "hello was already received".into()).await,
-        ClientBody::NewSession(request) => ctx.finish(id, handler::new::handle(ctx, id, request).await).await,
-        ClientBody::ListSessions(request) => ctx.finish(id, handler::ls::handle(ctx, id, request).await).await,
-        ClientBody::RemoveSessions(request) => ctx.finish(id, handler::rm::handle(ctx, id, request).await).await,
-        ClientBody::Invoke(request) => spawn_stream(ctx, streams, id, move |ctx| handler::invoke::handle(ctx, id, request)).await,
-        ClientBody::Receive(request) => spawn_stream(ctx, streams, id, move |ctx| handler::receive::handle(ctx, id, request)).await,
+        ClientBody::Hello(_) => {
+            ctx.send_error(
+                id,
+                ErrorCode::InvalidRequest,
+                "hello was already received".into(),
+            )
+            .await
+        }
+        ClientBody::NewSession(request) => {
+            ctx.finish(id, handler::new::handle(ctx, id, request).await)
+                .await
+        }
+        ClientBody::ListSessions(request) => {
+            ctx.finish(id, handler::ls::handle(ctx, id, request).await)
+                .await
+        }
+        ClientBody::RemoveSessions(request) => {
+            ctx.finish(id, handler::rm::handle(ctx, id, request).await)
+                .await
+        }
+        ClientBody::Invoke(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| {
+                handler::invoke::handle(ctx, id, request)
+            })
+            .await
+        }
+        ClientBody::Receive(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| {
+                handler::receive::handle(ctx, id, request)
+            })
+            .await
+        }
     }
 }
 
@@ -177,7 +243,8 @@ where
     Fut: std::future::Future<Output = Result<(), handler::Refusal>> + Send + 'static,
 {
     if streams.len() >= MAX_STREAMS {
-        let message = format!("this connection already runs {MAX_STREAMS} streams; wait for one to end");
+        let message =
+            format!("this connection already runs {MAX_STREAMS} streams; wait for one to end");
         ctx.send_error(id, ErrorCode::LimitReached, message).await;
         return;
     }
@@ -186,7 +253,10 @@ where
     streams.spawn(async move { ctx.finish(id, task.await).await });
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FrameWriter<W>, mut rx: mpsc::Receiver<AgentFrame>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: FrameWriter<W>,
+    mut rx: mpsc::Receiver<AgentFrame>,
+) {
     while let Some(frame) = rx.recv().await {
         if writer.queue(&frame).is_err() {
             break;

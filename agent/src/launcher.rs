@@ -30,7 +30,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// starting the daemon first if it is not running.
 pub async fn connect_daemon(paths: &StatePaths) -> Result<UnixStream> {
     let mut stream = connect_or_start(paths).await?;
-    stream.write_all(&[MODE_PROTOCOL]).await.map_err(AgentError::io("cannot write to", paths.socket()))?;
+    stream
+        .write_all(&[MODE_PROTOCOL])
+        .await
+        .map_err(AgentError::io("cannot write to", paths.socket()))?;
     Ok(stream)
 }
 
@@ -66,10 +69,17 @@ fn lock_spawn(paths: &StatePaths) -> Result<Flock<fs::File>> {
 
 /// Starts `remora-agent daemon` detached from this process's session and stdio.
 fn spawn_daemon(paths: &StatePaths) -> Result<Child> {
-    let exe = std::env::current_exe().map_err(AgentError::io("cannot find own executable", "/proc/self/exe"))?;
+    let exe = std::env::current_exe().map_err(AgentError::io(
+        "cannot find own executable",
+        "/proc/self/exe",
+    ))?;
     let log = open_log(&paths.log_file())?;
     let mut command = Command::new(&exe);
-    command.arg("daemon").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    command
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
     if let Some(root) = &paths.root {
         command.arg("--state-dir").arg(root);
     }
@@ -77,11 +87,15 @@ fn spawn_daemon(paths: &StatePaths) -> Result<Child> {
     // process group and controlling terminal so it outlives the connection.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
         });
     }
     debug!("starting daemon {}", exe.display());
-    command.spawn().map_err(AgentError::io("cannot start the daemon", &exe))
+    command
+        .spawn()
+        .map_err(AgentError::io("cannot start the daemon", &exe))
 }
 
 fn open_log(path: &Path) -> Result<fs::File> {
@@ -103,7 +117,10 @@ async fn wait_for_socket(paths: &StatePaths, child: &mut Child) -> Result<UnixSt
         }
         let exited = child.try_wait().ok().flatten().is_some();
         if exited || started.elapsed() > START_TIMEOUT {
-            return Err(AgentError::DaemonStart { waited_ms: started.elapsed().as_millis(), log: paths.log_file() });
+            return Err(AgentError::DaemonStart {
+                waited_ms: started.elapsed().as_millis(),
+                log: paths.log_file(),
+            });
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(100));

@@ -1,8 +1,8 @@
 //! remora's agent: the sshd subsystem, the per-user session daemon and an embedded SSH server.
 //! See `docs/ARCHITECTURE.md` for the lifecycle and invariants.
 
-mod clock;
 pub mod cli;
+mod clock;
 pub mod connection;
 pub mod daemon;
 pub mod error;

@@ -47,7 +47,12 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Subsystem { state_dir } => paths(state_dir).and_then(cli::subsystem),
         Command::Daemon { state_dir } => paths(state_dir).and_then(cli::daemon),
-        Command::Serve { listen, authorized_keys, host_key, state_dir } => {
+        Command::Serve {
+            listen,
+            authorized_keys,
+            host_key,
+            state_dir,
+        } => {
             paths(state_dir).and_then(|paths| cli::serve(paths, listen, &authorized_keys, host_key))
         }
     };

@@ -41,7 +41,8 @@ impl StatePaths {
 
     /// The per-user directories of the platform (XDG on Linux).
     pub fn per_user() -> Result<Self> {
-        let dirs = directories::ProjectDirs::from("", "", "remora").ok_or(AgentError::NoStateDir)?;
+        let dirs =
+            directories::ProjectDirs::from("", "", "remora").ok_or(AgentError::NoStateDir)?;
         let data_dir = dirs.data_local_dir().to_path_buf();
         let run_dir = dirs
             .runtime_dir()
@@ -66,7 +67,12 @@ impl StatePaths {
 
     /// Creates every directory with mode 0700 and verifies each is private to this user.
     pub fn prepare(&self) -> Result<()> {
-        for dir in [&self.run_dir, &self.data_dir, &self.config_dir, &self.log_dir] {
+        for dir in [
+            &self.run_dir,
+            &self.data_dir,
+            &self.config_dir,
+            &self.log_dir,
+        ] {
             ensure_private_dir(dir)?;
         }
         Ok(())
@@ -112,7 +118,10 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// Checks, without following symlinks, that `dir` is private to the current user.
 pub fn verify_private_dir(dir: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(dir).map_err(AgentError::io("cannot inspect", dir))?;
-    let unsafe_dir = |reason: String| AgentError::UnsafeDirectory { path: dir.to_path_buf(), reason };
+    let unsafe_dir = |reason: String| AgentError::UnsafeDirectory {
+        path: dir.to_path_buf(),
+        reason,
+    };
     if meta.file_type().is_symlink() {
         return Err(unsafe_dir("it is a symbolic link".into()));
     }
@@ -121,11 +130,16 @@ pub fn verify_private_dir(dir: &Path) -> Result<()> {
     }
     let uid = nix::unistd::getuid().as_raw();
     if meta.uid() != uid {
-        return Err(unsafe_dir(format!("it is owned by uid {}, not {uid}", meta.uid())));
+        return Err(unsafe_dir(format!(
+            "it is owned by uid {}, not {uid}",
+            meta.uid()
+        )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(unsafe_dir(format!("its mode is {mode:o}, open to other users")));
+        return Err(unsafe_dir(format!(
+            "its mode is {mode:o}, open to other users"
+        )));
     }
     Ok(())
 }

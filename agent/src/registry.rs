@@ -19,7 +19,9 @@ pub struct Registry {
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, Vec<Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a session unless its name is taken; on refusal returns the holder of the name.
@@ -46,7 +48,11 @@ impl Registry {
     pub fn list(&self, glob: Option<&str>) -> Vec<Arc<Session>> {
         let pattern = glob.map(WildMatch::new);
         let sessions = self.lock();
-        sessions.iter().filter(|s| pattern.as_ref().is_none_or(|p| p.matches(&s.name))).cloned().collect()
+        sessions
+            .iter()
+            .filter(|s| pattern.as_ref().is_none_or(|p| p.matches(&s.name)))
+            .cloned()
+            .collect()
     }
 
     /// Sessions matching any of the name globs or ids.

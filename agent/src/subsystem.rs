@@ -27,7 +27,10 @@ pub async fn run(paths: StatePaths) -> Result<()> {
     let stdout = std::io::stdout().as_raw_fd();
     fdpass::send_handoff(&mut stream, stdin, stdout, &origin())
         .await
-        .map_err(AgentError::io("cannot hand the connection to", paths.socket()))?;
+        .map_err(AgentError::io(
+            "cannot hand the connection to",
+            paths.socket(),
+        ))?;
     release_stdio()?;
     let mut byte = [0u8; 1];
     let _ = stream.read(&mut byte).await;
@@ -59,7 +62,9 @@ fn release_stdio() -> Result<()> {
     for fd in [0, 1] {
         // SAFETY: dup2 onto our own standard descriptors; nothing else uses them after handoff.
         if unsafe { nix::libc::dup2(null.as_raw_fd(), fd) } < 0 {
-            return Err(AgentError::io("cannot redirect stdio to", "/dev/null")(std::io::Error::last_os_error()));
+            return Err(AgentError::io("cannot redirect stdio to", "/dev/null")(
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -70,7 +75,10 @@ fn report_to_client(err: &AgentError) {
     use std::io::Write;
     let frame = AgentFrame {
         id: 0,
-        body: AgentBody::Error(ErrorReply { code: ErrorCode::Internal, message: format!("remora-agent: {err}") }),
+        body: AgentBody::Error(ErrorReply {
+            code: ErrorCode::Internal,
+            message: format!("remora-agent: {err}"),
+        }),
     };
     let mut buf = Vec::new();
     if encode(&frame, &mut buf).is_ok() {

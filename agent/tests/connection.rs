@@ -19,14 +19,26 @@ struct Peer {
 }
 
 fn start() -> Peer {
-    let daemon = Arc::new(Daemon::new(uuid::Uuid::new_v4(), SessionDefaults::default()));
+    let daemon = Arc::new(Daemon::new(
+        uuid::Uuid::new_v4(),
+        SessionDefaults::default(),
+    ));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (read, write) = tokio::io::split(theirs);
-    tokio::spawn(connection::serve(daemon.clone(), read, write, "test".into()));
+    tokio::spawn(connection::serve(
+        daemon.clone(),
+        read,
+        write,
+        "test".into(),
+    ));
     let (reader, writer) = tokio::io::split(ours);
     let mut reader = FrameReader::new(reader);
     reader.set_max_len(MAX_FRAME_LEN);
-    Peer { reader, writer, daemon }
+    Peer {
+        reader,
+        writer,
+        daemon,
+    }
 }
 
 fn hello(protocol: u32, min_protocol: u32) -> ClientFrame {
@@ -50,12 +62,16 @@ impl Peer {
     }
 
     async fn recv(&mut self) -> Option<AgentFrame> {
-        tokio::time::timeout(TIMEOUT, self.reader.read_message()).await.expect("agent answered in time").unwrap()
+        tokio::time::timeout(TIMEOUT, self.reader.read_message())
+            .await
+            .expect("agent answered in time")
+            .unwrap()
     }
 
     async fn greeted() -> Peer {
         let mut peer = start();
-        peer.send(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_VERSION)).await;
+        peer.send(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_VERSION))
+            .await;
         let welcome = peer.recv().await.unwrap();
         assert!(matches!(welcome.body, AgentBody::Welcome(_)), "{welcome:?}");
         peer
@@ -63,13 +79,19 @@ impl Peer {
 
     async fn expect_error(&mut self) -> (u64, ErrorReply) {
         match self.recv().await {
-            Some(AgentFrame { id, body: AgentBody::Error(error) }) => (id, error),
+            Some(AgentFrame {
+                id,
+                body: AgentBody::Error(error),
+            }) => (id, error),
             other => panic!("expected an error, got {other:?}"),
         }
     }
 
     async fn expect_closed(&mut self) {
-        assert!(self.recv().await.is_none(), "the agent closes the connection");
+        assert!(
+            self.recv().await.is_none(),
+            "the agent closes the connection"
+        );
     }
 }
 
@@ -77,7 +99,13 @@ impl Peer {
 async fn hello_is_answered_with_the_agents_identity() {
     let mut peer = start();
     peer.send(&hello(PROTOCOL_VERSION, 1)).await;
-    let Some(AgentFrame { id: 1, body: AgentBody::Welcome(welcome) }) = peer.recv().await else { panic!() };
+    let Some(AgentFrame {
+        id: 1,
+        body: AgentBody::Welcome(welcome),
+    }) = peer.recv().await
+    else {
+        panic!()
+    };
     assert_eq!(welcome.protocol, PROTOCOL_VERSION);
     assert_eq!(welcome.agent_id, peer.daemon.agent_id);
 }
@@ -85,7 +113,11 @@ async fn hello_is_answered_with_the_agents_identity() {
 #[tokio::test]
 async fn a_request_before_hello_is_refused_and_closed() {
     let mut peer = start();
-    peer.send(&ClientFrame { id: 3, body: ClientBody::ListSessions(ListSessions::default()) }).await;
+    peer.send(&ClientFrame {
+        id: 3,
+        body: ClientBody::ListSessions(ListSessions::default()),
+    })
+    .await;
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::HelloRequired);
     peer.expect_closed().await;
@@ -97,24 +129,38 @@ async fn no_common_version_names_the_side_to_upgrade() {
     peer.send(&hello(7, 5)).await;
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::VersionMismatch);
-    assert!(error.message.contains("upgrade remora-agent"), "{}", error.message);
+    assert!(
+        error.message.contains("upgrade remora-agent"),
+        "{}",
+        error.message
+    );
     peer.expect_closed().await;
 }
 
 #[tokio::test]
 async fn an_oversize_frame_before_hello_is_refused_without_reading_it() {
     let mut peer = start();
-    peer.writer.write_all(&(MAX_HELLO_FRAME_LEN as u32 + 1).to_be_bytes()).await.unwrap();
+    peer.writer
+        .write_all(&(MAX_HELLO_FRAME_LEN as u32 + 1).to_be_bytes())
+        .await
+        .unwrap();
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::BadFrame);
-    assert!(error.message.contains("exceeds the limit"), "{}", error.message);
+    assert!(
+        error.message.contains("exceeds the limit"),
+        "{}",
+        error.message
+    );
     peer.expect_closed().await;
 }
 
 #[tokio::test]
 async fn an_oversize_frame_after_hello_closes_the_connection() {
     let mut peer = Peer::greeted().await;
-    peer.writer.write_all(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes()).await.unwrap();
+    peer.writer
+        .write_all(&(MAX_FRAME_LEN as u32 + 1).to_be_bytes())
+        .await
+        .unwrap();
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::BadFrame);
     peer.expect_closed().await;
@@ -129,12 +175,23 @@ async fn an_unknown_message_gets_a_typed_error_and_the_connection_stays_usable()
     }
     let mut peer = Peer::greeted().await;
     let mut bytes = Vec::new();
-    encode(&Future { id: 9, body: [("Teleport", 1)].into() }, &mut bytes).unwrap();
+    encode(
+        &Future {
+            id: 9,
+            body: [("Teleport", 1)].into(),
+        },
+        &mut bytes,
+    )
+    .unwrap();
     peer.writer.write_all(&bytes).await.unwrap();
     let (id, error) = peer.expect_error().await;
     assert_eq!((id, error.code), (9, ErrorCode::UnknownMessage));
 
-    peer.send(&ClientFrame { id: 10, body: ClientBody::ListSessions(ListSessions::default()) }).await;
+    peer.send(&ClientFrame {
+        id: 10,
+        body: ClientBody::ListSessions(ListSessions::default()),
+    })
+    .await;
     let reply = peer.recv().await.unwrap();
     assert_eq!(reply.id, 10);
     assert!(matches!(reply.body, AgentBody::Sessions(_)), "{reply:?}");
@@ -143,14 +200,20 @@ async fn an_unknown_message_gets_a_typed_error_and_the_connection_stays_usable()
 #[tokio::test]
 async fn a_truncated_frame_closes_only_that_connection() {
     let mut peer = Peer::greeted().await;
-    peer.writer.write_all(&[0, 0, 0, 50, 1, 2, 3]).await.unwrap();
+    peer.writer
+        .write_all(&[0, 0, 0, 50, 1, 2, 3])
+        .await
+        .unwrap();
     peer.writer.shutdown().await.unwrap();
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::BadFrame);
 
     let mut other = start();
     other.send(&hello(PROTOCOL_VERSION, 1)).await;
-    assert!(matches!(other.recv().await.unwrap().body, AgentBody::Welcome(_)));
+    assert!(matches!(
+        other.recv().await.unwrap().body,
+        AgentBody::Welcome(_)
+    ));
 }
 
 #[tokio::test]
@@ -158,12 +221,29 @@ async fn invalid_names_and_empty_commands_are_refused_with_codes() {
     let mut peer = Peer::greeted().await;
     let long = "n".repeat(1000);
     for (id, name) in [(2, "../etc"), (3, "a\0b"), (4, long.as_str()), (5, "")] {
-        peer.send(&ClientFrame { id, body: ClientBody::NewSession(NewSession { name: name.into(), ..Default::default() }) }).await;
+        peer.send(&ClientFrame {
+            id,
+            body: ClientBody::NewSession(NewSession {
+                name: name.into(),
+                ..Default::default()
+            }),
+        })
+        .await;
         let (got, error) = peer.expect_error().await;
         assert_eq!((got, error.code), (id, ErrorCode::InvalidName), "{name:?}");
     }
-    let invoke = Invoke { session: None, command: "  ".into(), create: false, follow: true, window: DEFAULT_WINDOW };
-    peer.send(&ClientFrame { id: 6, body: ClientBody::Invoke(invoke) }).await;
+    let invoke = Invoke {
+        session: None,
+        command: "  ".into(),
+        create: false,
+        follow: true,
+        window: DEFAULT_WINDOW,
+    };
+    peer.send(&ClientFrame {
+        id: 6,
+        body: ClientBody::Invoke(invoke),
+    })
+    .await;
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::InvalidRequest);
     assert!(peer.daemon.registry.is_empty(), "nothing was created");
@@ -172,8 +252,20 @@ async fn invalid_names_and_empty_commands_are_refused_with_codes() {
 #[tokio::test]
 async fn acks_for_unknown_sessions_are_ignored() {
     let mut peer = Peer::greeted().await;
-    let ack = Ack { session: uuid::Uuid::new_v4(), command: 1, seq: 99 };
-    peer.send(&ClientFrame { id: 0, body: ClientBody::Ack(ack) }).await;
-    peer.send(&ClientFrame { id: 2, body: ClientBody::ListSessions(ListSessions::default()) }).await;
+    let ack = Ack {
+        session: uuid::Uuid::new_v4(),
+        command: 1,
+        seq: 99,
+    };
+    peer.send(&ClientFrame {
+        id: 0,
+        body: ClientBody::Ack(ack),
+    })
+    .await;
+    peer.send(&ClientFrame {
+        id: 2,
+        body: ClientBody::ListSessions(ListSessions::default()),
+    })
+    .await;
     assert_eq!(peer.recv().await.unwrap().id, 2);
 }

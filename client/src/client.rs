@@ -11,8 +11,8 @@
 //! ```
 
 use remora_wire::{
-    AgentBody, ClientBody, Invoke, Invoked, ListSessions, NewSession, Receive, Receiving, RemoveSessions, SessionInfo,
-    StreamEnd, Welcome, SUBSYSTEM_NAME,
+    AgentBody, ClientBody, Invoke, Invoked, ListSessions, NewSession, Receive, Receiving,
+    RemoveSessions, SessionInfo, StreamEnd, Welcome, SUBSYSTEM_NAME,
 };
 
 use crate::{
@@ -47,12 +47,18 @@ impl Client {
         let link = SshLink::connect(&settings).await?;
         let stream = link.open_subsystem(SUBSYSTEM_NAME).await?;
         let connection = Connection::open(Box::new(stream) as BoxedTransport, &target.host).await?;
-        Ok(Self { connection, link: Some(link) })
+        Ok(Self {
+            connection,
+            link: Some(link),
+        })
     }
 
     /// Greets an agent over an already open byte stream (a unix socket, a test duplex).
     pub async fn over(stream: BoxedTransport, host: &str) -> Result<Self> {
-        Ok(Self { connection: Connection::open(stream, host).await?, link: None })
+        Ok(Self {
+            connection: Connection::open(stream, host).await?,
+            link: None,
+        })
     }
 
     /// What the agent said about itself in its welcome.
@@ -62,7 +68,11 @@ impl Client {
 
     /// Creates a session (New-PSSession).
     pub async fn new_session(&mut self, request: NewSession) -> Result<SessionInfo> {
-        match self.connection.request(ClientBody::NewSession(request)).await? {
+        match self
+            .connection
+            .request(ClientBody::NewSession(request))
+            .await?
+        {
             AgentBody::Session(info) => Ok(info),
             other => Err(self.connection.unexpected(&other)),
         }
@@ -70,7 +80,11 @@ impl Client {
 
     /// Lists sessions, optionally only names matching a glob (Get-PSSession).
     pub async fn list(&mut self, name_glob: Option<String>) -> Result<Vec<SessionInfo>> {
-        match self.connection.request(ClientBody::ListSessions(ListSessions { name_glob })).await? {
+        match self
+            .connection
+            .request(ClientBody::ListSessions(ListSessions { name_glob }))
+            .await?
+        {
             AgentBody::Sessions(list) => Ok(list.sessions),
             other => Err(self.connection.unexpected(&other)),
         }
@@ -78,26 +92,48 @@ impl Client {
 
     /// Removes sessions by name glob or id (Remove-PSSession); returns what was (or would be) removed.
     pub async fn remove(&mut self, request: RemoveSessions) -> Result<Vec<SessionInfo>> {
-        match self.connection.request(ClientBody::RemoveSessions(request)).await? {
+        match self
+            .connection
+            .request(ClientBody::RemoveSessions(request))
+            .await?
+        {
             AgentBody::Removed(list) => Ok(list.sessions),
             other => Err(self.connection.unexpected(&other)),
         }
     }
 
     /// Runs a command (Invoke-Command); when `follow`, its output goes to `sink` until it ends.
-    pub async fn invoke(&mut self, request: Invoke, sink: &mut dyn OutputSink) -> Result<InvokeOutcome> {
+    pub async fn invoke(
+        &mut self,
+        request: Invoke,
+        sink: &mut dyn OutputSink,
+    ) -> Result<InvokeOutcome> {
         let follow = request.follow;
-        let (id, first) = self.connection.start_stream(ClientBody::Invoke(request)).await?;
+        let (id, first) = self
+            .connection
+            .start_stream(ClientBody::Invoke(request))
+            .await?;
         let AgentBody::Invoked(invoked) = first else {
             return Err(self.connection.unexpected(&first));
         };
-        let end = if follow { Some(self.connection.follow_stream(id, sink).await?) } else { None };
+        let end = if follow {
+            Some(self.connection.follow_stream(id, sink).await?)
+        } else {
+            None
+        };
         Ok(InvokeOutcome { invoked, end })
     }
 
     /// Receives every unacknowledged output of a session into `sink` (Receive-PSSession).
-    pub async fn receive(&mut self, request: Receive, sink: &mut dyn OutputSink) -> Result<(Receiving, StreamEnd)> {
-        let (id, first) = self.connection.start_stream(ClientBody::Receive(request)).await?;
+    pub async fn receive(
+        &mut self,
+        request: Receive,
+        sink: &mut dyn OutputSink,
+    ) -> Result<(Receiving, StreamEnd)> {
+        let (id, first) = self
+            .connection
+            .start_stream(ClientBody::Receive(request))
+            .await?;
         let AgentBody::Receiving(receiving) = first else {
             return Err(self.connection.unexpected(&first));
         };

@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use remora_wire::{
-    Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
-    Output, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader,
+    FrameWriter, Hello, Output, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use uuid::Uuid;
@@ -96,7 +97,11 @@ impl<S: Transport> Connection<S> {
     }
 
     /// Delivers a stream's output to `sink`, acknowledging as it goes, until its end.
-    pub async fn follow_stream(&mut self, id: RequestId, sink: &mut dyn OutputSink) -> Result<StreamEnd> {
+    pub async fn follow_stream(
+        &mut self,
+        id: RequestId,
+        sink: &mut dyn OutputSink,
+    ) -> Result<StreamEnd> {
         let mut pending = PendingAck::default();
         loop {
             let body = match self.next_with_deadline(id, &pending).await? {
@@ -110,14 +115,22 @@ impl<S: Transport> Connection<S> {
                 AgentBody::Output(output) => {
                     sink.output(&output).map_err(ClientError::Output)?;
                     pending.bytes += output.data.len() as u64;
-                    pending.ack = Some(Ack { session: output.session, command: output.command, seq: output.seq });
+                    pending.ack = Some(Ack {
+                        session: output.session,
+                        command: output.command,
+                        seq: output.seq,
+                    });
                     if pending.bytes >= ACK_BYTES {
                         self.send_ack(&mut pending, sink).await?;
                     }
                 }
                 AgentBody::CommandEnded(ended) => {
                     sink.ended(&ended).map_err(ClientError::Output)?;
-                    pending.ack = Some(Ack { session: ended.session, command: ended.command, seq: ended.seq });
+                    pending.ack = Some(Ack {
+                        session: ended.session,
+                        command: ended.command,
+                        seq: ended.seq,
+                    });
                     self.send_ack(&mut pending, sink).await?;
                 }
                 AgentBody::StreamEnd(end) => {
@@ -130,7 +143,11 @@ impl<S: Transport> Connection<S> {
     }
 
     /// The next frame for `id`, or `None` when an ack is due and nothing arrived in time.
-    async fn next_with_deadline(&mut self, id: RequestId, pending: &PendingAck) -> Result<Option<AgentBody>> {
+    async fn next_with_deadline(
+        &mut self,
+        id: RequestId,
+        pending: &PendingAck,
+    ) -> Result<Option<AgentBody>> {
         if pending.ack.is_none() {
             return self.next_reply(id).await.map(Some);
         }
@@ -140,29 +157,46 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    async fn send_ack(&mut self, pending: &mut PendingAck, sink: &mut dyn OutputSink) -> Result<()> {
+    async fn send_ack(
+        &mut self,
+        pending: &mut PendingAck,
+        sink: &mut dyn OutputSink,
+    ) -> Result<()> {
         let Some(ack) = pending.ack.take() else {
             return Ok(());
         };
         sink.flush().map_err(ClientError::Output)?;
         pending.bytes = 0;
-        self.send_frame(ClientFrame { id: 0, body: ClientBody::Ack(ack) }).await
+        self.send_frame(ClientFrame {
+            id: 0,
+            body: ClientBody::Ack(ack),
+        })
+        .await
     }
 
     /// Ends the connection cleanly: says end-of-input, then waits (bounded) until the agent has
     /// processed everything sent, acks included, and closed its side.
     pub async fn shutdown(mut self) -> Result<()> {
-        self.writer.shutdown().await.map_err(|source| self.wire_error(source))?;
-        let drain = async {
-            while let Ok(Some(_)) = self.reader.read_frame().await {}
-        };
+        self.writer
+            .shutdown()
+            .await
+            .map_err(|source| self.wire_error(source))?;
+        let drain = async { while let Ok(Some(_)) = self.reader.read_frame().await {} };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
         Ok(())
     }
 
     /// Acknowledges output up to `seq` of a command without receiving it (e.g. already shown).
     pub async fn ack(&mut self, session: Uuid, command: u64, seq: u64) -> Result<()> {
-        self.send_frame(ClientFrame { id: 0, body: ClientBody::Ack(Ack { session, command, seq }) }).await
+        self.send_frame(ClientFrame {
+            id: 0,
+            body: ClientBody::Ack(Ack {
+                session,
+                command,
+                seq,
+            }),
+        })
+        .await
     }
 
     async fn send(&mut self, body: ClientBody) -> Result<RequestId> {
@@ -173,7 +207,10 @@ impl<S: Transport> Connection<S> {
     }
 
     async fn send_frame(&mut self, frame: ClientFrame) -> Result<()> {
-        self.writer.send(&frame).await.map_err(|source| self.wire_error(source))
+        self.writer
+            .send(&frame)
+            .await
+            .map_err(|source| self.wire_error(source))
     }
 
     /// Reads frames until one for `id` (or for no request) arrives; errors become `Refused`.
@@ -191,24 +228,37 @@ impl<S: Transport> Connection<S> {
                 continue;
             }
             if let AgentBody::Error(error) = frame.body {
-                return Err(ClientError::Refused { host: self.host.clone(), code: error.code, message: error.message });
+                return Err(ClientError::Refused {
+                    host: self.host.clone(),
+                    code: error.code,
+                    message: error.message,
+                });
             }
             return Ok(frame.body);
         }
     }
 
     fn closed(&self) -> ClientError {
-        ClientError::Closed { host: self.host.clone(), hint: String::new() }
+        ClientError::Closed {
+            host: self.host.clone(),
+            hint: String::new(),
+        }
     }
 
     fn wire_error(&self, source: remora_wire::WireError) -> ClientError {
-        ClientError::Wire { host: self.host.clone(), source }
+        ClientError::Wire {
+            host: self.host.clone(),
+            source,
+        }
     }
 
     /// An error for a reply that does not fit the request.
     pub fn unexpected(&self, body: &AgentBody) -> ClientError {
         let what = format!("{body:?}");
-        ClientError::Unexpected { host: self.host.clone(), what: what.chars().take(120).collect() }
+        ClientError::Unexpected {
+            host: self.host.clone(),
+            what: what.chars().take(120).collect(),
+        }
     }
 }
 
@@ -218,7 +268,11 @@ fn hello() -> Hello {
         min_protocol: MIN_PROTOCOL_VERSION,
         software: format!("remora {}", env!("CARGO_PKG_VERSION")),
         capabilities: Vec::new(),
-        client: ClientInfo { host: local_host_name(), user: local_user_name(), pid: std::process::id() },
+        client: ClientInfo {
+            host: local_host_name(),
+            user: local_user_name(),
+            pid: std::process::id(),
+        },
     }
 }
 
@@ -236,13 +290,18 @@ fn placeholder_welcome() -> Welcome {
 
 /// This machine's host name, for the agent's "attached from".
 pub fn local_host_name() -> String {
-    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// This process's user name.
 pub fn local_user_name() -> String {
     std::env::var("USER").unwrap_or_else(|_| {
         let uid = nix::unistd::getuid();
-        nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
+        nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| uid.to_string(), |u| u.name)
     })
 }

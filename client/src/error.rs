@@ -12,7 +12,11 @@ pub enum ClientError {
     Ssh(#[from] SshError),
     /// The agent refused a request.
     #[error("{host}: {message}")]
-    Refused { host: String, code: ErrorCode, message: String },
+    Refused {
+        host: String,
+        code: ErrorCode,
+        message: String,
+    },
     /// The byte stream to the agent broke or carried something unreadable.
     #[error("{host}: connection to remora-agent failed: {source}")]
     Wire {
@@ -34,7 +38,10 @@ pub enum ClientError {
 impl ClientError {
     /// Whether this failure is about reaching the host at all (the CLI exits 255, like ssh).
     pub fn is_connection_failure(&self) -> bool {
-        matches!(self, ClientError::Ssh(_) | ClientError::Wire { .. } | ClientError::Closed { .. })
+        matches!(
+            self,
+            ClientError::Ssh(_) | ClientError::Wire { .. } | ClientError::Closed { .. }
+        )
     }
 
     /// The agent's error code, when the agent refused.

@@ -54,13 +54,26 @@ pub fn duration(secs: u64) -> String {
 
 /// Parses `90s`, `15m`, `2h`, `1d` (and combinations like `1h30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"))
+    humantime::parse_duration(text).map_err(|err| {
+        format!(
+            "invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"
+        )
+    })
 }
 
 /// The `ls` table, like Get-PSSession plus expiry and command counts.
 pub fn session_table(sessions: &[SessionInfo]) -> String {
-    let header = ["Name", "Host", "State", "Configuration", "Availability", "Running", "Done", "Expires", "InstanceId"];
+    let header = [
+        "Name",
+        "Host",
+        "State",
+        "Configuration",
+        "Availability",
+        "Running",
+        "Done",
+        "Expires",
+        "InstanceId",
+    ];
     let rows: Vec<[String; 9]> = sessions.iter().map(session_row).collect();
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -91,7 +104,11 @@ fn session_row(s: &SessionInfo) -> [String; 9] {
 }
 
 fn push_row(out: &mut String, cells: &[String; 9], widths: &[usize; 9]) {
-    let line: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+    let line: Vec<String> = cells
+        .iter()
+        .zip(widths)
+        .map(|(cell, width)| format!("{cell:<width$}"))
+        .collect();
     out.push_str(line.join("  ").trim_end());
     out.push('\n');
 }

@@ -100,7 +100,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if got == 0 {
                 return match (self.body_len, self.filled) {
                     (None, 0) => Ok(None),
-                    _ => Err(WireError::Truncated { expected: want, got: self.filled }),
+                    _ => Err(WireError::Truncated {
+                        expected: want,
+                        got: self.filled,
+                    }),
                 };
             }
             self.filled += got;
@@ -111,7 +114,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     fn start_body(&mut self) -> Result<(), WireError> {
         let len = u32::from_be_bytes(self.prefix) as usize;
         if len > self.max_len {
-            return Err(WireError::FrameTooLarge { len: len as u64, max: self.max_len });
+            return Err(WireError::FrameTooLarge {
+                len: len as u64,
+                max: self.max_len,
+            });
         }
         if self.body.len() < len {
             self.body.resize(len, 0);
@@ -139,7 +145,10 @@ pub struct FrameWriter<W> {
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a byte stream.
     pub fn new(inner: W) -> Self {
-        Self { inner, buf: Vec::new() }
+        Self {
+            inner,
+            buf: Vec::new(),
+        }
     }
 
     /// Encodes `message` into the pending buffer without writing it yet.

@@ -41,9 +41,19 @@ async fn frames_round_trip_through_a_stream() {
     encode(&invoke_frame(), &mut bytes).unwrap();
     encode(&output, &mut bytes).unwrap();
     let mut reader = reader_over(bytes).await;
-    assert_eq!(reader.read_message::<ClientFrame>().await.unwrap(), Some(invoke_frame()));
-    assert_eq!(reader.read_message::<AgentFrame>().await.unwrap(), Some(output));
-    assert_eq!(reader.read_message::<AgentFrame>().await.unwrap(), None, "clean close between frames");
+    assert_eq!(
+        reader.read_message::<ClientFrame>().await.unwrap(),
+        Some(invoke_frame())
+    );
+    assert_eq!(
+        reader.read_message::<AgentFrame>().await.unwrap(),
+        Some(output)
+    );
+    assert_eq!(
+        reader.read_message::<AgentFrame>().await.unwrap(),
+        None,
+        "clean close between frames"
+    );
 }
 
 #[tokio::test]
@@ -52,7 +62,10 @@ async fn oversize_frame_is_refused_before_allocating() {
     bytes.extend_from_slice(b"tiny");
     let mut reader = reader_over(bytes).await;
     let err = reader.read_frame().await.unwrap_err();
-    assert!(matches!(err, WireError::FrameTooLarge { max, .. } if max == MAX_HELLO_FRAME_LEN), "{err}");
+    assert!(
+        matches!(err, WireError::FrameTooLarge { max, .. } if max == MAX_HELLO_FRAME_LEN),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -71,10 +84,19 @@ async fn truncated_frame_is_an_error_not_a_clean_close() {
     encode(&invoke_frame(), &mut bytes).unwrap();
     bytes.truncate(bytes.len() - 3);
     let mut reader = reader_over(bytes).await;
-    assert!(matches!(reader.read_frame().await.unwrap_err(), WireError::Truncated { .. }));
+    assert!(matches!(
+        reader.read_frame().await.unwrap_err(),
+        WireError::Truncated { .. }
+    ));
 
     let mut reader = reader_over(vec![0, 0]).await;
-    assert!(matches!(reader.read_frame().await.unwrap_err(), WireError::Truncated { expected: 4, got: 2 }));
+    assert!(matches!(
+        reader.read_frame().await.unwrap_err(),
+        WireError::Truncated {
+            expected: 4,
+            got: 2
+        }
+    ));
 }
 
 #[tokio::test]
@@ -90,10 +112,14 @@ async fn partial_reads_survive_cancellation() {
     let (mut tx, rx) = tokio::io::duplex(1024);
     let mut reader = FrameReader::new(rx);
     tx.write_all(&bytes[..6]).await.unwrap();
-    let first = tokio::time::timeout(std::time::Duration::from_millis(20), reader.read_frame()).await;
+    let first =
+        tokio::time::timeout(std::time::Duration::from_millis(20), reader.read_frame()).await;
     assert!(first.is_err(), "a partial frame must not complete");
     tx.write_all(&bytes[6..]).await.unwrap();
-    assert_eq!(reader.read_message::<ClientFrame>().await.unwrap(), Some(invoke_frame()));
+    assert_eq!(
+        reader.read_message::<ClientFrame>().await.unwrap(),
+        Some(invoke_frame())
+    );
 }
 
 #[test]
@@ -104,9 +130,19 @@ fn unknown_message_type_is_a_decode_error_but_its_id_is_readable() {
         body: std::collections::BTreeMap<&'static str, u32>,
     }
     let mut bytes = Vec::new();
-    encode(&Future { id: 42, body: [("Teleport", 1)].into() }, &mut bytes).unwrap();
+    encode(
+        &Future {
+            id: 42,
+            body: [("Teleport", 1)].into(),
+        },
+        &mut bytes,
+    )
+    .unwrap();
     let body = &bytes[4..];
-    assert!(matches!(decode::<ClientFrame>(body), Err(WireError::Decode(_))));
+    assert!(matches!(
+        decode::<ClientFrame>(body),
+        Err(WireError::Decode(_))
+    ));
     assert_eq!(decode::<FrameId>(body).unwrap().id, 42);
 }
 
@@ -122,11 +158,23 @@ fn unknown_fields_are_skipped_and_missing_optional_fields_default() {
         id: u64,
         body: std::collections::BTreeMap<&'static str, NewerHello>,
     }
-    let frame = Frame { id: 1, body: [("Hello", NewerHello { protocol: 9, telemetry: "x" })].into() };
+    let frame = Frame {
+        id: 1,
+        body: [(
+            "Hello",
+            NewerHello {
+                protocol: 9,
+                telemetry: "x",
+            },
+        )]
+        .into(),
+    };
     let mut bytes = Vec::new();
     encode(&frame, &mut bytes).unwrap();
     let decoded: ClientFrame = decode(&bytes[4..]).unwrap();
-    let ClientBody::Hello(hello) = decoded.body else { panic!("not a hello: {decoded:?}") };
+    let ClientBody::Hello(hello) = decoded.body else {
+        panic!("not a hello: {decoded:?}")
+    };
     assert_eq!(hello.protocol, 9);
     assert_eq!(hello.min_protocol, 0);
     assert!(hello.capabilities.is_empty());
@@ -140,7 +188,14 @@ fn unknown_enum_values_from_newer_peers_decode_as_unknown() {
         message: &'static str,
     }
     let mut bytes = Vec::new();
-    encode(&Reply { code: "quota_exceeded_on_mars", message: "m" }, &mut bytes).unwrap();
+    encode(
+        &Reply {
+            code: "quota_exceeded_on_mars",
+            message: "m",
+        },
+        &mut bytes,
+    )
+    .unwrap();
     let reply: ErrorReply = decode(&bytes[4..]).unwrap();
     assert_eq!(reply.code, ErrorCode::Unknown);
 }

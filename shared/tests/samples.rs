@@ -53,16 +53,35 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
         min_protocol: MIN_PROTOCOL_VERSION,
         software: "remora 0.1.0".into(),
         capabilities: vec![],
-        client: ClientInfo { host: "laptop".into(), user: "ada".into(), pid: 4242 },
+        client: ClientInfo {
+            host: "laptop".into(),
+            user: "ada".into(),
+            pid: 4242,
+        },
     };
     let frame = |id, body| ClientFrame { id, body };
     vec![
         ("client-hello", frame(1, ClientBody::Hello(hello))),
         (
             "client-new-session",
-            frame(2, ClientBody::NewSession(NewSession { name: "build".into(), idle_timeout_secs: Some(7200), ..Default::default() })),
+            frame(
+                2,
+                ClientBody::NewSession(NewSession {
+                    name: "build".into(),
+                    idle_timeout_secs: Some(7200),
+                    ..Default::default()
+                }),
+            ),
         ),
-        ("client-list-sessions", frame(3, ClientBody::ListSessions(ListSessions { name_glob: Some("bu*".into()) }))),
+        (
+            "client-list-sessions",
+            frame(
+                3,
+                ClientBody::ListSessions(ListSessions {
+                    name_glob: Some("bu*".into()),
+                }),
+            ),
+        ),
         (
             "client-invoke",
             frame(
@@ -78,12 +97,36 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
         ),
         (
             "client-receive",
-            frame(5, ClientBody::Receive(Receive { session: SessionRef::Id(SESSION), follow: true, window: DEFAULT_WINDOW })),
+            frame(
+                5,
+                ClientBody::Receive(Receive {
+                    session: SessionRef::Id(SESSION),
+                    follow: true,
+                    window: DEFAULT_WINDOW,
+                }),
+            ),
         ),
-        ("client-ack", frame(0, ClientBody::Ack(Ack { session: SESSION, command: 3, seq: 17 }))),
+        (
+            "client-ack",
+            frame(
+                0,
+                ClientBody::Ack(Ack {
+                    session: SESSION,
+                    command: 3,
+                    seq: 17,
+                }),
+            ),
+        ),
         (
             "client-remove-sessions",
-            frame(6, ClientBody::RemoveSessions(RemoveSessions { names: vec!["build*".into()], ids: vec![], dry_run: true })),
+            frame(
+                6,
+                ClientBody::RemoveSessions(RemoveSessions {
+                    names: vec!["build*".into()],
+                    ids: vec![],
+                    dry_run: true,
+                }),
+            ),
         ),
     ]
 }
@@ -142,11 +185,16 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
 }
 
 fn sample_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples").join(format!("{name}.hex"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(format!("{name}.hex"))
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    let hex: Vec<String> = bytes.chunks(32).map(|line| line.iter().map(|b| format!("{b:02x}")).collect()).collect();
+    let hex: Vec<String> = bytes
+        .chunks(32)
+        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
     hex.join("\n") + "\n"
 }
 
@@ -158,14 +206,22 @@ fn from_hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, message: &T) {
+fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+    name: &str,
+    message: &T,
+) {
     let path = sample_path(name);
     if std::env::var_os("REMORA_WRITE_SAMPLES").is_some() {
         let mut bytes = Vec::new();
         encode(message, &mut bytes).unwrap();
         fs::write(&path, to_hex(&bytes)).unwrap();
     }
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; write it with REMORA_WRITE_SAMPLES=1", path.display()));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; write it with REMORA_WRITE_SAMPLES=1",
+            path.display()
+        )
+    });
     let bytes = from_hex(&text);
     let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
     assert_eq!(len, bytes.len() - 4, "{name}: length prefix");

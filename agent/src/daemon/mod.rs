@@ -15,7 +15,6 @@ use std::{
     sync::Arc,
 };
 
-
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{net::UnixListener, signal::unix::SignalKind};
 use tracing::{info, warn};
@@ -31,7 +30,10 @@ use crate::{
 pub async fn run(paths: StatePaths) -> Result<()> {
     paths.prepare()?;
     let Some(_pid_lock) = lock_pid_file(&paths)? else {
-        info!("another daemon holds {}; exiting", paths.pid_file().display());
+        info!(
+            "another daemon holds {}; exiting",
+            paths.pid_file().display()
+        );
         return Ok(());
     };
     let listener = bind_socket(&paths)?;
@@ -94,8 +96,10 @@ fn lock_pid_file(paths: &StatePaths) -> Result<Option<Flock<fs::File>>> {
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
         Err((_, errno)) => return Err(errno.into()),
     };
-    lock.set_len(0).map_err(AgentError::io("cannot truncate pid file", &path))?;
-    writeln!(lock, "{}", std::process::id()).map_err(AgentError::io("cannot write pid file", &path))?;
+    lock.set_len(0)
+        .map_err(AgentError::io("cannot truncate pid file", &path))?;
+    writeln!(lock, "{}", std::process::id())
+        .map_err(AgentError::io("cannot write pid file", &path))?;
     Ok(Some(lock))
 }
 

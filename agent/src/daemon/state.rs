@@ -70,7 +70,9 @@ impl Daemon {
         Self {
             registry: Registry::default(),
             agent_id,
-            host: nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             user: current_user(),
             defaults,
             shutdown: CancellationToken::new(),

@@ -11,6 +11,7 @@ pub fn handle(ctx: &Ctx, ack: Ack) {
     };
     session.ack(ack.command, ack.seq);
     if session.temporary && session.drained() {
-        ctx.daemon.remove_session(session.id, "temporary session delivered all its output");
+        ctx.daemon
+            .remove_session(session.id, "temporary session delivered all its output");
     }
 }

@@ -19,7 +19,9 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
     validate_command(&request.command)?;
     let session = resolve_session(&ctx, &request)?;
     if request.follow {
-        session.attach(ctx.conn, &ctx.from).map_err(|r| refusal_for(&session, r))?;
+        session
+            .attach(ctx.conn, &ctx.from)
+            .map_err(|r| refusal_for(&session, r))?;
     }
     let command = match session.enqueue(request.command) {
         Ok(command) => command,
@@ -29,10 +31,20 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         }
     };
     let command_id = command.id;
-    let invoked = Invoked { session: session.info(ctx.conn, &ctx.daemon.host), command };
+    let invoked = Invoked {
+        session: session.info(ctx.conn, &ctx.daemon.host),
+        command,
+    };
     ctx.send(id, AgentBody::Invoked(invoked)).await?;
     if request.follow {
-        let end = stream::run(&ctx, id, &session, Scope::Command(command_id), request.window).await;
+        let end = stream::run(
+            &ctx,
+            id,
+            &session,
+            Scope::Command(command_id),
+            request.window,
+        )
+        .await;
         session.detach(ctx.conn);
         ctx.send(id, AgentBody::StreamEnd(end)).await?;
     }
@@ -45,10 +57,15 @@ fn validate_command(command: &str) -> Result<(), Refusal> {
         return Err(invalid("the command is empty; give it after `--`".into()));
     }
     if command.len() > MAX_COMMAND_LEN {
-        return Err(invalid(format!("the command is {} bytes; the limit is {MAX_COMMAND_LEN}", command.len())));
+        return Err(invalid(format!(
+            "the command is {} bytes; the limit is {MAX_COMMAND_LEN}",
+            command.len()
+        )));
     }
     if command.contains('\0') {
-        return Err(invalid("the command contains a NUL byte, which no shell can run".into()));
+        return Err(invalid(
+            "the command contains a NUL byte, which no shell can run".into(),
+        ));
     }
     Ok(())
 }
@@ -63,11 +80,15 @@ fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal>
         return Ok(session);
     }
     match reference {
-        SessionRef::Name(name) if request.create => match create_session(ctx, name, false, &NewSession::default()) {
-            Err(refusal) if refusal.code == ErrorCode::SessionExists => ctx.find_session(reference),
-            created => created,
-        },
-        _ => Err(ctx.find_session(reference).err().expect("session was not found")),
+        SessionRef::Name(name) if request.create => {
+            match create_session(ctx, name, false, &NewSession::default()) {
+                Err(refusal) if refusal.code == ErrorCode::SessionExists => {
+                    ctx.find_session(reference)
+                }
+                created => created,
+            }
+        }
+        _ => ctx.find_session(reference),
     }
 }
 

@@ -44,7 +44,10 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -57,12 +60,17 @@ impl From<Closed> for Refusal {
 impl Ctx {
     /// Queues a frame for the client.
     pub async fn send(&self, id: RequestId, body: AgentBody) -> Result<(), Closed> {
-        self.tx.send(AgentFrame { id, body }).await.map_err(|_| Closed)
+        self.tx
+            .send(AgentFrame { id, body })
+            .await
+            .map_err(|_| Closed)
     }
 
     /// Sends an error reply (best effort: the client may be gone).
     pub async fn send_error(&self, id: RequestId, code: ErrorCode, message: String) {
-        let _ = self.send(id, AgentBody::Error(ErrorReply { code, message })).await;
+        let _ = self
+            .send(id, AgentBody::Error(ErrorReply { code, message }))
+            .await;
     }
 
     /// Turns a handler's refusal into an error reply.
@@ -74,7 +82,10 @@ impl Ctx {
 
     /// Finds a session or explains that it does not exist.
     pub fn find_session(&self, reference: &SessionRef) -> Result<Arc<Session>, Refusal> {
-        self.daemon.registry.find(reference).ok_or_else(|| self.not_found(reference))
+        self.daemon
+            .registry
+            .find(reference)
+            .ok_or_else(|| self.not_found(reference))
     }
 
     fn not_found(&self, reference: &SessionRef) -> Refusal {
@@ -84,7 +95,10 @@ impl Ctx {
         };
         Refusal::new(
             ErrorCode::SessionNotFound,
-            format!("{what} on {} for user {}; list them with `remora ls`", self.daemon.host, self.daemon.user),
+            format!(
+                "{what} on {} for user {}; list them with `remora ls`",
+                self.daemon.host, self.daemon.user
+            ),
         )
     }
 

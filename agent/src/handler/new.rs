@@ -9,12 +9,21 @@ use crate::session::{runspace, validate_name, Session, SessionSettings};
 
 pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(), Refusal> {
     let session = create_session(ctx, &request.name, false, &request)?;
-    ctx.send(id, AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host))).await?;
+    ctx.send(
+        id,
+        AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host)),
+    )
+    .await?;
     Ok(())
 }
 
 /// Validates, registers and starts a session.
-pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSession) -> Result<Arc<Session>, Refusal> {
+pub fn create_session(
+    ctx: &Ctx,
+    name: &str,
+    temporary: bool,
+    options: &NewSession,
+) -> Result<Arc<Session>, Refusal> {
     validate_name(name).map_err(|message| Refusal::new(ErrorCode::InvalidName, message))?;
     let settings = settings_for(ctx, options)?;
     let session = Arc::new(Session::new(name.to_string(), temporary, settings));
@@ -26,8 +35,12 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
         Refusal::new(ErrorCode::SessionExists, message)
     })?;
     if let Err(err) = runspace::start(session.clone(), &ctx.daemon.defaults.shell) {
-        ctx.daemon.remove_session(session.id, "its runspace could not start");
-        return Err(Refusal::new(ErrorCode::Internal, format!("cannot start the session's shell: {err}")));
+        ctx.daemon
+            .remove_session(session.id, "its runspace could not start");
+        return Err(Refusal::new(
+            ErrorCode::Internal,
+            format!("cannot start the session's shell: {err}"),
+        ));
     }
     tracing::info!(session = %session.name, instance_id = %session.id, by = %ctx.from, "session created");
     Ok(session)
@@ -37,10 +50,19 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
 fn settings_for(ctx: &Ctx, options: &NewSession) -> Result<SessionSettings, Refusal> {
     let defaults = &ctx.daemon.defaults;
     let invalid = |message: String| Refusal::new(ErrorCode::InvalidRequest, message);
-    if let Some(name) = options.configuration.as_deref().filter(|c| *c != defaults.configuration) {
-        return Err(invalid(format!("no configuration named {name:?}; this agent has: {}", defaults.configuration)));
+    if let Some(name) = options
+        .configuration
+        .as_deref()
+        .filter(|c| *c != defaults.configuration)
+    {
+        return Err(invalid(format!(
+            "no configuration named {name:?}; this agent has: {}",
+            defaults.configuration
+        )));
     }
-    let idle_timeout_secs = options.idle_timeout_secs.unwrap_or(defaults.idle_timeout_secs);
+    let idle_timeout_secs = options
+        .idle_timeout_secs
+        .unwrap_or(defaults.idle_timeout_secs);
     if idle_timeout_secs == 0 || idle_timeout_secs > defaults.max_idle_timeout_secs {
         return Err(invalid(format!(
             "idle timeout of {idle_timeout_secs} s is outside 1 s ..= {} s (the configuration's maximum)",
@@ -49,7 +71,9 @@ fn settings_for(ctx: &Ctx, options: &NewSession) -> Result<SessionSettings, Refu
     }
     let buffering = options.buffering.unwrap_or(defaults.buffering);
     if buffering != Buffering::Block {
-        return Err(invalid(format!("buffering mode {buffering:?} is not available in this agent; use block")));
+        return Err(invalid(format!(
+            "buffering mode {buffering:?} is not available in this agent; use block"
+        )));
     }
     Ok(SessionSettings {
         configuration: defaults.configuration.clone(),

@@ -13,13 +13,26 @@ use super::{
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
-    session.attach(ctx.conn, &ctx.from).map_err(|r| refusal_for(&session, r))?;
-    let receiving = Receiving { session: session.info(ctx.conn, &ctx.daemon.host) };
+    session
+        .attach(ctx.conn, &ctx.from)
+        .map_err(|r| refusal_for(&session, r))?;
+    let receiving = Receiving {
+        session: session.info(ctx.conn, &ctx.daemon.host),
+    };
     if let Err(closed) = ctx.send(id, AgentBody::Receiving(receiving)).await {
         session.detach(ctx.conn);
         return Err(closed.into());
     }
-    let end = stream::run(&ctx, id, &session, Scope::Pending { follow: request.follow }, request.window).await;
+    let end = stream::run(
+        &ctx,
+        id,
+        &session,
+        Scope::Pending {
+            follow: request.follow,
+        },
+        request.window,
+    )
+    .await;
     session.detach(ctx.conn);
     ctx.send(id, AgentBody::StreamEnd(end)).await?;
     Ok(())

@@ -40,13 +40,29 @@ enum Progress {
 }
 
 /// Streams until the scope is delivered, the session is removed or the client goes.
-pub async fn run(ctx: &Ctx, id: RequestId, session: &Session, scope: Scope, window: u64) -> StreamEnd {
+pub async fn run(
+    ctx: &Ctx,
+    id: RequestId,
+    session: &Session,
+    scope: Scope,
+    window: u64,
+) -> StreamEnd {
     let window = window.clamp(MIN_WINDOW, MAX_WINDOW);
     let mut cursors = BTreeMap::new();
     let mut last_exit = None;
     loop {
         let mut changed = session.subscribe();
-        let Ok(progress) = send_available(ctx, id, session, scope, window, &mut cursors, &mut last_exit).await else {
+        let Ok(progress) = send_available(
+            ctx,
+            id,
+            session,
+            scope,
+            window,
+            &mut cursors,
+            &mut last_exit,
+        )
+        .await
+        else {
             break;
         };
         if finished(session, scope, &cursors, progress) {
@@ -65,10 +81,18 @@ pub async fn run(ctx: &Ctx, id: RequestId, session: &Session, scope: Scope, wind
         Scope::Command(command) => session.command_info(command).and_then(|c| c.exit_code),
         Scope::Pending { .. } => session.last_exit_code(),
     };
-    StreamEnd { last_exit_code: last_exit.or(fallback), commands_pending: session.active_commands() }
+    StreamEnd {
+        last_exit_code: last_exit.or(fallback),
+        commands_pending: session.active_commands(),
+    }
 }
 
-fn finished(session: &Session, scope: Scope, cursors: &BTreeMap<u64, Cursor>, progress: Progress) -> bool {
+fn finished(
+    session: &Session,
+    scope: Scope,
+    cursors: &BTreeMap<u64, Cursor>,
+    progress: Progress,
+) -> bool {
     let ended = |command: &u64| cursors.get(command).is_some_and(|c| c.ended);
     match scope {
         Scope::Command(command) => ended(&command),
@@ -95,12 +119,20 @@ async fn send_available(
     let mut sent_any = false;
     for command in commands {
         let (acked_seq, acked_offset) = session.acked_position(command);
-        let cursor = cursors.entry(command).or_insert(Cursor { seq: acked_seq, offset: acked_offset, ended: false });
+        let cursor = cursors.entry(command).or_insert(Cursor {
+            seq: acked_seq,
+            offset: acked_offset,
+            ended: false,
+        });
         if cursor.ended {
             continue;
         }
         if cursor.seq < acked_seq {
-            *cursor = Cursor { seq: acked_seq, offset: acked_offset, ended: false };
+            *cursor = Cursor {
+                seq: acked_seq,
+                offset: acked_offset,
+                ended: false,
+            };
         }
         let budget = window.saturating_sub(in_flight);
         if budget == 0 {
@@ -121,24 +153,45 @@ async fn send_available(
             break;
         }
     }
-    Ok(if sent_any { Progress::Sent } else { Progress::Idle })
+    Ok(if sent_any {
+        Progress::Sent
+    } else {
+        Progress::Idle
+    })
 }
 
 /// Output bytes sent on this stream and not yet acknowledged by anyone.
 fn in_flight(session: &Session, cursors: &BTreeMap<u64, Cursor>) -> u64 {
     cursors
         .iter()
-        .map(|(command, cursor)| cursor.offset.saturating_sub(session.acked_position(*command).1))
+        .map(|(command, cursor)| {
+            cursor
+                .offset
+                .saturating_sub(session.acked_position(*command).1)
+        })
         .sum()
 }
 
 fn entry_body(session: &Session, command: u64, entry: Entry) -> AgentBody {
     match entry.kind {
-        EntryKind::Output { stream, data } => {
-            AgentBody::Output(Output { session: session.id, command, seq: entry.seq, stream, data: data.to_vec() })
-        }
-        EntryKind::Ended { state, exit_code, ended_at } => {
-            AgentBody::CommandEnded(CommandEnded { session: session.id, command, seq: entry.seq, state, exit_code, ended_at })
-        }
+        EntryKind::Output { stream, data } => AgentBody::Output(Output {
+            session: session.id,
+            command,
+            seq: entry.seq,
+            stream,
+            data: data.to_vec(),
+        }),
+        EntryKind::Ended {
+            state,
+            exit_code,
+            ended_at,
+        } => AgentBody::CommandEnded(CommandEnded {
+            session: session.id,
+            command,
+            seq: entry.seq,
+            state,
+            exit_code,
+            ended_at,
+        }),
     }
 }

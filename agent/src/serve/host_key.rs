@@ -10,8 +10,12 @@ use crate::error::{AgentError, Result};
 /// Loads the host key at `path`, creating it first if it does not exist.
 pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
     if path.exists() {
-        return PrivateKey::read_openssh_file(path)
-            .map_err(|err| AgentError::Ssh(format!("cannot read host key {}: {err}; remove it to generate a new one", path.display())));
+        return PrivateKey::read_openssh_file(path).map_err(|err| {
+            AgentError::Ssh(format!(
+                "cannot read host key {}: {err}; remove it to generate a new one",
+                path.display()
+            ))
+        });
     }
     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
         .map_err(|err| AgentError::Ssh(format!("cannot generate a host key: {err}")))?;
@@ -24,7 +28,8 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
         .mode(0o600)
         .open(path)
         .map_err(AgentError::io("cannot create host key", path))?;
-    file.write_all(text.as_bytes()).map_err(AgentError::io("cannot write host key", path))?;
+    file.write_all(text.as_bytes())
+        .map_err(AgentError::io("cannot write host key", path))?;
     tracing::info!("generated host key {}", path.display());
     Ok(key)
 }
@@ -42,8 +47,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("host_key");
         let first = load_or_create_host_key(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let second = load_or_create_host_key(&path).unwrap();
-        assert_eq!(first.public_key().fingerprint(HashAlg::Sha256), second.public_key().fingerprint(HashAlg::Sha256));
+        assert_eq!(
+            first.public_key().fingerprint(HashAlg::Sha256),
+            second.public_key().fingerprint(HashAlg::Sha256)
+        );
     }
 }

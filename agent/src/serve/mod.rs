@@ -10,7 +10,9 @@ mod authorized_keys;
 mod handler;
 mod host_key;
 
-use std::{future::Future, io::Write, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future, io::Write, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration,
+};
 
 use russh::{
     keys::HashAlg,
@@ -40,23 +42,44 @@ pub struct ServeOptions {
 
 /// How the server reaches the daemon for each subsystem channel: a fresh unix stream already in
 /// protocol mode.
-pub type DaemonConnector = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<UnixStream>> + Send>> + Send + Sync>;
+pub type DaemonConnector =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<UnixStream>> + Send>> + Send + Sync>;
 
 /// Binds, prints `listening on ADDR` and `host key SHA256:…` on stdout, then serves until
 /// `shutdown` is cancelled.
-pub async fn run(options: ServeOptions, paths: &StatePaths, connect: DaemonConnector, shutdown: CancellationToken) -> Result<()> {
-    let key_path = options.host_key.clone().unwrap_or_else(|| paths.config_dir.join("ssh_host_ed25519_key"));
+pub async fn run(
+    options: ServeOptions,
+    paths: &StatePaths,
+    connect: DaemonConnector,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let key_path = options
+        .host_key
+        .clone()
+        .unwrap_or_else(|| paths.config_dir.join("ssh_host_ed25519_key"));
     let host_key = load_or_create_host_key(&key_path)?;
     let fingerprint = host_key.public_key().fingerprint(HashAlg::Sha256);
-    let listener = TcpListener::bind(options.listen).await.map_err(|source| AgentError::Io {
-        action: "cannot listen on",
-        path: options.listen.to_string().into(),
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(AgentError::io("cannot read the address of", options.listen.to_string()))?;
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| AgentError::Io {
+            action: "cannot listen on",
+            path: options.listen.to_string().into(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(AgentError::io(
+        "cannot read the address of",
+        options.listen.to_string(),
+    ))?;
     announce(addr, &fingerprint.to_string());
     tracing::info!(%addr, %fingerprint, "embedded SSH server listening");
-    serve(listener, server_config(host_key), options.authorized_keys, connect, shutdown).await
+    serve(
+        listener,
+        server_config(host_key),
+        options.authorized_keys,
+        connect,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves connections on `listener` until `shutdown` is cancelled.
@@ -67,7 +90,10 @@ pub async fn serve(
     connect: DaemonConnector,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let mut server = RemoraServer { authorized_keys, connect };
+    let mut server = RemoraServer {
+        authorized_keys,
+        connect,
+    };
     let running = server.run_on_socket(Arc::new(config), &listener);
     let handle = running.handle();
     tokio::select! {

@@ -35,7 +35,10 @@ impl CommandRecord {
 
     /// Whether the command has reached a final state.
     pub fn is_ended(&self) -> bool {
-        matches!(self.state, CommandState::Completed | CommandState::Failed | CommandState::Stopped)
+        matches!(
+            self.state,
+            CommandState::Completed | CommandState::Failed | CommandState::Stopped
+        )
     }
 
     /// Records the final state and appends the journal's end entry (once).

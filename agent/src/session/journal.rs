@@ -12,8 +12,15 @@ use remora_wire::{CommandState, Stream, UnixMillis};
 /// One journal entry.
 #[derive(Debug, Clone)]
 pub enum EntryKind {
-    Output { stream: Stream, data: Bytes },
-    Ended { state: CommandState, exit_code: Option<i32>, ended_at: UnixMillis },
+    Output {
+        stream: Stream,
+        data: Bytes,
+    },
+    Ended {
+        state: CommandState,
+        exit_code: Option<i32>,
+        ended_at: UnixMillis,
+    },
 }
 
 /// An entry with its position.
@@ -55,13 +62,26 @@ impl Journal {
     }
 
     /// Appends the final entry; returns its seq.
-    pub fn push_end(&mut self, state: CommandState, exit_code: Option<i32>, ended_at: UnixMillis) -> u64 {
-        self.push(EntryKind::Ended { state, exit_code, ended_at })
+    pub fn push_end(
+        &mut self,
+        state: CommandState,
+        exit_code: Option<i32>,
+        ended_at: UnixMillis,
+    ) -> u64 {
+        self.push(EntryKind::Ended {
+            state,
+            exit_code,
+            ended_at,
+        })
     }
 
     fn push(&mut self, kind: EntryKind) -> u64 {
         self.last_seq += 1;
-        self.entries.push_back(Entry { seq: self.last_seq, end_offset: self.end_offset, kind });
+        self.entries.push_back(Entry {
+            seq: self.last_seq,
+            end_offset: self.end_offset,
+            kind,
+        });
         self.last_seq
     }
 
@@ -86,7 +106,10 @@ impl Journal {
     /// Entries after `after_seq`, up to `max_bytes` of output (at least one entry when any).
     pub fn entries_after(&self, after_seq: u64, max_bytes: u64) -> Vec<Entry> {
         let start = after_seq.max(self.acked_seq);
-        let skip = self.entries.front().map_or(0, |e| (start + 1).saturating_sub(e.seq)) as usize;
+        let skip = self
+            .entries
+            .front()
+            .map_or(0, |e| (start + 1).saturating_sub(e.seq)) as usize;
         let mut out = Vec::new();
         let mut budget = max_bytes;
         for entry in self.entries.iter().skip(skip) {
@@ -112,7 +135,10 @@ impl Journal {
 
     /// Output offset of the entry `seq` (or of the acked point when `seq` is already acked).
     pub fn offset_of(&self, seq: u64) -> u64 {
-        self.entries.iter().find(|e| e.seq == seq).map_or(self.acked_offset, |e| e.end_offset)
+        self.entries
+            .iter()
+            .find(|e| e.seq == seq)
+            .map_or(self.acked_offset, |e| e.end_offset)
     }
 
     /// Highest seq written.
@@ -148,7 +174,11 @@ mod tests {
         let mut journal = journal_with(&["a", "b"]);
         let end = journal.push_end(CommandState::Completed, Some(0), 0);
         assert_eq!(end, 3);
-        let seqs: Vec<u64> = journal.entries_after(0, u64::MAX).iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = journal
+            .entries_after(0, u64::MAX)
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(seqs, [1, 2, 3]);
     }
 

@@ -18,7 +18,8 @@ use std::{
 
 use bytes::Bytes;
 use remora_wire::{
-    Attachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState, Stream, UnixMillis,
+    Attachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState,
+    Stream, UnixMillis,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -94,13 +95,19 @@ impl Session {
             created_at: now,
             settings,
             closed: CancellationToken::new(),
-            inner: Mutex::new(Inner { next_command: 1, disconnected_at: Some(now), ..Inner::default() }),
+            inner: Mutex::new(Inner {
+                next_command: 1,
+                disconnected_at: Some(now),
+                ..Inner::default()
+            }),
             changed: watch::Sender::new(()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn notify(&self) {
@@ -131,7 +138,10 @@ impl Session {
     /// Marks the oldest queued command Running and returns its id and text.
     pub fn start_next(&self) -> Option<(u64, String)> {
         let mut inner = self.lock();
-        let record = inner.commands.values_mut().find(|c| c.state == CommandState::Queued)?;
+        let record = inner
+            .commands
+            .values_mut()
+            .find(|c| c.state == CommandState::Queued)?;
         record.state = CommandState::Running;
         record.started_at = Some(now_millis());
         let next = (record.id, record.text.clone());
@@ -187,7 +197,10 @@ impl Session {
     /// Records that a client has written a command's output up to `seq`.
     pub fn ack(&self, command: u64, seq: u64) {
         let mut inner = self.lock();
-        let freed = inner.commands.get_mut(&command).map_or(0, |c| c.journal.ack(seq));
+        let freed = inner
+            .commands
+            .get_mut(&command)
+            .map_or(0, |c| c.journal.ack(seq));
         inner.held_bytes -= freed;
         drop(inner);
         self.notify();
@@ -203,12 +216,19 @@ impl Session {
         let mut inner = self.lock();
         match &inner.lease {
             Some(lease) if lease.conn != conn => {
-                return Err(SessionRefusal::Busy { from: lease.from.clone(), since: lease.since })
+                return Err(SessionRefusal::Busy {
+                    from: lease.from.clone(),
+                    since: lease.since,
+                })
             }
             Some(_) => return Ok(()),
             None => {}
         }
-        inner.lease = Some(Lease { conn, from: from.to_string(), since: now_millis() });
+        inner.lease = Some(Lease {
+            conn,
+            from: from.to_string(),
+            since: now_millis(),
+        });
         inner.disconnected_at = None;
         drop(inner);
         self.notify();
@@ -229,36 +249,58 @@ impl Session {
     /// Journal entries of `command` after `after_seq`, at most `max_bytes` of output.
     pub fn entries_after(&self, command: u64, after_seq: u64, max_bytes: u64) -> Vec<Entry> {
         let inner = self.lock();
-        inner.commands.get(&command).map_or_else(Vec::new, |c| c.journal.entries_after(after_seq, max_bytes))
+        inner
+            .commands
+            .get(&command)
+            .map_or_else(Vec::new, |c| c.journal.entries_after(after_seq, max_bytes))
     }
 
     /// Ids of commands that still have unacknowledged entries or have not ended, in order.
     pub fn pending_commands(&self) -> Vec<u64> {
         let inner = self.lock();
-        inner.commands.values().filter(|c| !c.is_ended() || !c.journal.fully_acked()).map(|c| c.id).collect()
+        inner
+            .commands
+            .values()
+            .filter(|c| !c.is_ended() || !c.journal.fully_acked())
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Acked seq and acked offset of a command's journal.
     pub fn acked_position(&self, command: u64) -> (u64, u64) {
         let inner = self.lock();
-        inner.commands.get(&command).map_or((0, 0), |c| (c.journal.acked_seq(), c.journal.acked_offset()))
+        inner.commands.get(&command).map_or((0, 0), |c| {
+            (c.journal.acked_seq(), c.journal.acked_offset())
+        })
     }
 
     /// Number of commands Running or Queued.
     pub fn active_commands(&self) -> u32 {
-        self.lock().commands.values().filter(|c| !c.is_ended()).count() as u32
+        self.lock()
+            .commands
+            .values()
+            .filter(|c| !c.is_ended())
+            .count() as u32
     }
 
     /// Exit code of the most recently ended command.
     pub fn last_exit_code(&self) -> Option<i32> {
         let inner = self.lock();
-        inner.commands.values().rev().find(|c| c.is_ended()).and_then(|c| c.exit_code)
+        inner
+            .commands
+            .values()
+            .rev()
+            .find(|c| c.is_ended())
+            .and_then(|c| c.exit_code)
     }
 
     /// True when every command has ended and every journal entry is acknowledged.
     pub fn drained(&self) -> bool {
         let inner = self.lock();
-        inner.commands.values().all(|c| c.is_ended() && c.journal.fully_acked())
+        inner
+            .commands
+            .values()
+            .all(|c| c.is_ended() && c.journal.fully_acked())
     }
 
     /// Why the session is Broken, if it is.
@@ -271,12 +313,17 @@ impl Session {
         let inner = self.lock();
         let (state, availability) = match (&inner.broken, &inner.lease) {
             (Some(_), _) => (SessionState::Broken, Availability::None),
-            (None, Some(lease)) if lease.conn == viewer => (SessionState::Opened, Availability::Available),
+            (None, Some(lease)) if lease.conn == viewer => {
+                (SessionState::Opened, Availability::Available)
+            }
             (None, Some(_)) => (SessionState::Disconnected, Availability::Busy),
             (None, None) => (SessionState::Disconnected, Availability::None),
         };
-        let count = |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
-        let expires_at = inner.disconnected_at.map(|at| at + self.settings.idle_timeout_secs * 1000);
+        let count =
+            |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
+        let expires_at = inner
+            .disconnected_at
+            .map(|at| at + self.settings.idle_timeout_secs * 1000);
         SessionInfo {
             name: self.name.clone(),
             instance_id: self.id,
@@ -289,7 +336,10 @@ impl Session {
             idle_timeout_secs: self.settings.idle_timeout_secs,
             expires_at,
             buffering: self.settings.buffering,
-            attached: inner.lease.as_ref().map(|l| Attachment { from: l.from.clone(), since: l.since }),
+            attached: inner.lease.as_ref().map(|l| Attachment {
+                from: l.from.clone(),
+                since: l.since,
+            }),
             commands_running: count(CommandState::Running),
             commands_queued: count(CommandState::Queued),
             commands_completed: inner.commands.values().filter(|c| c.is_ended()).count() as u32,

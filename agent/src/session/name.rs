@@ -10,13 +10,23 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("session name is empty".into());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("session name is {} bytes long; the limit is {MAX_NAME_LEN}", name.len()));
+        return Err(format!(
+            "session name is {} bytes long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
     }
     if name.starts_with(['.', '-']) {
-        return Err(format!("session name {name:?} must not start with '.' or '-'"));
+        return Err(format!(
+            "session name {name:?} must not start with '.' or '-'"
+        ));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("session name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"));
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "session name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -35,7 +45,18 @@ mod tests {
     #[test]
     fn refuses_paths_controls_and_oversize() {
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        for name in ["", "..", "a/b", "../x", "a\0b", "tab\there", "-rf", ".hidden", "sp ace", long.as_str()] {
+        for name in [
+            "",
+            "..",
+            "a/b",
+            "../x",
+            "a\0b",
+            "tab\there",
+            "-rf",
+            ".hidden",
+            "sp ace",
+            long.as_str(),
+        ] {
             assert!(validate_name(name).is_err(), "{name:?}");
         }
     }

@@ -51,10 +51,19 @@ pub struct ShellSpec {
 impl ShellSpec {
     /// bash without startup files when installed, otherwise POSIX sh.
     pub fn detect() -> Self {
-        let bash = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"].into_iter().map(PathBuf::from).find(|p| p.exists());
+        let bash = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
         match bash {
-            Some(program) => Self { program, args: vec!["--noprofile".into(), "--norc".into(), "-s".into()] },
-            None => Self { program: PathBuf::from("/bin/sh"), args: vec!["-s".into()] },
+            Some(program) => Self {
+                program,
+                args: vec!["--noprofile".into(), "--norc".into(), "-s".into()],
+            },
+            None => Self {
+                program: PathBuf::from("/bin/sh"),
+                args: vec!["-s".into()],
+            },
         }
     }
 }
@@ -89,7 +98,9 @@ async fn run(session: Arc<Session>, mut shell: Shell) {
             Outcome::Exited(code) => session.finish(id, CommandState::Completed, Some(code)),
             Outcome::ShellGone(code) => {
                 session.finish(id, CommandState::Completed, Some(code));
-                session.mark_broken(format!("the runspace shell exited with status {code} during command {id}"));
+                session.mark_broken(format!(
+                    "the runspace shell exited with status {code} during command {id}"
+                ));
                 return;
             }
             Outcome::Closed => break,
@@ -127,11 +138,16 @@ impl Shell {
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(AgentError::from)?;
         let mut child = shell_command(spec, &status_write)
             .spawn()
-            .map_err(AgentError::io("cannot start the runspace shell", &spec.program))?;
+            .map_err(AgentError::io(
+                "cannot start the runspace shell",
+                &spec.program,
+            ))?;
         drop(status_write);
         let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
-        let status = pipe::Receiver::from_owned_fd(status_read)
-            .map_err(AgentError::io("cannot watch the runspace status pipe", &spec.program))?;
+        let status = pipe::Receiver::from_owned_fd(status_read).map_err(AgentError::io(
+            "cannot watch the runspace status pipe",
+            &spec.program,
+        ))?;
         Ok(Self {
             pgid,
             stdin: child.stdin.take().expect("stdin is piped"),
@@ -145,7 +161,12 @@ impl Shell {
 
     /// Runs one command to its end, journaling its output into the session.
     async fn execute(&mut self, session: &Session, id: u64, text: &str) -> Outcome {
-        if self.stdin.write_all(command_script(text).as_bytes()).await.is_err() {
+        if self
+            .stdin
+            .write_all(command_script(text).as_bytes())
+            .await
+            .is_err()
+        {
             return Outcome::ShellGone(self.wait_exit().await);
         }
         let mut out_buf = vec![0u8; READ_CHUNK];
@@ -183,7 +204,9 @@ impl Shell {
     fn take_status_line(&mut self) -> Option<i32> {
         let end = self.status_buf.iter().position(|&b| b == b'\n')?;
         let line: Vec<u8> = self.status_buf.drain(..=end).collect();
-        let code = std::str::from_utf8(&line).ok().and_then(|s| s.trim().parse().ok());
+        let code = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
         Some(code.unwrap_or(-1))
     }
 
@@ -247,10 +270,16 @@ fn install_status_fd(fd: i32) -> io::Result<()> {
 
 /// The text sent to the shell for one command.
 fn command_script(text: &str) -> String {
-    format!("eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n", text.replace('\'', "'\\''"))
+    format!(
+        "eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n",
+        text.replace('\'', "'\\''")
+    )
 }
 
-async fn read_some<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>, buf: &mut [u8]) -> io::Result<usize> {
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    reader: Option<&mut R>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
     match reader {
         Some(reader) => reader.read(buf).await,
         None => std::future::pending().await,
@@ -258,7 +287,14 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>, buf:
 }
 
 /// Journals one read; a closed or failed pipe stops being read.
-fn journal_read<R>(session: &Session, id: u64, stream: Stream, read: io::Result<usize>, buf: &[u8], pipe: &mut Option<R>) {
+fn journal_read<R>(
+    session: &Session,
+    id: u64,
+    stream: Stream,
+    read: io::Result<usize>,
+    buf: &[u8],
+    pipe: &mut Option<R>,
+) {
     match read {
         Ok(n) if n > 0 => session.append_output(id, stream, Bytes::copy_from_slice(&buf[..n])),
         _ => *pipe = None,
@@ -279,7 +315,10 @@ fn drain_fd(fd: &impl AsFd, session: &Session, id: u64, stream: Stream) {
 /// A shell's exit status as a number: its code, or 128 + signal like shells report it.
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
 }
 
 #[cfg(test)]
@@ -289,6 +328,9 @@ mod tests {
     #[test]
     fn script_quotes_single_quotes() {
         let script = command_script("echo 'a b'");
-        assert!(script.starts_with("eval 'echo '\\''a b'\\''' </dev/null 3>&-\n"), "{script}");
+        assert!(
+            script.starts_with("eval 'echo '\\''a b'\\''' </dev/null 3>&-\n"),
+            "{script}"
+        );
     }
 }

@@ -17,7 +17,11 @@ pub const EXIT_CONNECTION: u8 = 255;
 /// Runs one invocation of `remora`.
 pub fn run(cli: Cli) -> ExitCode {
     init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("remora: cannot start the async runtime: {err}");
@@ -47,6 +51,10 @@ fn init_tracing(verbose: u8) {
         2 => "debug,russh=info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| level.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| level.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

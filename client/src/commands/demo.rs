@@ -31,8 +31,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let keys = write_client_key(dir.path())?;
     let mut server = DemoServer::start(&agent, dir.path(), &keys.authorized_keys)?;
     let config = write_ssh_config(dir.path(), &server, &keys.identity)?;
-    let options = SshOptions { config_file: Some(config), ..SshOptions::default() };
-    println!("remora demo: a private agent listens on {} (state in {})\n", server.addr, dir.path().display());
+    let options = SshOptions {
+        config_file: Some(config),
+        ..SshOptions::default()
+    };
+    println!(
+        "remora demo: a private agent listens on {} (state in {})\n",
+        server.addr,
+        dir.path().display()
+    );
     let result = tour(&options).await;
     server.stop();
     result
@@ -41,35 +48,73 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
 async fn tour(options: &SshOptions) -> anyhow::Result<u8> {
     step(&format!("remora new {HOST} --name {SESSION}"));
     let mut client = Client::connect(HOST, options).await?;
-    let session = client.new_session(NewSession { name: SESSION.into(), ..NewSession::default() }).await?;
+    let session = client
+        .new_session(NewSession {
+            name: SESSION.into(),
+            ..NewSession::default()
+        })
+        .await?;
     print!("{}", output::session_table(&[session]));
 
-    step(&format!("remora invoke {HOST} --name {SESSION} --disconnected -- '{LONG_JOB}'"));
-    let started = client.invoke(invoke(LONG_JOB, false), &mut StdSink::default()).await?;
-    println!("started command {} and returned at once; nobody is attached now", started.invoked.command.id);
+    step(&format!(
+        "remora invoke {HOST} --name {SESSION} --disconnected -- '{LONG_JOB}'"
+    ));
+    let started = client
+        .invoke(invoke(LONG_JOB, false), &mut StdSink::default())
+        .await?;
+    println!(
+        "started command {} and returned at once; nobody is attached now",
+        started.invoked.command.id
+    );
     client.close().await?;
 
-    step(&format!("remora ls {HOST}    # from a new connection, while the command runs"));
+    step(&format!(
+        "remora ls {HOST}    # from a new connection, while the command runs"
+    ));
     let mut client = Client::connect(HOST, options).await?;
     print!("{}", output::session_table(&client.list(None).await?));
 
-    step(&format!("remora receive {HOST} --name {SESSION}    # everything so far, then live to the end"));
+    step(&format!(
+        "remora receive {HOST} --name {SESSION}    # everything so far, then live to the end"
+    ));
     let mut sink = StdSink::default();
-    let receive = Receive { session: SessionRef::Name(SESSION.into()), follow: true, window: DEFAULT_WINDOW };
+    let receive = Receive {
+        session: SessionRef::Name(SESSION.into()),
+        follow: true,
+        window: DEFAULT_WINDOW,
+    };
     let (_, end) = client.receive(receive, &mut sink).await?;
-    println!("(exit status {})", sink.last_exit.or(end.last_exit_code).unwrap_or(-1));
+    println!(
+        "(exit status {})",
+        sink.last_exit.or(end.last_exit_code).unwrap_or(-1)
+    );
 
-    step(&format!("remora receive {HOST} --name {SESSION}    # again: nothing is delivered twice"));
+    step(&format!(
+        "remora receive {HOST} --name {SESSION}    # again: nothing is delivered twice"
+    ));
     let mut again = StdSink::default();
-    let receive = Receive { session: SessionRef::Name(SESSION.into()), follow: true, window: DEFAULT_WINDOW };
+    let receive = Receive {
+        session: SessionRef::Name(SESSION.into()),
+        follow: true,
+        window: DEFAULT_WINDOW,
+    };
     client.receive(receive, &mut again).await?;
     println!("({} bytes)", again.bytes);
 
-    step(&format!("remora invoke {HOST} --name {SESSION} -- '{FOLLOW_UP}'    # the runspace kept its state"));
-    client.invoke(invoke(FOLLOW_UP, true), &mut StdSink::default()).await?;
+    step(&format!(
+        "remora invoke {HOST} --name {SESSION} -- '{FOLLOW_UP}'    # the runspace kept its state"
+    ));
+    client
+        .invoke(invoke(FOLLOW_UP, true), &mut StdSink::default())
+        .await?;
 
     step(&format!("remora rm {HOST} --name 'b*'"));
-    let removed = client.remove(RemoveSessions { names: vec!["b*".into()], ..RemoveSessions::default() }).await?;
+    let removed = client
+        .remove(RemoveSessions {
+            names: vec!["b*".into()],
+            ..RemoveSessions::default()
+        })
+        .await?;
     for session in removed {
         println!("removed {} ({})", session.name, session.instance_id);
     }
@@ -87,7 +132,13 @@ fn step(command: &str) {
 }
 
 fn invoke(command: &str, follow: bool) -> Invoke {
-    Invoke { session: Some(SessionRef::Name(SESSION.into())), command: command.into(), create: false, follow, window: DEFAULT_WINDOW }
+    Invoke {
+        session: Some(SessionRef::Name(SESSION.into())),
+        command: command.into(),
+        create: false,
+        follow,
+        window: DEFAULT_WINDOW,
+    }
 }
 
 /// `--agent`, else `remora-agent` next to this executable.
@@ -111,19 +162,29 @@ struct ClientKey {
 }
 
 fn write_client_key(dir: &Path) -> anyhow::Result<ClientKey> {
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).context("cannot generate a key")?;
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+        .context("cannot generate a key")?;
     let identity = dir.join("id_ed25519");
-    key.write_openssh_file(&identity, LineEnding::LF).context("cannot write the demo key")?;
+    key.write_openssh_file(&identity, LineEnding::LF)
+        .context("cannot write the demo key")?;
     fs::set_permissions(&identity, fs::Permissions::from_mode(0o600))?;
     let authorized_keys = dir.join("authorized_keys");
     fs::write(&authorized_keys, key.public_key().to_openssh()? + "\n")?;
-    Ok(ClientKey { identity, authorized_keys })
+    Ok(ClientKey {
+        identity,
+        authorized_keys,
+    })
 }
 
 fn write_ssh_config(dir: &Path, server: &DemoServer, identity: &Path) -> anyhow::Result<PathBuf> {
-    let host_key = PrivateKey::read_openssh_file(&server.host_key_path()).context("cannot read the agent's host key")?;
+    let host_key = PrivateKey::read_openssh_file(server.host_key_path())
+        .context("cannot read the agent's host key")?;
     let known_hosts = dir.join("known_hosts");
-    let line = format!("[127.0.0.1]:{} {}\n", server.addr.port(), host_key.public_key().to_openssh()?);
+    let line = format!(
+        "[127.0.0.1]:{} {}\n",
+        server.addr.port(),
+        host_key.public_key().to_openssh()?
+    );
     fs::write(&known_hosts, line)?;
     let user = crate::connection::local_user_name();
     let config = format!(
@@ -161,12 +222,20 @@ impl DemoServer {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut first = String::new();
         stdout.read_line(&mut first)?;
-        let addr = first.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok());
         let Some(addr) = addr else {
             let _ = child.kill();
             bail!("remora-agent serve did not report its address (said {first:?})");
         };
-        Ok(Self { child, _stdout: stdout, addr, state_dir })
+        Ok(Self {
+            child,
+            _stdout: stdout,
+            addr,
+            state_dir,
+        })
     }
 
     fn host_key_path(&self) -> PathBuf {
@@ -177,7 +246,10 @@ impl DemoServer {
         let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
         let _ = self.child.wait();
         let pid_file = self.state_dir.join("run").join("daemon.pid");
-        if let Some(pid) = fs::read_to_string(pid_file).ok().and_then(|p| p.trim().parse().ok()) {
+        if let Some(pid) = fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
             stop_process(Pid::from_raw(pid));
         }
     }

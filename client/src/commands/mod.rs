@@ -34,5 +34,7 @@ const NO_EXIT_CODE: u8 = 1;
 
 /// A remote exit code as a process exit status (shells report signals as 128+n already).
 fn exit_status(code: Option<i32>) -> u8 {
-    code.map_or(NO_EXIT_CODE, |c| u8::try_from(c.clamp(0, 255)).unwrap_or(NO_EXIT_CODE))
+    code.map_or(NO_EXIT_CODE, |c| {
+        u8::try_from(c.clamp(0, 255)).unwrap_or(NO_EXIT_CODE)
+    })
 }

@@ -17,8 +17,14 @@ use wildmatch::WildMatch;
 use super::SshError;
 
 /// Keys whose absence of support would change where or how we connect.
-const UNSUPPORTED_CONNECTION_KEYS: &[&str] =
-    &["proxyjump", "proxycommand", "identityagent", "certificatefile", "hostkeyalias", "include"];
+const UNSUPPORTED_CONNECTION_KEYS: &[&str] = &[
+    "proxyjump",
+    "proxycommand",
+    "identityagent",
+    "certificatefile",
+    "hostkeyalias",
+    "include",
+];
 
 /// One `Key value` line.
 #[derive(Debug, Clone)]
@@ -64,7 +70,10 @@ pub struct Applied {
 impl Applied {
     /// The first value of `key` (lower-case).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).and_then(|v| v.first()).map(String::as_str)
+        self.values
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 
     /// Every value of `key`, in order (for IdentityFile).
@@ -79,13 +88,19 @@ impl SshConfig {
         match fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, &path.display().to_string()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(SshError::ConfigRead { path: path.to_path_buf(), source }),
+            Err(source) => Err(SshError::ConfigRead {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Parses config text; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<Self, SshError> {
-        let mut blocks = vec![Block { patterns: vec!["*".into()], entries: Vec::new() }];
+        let mut blocks = vec![Block {
+            patterns: vec!["*".into()],
+            entries: Vec::new(),
+        }];
         let mut in_match = false;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
@@ -100,16 +115,29 @@ impl SshConfig {
             match key.as_str() {
                 "host" => {
                     in_match = false;
-                    blocks.push(Block { patterns: split_words(&value), entries: Vec::new() });
+                    blocks.push(Block {
+                        patterns: split_words(&value),
+                        entries: Vec::new(),
+                    });
                 }
                 "match" => {
                     in_match = true;
-                    tracing::warn!("{origin}:{line}: `Match` blocks are not supported; ignoring the block");
+                    tracing::warn!(
+                        "{origin}:{line}: `Match` blocks are not supported; ignoring the block"
+                    );
                 }
                 _ if in_match => {}
                 _ => {
-                    let entry = Entry { key, value, origin: format!("{origin}:{line}") };
-                    blocks.last_mut().expect("a block always exists").entries.push(entry);
+                    let entry = Entry {
+                        key,
+                        value,
+                        origin: format!("{origin}:{line}"),
+                    };
+                    blocks
+                        .last_mut()
+                        .expect("a block always exists")
+                        .entries
+                        .push(entry);
                 }
             }
         }
@@ -121,7 +149,13 @@ impl SshConfig {
         let text = options.join("\n");
         let parsed = Self::parse(&text, "-o")?;
         let entries = parsed.blocks.into_iter().flat_map(|b| b.entries).collect();
-        self.blocks.insert(0, Block { patterns: vec!["*".into()], entries });
+        self.blocks.insert(
+            0,
+            Block {
+                patterns: vec!["*".into()],
+                entries,
+            },
+        );
         Ok(self)
     }
 
@@ -131,7 +165,11 @@ impl SshConfig {
         for block in self.blocks.iter().filter(|b| b.matches(host)) {
             for entry in &block.entries {
                 if UNSUPPORTED_CONNECTION_KEYS.contains(&entry.key.as_str()) {
-                    tracing::warn!("{}: {} is not supported yet; ignoring it", entry.origin, entry.key);
+                    tracing::warn!(
+                        "{}: {} is not supported yet; ignoring it",
+                        entry.origin,
+                        entry.key
+                    );
                     continue;
                 }
                 let values = applied.values.entry(entry.key.clone()).or_default();
@@ -150,7 +188,9 @@ fn split_line(raw: &str) -> Result<Option<(String, String)>, String> {
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let split_at = line.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(line.len());
+    let split_at = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
     let (key, rest) = line.split_at(split_at);
     let rest = rest.trim_start();
     let rest = rest.strip_prefix('=').unwrap_or(rest).trim();
@@ -162,7 +202,11 @@ fn split_line(raw: &str) -> Result<Option<(String, String)>, String> {
 
 /// Removes one pair of surrounding double quotes.
 fn unquote(value: &str) -> String {
-    value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value).to_string()
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+        .to_string()
 }
 
 /// Splits a value into words, honouring double quotes.
@@ -224,7 +268,10 @@ Host *
         assert_eq!(applied.get("port"), Some("2200"));
         assert_eq!(applied.get("hostname"), Some("10.0.0.1"));
         assert_eq!(applied.get("serveraliveinterval"), Some("30"));
-        assert_eq!(applied.all("identityfile"), ["~/.ssh/web", "~/.ssh/web 01", "~/.ssh/id_ed25519"]);
+        assert_eq!(
+            applied.all("identityfile"),
+            ["~/.ssh/web", "~/.ssh/web 01", "~/.ssh/id_ed25519"]
+        );
     }
 
     #[test]
@@ -241,7 +288,9 @@ Host *
 
     #[test]
     fn command_line_options_win() {
-        let config = config().with_options(&["User=cli".into(), "Port 9".into()]).unwrap();
+        let config = config()
+            .with_options(&["User=cli".into(), "Port 9".into()])
+            .unwrap();
         let applied = config.apply("web01");
         assert_eq!(applied.get("user"), Some("cli"));
         assert_eq!(applied.get("port"), Some("9"));

@@ -10,7 +10,8 @@ use std::{
 use russh::{
     client::{self, AuthResult, Handle},
     keys::{
-        decode_secret_key, ssh_key::PublicKey, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate,
+        decode_secret_key, ssh_key::PublicKey, HashAlg, PrivateKey, PrivateKeyWithHashAlg,
+        PublicKeyOrCertificate,
     },
     ChannelMsg, Disconnect,
 };
@@ -40,24 +41,43 @@ impl SshLink {
     pub async fn connect(settings: &HostSettings) -> Result<SshLink, SshError> {
         let tcp = tcp_connect(settings).await?;
         let rejection = Arc::new(Mutex::new(None));
-        let verifier = Verifier { settings: settings.clone(), rejection: rejection.clone() };
+        let verifier = Verifier {
+            settings: settings.clone(),
+            rejection: rejection.clone(),
+        };
         let handle = client::connect_stream(Arc::new(client_config(settings)), tcp, verifier)
             .await
-            .map_err(|source| rejection.lock().expect("not poisoned").take().unwrap_or(protocol(settings, source)))?;
-        let mut link = SshLink { handle, host: settings.hostname.clone() };
+            .map_err(|source| {
+                rejection
+                    .lock()
+                    .expect("not poisoned")
+                    .take()
+                    .unwrap_or(protocol(settings, source))
+            })?;
+        let mut link = SshLink {
+            handle,
+            host: settings.hostname.clone(),
+        };
         link.authenticate(settings).await?;
         Ok(link)
     }
 
     /// Opens a session channel and starts the subsystem `name` on it.
     pub async fn open_subsystem(&self, name: &str) -> Result<SubsystemStream, SshError> {
-        let err = |source| SshError::Protocol { host: self.host.clone(), source };
+        let err = |source| SshError::Protocol {
+            host: self.host.clone(),
+            source,
+        };
         let mut channel = self.handle.channel_open_session().await.map_err(err)?;
         channel.request_subsystem(true, name).await.map_err(err)?;
         loop {
             match channel.wait().await {
                 Some(ChannelMsg::Success) => return Ok(channel.into_stream()),
-                Some(ChannelMsg::Failure) | None => return Err(SshError::SubsystemRefused { name: name.to_string() }),
+                Some(ChannelMsg::Failure) | None => {
+                    return Err(SshError::SubsystemRefused {
+                        name: name.to_string(),
+                    })
+                }
                 Some(_) => continue,
             }
         }
@@ -65,18 +85,26 @@ impl SshLink {
 
     /// Disconnects politely.
     pub async fn close(self) -> Result<(), SshError> {
-        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
         Ok(())
     }
 
     async fn authenticate(&mut self, settings: &HostSettings) -> Result<(), SshError> {
         let mut tried = Vec::new();
         for path in &settings.identity_files {
-            let Some(key) = load_identity(path, &mut tried) else { continue };
+            let Some(key) = load_identity(path, &mut tried) else {
+                continue;
+            };
             let hash = self.rsa_hash(&key).await;
             let result = self
                 .handle
-                .authenticate_publickey(&settings.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .authenticate_publickey(
+                    &settings.user,
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
                 .await
                 .map_err(|source| protocol(settings, source))?;
             tried.push(format!("publickey {}", path.display()));
@@ -87,14 +115,23 @@ impl SshLink {
         if settings.identity_files.is_empty() {
             tried.push("no identity files (set IdentityFile or pass -i)".into());
         }
-        Err(SshError::AuthFailed { user: settings.user.clone(), host: settings.alias.clone(), tried })
+        Err(SshError::AuthFailed {
+            user: settings.user.clone(),
+            host: settings.alias.clone(),
+            tried,
+        })
     }
 
     async fn rsa_hash(&self, key: &PrivateKey) -> Option<HashAlg> {
         if !key.algorithm().is_rsa() {
             return None;
         }
-        self.handle.best_supported_rsa_hash().await.ok().flatten().flatten()
+        self.handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten()
     }
 }
 
@@ -103,8 +140,16 @@ async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
     let address = (settings.hostname.as_str(), settings.port);
     let stream = tokio::time::timeout(limit, TcpStream::connect(address))
         .await
-        .map_err(|_| SshError::ConnectTimeout { host: settings.hostname.clone(), port: settings.port, secs: limit.as_secs() })?
-        .map_err(|source| SshError::Connect { host: settings.hostname.clone(), port: settings.port, source })?;
+        .map_err(|_| SshError::ConnectTimeout {
+            host: settings.hostname.clone(),
+            port: settings.port,
+            secs: limit.as_secs(),
+        })?
+        .map_err(|source| SshError::Connect {
+            host: settings.hostname.clone(),
+            port: settings.port,
+            source,
+        })?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
@@ -121,7 +166,10 @@ fn client_config(settings: &HostSettings) -> client::Config {
 }
 
 fn protocol(settings: &HostSettings, source: russh::Error) -> SshError {
-    SshError::Protocol { host: settings.hostname.clone(), source }
+    SshError::Protocol {
+        host: settings.hostname.clone(),
+        source,
+    }
 }
 
 /// Reads an identity file, asking for its passphrase on the terminal when it is encrypted.
@@ -138,7 +186,10 @@ fn load_identity(path: &Path, tried: &mut Vec<String>) -> Option<PrivateKey> {
         Ok(key) => Some(key),
         Err(russh::keys::Error::KeyIsEncrypted) => decrypt_identity(path, &text, tried),
         Err(err) => {
-            tracing::warn!("identity file {} is not a usable private key: {err}", path.display());
+            tracing::warn!(
+                "identity file {} is not a usable private key: {err}",
+                path.display()
+            );
             tried.push(format!("{} (not a private key)", path.display()));
             None
         }
@@ -150,7 +201,10 @@ fn decrypt_identity(path: &Path, text: &str, tried: &mut Vec<String>) -> Option<
     let passphrase = match rpassword::prompt_password(prompt) {
         Ok(passphrase) => passphrase,
         Err(_) => {
-            tried.push(format!("{} (encrypted, and no terminal to ask for its passphrase)", path.display()));
+            tried.push(format!(
+                "{} (encrypted, and no terminal to ask for its passphrase)",
+                path.display()
+            ));
             return None;
         }
     };
@@ -172,10 +226,15 @@ struct Verifier {
 impl client::Handler for Verifier {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let verdict = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => self.verify(key),
-            PublicKeyOrCertificate::Certificate(_) => Err(SshError::HostCertificate { host: self.settings.alias.clone() }),
+            PublicKeyOrCertificate::Certificate(_) => Err(SshError::HostCertificate {
+                host: self.settings.alias.clone(),
+            }),
         };
         match verdict {
             Ok(()) => Ok(true),
@@ -196,15 +255,32 @@ impl Verifier {
         let algorithm = key.algorithm().to_string();
         match known_hosts::check(&settings.known_hosts_files, host, port, key) {
             HostKeyStatus::Known => Ok(()),
-            HostKeyStatus::Changed { file, line } => {
-                Err(SshError::HostKeyChanged { host: shown, algorithm, fingerprint, file, line })
+            HostKeyStatus::Changed { file, line } => Err(SshError::HostKeyChanged {
+                host: shown,
+                algorithm,
+                fingerprint,
+                file,
+                line,
+            }),
+            HostKeyStatus::Revoked { file, line } => Err(SshError::HostKeyRevoked {
+                host: shown,
+                file,
+                line,
+            }),
+            HostKeyStatus::Unknown { other_types } => {
+                self.unknown(key, shown, algorithm, fingerprint, other_types)
             }
-            HostKeyStatus::Revoked { file, line } => Err(SshError::HostKeyRevoked { host: shown, file, line }),
-            HostKeyStatus::Unknown { other_types } => self.unknown(key, shown, algorithm, fingerprint, other_types),
         }
     }
 
-    fn unknown(&self, key: &PublicKey, shown: String, algorithm: String, fingerprint: String, other_types: bool) -> Result<(), SshError> {
+    fn unknown(
+        &self,
+        key: &PublicKey,
+        shown: String,
+        algorithm: String,
+        fingerprint: String,
+        other_types: bool,
+    ) -> Result<(), SshError> {
         let settings = &self.settings;
         let first_file = settings.known_hosts_files.first();
         match settings.strict_host_key_checking {
@@ -214,8 +290,13 @@ impl Verifier {
                     path: "UserKnownHostsFile".into(),
                     source: std::io::Error::other("no known_hosts file configured"),
                 })?;
-                known_hosts::learn(file, &settings.hostname, settings.port, key)
-                    .map_err(|source| SshError::KnownHostsWrite { host: shown.clone(), path: file.clone(), source })?;
+                known_hosts::learn(file, &settings.hostname, settings.port, key).map_err(
+                    |source| SshError::KnownHostsWrite {
+                        host: shown.clone(),
+                        path: file.clone(),
+                        source,
+                    },
+                )?;
                 eprintln!("Warning: Permanently added '{shown}' ({algorithm}) to the list of known hosts.");
                 Ok(())
             }
@@ -227,8 +308,13 @@ impl Verifier {
                 host: shown,
                 algorithm,
                 fingerprint,
-                known_hosts: first_file.map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string()),
-                other_types: if other_types { " though keys of other types are recorded for it".into() } else { String::new() },
+                known_hosts: first_file
+                    .map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string()),
+                other_types: if other_types {
+                    " though keys of other types are recorded for it".into()
+                } else {
+                    String::new()
+                },
             }),
         }
     }

@@ -15,7 +15,11 @@ pub enum SshError {
         source: io::Error,
     },
     #[error("{path}:{line}: {reason}")]
-    ConfigLine { path: PathBuf, line: usize, reason: String },
+    ConfigLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("cannot connect to {host} port {port}: {source}")]
     Connect {
         host: String,
@@ -30,7 +34,13 @@ pub enum SshError {
          verify the fingerprint, then connect once with `-o StrictHostKeyChecking=accept-new` \
          (or add the key with `ssh-keyscan -p PORT HOST >> {known_hosts}`)"
     )]
-    HostKeyUnknown { host: String, algorithm: String, fingerprint: String, known_hosts: String, other_types: String },
+    HostKeyUnknown {
+        host: String,
+        algorithm: String,
+        fingerprint: String,
+        known_hosts: String,
+        other_types: String,
+    },
     #[error(
         "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
          @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
@@ -41,9 +51,19 @@ pub enum SshError {
          Connection refused. If the host really was reinstalled, remove the old key with\n\
          `ssh-keygen -f {file} -R '{host}'` and connect again."
     )]
-    HostKeyChanged { host: String, algorithm: String, fingerprint: String, file: String, line: usize },
+    HostKeyChanged {
+        host: String,
+        algorithm: String,
+        fingerprint: String,
+        file: String,
+        line: usize,
+    },
     #[error("the host key of {host} is marked @revoked in {file}:{line}; refusing to connect")]
-    HostKeyRevoked { host: String, file: String, line: usize },
+    HostKeyRevoked {
+        host: String,
+        file: String,
+        line: usize,
+    },
     #[error("{host} presented a host certificate; remora does not verify host certificates yet")]
     HostCertificate { host: String },
     #[error("cannot record the host key of {host} in {path}: {source}")]
@@ -54,7 +74,11 @@ pub enum SshError {
         source: io::Error,
     },
     #[error("permission denied for {user}@{host} (tried: {}); check IdentityFile and the host's authorized_keys", tried.join(", "))]
-    AuthFailed { user: String, host: String, tried: Vec<String> },
+    AuthFailed {
+        user: String,
+        host: String,
+        tried: Vec<String>,
+    },
     #[error("the host's sshd refused the `{name}` subsystem; add `Subsystem {name} /path/to/remora-agent subsystem` to its sshd_config and reload sshd")]
     SubsystemRefused { name: String },
     #[error("SSH protocol error with {host}: {source}")]

@@ -63,25 +63,43 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         line: 0,
         reason: format!("{key} {value:?} is not valid"),
     };
-    let hostname = applied.get("hostname").map_or_else(|| target.host.clone(), |h| h.replace("%h", &target.host));
+    let hostname = applied
+        .get("hostname")
+        .map_or_else(|| target.host.clone(), |h| h.replace("%h", &target.host));
     let port = match (target.port, options.port, applied.get("port")) {
         (Some(port), _, _) | (None, Some(port), _) => port,
         (None, None, Some(text)) => text.parse().map_err(|_| bad("Port", text))?,
         (None, None, None) => 22,
     };
-    let user = target.user.clone().or_else(|| options.user.clone()).or_else(|| applied.get("user").map(String::from));
+    let user = target
+        .user
+        .clone()
+        .or_else(|| options.user.clone())
+        .or_else(|| applied.get("user").map(String::from));
     let user = user.unwrap_or_else(local_user);
-    let tokens = Tokens { host: &hostname, port, user: &user };
+    let tokens = Tokens {
+        host: &hostname,
+        port,
+        user: &user,
+    };
     Ok(HostSettings {
         alias: target.host.clone(),
         identity_files: identity_files(options, &applied, &tokens),
         identities_only: yes_no(applied.get("identitiesonly")),
         known_hosts_files: known_hosts_files(&applied, &tokens),
-        strict_host_key_checking: strictness(applied.get("stricthostkeychecking")).ok_or_else(|| {
-            bad("StrictHostKeyChecking", applied.get("stricthostkeychecking").unwrap_or_default())
-        })?,
+        strict_host_key_checking: strictness(applied.get("stricthostkeychecking")).ok_or_else(
+            || {
+                bad(
+                    "StrictHostKeyChecking",
+                    applied.get("stricthostkeychecking").unwrap_or_default(),
+                )
+            },
+        )?,
         server_alive_interval: seconds(applied.get("serveraliveinterval")),
-        server_alive_count_max: applied.get("serveralivecountmax").and_then(|v| v.parse().ok()).unwrap_or(3),
+        server_alive_count_max: applied
+            .get("serveralivecountmax")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3),
         connect_timeout: seconds(applied.get("connecttimeout")),
         hostname,
         port,
@@ -99,17 +117,29 @@ fn load_config(options: &SshOptions) -> Result<SshConfig, SshError> {
 
 fn identity_files(options: &SshOptions, applied: &Applied, tokens: &Tokens) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = options.identity_files.clone();
-    files.extend(applied.all("identityfile").iter().map(|f| tokens.expand_path(f)));
+    files.extend(
+        applied
+            .all("identityfile")
+            .iter()
+            .map(|f| tokens.expand_path(f)),
+    );
     if files.is_empty() {
         let ssh_dir = home_dir().join(".ssh");
-        files = ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|name| ssh_dir.join(name)).filter(|p| p.exists()).collect();
+        files = ["id_ed25519", "id_ecdsa", "id_rsa"]
+            .iter()
+            .map(|name| ssh_dir.join(name))
+            .filter(|p| p.exists())
+            .collect();
     }
     files
 }
 
 fn known_hosts_files(applied: &Applied, tokens: &Tokens) -> Vec<PathBuf> {
     match applied.get("userknownhostsfile") {
-        Some(value) => split_words(value).iter().map(|f| tokens.expand_path(f)).collect(),
+        Some(value) => split_words(value)
+            .iter()
+            .map(|f| tokens.expand_path(f))
+            .collect(),
         None => vec![home_dir().join(".ssh").join("known_hosts")],
     }
 }
@@ -125,11 +155,17 @@ fn strictness(value: Option<&str>) -> Option<StrictHostKeyChecking> {
 }
 
 fn yes_no(value: Option<&str>) -> bool {
-    matches!(value.map(str::to_ascii_lowercase).as_deref(), Some("yes") | Some("true"))
+    matches!(
+        value.map(str::to_ascii_lowercase).as_deref(),
+        Some("yes") | Some("true")
+    )
 }
 
 fn seconds(value: Option<&str>) -> Option<Duration> {
-    value.and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0).map(Duration::from_secs)
+    value
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
 }
 
 /// %-tokens of ssh_config paths.
@@ -183,7 +219,10 @@ pub fn home_dir() -> PathBuf {
 pub fn local_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| {
         let uid = nix::unistd::getuid();
-        nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
+        nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| uid.to_string(), |u| u.name)
     })
 }
 
@@ -195,7 +234,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, config).unwrap();
-        let options = SshOptions { config_file: Some(path), ..options };
+        let options = SshOptions {
+            config_file: Some(path),
+            ..options
+        };
         resolve(&target.parse().unwrap(), &options).unwrap()
     }
 
@@ -205,15 +247,28 @@ mod tests {
         let settings = resolve_with(config, "db", SshOptions::default());
         assert_eq!(settings.hostname, "db.db.example");
         assert_eq!((settings.port, settings.user.as_str()), (2222, "ops"));
-        assert_eq!(settings.identity_files, [PathBuf::from("/keys/ops@db.db.example:2222")]);
-        assert_eq!(settings.known_hosts_files, [PathBuf::from("/kh/db.db.example"), PathBuf::from("/kh/all")]);
-        assert_eq!(settings.strict_host_key_checking, StrictHostKeyChecking::AcceptNew);
+        assert_eq!(
+            settings.identity_files,
+            [PathBuf::from("/keys/ops@db.db.example:2222")]
+        );
+        assert_eq!(
+            settings.known_hosts_files,
+            [PathBuf::from("/kh/db.db.example"), PathBuf::from("/kh/all")]
+        );
+        assert_eq!(
+            settings.strict_host_key_checking,
+            StrictHostKeyChecking::AcceptNew
+        );
     }
 
     #[test]
     fn target_and_flags_win_over_the_config() {
         let config = "Host db\n  Port 2222\n  User ops\n";
-        let flags = SshOptions { port: Some(7), user: Some("flag".into()), ..SshOptions::default() };
+        let flags = SshOptions {
+            port: Some(7),
+            user: Some("flag".into()),
+            ..SshOptions::default()
+        };
         let settings = resolve_with(config, "me@db", flags.clone());
         assert_eq!((settings.port, settings.user.as_str()), (7, "me"));
         let settings = resolve_with(config, "db:9", flags);
@@ -225,7 +280,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, "StrictHostKeyChecking maybe\n").unwrap();
-        let options = SshOptions { config_file: Some(path), ..SshOptions::default() };
+        let options = SshOptions {
+            config_file: Some(path),
+            ..SshOptions::default()
+        };
         assert!(resolve(&"h".parse().unwrap(), &options).is_err());
     }
 }

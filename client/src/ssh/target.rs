@@ -16,7 +16,10 @@ impl FromStr for Target {
     type Err = SshError;
 
     fn from_str(text: &str) -> Result<Self, SshError> {
-        let bad = |reason: &str| SshError::BadTarget { target: text.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| SshError::BadTarget {
+            target: text.to_string(),
+            reason: reason.to_string(),
+        };
         if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("it is empty or contains spaces"));
         }
@@ -39,7 +42,9 @@ impl FromStr for Target {
 /// Splits `host:port` or `[v6]:port`; a bare IPv6 address has no port.
 fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
     if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("missing ']' after an IPv6 address")?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or("missing ']' after an IPv6 address")?;
         return match after.strip_prefix(':') {
             Some(port) => Ok((host.to_string(), Some(parse_port(port)?))),
             None if after.is_empty() => Ok((host.to_string(), None)),
@@ -47,7 +52,9 @@ fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
         };
     }
     match text.split_once(':') {
-        Some((host, port)) if !port.contains(':') => Ok((host.to_string(), Some(parse_port(port)?))),
+        Some((host, port)) if !port.contains(':') => {
+            Ok((host.to_string(), Some(parse_port(port)?)))
+        }
         Some(_) => Ok((text.to_string(), None)),
         None => Ok((text.to_string(), None)),
     }
@@ -70,8 +77,22 @@ mod tests {
 
     #[test]
     fn parses_the_ssh_forms() {
-        assert_eq!(target("web01"), Target { user: None, host: "web01".into(), port: None });
-        assert_eq!(target("ada@web01:2222"), Target { user: Some("ada".into()), host: "web01".into(), port: Some(2222) });
+        assert_eq!(
+            target("web01"),
+            Target {
+                user: None,
+                host: "web01".into(),
+                port: None
+            }
+        );
+        assert_eq!(
+            target("ada@web01:2222"),
+            Target {
+                user: Some("ada".into()),
+                host: "web01".into(),
+                port: Some(2222)
+            }
+        );
         assert_eq!(target("[::1]:22").host, "::1");
         assert_eq!(target("::1").port, None);
         assert_eq!(target("me@[fe80::1]").host, "fe80::1");
@@ -79,9 +100,21 @@ mod tests {
 
     #[test]
     fn refuses_nonsense_with_a_reason() {
-        for bad in ["", "host:0", "host:99999", "host:x", "@host", "a b", "-oProxyCommand=x", "[::1"] {
+        for bad in [
+            "",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "@host",
+            "a b",
+            "-oProxyCommand=x",
+            "[::1",
+        ] {
             let err = bad.parse::<Target>().unwrap_err();
-            assert!(err.to_string().contains("[user@]host[:port]"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("[user@]host[:port]"),
+                "{bad}: {err}"
+            );
         }
     }
 }

@@ -3,7 +3,10 @@
 use std::io;
 
 use remora_client::{ssh::SshOptions, Client, OutputSink};
-use remora_wire::{CommandEnded, Invoke, NewSession, Output, Receive, RemoveSessions, SessionRef, SessionState, Stream};
+use remora_wire::{
+    CommandEnded, Invoke, NewSession, Output, Receive, RemoveSessions, SessionRef, SessionState,
+    Stream,
+};
 
 use crate::support::Sshd;
 
@@ -45,40 +48,77 @@ fn invoke(command: &str, follow: bool) -> Invoke {
 #[tokio::test]
 async fn the_library_drives_a_session_end_to_end() {
     let sshd = Sshd::start().unwrap();
-    let options = SshOptions { config_file: Some(sshd.ssh_config().to_path_buf()), ..SshOptions::default() };
+    let options = SshOptions {
+        config_file: Some(sshd.ssh_config().to_path_buf()),
+        ..SshOptions::default()
+    };
     let work = async {
         let mut client = Client::connect(sshd.alias(), &options).await.unwrap();
         assert!(!client.agent().agent_id.is_nil());
-        let created = client.new_session(NewSession { name: "lib".into(), ..NewSession::default() }).await.unwrap();
+        let created = client
+            .new_session(NewSession {
+                name: "lib".into(),
+                ..NewSession::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(created.state, SessionState::Disconnected);
 
         let mut sink = Collect::default();
-        let outcome = client.invoke(invoke("echo out; echo err >&2; (exit 5)", true), &mut sink).await.unwrap();
+        let outcome = client
+            .invoke(invoke("echo out; echo err >&2; (exit 5)", true), &mut sink)
+            .await
+            .unwrap();
         assert_eq!(outcome.end.unwrap().last_exit_code, Some(5));
-        assert_eq!((sink.stdout.as_slice(), sink.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+        assert_eq!(
+            (sink.stdout.as_slice(), sink.stderr.as_slice()),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
 
-        client.invoke(invoke("printf 'later'", false), &mut Collect::default()).await.unwrap();
+        client
+            .invoke(invoke("printf 'later'", false), &mut Collect::default())
+            .await
+            .unwrap();
         client.close().await.unwrap();
 
         let mut client = Client::connect(sshd.alias(), &options).await.unwrap();
         let mut sink = Collect::default();
-        let receive = Receive { session: SessionRef::Id(created.instance_id), follow: true, window: 64 * 1024 };
+        let receive = Receive {
+            session: SessionRef::Id(created.instance_id),
+            follow: true,
+            window: 64 * 1024,
+        };
         let (receiving, _) = client.receive(receive, &mut sink).await.unwrap();
-        assert_eq!(receiving.session.state, SessionState::Opened, "attached to us while receiving");
+        assert_eq!(
+            receiving.session.state,
+            SessionState::Opened,
+            "attached to us while receiving"
+        );
         assert_eq!(sink.stdout, b"later");
         assert_eq!(sink.exits, [Some(0)]);
 
-        let removed = client.remove(RemoveSessions { ids: vec![created.instance_id], ..RemoveSessions::default() }).await.unwrap();
+        let removed = client
+            .remove(RemoveSessions {
+                ids: vec![created.instance_id],
+                ..RemoveSessions::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(removed[0].state, SessionState::Closed);
         assert!(client.list(None).await.unwrap().is_empty());
     };
-    tokio::time::timeout(crate::support::TIMEOUT, work).await.expect("library test timed out");
+    tokio::time::timeout(crate::support::TIMEOUT, work)
+        .await
+        .expect("library test timed out");
 }
 
 #[tokio::test]
 async fn a_big_output_arrives_whole_through_a_small_window() {
     let sshd = Sshd::start().unwrap();
-    let options = SshOptions { config_file: Some(sshd.ssh_config().to_path_buf()), ..SshOptions::default() };
+    let options = SshOptions {
+        config_file: Some(sshd.ssh_config().to_path_buf()),
+        ..SshOptions::default()
+    };
     let work = async {
         let mut client = Client::connect(sshd.alias(), &options).await.unwrap();
         let mut request = invoke("head -c 20000000 /dev/zero | tr '\\0' 'x'; echo", true);
@@ -89,5 +129,7 @@ async fn a_big_output_arrives_whole_through_a_small_window() {
         assert_eq!(sink.stdout.len(), 20_000_001);
         assert!(sink.stdout[..20_000_000].iter().all(|&b| b == b'x'));
     };
-    tokio::time::timeout(crate::support::TIMEOUT, work).await.expect("big output timed out");
+    tokio::time::timeout(crate::support::TIMEOUT, work)
+        .await
+        .expect("big output timed out");
 }

@@ -8,7 +8,10 @@ use crate::support::{ls_json, remora, session, Sshd};
 fn new_session_is_listed_with_a_uuid_and_its_facts() {
     let sshd = Sshd::start().unwrap();
     let table = remora(&sshd, &["new", sshd.alias(), "--name", "build"]).ok();
-    assert!(table.contains("build") && table.contains("Disconnected"), "{table}");
+    assert!(
+        table.contains("build") && table.contains("Disconnected"),
+        "{table}"
+    );
 
     let listed = session(&sshd, "build");
     let id: Uuid = listed["instance_id"].as_str().unwrap().parse().unwrap();
@@ -33,7 +36,10 @@ fn unknown_session_name_is_a_clear_error() {
     let run = remora(&sshd, &["receive", sshd.alias(), "--name", "nope"]);
     assert_eq!(run.status, 1, "{run:?}");
     assert!(run.stderr.contains("no session named \"nope\""), "{run:?}");
-    assert!(run.stderr.contains("remora ls"), "the error says what to do next: {run:?}");
+    assert!(
+        run.stderr.contains("remora ls"),
+        "the error says what to do next: {run:?}"
+    );
 }
 
 #[test]
@@ -57,13 +63,20 @@ fn rm_with_a_glob_removes_only_the_matches() {
     for name in ["build-1", "build-2", "other"] {
         remora(&sshd, &["new", sshd.alias(), "--name", name]).ok();
     }
-    let dry = remora(&sshd, &["rm", sshd.alias(), "--name", "build-*", "--dry-run"]).ok();
+    let dry = remora(
+        &sshd,
+        &["rm", sshd.alias(), "--name", "build-*", "--dry-run"],
+    )
+    .ok();
     assert_eq!(dry.matches("would remove").count(), 2, "{dry}");
     assert_eq!(ls_json(&sshd).len(), 3, "--dry-run removes nothing");
 
     let removed = remora(&sshd, &["rm", sshd.alias(), "--name", "build-*"]).ok();
     assert_eq!(removed.matches("removed").count(), 2, "{removed}");
-    let names: Vec<_> = ls_json(&sshd).iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> = ls_json(&sshd)
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["other"]);
 
     let none = remora(&sshd, &["rm", sshd.alias(), "--name", "build-*"]);
@@ -75,12 +88,37 @@ fn rm_by_id_stops_the_running_command() {
     let sshd = Sshd::start().unwrap();
     let pid_file = sshd.dir().join("sleeper.pid");
     let command = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
-    remora(&sshd, &["invoke", sshd.alias(), "--name", "long", "--disconnected", "--", &command]).ok();
-    crate::support::wait_until("the sleeper's pid file", || pid_file.exists() && std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))).unwrap();
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            sshd.alias(),
+            "--name",
+            "long",
+            "--disconnected",
+            "--",
+            &command,
+        ],
+    )
+    .ok();
+    crate::support::wait_until("the sleeper's pid file", || {
+        pid_file.exists() && std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))
+    })
+    .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
-    let id = session(&sshd, "long")["instance_id"].as_str().unwrap().to_string();
+    let id = session(&sshd, "long")["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     remora(&sshd, &["rm", sshd.alias(), "--id", &id]).ok();
-    crate::support::wait_until("the removed session's command to die", || !crate::support::process_alive(pid)).unwrap();
+    crate::support::wait_until("the removed session's command to die", || {
+        !crate::support::process_alive(pid)
+    })
+    .unwrap();
     assert!(ls_json(&sshd).is_empty());
 }

@@ -6,7 +6,7 @@ mod sshd;
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
-pub use process::{process_alive, run, run_child, stop_process, wait_until};
+pub use process::{live_command_lines, process_alive, run, run_child, wait_until};
 use serde_json::Value;
 pub use sshd::Sshd;
 
@@ -65,7 +65,8 @@ pub fn remora(sshd: &Sshd, args: &[&str]) -> Run {
 /// `remora ls HOST --json`, parsed.
 pub fn ls_json(sshd: &Sshd) -> Vec<Value> {
     let stdout = remora(sshd, &["ls", sshd.alias(), "--json"]).ok();
-    serde_json::from_str::<Vec<Value>>(&stdout).unwrap_or_else(|e| panic!("ls --json is not a JSON array ({e}): {stdout}"))
+    serde_json::from_str::<Vec<Value>>(&stdout)
+        .unwrap_or_else(|e| panic!("ls --json is not a JSON array ({e}): {stdout}"))
 }
 
 /// The `ls --json` object of one session.

@@ -14,7 +14,10 @@ use nix::{
 
 /// Runs `command` to completion, capturing output; kills it and fails past `timeout`.
 pub fn run(command: &mut Command, timeout: Duration) -> anyhow::Result<Output> {
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     run_child(child, timeout)
 }
 
@@ -34,11 +37,21 @@ pub fn run_child(mut child: Child, timeout: Duration) -> anyhow::Result<Output> 
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let collect = |handle: Option<std::thread::JoinHandle<Vec<u8>>>| handle.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-    Ok(Output { status, stdout: collect(stdout), stderr: collect(stderr) })
+    let collect = |handle: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        handle
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    Ok(Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
 }
 
-fn drain_in_background<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<Vec<u8>> {
+fn drain_in_background<R: Read + Send + 'static>(
+    mut reader: R,
+) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = reader.read_to_end(&mut bytes);
@@ -49,7 +62,12 @@ fn drain_in_background<R: Read + Send + 'static>(mut reader: R) -> std::thread::
 /// Whether `pid` is a live process (zombies count as dead: they have exited).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }
@@ -75,4 +93,17 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Re
         backoff = (backoff * 2).min(Duration::from_millis(100));
     }
     bail!("gave up waiting for {what} after 10 s")
+}
+
+/// The command lines of every live process, arguments joined by spaces.
+pub fn live_command_lines() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| process_alive(*pid))
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .collect()
 }

@@ -32,8 +32,14 @@ impl Sshd {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         keygen(&dir.path().join("host_key"))?;
         keygen(&dir.path().join("user_key"))?;
-        fs::copy(dir.path().join("user_key.pub"), dir.path().join("authorized_keys"))?;
-        fs::set_permissions(dir.path().join("authorized_keys"), fs::Permissions::from_mode(0o600))?;
+        fs::copy(
+            dir.path().join("user_key.pub"),
+            dir.path().join("authorized_keys"),
+        )?;
+        fs::set_permissions(
+            dir.path().join("authorized_keys"),
+            fs::Permissions::from_mode(0o600),
+        )?;
         fs::create_dir(dir.path().join("home"))?;
         ensure_privsep_dir()?;
         let mut last_error = None;
@@ -60,7 +66,10 @@ impl Sshd {
     fn write_client_files(&self) -> anyhow::Result<()> {
         let host_key = fs::read_to_string(self.dir().join("host_key.pub"))?;
         let key_fields: Vec<&str> = host_key.split_whitespace().take(2).collect();
-        fs::write(self.known_hosts(), format!("[127.0.0.1]:{} {}\n", self.port, key_fields.join(" ")))?;
+        fs::write(
+            self.known_hosts(),
+            format!("[127.0.0.1]:{} {}\n", self.port, key_fields.join(" ")),
+        )?;
         let config = format!(
             "Host {ALIAS}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
             self.port,
@@ -109,7 +118,11 @@ impl Sshd {
     }
 
     pub fn user(&self) -> String {
-        nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name).unwrap_or_else(|| "root".into())
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_else(|| "root".into())
     }
 
     /// The built `remora` with this sshd's ssh_config, a private HOME and no ssh-agent.
@@ -127,19 +140,22 @@ impl Sshd {
     /// OpenSSH's client with this sshd's ssh_config.
     pub fn ssh(&self) -> Command {
         let mut command = Command::new("ssh");
-        command.arg("-F").arg(self.ssh_config()).args(["-o", "BatchMode=yes"]).env_remove("SSH_AUTH_SOCK");
+        command
+            .arg("-F")
+            .arg(self.ssh_config())
+            .args(["-o", "BatchMode=yes"])
+            .env_remove("SSH_AUTH_SOCK");
         command
     }
 
     /// The pid of the agent daemon this sshd's subsystem started, if it runs.
     pub fn daemon_pid(&self) -> Option<i32> {
-        let pid = fs::read_to_string(self.state_dir().join("run").join("daemon.pid")).ok()?.trim().parse().ok()?;
+        let pid = fs::read_to_string(self.state_dir().join("run").join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         super::process_alive(pid).then_some(pid)
-    }
-
-    /// sshd's log so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
     }
 }
 
@@ -167,7 +183,10 @@ fn keygen(path: &Path) -> anyhow::Result<()> {
 }
 
 fn sshd_binary() -> anyhow::Result<PathBuf> {
-    let candidates = [PathBuf::from("/usr/sbin/sshd"), PathBuf::from("/usr/local/sbin/sshd")];
+    let candidates = [
+        PathBuf::from("/usr/sbin/sshd"),
+        PathBuf::from("/usr/local/sbin/sshd"),
+    ];
     candidates
         .into_iter()
         .find(|p| p.is_file())
@@ -238,5 +257,8 @@ fn wait_for_banner(port: u16, child: &mut Child) -> anyhow::Result<()> {
 fn log_tail(dir: &Path) -> String {
     let log = fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
     let lines: Vec<&str> = log.lines().rev().take(15).collect();
-    format!("sshd log:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    format!(
+        "sshd log:\n{}",
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
 }
