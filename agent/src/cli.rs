@@ -9,9 +9,7 @@ use crate::{daemon, launcher, paths::StatePaths, serve, subsystem};
 /// `remora-agent subsystem`: log to stderr (sshd forwards it), hand the channel to the daemon.
 pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
     init_stderr_log();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(subsystem::run(paths))?;
     Ok(())
 }
@@ -20,9 +18,7 @@ pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
 pub fn daemon(paths: StatePaths) -> anyhow::Result<()> {
     paths.prepare()?;
     init_file_log(&paths)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(daemon::run(paths))?;
     Ok(())
 }
@@ -46,9 +42,7 @@ pub fn serve(
         let paths = connect_paths.clone();
         Box::pin(async move { launcher::connect_daemon(&paths).await })
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -69,8 +63,7 @@ fn expand_home(path: &str) -> PathBuf {
 }
 
 fn init_stderr_log() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -84,8 +77,7 @@ fn init_file_log(paths: &StatePaths) -> anyhow::Result<()> {
         .append(true)
         .mode(0o600)
         .open(paths.log_file())?;
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -97,10 +89,7 @@ fn init_file_log(paths: &StatePaths) -> anyhow::Result<()> {
 /// Resolves on SIGINT or SIGTERM.
 async fn wait_for_stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(mut interrupt), Ok(mut terminate)) => {
             tokio::select! {
                 _ = interrupt.recv() => {}

@@ -8,8 +8,8 @@
 use std::{sync::Arc, time::Duration};
 
 use remora_wire::{
-    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader,
-    FrameWriter, Hello, Welcome, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader, FrameWriter, Hello,
+    Welcome, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -152,19 +152,12 @@ fn welcome(daemon: &Daemon, protocol: u32) -> Welcome {
 fn describe_client(hello: &Hello, origin: &str) -> String {
     let client = &hello.client;
     match (client.user.is_empty(), client.host.is_empty()) {
-        (false, false) => format!(
-            "{}@{} (pid {}) via {origin}",
-            client.user, client.host, client.pid
-        ),
+        (false, false) => format!("{}@{} (pid {}) via {origin}", client.user, client.host, client.pid),
         _ => origin.to_string(),
     }
 }
 
-async fn request_loop<R: AsyncRead + Unpin>(
-    ctx: &Arc<Ctx>,
-    frames: &mut FrameReader<R>,
-    streams: &TaskTracker,
-) {
+async fn request_loop<R: AsyncRead + Unpin>(ctx: &Arc<Ctx>, frames: &mut FrameReader<R>, streams: &TaskTracker) {
     loop {
         let read = tokio::select! {
             read = frames.read_frame() => read,
@@ -174,12 +167,8 @@ async fn request_loop<R: AsyncRead + Unpin>(
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(err) => {
-                ctx.send_error(
-                    0,
-                    ErrorCode::BadFrame,
-                    format!("{err}; closing the connection"),
-                )
-                .await;
+                ctx.send_error(0, ErrorCode::BadFrame, format!("{err}; closing the connection"))
+                    .await;
                 return;
             }
         };
@@ -202,36 +191,19 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
     match frame.body {
         ClientBody::Ack(ack) => handler::ack::handle(ctx, ack),
         ClientBody::Hello(_) => {
-            ctx.send_error(
-                id,
-                ErrorCode::InvalidRequest,
-                "hello was already received".into(),
-            )
-            .await
-        }
-        ClientBody::NewSession(request) => {
-            ctx.finish(id, handler::new::handle(ctx, id, request).await)
+            ctx.send_error(id, ErrorCode::InvalidRequest, "hello was already received".into())
                 .await
         }
-        ClientBody::ListSessions(request) => {
-            ctx.finish(id, handler::ls::handle(ctx, id, request).await)
-                .await
-        }
-        ClientBody::RemoveSessions(request) => {
-            ctx.finish(id, handler::rm::handle(ctx, id, request).await)
-                .await
-        }
+        ClientBody::NewSession(request) => ctx.finish(id, handler::new::handle(ctx, id, request).await).await,
+        ClientBody::ListSessions(request) => ctx.finish(id, handler::ls::handle(ctx, id, request).await).await,
+        ClientBody::RemoveSessions(request) => ctx.finish(id, handler::rm::handle(ctx, id, request).await).await,
+        ClientBody::ListCommands(request) => ctx.finish(id, handler::jobs::handle(ctx, id, request).await).await,
+        ClientBody::StopCommand(request) => ctx.finish(id, handler::stop::handle(ctx, id, request).await).await,
         ClientBody::Invoke(request) => {
-            spawn_stream(ctx, streams, id, move |ctx| {
-                handler::invoke::handle(ctx, id, request)
-            })
-            .await
+            spawn_stream(ctx, streams, id, move |ctx| handler::invoke::handle(ctx, id, request)).await
         }
         ClientBody::Receive(request) => {
-            spawn_stream(ctx, streams, id, move |ctx| {
-                handler::receive::handle(ctx, id, request)
-            })
-            .await
+            spawn_stream(ctx, streams, id, move |ctx| handler::receive::handle(ctx, id, request)).await
         }
     }
 }
@@ -243,8 +215,7 @@ where
     Fut: std::future::Future<Output = Result<(), handler::Refusal>> + Send + 'static,
 {
     if streams.len() >= MAX_STREAMS {
-        let message =
-            format!("this connection already runs {MAX_STREAMS} streams; wait for one to end");
+        let message = format!("this connection already runs {MAX_STREAMS} streams; wait for one to end");
         ctx.send_error(id, ErrorCode::LimitReached, message).await;
         return;
     }
@@ -253,10 +224,7 @@ where
     streams.spawn(async move { ctx.finish(id, task.await).await });
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: FrameWriter<W>,
-    mut rx: mpsc::Receiver<AgentFrame>,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FrameWriter<W>, mut rx: mpsc::Receiver<AgentFrame>) {
     while let Some(frame) = rx.recv().await {
         if writer.queue(&frame).is_err() {
             break;

@@ -32,11 +32,7 @@ impl AgentError {
     /// Wraps an I/O error with what was being done to which path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| AgentError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| AgentError::Io { action, path, source }
     }
 }
 

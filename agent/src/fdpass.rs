@@ -36,26 +36,18 @@ pub struct Tag {
 }
 
 /// Sends the handoff tag with `read_fd`/`write_fd`, then the origin description.
-pub async fn send_handoff(
-    stream: &mut UnixStream,
-    read_fd: RawFd,
-    write_fd: RawFd,
-    origin: &str,
-) -> io::Result<()> {
+pub async fn send_handoff(stream: &mut UnixStream, read_fd: RawFd, write_fd: RawFd, origin: &str) -> io::Result<()> {
     let fds = [read_fd, write_fd];
     let rights = [ControlMessage::ScmRights(&fds)];
     let tag = [MODE_HANDOFF];
     let iov = [IoSlice::new(&tag)];
     stream
         .async_io(Interest::WRITABLE, || {
-            sendmsg::<()>(stream.as_raw_fd(), &iov, &rights, MsgFlags::empty(), None)
-                .map_err(io::Error::from)
+            sendmsg::<()>(stream.as_raw_fd(), &iov, &rights, MsgFlags::empty(), None).map_err(io::Error::from)
         })
         .await?;
     let origin = &origin.as_bytes()[..origin.len().min(MAX_ORIGIN)];
-    stream
-        .write_all(&(origin.len() as u16).to_be_bytes())
-        .await?;
+    stream.write_all(&(origin.len() as u16).to_be_bytes()).await?;
     stream.write_all(origin).await
 }
 
@@ -76,10 +68,7 @@ fn recv_tag_now(fd: RawFd) -> io::Result<Tag> {
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = cmsg {
             // SAFETY: the kernel just installed these descriptors in our table; we own them.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
     }
     if received == 0 {
@@ -106,10 +95,7 @@ pub async fn recv_origin(stream: &mut UnixStream) -> io::Result<String> {
 }
 
 /// Wraps passed descriptors as async read and write halves.
-pub fn into_halves(
-    read_fd: OwnedFd,
-    write_fd: OwnedFd,
-) -> io::Result<(pipe::Receiver, pipe::Sender)> {
+pub fn into_halves(read_fd: OwnedFd, write_fd: OwnedFd) -> io::Result<(pipe::Receiver, pipe::Sender)> {
     set_nonblocking(&read_fd)?;
     set_nonblocking(&write_fd)?;
     Ok((
@@ -143,17 +129,10 @@ mod tests {
         let tag = recv_tag(&receiver).await.unwrap();
         assert_eq!(tag.mode, MODE_HANDOFF);
         let mut receiver = receiver;
-        assert_eq!(
-            recv_origin(&mut receiver).await.unwrap(),
-            "ssh from 10.0.0.1 5000"
-        );
+        assert_eq!(recv_origin(&mut receiver).await.unwrap(), "ssh from 10.0.0.1 5000");
         let mut fds = tag.fds.into_iter();
-        let (mut read_half, mut write_half) =
-            into_halves(fds.next().unwrap(), fds.next().unwrap()).unwrap();
-        write_half
-            .write_all(b"through the passed pipe")
-            .await
-            .unwrap();
+        let (mut read_half, mut write_half) = into_halves(fds.next().unwrap(), fds.next().unwrap()).unwrap();
+        write_half.write_all(b"through the passed pipe").await.unwrap();
         let mut buf = [0u8; 23];
         read_half.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"through the passed pipe");

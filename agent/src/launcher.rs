@@ -69,10 +69,7 @@ fn lock_spawn(paths: &StatePaths) -> Result<Flock<fs::File>> {
 
 /// Starts `remora-agent daemon` detached from this process's session and stdio.
 fn spawn_daemon(paths: &StatePaths) -> Result<Child> {
-    let exe = std::env::current_exe().map_err(AgentError::io(
-        "cannot find own executable",
-        "/proc/self/exe",
-    ))?;
+    let exe = std::env::current_exe().map_err(AgentError::io("cannot find own executable", "/proc/self/exe"))?;
     let log = open_log(&paths.log_file())?;
     let mut command = Command::new(&exe);
     command
@@ -87,15 +84,11 @@ fn spawn_daemon(paths: &StatePaths) -> Result<Child> {
     // process group and controlling terminal so it outlives the connection.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
+            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
         });
     }
     debug!("starting daemon {}", exe.display());
-    command
-        .spawn()
-        .map_err(AgentError::io("cannot start the daemon", &exe))
+    command.spawn().map_err(AgentError::io("cannot start the daemon", &exe))
 }
 
 fn open_log(path: &Path) -> Result<fs::File> {

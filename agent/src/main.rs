@@ -52,9 +52,7 @@ fn main() -> ExitCode {
             authorized_keys,
             host_key,
             state_dir,
-        } => {
-            paths(state_dir).and_then(|paths| cli::serve(paths, listen, &authorized_keys, host_key))
-        }
+        } => paths(state_dir).and_then(|paths| cli::serve(paths, listen, &authorized_keys, host_key)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

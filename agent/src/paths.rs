@@ -41,8 +41,7 @@ impl StatePaths {
 
     /// The per-user directories of the platform (XDG on Linux).
     pub fn per_user() -> Result<Self> {
-        let dirs =
-            directories::ProjectDirs::from("", "", "remora").ok_or(AgentError::NoStateDir)?;
+        let dirs = directories::ProjectDirs::from("", "", "remora").ok_or(AgentError::NoStateDir)?;
         let data_dir = dirs.data_local_dir().to_path_buf();
         let run_dir = dirs
             .runtime_dir()
@@ -67,12 +66,7 @@ impl StatePaths {
 
     /// Creates every directory with mode 0700 and verifies each is private to this user.
     pub fn prepare(&self) -> Result<()> {
-        for dir in [
-            &self.run_dir,
-            &self.data_dir,
-            &self.config_dir,
-            &self.log_dir,
-        ] {
+        for dir in [&self.run_dir, &self.data_dir, &self.config_dir, &self.log_dir] {
             ensure_private_dir(dir)?;
         }
         Ok(())
@@ -130,16 +124,11 @@ pub fn verify_private_dir(dir: &Path) -> Result<()> {
     }
     let uid = nix::unistd::getuid().as_raw();
     if meta.uid() != uid {
-        return Err(unsafe_dir(format!(
-            "it is owned by uid {}, not {uid}",
-            meta.uid()
-        )));
+        return Err(unsafe_dir(format!("it is owned by uid {}, not {uid}", meta.uid())));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(unsafe_dir(format!(
-            "its mode is {mode:o}, open to other users"
-        )));
+        return Err(unsafe_dir(format!("its mode is {mode:o}, open to other users")));
     }
     Ok(())
 }

@@ -27,10 +27,7 @@ pub async fn run(paths: StatePaths) -> Result<()> {
     let stdout = std::io::stdout().as_raw_fd();
     fdpass::send_handoff(&mut stream, stdin, stdout, &origin())
         .await
-        .map_err(AgentError::io(
-            "cannot hand the connection to",
-            paths.socket(),
-        ))?;
+        .map_err(AgentError::io("cannot hand the connection to", paths.socket()))?;
     release_stdio()?;
     let mut byte = [0u8; 1];
     let _ = stream.read(&mut byte).await;

@@ -19,26 +19,14 @@ struct Peer {
 }
 
 fn start() -> Peer {
-    let daemon = Arc::new(Daemon::new(
-        uuid::Uuid::new_v4(),
-        SessionDefaults::default(),
-    ));
+    let daemon = Arc::new(Daemon::new(uuid::Uuid::new_v4(), SessionDefaults::default()));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (read, write) = tokio::io::split(theirs);
-    tokio::spawn(connection::serve(
-        daemon.clone(),
-        read,
-        write,
-        "test".into(),
-    ));
+    tokio::spawn(connection::serve(daemon.clone(), read, write, "test".into()));
     let (reader, writer) = tokio::io::split(ours);
     let mut reader = FrameReader::new(reader);
     reader.set_max_len(MAX_FRAME_LEN);
-    Peer {
-        reader,
-        writer,
-        daemon,
-    }
+    Peer { reader, writer, daemon }
 }
 
 fn hello(protocol: u32, min_protocol: u32) -> ClientFrame {
@@ -70,8 +58,7 @@ impl Peer {
 
     async fn greeted() -> Peer {
         let mut peer = start();
-        peer.send(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_VERSION))
-            .await;
+        peer.send(&hello(PROTOCOL_VERSION, MIN_PROTOCOL_VERSION)).await;
         let welcome = peer.recv().await.unwrap();
         assert!(matches!(welcome.body, AgentBody::Welcome(_)), "{welcome:?}");
         peer
@@ -88,10 +75,7 @@ impl Peer {
     }
 
     async fn expect_closed(&mut self) {
-        assert!(
-            self.recv().await.is_none(),
-            "the agent closes the connection"
-        );
+        assert!(self.recv().await.is_none(), "the agent closes the connection");
     }
 }
 
@@ -129,11 +113,7 @@ async fn no_common_version_names_the_side_to_upgrade() {
     peer.send(&hello(7, 5)).await;
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::VersionMismatch);
-    assert!(
-        error.message.contains("upgrade remora-agent"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("upgrade remora-agent"), "{}", error.message);
     peer.expect_closed().await;
 }
 
@@ -146,11 +126,7 @@ async fn an_oversize_frame_before_hello_is_refused_without_reading_it() {
         .unwrap();
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::BadFrame);
-    assert!(
-        error.message.contains("exceeds the limit"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("exceeds the limit"), "{}", error.message);
     peer.expect_closed().await;
 }
 
@@ -200,20 +176,14 @@ async fn an_unknown_message_gets_a_typed_error_and_the_connection_stays_usable()
 #[tokio::test]
 async fn a_truncated_frame_closes_only_that_connection() {
     let mut peer = Peer::greeted().await;
-    peer.writer
-        .write_all(&[0, 0, 0, 50, 1, 2, 3])
-        .await
-        .unwrap();
+    peer.writer.write_all(&[0, 0, 0, 50, 1, 2, 3]).await.unwrap();
     peer.writer.shutdown().await.unwrap();
     let (_, error) = peer.expect_error().await;
     assert_eq!(error.code, ErrorCode::BadFrame);
 
     let mut other = start();
     other.send(&hello(PROTOCOL_VERSION, 1)).await;
-    assert!(matches!(
-        other.recv().await.unwrap().body,
-        AgentBody::Welcome(_)
-    ));
+    assert!(matches!(other.recv().await.unwrap().body, AgentBody::Welcome(_)));
 }
 
 #[tokio::test]

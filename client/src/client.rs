@@ -11,8 +11,8 @@
 //! ```
 
 use remora_wire::{
-    AgentBody, ClientBody, Invoke, Invoked, ListSessions, NewSession, Receive, Receiving,
-    RemoveSessions, SessionInfo, StreamEnd, Welcome, SUBSYSTEM_NAME,
+    AgentBody, ClientBody, CommandList, Invoke, Invoked, ListCommands, ListSessions, NewSession, Receive, Receiving,
+    RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, Welcome, SUBSYSTEM_NAME,
 };
 
 use crate::{
@@ -68,11 +68,7 @@ impl Client {
 
     /// Creates a session (New-PSSession).
     pub async fn new_session(&mut self, request: NewSession) -> Result<SessionInfo> {
-        match self
-            .connection
-            .request(ClientBody::NewSession(request))
-            .await?
-        {
+        match self.connection.request(ClientBody::NewSession(request)).await? {
             AgentBody::Session(info) => Ok(info),
             other => Err(self.connection.unexpected(&other)),
         }
@@ -92,32 +88,45 @@ impl Client {
 
     /// Removes sessions by name glob or id (Remove-PSSession); returns what was (or would be) removed.
     pub async fn remove(&mut self, request: RemoveSessions) -> Result<Vec<SessionInfo>> {
-        match self
-            .connection
-            .request(ClientBody::RemoveSessions(request))
-            .await?
-        {
+        match self.connection.request(ClientBody::RemoveSessions(request)).await? {
             AgentBody::Removed(list) => Ok(list.sessions),
             other => Err(self.connection.unexpected(&other)),
         }
     }
 
-    /// Runs a command (Invoke-Command); when `follow`, its output goes to `sink` until it ends.
-    pub async fn invoke(
-        &mut self,
-        request: Invoke,
-        sink: &mut dyn OutputSink,
-    ) -> Result<InvokeOutcome> {
-        let follow = request.follow;
-        let (id, first) = self
+    /// Lists a session's commands (Get-Job).
+    pub async fn commands(&mut self, session: SessionRef) -> Result<CommandList> {
+        match self
             .connection
-            .start_stream(ClientBody::Invoke(request))
-            .await?;
+            .request(ClientBody::ListCommands(ListCommands { session }))
+            .await?
+        {
+            AgentBody::Commands(list) => Ok(list),
+            other => Err(self.connection.unexpected(&other)),
+        }
+    }
+
+    /// Interrupts a running command, or cancels a queued one, keeping the runspace (Stop-Job).
+    pub async fn stop(&mut self, session: SessionRef, command: Option<u64>) -> Result<CommandList> {
+        match self
+            .connection
+            .request(ClientBody::StopCommand(StopCommand { session, command }))
+            .await?
+        {
+            AgentBody::Commands(list) => Ok(list),
+            other => Err(self.connection.unexpected(&other)),
+        }
+    }
+
+    /// Runs a command (Invoke-Command); when `follow`, its output goes to `sink` until it ends.
+    pub async fn invoke(&mut self, request: Invoke, sink: &mut dyn OutputSink) -> Result<InvokeOutcome> {
+        let follow = request.follow;
+        let (id, first) = self.connection.start_stream(ClientBody::Invoke(request)).await?;
         let AgentBody::Invoked(invoked) = first else {
             return Err(self.connection.unexpected(&first));
         };
         let end = if follow {
-            Some(self.connection.follow_stream(id, sink).await?)
+            Some(self.connection.follow_stream(id, sink, true).await?)
         } else {
             None
         };
@@ -125,19 +134,13 @@ impl Client {
     }
 
     /// Receives every unacknowledged output of a session into `sink` (Receive-PSSession).
-    pub async fn receive(
-        &mut self,
-        request: Receive,
-        sink: &mut dyn OutputSink,
-    ) -> Result<(Receiving, StreamEnd)> {
-        let (id, first) = self
-            .connection
-            .start_stream(ClientBody::Receive(request))
-            .await?;
+    pub async fn receive(&mut self, request: Receive, sink: &mut dyn OutputSink) -> Result<(Receiving, StreamEnd)> {
+        let acknowledge = !request.keep;
+        let (id, first) = self.connection.start_stream(ClientBody::Receive(request)).await?;
         let AgentBody::Receiving(receiving) = first else {
             return Err(self.connection.unexpected(&first));
         };
-        let end = self.connection.follow_stream(id, sink).await?;
+        let end = self.connection.follow_stream(id, sink, acknowledge).await?;
         Ok((receiving, end))
     }
 

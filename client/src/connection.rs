@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use remora_wire::{
-    Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader,
-    FrameWriter, Hello, Output, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
+    Output, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use uuid::Uuid;
@@ -51,6 +50,8 @@ pub struct Connection<S> {
 struct PendingAck {
     ack: Option<Ack>,
     bytes: u64,
+    /// False when the client keeps output on the agent (`--keep`): nothing is acknowledged.
+    enabled: bool,
 }
 
 impl<S: Transport> Connection<S> {
@@ -96,13 +97,18 @@ impl<S: Transport> Connection<S> {
         Ok((id, first))
     }
 
-    /// Delivers a stream's output to `sink`, acknowledging as it goes, until its end.
+    /// Delivers a stream's output to `sink` until its end, acknowledging as it goes unless
+    /// `acknowledge` is false (`--keep`: the output stays to be received again).
     pub async fn follow_stream(
         &mut self,
         id: RequestId,
         sink: &mut dyn OutputSink,
+        acknowledge: bool,
     ) -> Result<StreamEnd> {
-        let mut pending = PendingAck::default();
+        let mut pending = PendingAck {
+            enabled: acknowledge,
+            ..PendingAck::default()
+        };
         loop {
             let body = match self.next_with_deadline(id, &pending).await? {
                 Some(body) => body,
@@ -143,11 +149,7 @@ impl<S: Transport> Connection<S> {
     }
 
     /// The next frame for `id`, or `None` when an ack is due and nothing arrived in time.
-    async fn next_with_deadline(
-        &mut self,
-        id: RequestId,
-        pending: &PendingAck,
-    ) -> Result<Option<AgentBody>> {
+    async fn next_with_deadline(&mut self, id: RequestId, pending: &PendingAck) -> Result<Option<AgentBody>> {
         if pending.ack.is_none() {
             return self.next_reply(id).await.map(Some);
         }
@@ -157,12 +159,8 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    async fn send_ack(
-        &mut self,
-        pending: &mut PendingAck,
-        sink: &mut dyn OutputSink,
-    ) -> Result<()> {
-        let Some(ack) = pending.ack.take() else {
+    async fn send_ack(&mut self, pending: &mut PendingAck, sink: &mut dyn OutputSink) -> Result<()> {
+        let Some(ack) = pending.ack.take().filter(|_| pending.enabled) else {
             return Ok(());
         };
         sink.flush().map_err(ClientError::Output)?;
@@ -177,10 +175,7 @@ impl<S: Transport> Connection<S> {
     /// Ends the connection cleanly: says end-of-input, then waits (bounded) until the agent has
     /// processed everything sent, acks included, and closed its side.
     pub async fn shutdown(mut self) -> Result<()> {
-        self.writer
-            .shutdown()
-            .await
-            .map_err(|source| self.wire_error(source))?;
+        self.writer.shutdown().await.map_err(|source| self.wire_error(source))?;
         let drain = async { while let Ok(Some(_)) = self.reader.read_frame().await {} };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
         Ok(())
@@ -190,11 +185,7 @@ impl<S: Transport> Connection<S> {
     pub async fn ack(&mut self, session: Uuid, command: u64, seq: u64) -> Result<()> {
         self.send_frame(ClientFrame {
             id: 0,
-            body: ClientBody::Ack(Ack {
-                session,
-                command,
-                seq,
-            }),
+            body: ClientBody::Ack(Ack { session, command, seq }),
         })
         .await
     }
@@ -207,10 +198,7 @@ impl<S: Transport> Connection<S> {
     }
 
     async fn send_frame(&mut self, frame: ClientFrame) -> Result<()> {
-        self.writer
-            .send(&frame)
-            .await
-            .map_err(|source| self.wire_error(source))
+        self.writer.send(&frame).await.map_err(|source| self.wire_error(source))
     }
 
     /// Reads frames until one for `id` (or for no request) arrives; errors become `Refused`.

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use remora_wire::{CommandEnded, Output, SessionInfo, Stream, UnixMillis};
+use remora_wire::{CommandEnded, CommandInfo, Output, SessionInfo, Stream, UnixMillis};
 
 use crate::OutputSink;
 
@@ -54,11 +54,8 @@ pub fn duration(secs: u64) -> String {
 
 /// Parses `90s`, `15m`, `2h`, `1d` (and combinations like `1h30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|err| {
-        format!(
-            "invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"
-        )
-    })
+    humantime::parse_duration(text)
+        .map_err(|err| format!("invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"))
 }
 
 /// The `ls` table, like Get-PSSession plus expiry and command counts.
@@ -111,6 +108,39 @@ fn push_row(out: &mut String, cells: &[String; 9], widths: &[usize; 9]) {
         .collect();
     out.push_str(line.join("  ").trim_end());
     out.push('\n');
+}
+
+/// The `jobs` table, like Get-Job.
+pub fn command_table(commands: &[CommandInfo]) -> String {
+    let mut out = format!(
+        "{:<5} {:<10} {:<5} {:<20} {:<20} {}\n",
+        "Id", "State", "Exit", "Started", "Ended", "Command"
+    );
+    for c in commands {
+        let exit = c.exit_code.map_or_else(|| "-".into(), |code| code.to_string());
+        let started = c.started_at.map_or_else(|| "-".into(), timestamp);
+        let ended = c.ended_at.map_or_else(|| "-".into(), timestamp);
+        let text: String = c.command.replace('\n', "; ").chars().take(60).collect();
+        let state = format!("{:?}", c.state);
+        out.push_str(&format!(
+            "{:<5} {state:<10} {exit:<5} {started:<20} {ended:<20} {text}\n",
+            c.id
+        ));
+    }
+    out
+}
+
+/// A command as a `--json` object.
+pub fn command_json(c: &CommandInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": c.id,
+        "command": c.command,
+        "state": format!("{:?}", c.state),
+        "exit_code": c.exit_code,
+        "queued_at": timestamp(c.queued_at),
+        "started_at": c.started_at.map(timestamp),
+        "ended_at": c.ended_at.map(timestamp),
+    })
 }
 
 /// A session as a `--json` object with the documented field names.

@@ -145,10 +145,7 @@ pub struct FrameWriter<W> {
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a byte stream.
     pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            buf: Vec::new(),
-        }
+        Self { inner, buf: Vec::new() }
     }
 
     /// Encodes `message` into the pending buffer without writing it yet.

@@ -53,6 +53,10 @@ pub enum ClientBody {
     Receive(Receive),
     /// Remove sessions, stopping their commands and runspaces. Reply: [`AgentBody::Removed`].
     RemoveSessions(RemoveSessions),
+    /// List a session's commands. Reply: [`AgentBody::Commands`].
+    ListCommands(ListCommands),
+    /// Stop a command. Reply: [`AgentBody::Commands`] with the command(s) being stopped.
+    StopCommand(StopCommand),
     /// The client has durably written a command's output up to `seq`. No reply.
     Ack(Ack),
 }
@@ -159,6 +163,41 @@ pub struct Receive {
     /// Unacknowledged output bytes the agent may have in flight to this client.
     #[serde(default = "default_window")]
     pub window: u64,
+    /// Only this command (job), followed to its end.
+    #[serde(default)]
+    pub command: Option<u64>,
+    /// Leave the output to be received again: the client does not acknowledge it (Receive-Job -Keep).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl Receive {
+    /// Everything unacknowledged, following running commands to their end.
+    pub fn follow_all(session: SessionRef) -> Self {
+        Self {
+            session,
+            follow: true,
+            window: DEFAULT_WINDOW,
+            command: None,
+            keep: false,
+        }
+    }
+}
+
+/// Request: list a session's commands (jobs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListCommands {
+    pub session: SessionRef,
+}
+
+/// Request: interrupt a running command (SIGINT to its process group, SIGKILL after a grace
+/// period) or cancel a queued one, without ending the runspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopCommand {
+    pub session: SessionRef,
+    /// The job to stop; `None` is the running one.
+    #[serde(default)]
+    pub command: Option<u64>,
 }
 
 /// Default in-flight window: enough to keep a fast link busy, small enough to bound memory.
@@ -208,6 +247,7 @@ pub enum AgentBody {
     CommandEnded(CommandEnded),
     StreamEnd(StreamEnd),
     Removed(SessionList),
+    Commands(CommandList),
     Error(ErrorReply),
 }
 
@@ -348,6 +388,13 @@ pub struct CommandInfo {
 pub struct Invoked {
     pub session: SessionInfo,
     pub command: CommandInfo,
+}
+
+/// A session's commands, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandList {
+    pub session: SessionInfo,
+    pub commands: Vec<CommandInfo>,
 }
 
 /// Reply to [`Receive`], before any output.

@@ -45,10 +45,7 @@ async fn frames_round_trip_through_a_stream() {
         reader.read_message::<ClientFrame>().await.unwrap(),
         Some(invoke_frame())
     );
-    assert_eq!(
-        reader.read_message::<AgentFrame>().await.unwrap(),
-        Some(output)
-    );
+    assert_eq!(reader.read_message::<AgentFrame>().await.unwrap(), Some(output));
     assert_eq!(
         reader.read_message::<AgentFrame>().await.unwrap(),
         None,
@@ -92,10 +89,7 @@ async fn truncated_frame_is_an_error_not_a_clean_close() {
     let mut reader = reader_over(vec![0, 0]).await;
     assert!(matches!(
         reader.read_frame().await.unwrap_err(),
-        WireError::Truncated {
-            expected: 4,
-            got: 2
-        }
+        WireError::Truncated { expected: 4, got: 2 }
     ));
 }
 
@@ -112,8 +106,7 @@ async fn partial_reads_survive_cancellation() {
     let (mut tx, rx) = tokio::io::duplex(1024);
     let mut reader = FrameReader::new(rx);
     tx.write_all(&bytes[..6]).await.unwrap();
-    let first =
-        tokio::time::timeout(std::time::Duration::from_millis(20), reader.read_frame()).await;
+    let first = tokio::time::timeout(std::time::Duration::from_millis(20), reader.read_frame()).await;
     assert!(first.is_err(), "a partial frame must not complete");
     tx.write_all(&bytes[6..]).await.unwrap();
     assert_eq!(
@@ -139,10 +132,7 @@ fn unknown_message_type_is_a_decode_error_but_its_id_is_readable() {
     )
     .unwrap();
     let body = &bytes[4..];
-    assert!(matches!(
-        decode::<ClientFrame>(body),
-        Err(WireError::Decode(_))
-    ));
+    assert!(matches!(decode::<ClientFrame>(body), Err(WireError::Decode(_))));
     assert_eq!(decode::<FrameId>(body).unwrap().id, 42);
 }
 

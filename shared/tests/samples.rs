@@ -103,6 +103,8 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     session: SessionRef::Id(SESSION),
                     follow: true,
                     window: DEFAULT_WINDOW,
+                    command: Some(3),
+                    keep: false,
                 }),
             ),
         ),
@@ -145,14 +147,45 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
     vec![
         ("agent-welcome", frame(1, AgentBody::Welcome(welcome))),
         ("agent-session", frame(2, AgentBody::Session(session_info()))),
-        ("agent-sessions", frame(3, AgentBody::Sessions(SessionList { sessions: vec![session_info()] }))),
-        ("agent-invoked", frame(4, AgentBody::Invoked(Invoked { session: session_info(), command: command_info() }))),
-        ("agent-receiving", frame(5, AgentBody::Receiving(Receiving { session: session_info() }))),
+        (
+            "agent-sessions",
+            frame(
+                3,
+                AgentBody::Sessions(SessionList {
+                    sessions: vec![session_info()],
+                }),
+            ),
+        ),
+        (
+            "agent-invoked",
+            frame(
+                4,
+                AgentBody::Invoked(Invoked {
+                    session: session_info(),
+                    command: command_info(),
+                }),
+            ),
+        ),
+        (
+            "agent-receiving",
+            frame(
+                5,
+                AgentBody::Receiving(Receiving {
+                    session: session_info(),
+                }),
+            ),
+        ),
         (
             "agent-output",
             frame(
                 5,
-                AgentBody::Output(Output { session: SESSION, command: 3, seq: 17, stream: Stream::Stdout, data: b"compiling...\n".to_vec() }),
+                AgentBody::Output(Output {
+                    session: SESSION,
+                    command: 3,
+                    seq: 17,
+                    stream: Stream::Stdout,
+                    data: b"compiling...\n".to_vec(),
+                }),
             ),
         ),
         (
@@ -169,8 +202,25 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
                 }),
             ),
         ),
-        ("agent-stream-end", frame(5, AgentBody::StreamEnd(StreamEnd { last_exit_code: Some(0), commands_pending: 0 }))),
-        ("agent-removed", frame(6, AgentBody::Removed(SessionList { sessions: vec![session_info()] }))),
+        (
+            "agent-stream-end",
+            frame(
+                5,
+                AgentBody::StreamEnd(StreamEnd {
+                    last_exit_code: Some(0),
+                    commands_pending: 0,
+                }),
+            ),
+        ),
+        (
+            "agent-removed",
+            frame(
+                6,
+                AgentBody::Removed(SessionList {
+                    sessions: vec![session_info()],
+                }),
+            ),
+        ),
         (
             "agent-error",
             frame(
@@ -206,22 +256,15 @@ fn from_hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
-    name: &str,
-    message: &T,
-) {
+fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, message: &T) {
     let path = sample_path(name);
     if std::env::var_os("REMORA_WRITE_SAMPLES").is_some() {
         let mut bytes = Vec::new();
         encode(message, &mut bytes).unwrap();
         fs::write(&path, to_hex(&bytes)).unwrap();
     }
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; write it with REMORA_WRITE_SAMPLES=1",
-            path.display()
-        )
-    });
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; write it with REMORA_WRITE_SAMPLES=1", path.display()));
     let bytes = from_hex(&text);
     let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
     assert_eq!(len, bytes.len() - 4, "{name}: length prefix");

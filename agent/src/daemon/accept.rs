@@ -27,9 +27,7 @@ async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
     let io_err = |action| AgentError::io(action, "daemon socket");
     let tag = tokio::time::timeout(TAG_TIMEOUT, fdpass::recv_tag(&stream))
         .await
-        .map_err(|_| {
-            io_err("timed out waiting for a mode tag on")(std::io::ErrorKind::TimedOut.into())
-        })?
+        .map_err(|_| io_err("timed out waiting for a mode tag on")(std::io::ErrorKind::TimedOut.into()))?
         .map_err(io_err("cannot read the mode tag from"))?;
     match (tag.mode, tag.fds.len()) {
         (MODE_PROTOCOL, 0) => {
@@ -42,8 +40,8 @@ async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
                 .map_err(io_err("cannot read the origin from"))?;
             let mut fds = tag.fds.into_iter();
             let (read_fd, write_fd) = (fds.next().expect("two fds"), fds.next().expect("two fds"));
-            let (reader, writer) = fdpass::into_halves(read_fd, write_fd)
-                .map_err(io_err("cannot use descriptors from"))?;
+            let (reader, writer) =
+                fdpass::into_halves(read_fd, write_fd).map_err(io_err("cannot use descriptors from"))?;
             connection::serve(daemon, reader, writer, origin).await;
             debug!("handed-off connection ended; releasing its subsystem process");
         }
@@ -57,15 +55,11 @@ async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
 /// Refuses connections from any uid but ours (the socket's 0700 directory is the first wall).
 fn check_peer(stream: &UnixStream) -> Result<()> {
     let own = nix::unistd::getuid().as_raw();
-    let peer = stream.peer_cred().map_err(AgentError::io(
-        "cannot read peer credentials of",
-        "daemon socket",
-    ))?;
+    let peer = stream
+        .peer_cred()
+        .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?;
     if peer.uid() != own {
-        return Err(AgentError::ForeignPeer {
-            peer: peer.uid(),
-            own,
-        });
+        return Err(AgentError::ForeignPeer { peer: peer.uid(), own });
     }
     Ok(())
 }

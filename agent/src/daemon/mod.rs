@@ -30,10 +30,7 @@ use crate::{
 pub async fn run(paths: StatePaths) -> Result<()> {
     paths.prepare()?;
     let Some(_pid_lock) = lock_pid_file(&paths)? else {
-        info!(
-            "another daemon holds {}; exiting",
-            paths.pid_file().display()
-        );
+        info!("another daemon holds {}; exiting", paths.pid_file().display());
         return Ok(());
     };
     let listener = bind_socket(&paths)?;
@@ -98,8 +95,7 @@ fn lock_pid_file(paths: &StatePaths) -> Result<Option<Flock<fs::File>>> {
     };
     lock.set_len(0)
         .map_err(AgentError::io("cannot truncate pid file", &path))?;
-    writeln!(lock, "{}", std::process::id())
-        .map_err(AgentError::io("cannot write pid file", &path))?;
+    writeln!(lock, "{}", std::process::id()).map_err(AgentError::io("cannot write pid file", &path))?;
     Ok(Some(lock))
 }
 

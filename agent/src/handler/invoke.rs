@@ -37,14 +37,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
     };
     ctx.send(id, AgentBody::Invoked(invoked)).await?;
     if request.follow {
-        let end = stream::run(
-            &ctx,
-            id,
-            &session,
-            Scope::Command(command_id),
-            request.window,
-        )
-        .await;
+        let end = stream::run(&ctx, id, &session, Scope::Command(command_id), Some(request.window)).await;
         session.detach(ctx.conn);
         ctx.send(id, AgentBody::StreamEnd(end)).await?;
     }
@@ -80,14 +73,10 @@ fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal>
         return Ok(session);
     }
     match reference {
-        SessionRef::Name(name) if request.create => {
-            match create_session(ctx, name, false, &NewSession::default()) {
-                Err(refusal) if refusal.code == ErrorCode::SessionExists => {
-                    ctx.find_session(reference)
-                }
-                created => created,
-            }
-        }
+        SessionRef::Name(name) if request.create => match create_session(ctx, name, false, &NewSession::default()) {
+            Err(refusal) if refusal.code == ErrorCode::SessionExists => ctx.find_session(reference),
+            created => created,
+        },
         _ => ctx.find_session(reference),
     }
 }

@@ -8,7 +8,6 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: ListSessions) -> Result<(
     let host = &ctx.daemon.host;
     let sessions = ctx.daemon.registry.list(request.name_glob.as_deref());
     let sessions = sessions.iter().map(|s| s.info(ctx.conn, host)).collect();
-    ctx.send(id, AgentBody::Sessions(SessionList { sessions }))
-        .await?;
+    ctx.send(id, AgentBody::Sessions(SessionList { sessions })).await?;
     Ok(())
 }

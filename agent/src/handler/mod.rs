@@ -3,10 +3,12 @@
 
 pub mod ack;
 pub mod invoke;
+pub mod jobs;
 pub mod ls;
 pub mod new;
 pub mod receive;
 pub mod rm;
+pub mod stop;
 mod stream;
 
 use std::sync::Arc;
@@ -60,17 +62,12 @@ impl From<Closed> for Refusal {
 impl Ctx {
     /// Queues a frame for the client.
     pub async fn send(&self, id: RequestId, body: AgentBody) -> Result<(), Closed> {
-        self.tx
-            .send(AgentFrame { id, body })
-            .await
-            .map_err(|_| Closed)
+        self.tx.send(AgentFrame { id, body }).await.map_err(|_| Closed)
     }
 
     /// Sends an error reply (best effort: the client may be gone).
     pub async fn send_error(&self, id: RequestId, code: ErrorCode, message: String) {
-        let _ = self
-            .send(id, AgentBody::Error(ErrorReply { code, message }))
-            .await;
+        let _ = self.send(id, AgentBody::Error(ErrorReply { code, message })).await;
     }
 
     /// Turns a handler's refusal into an error reply.

@@ -9,21 +9,13 @@ use crate::session::{runspace, validate_name, Session, SessionSettings};
 
 pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(), Refusal> {
     let session = create_session(ctx, &request.name, false, &request)?;
-    ctx.send(
-        id,
-        AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host)),
-    )
-    .await?;
+    ctx.send(id, AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host)))
+        .await?;
     Ok(())
 }
 
 /// Validates, registers and starts a session.
-pub fn create_session(
-    ctx: &Ctx,
-    name: &str,
-    temporary: bool,
-    options: &NewSession,
-) -> Result<Arc<Session>, Refusal> {
+pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSession) -> Result<Arc<Session>, Refusal> {
     validate_name(name).map_err(|message| Refusal::new(ErrorCode::InvalidName, message))?;
     let settings = settings_for(ctx, options)?;
     let session = Arc::new(Session::new(name.to_string(), temporary, settings));
@@ -35,8 +27,7 @@ pub fn create_session(
         Refusal::new(ErrorCode::SessionExists, message)
     })?;
     if let Err(err) = runspace::start(session.clone(), &ctx.daemon.defaults.shell) {
-        ctx.daemon
-            .remove_session(session.id, "its runspace could not start");
+        ctx.daemon.remove_session(session.id, "its runspace could not start");
         return Err(Refusal::new(
             ErrorCode::Internal,
             format!("cannot start the session's shell: {err}"),
@@ -60,9 +51,7 @@ fn settings_for(ctx: &Ctx, options: &NewSession) -> Result<SessionSettings, Refu
             defaults.configuration
         )));
     }
-    let idle_timeout_secs = options
-        .idle_timeout_secs
-        .unwrap_or(defaults.idle_timeout_secs);
+    let idle_timeout_secs = options.idle_timeout_secs.unwrap_or(defaults.idle_timeout_secs);
     if idle_timeout_secs == 0 || idle_timeout_secs > defaults.max_idle_timeout_secs {
         return Err(invalid(format!(
             "idle timeout of {idle_timeout_secs} s is outside 1 s ..= {} s (the configuration's maximum)",

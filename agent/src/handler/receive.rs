@@ -1,9 +1,9 @@
-//! `Receive`: deliver every unacknowledged journal entry of a session, following running
-//! commands when asked.
+//! `Receive`: deliver every unacknowledged journal entry of a session (or of one job),
+//! following running commands when asked.
 
 use std::sync::Arc;
 
-use remora_wire::{AgentBody, Receive, Receiving, RequestId};
+use remora_wire::{AgentBody, ErrorCode, Receive, Receiving, RequestId};
 
 use super::{
     refusal_for,
@@ -13,6 +13,17 @@ use super::{
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
+    let scope = match request.command {
+        Some(command) if session.command_info(command).is_none() => {
+            let message = format!(
+                "session {:?} has no job {command}; list its jobs with `remora jobs`",
+                session.name
+            );
+            return Err(Refusal::new(ErrorCode::InvalidRequest, message));
+        }
+        Some(command) => Scope::Command(command),
+        None => Scope::Pending { follow: request.follow },
+    };
     session
         .attach(ctx.conn, &ctx.from)
         .map_err(|r| refusal_for(&session, r))?;
@@ -23,16 +34,8 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
         session.detach(ctx.conn);
         return Err(closed.into());
     }
-    let end = stream::run(
-        &ctx,
-        id,
-        &session,
-        Scope::Pending {
-            follow: request.follow,
-        },
-        request.window,
-    )
-    .await;
+    let window = (!request.keep).then_some(request.window);
+    let end = stream::run(&ctx, id, &session, scope, window).await;
     session.detach(ctx.conn);
     ctx.send(id, AgentBody::StreamEnd(end)).await?;
     Ok(())

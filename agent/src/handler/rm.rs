@@ -13,11 +13,7 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: RemoveSessions) -> Result
     }
     let chosen = ctx.daemon.registry.matching(&request.names, &request.ids);
     if chosen.is_empty() {
-        let mut wanted: Vec<String> = request
-            .names
-            .iter()
-            .map(|n| format!("name {n:?}"))
-            .collect();
+        let mut wanted: Vec<String> = request.names.iter().map(|n| format!("name {n:?}")).collect();
         wanted.extend(request.ids.iter().map(|i| format!("id {i}")));
         let message = format!(
             "no session matches {} on {}; list them with `remora ls`",
@@ -36,7 +32,6 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: RemoveSessions) -> Result
         }
         sessions.push(info);
     }
-    ctx.send(id, AgentBody::Removed(SessionList { sessions }))
-        .await?;
+    ctx.send(id, AgentBody::Removed(SessionList { sessions })).await?;
     Ok(())
 }

@@ -12,6 +12,8 @@ use crate::session::{Entry, EntryKind, Session};
 
 /// Smallest window honoured, so a confused client cannot make the agent send byte by byte.
 const MIN_WINDOW: u64 = 64 * 1024;
+/// Output sent per pass in keep mode, where acks do not pace the stream.
+const KEEP_BATCH: u64 = 1024 * 1024;
 /// Largest window honoured, bounding what one stream can have in flight.
 const MAX_WINDOW: u64 = 64 * 1024 * 1024;
 
@@ -40,29 +42,16 @@ enum Progress {
 }
 
 /// Streams until the scope is delivered, the session is removed or the client goes.
-pub async fn run(
-    ctx: &Ctx,
-    id: RequestId,
-    session: &Session,
-    scope: Scope,
-    window: u64,
-) -> StreamEnd {
-    let window = window.clamp(MIN_WINDOW, MAX_WINDOW);
+///
+/// `window: None` is keep mode: the client will not acknowledge, so nothing is discarded and
+/// only the connection's own backpressure paces the stream.
+pub async fn run(ctx: &Ctx, id: RequestId, session: &Session, scope: Scope, window: Option<u64>) -> StreamEnd {
+    let window = window.map(|w| w.clamp(MIN_WINDOW, MAX_WINDOW));
     let mut cursors = BTreeMap::new();
     let mut last_exit = None;
     loop {
         let mut changed = session.subscribe();
-        let Ok(progress) = send_available(
-            ctx,
-            id,
-            session,
-            scope,
-            window,
-            &mut cursors,
-            &mut last_exit,
-        )
-        .await
-        else {
+        let Ok(progress) = send_available(ctx, id, session, scope, window, &mut cursors, &mut last_exit).await else {
             break;
         };
         if finished(session, scope, &cursors, progress) {
@@ -87,12 +76,7 @@ pub async fn run(
     }
 }
 
-fn finished(
-    session: &Session,
-    scope: Scope,
-    cursors: &BTreeMap<u64, Cursor>,
-    progress: Progress,
-) -> bool {
+fn finished(session: &Session, scope: Scope, cursors: &BTreeMap<u64, Cursor>, progress: Progress) -> bool {
     let ended = |command: &u64| cursors.get(command).is_some_and(|c| c.ended);
     match scope {
         Scope::Command(command) => ended(&command),
@@ -107,7 +91,7 @@ async fn send_available(
     id: RequestId,
     session: &Session,
     scope: Scope,
-    window: u64,
+    window: Option<u64>,
     cursors: &mut BTreeMap<u64, Cursor>,
     last_exit: &mut Option<i32>,
 ) -> Result<Progress, Closed> {
@@ -115,7 +99,11 @@ async fn send_available(
         Scope::Command(command) => vec![command],
         Scope::Pending { .. } => session.pending_commands(),
     };
-    let mut in_flight = in_flight(session, cursors);
+    let mut in_flight = if window.is_some() {
+        in_flight(session, cursors)
+    } else {
+        0
+    };
     let mut sent_any = false;
     for command in commands {
         let (acked_seq, acked_offset) = session.acked_position(command);
@@ -127,6 +115,10 @@ async fn send_available(
         if cursor.ended {
             continue;
         }
+        if session.command_drained(command) {
+            cursor.ended = true;
+            continue;
+        }
         if cursor.seq < acked_seq {
             *cursor = Cursor {
                 seq: acked_seq,
@@ -134,7 +126,7 @@ async fn send_available(
                 ended: false,
             };
         }
-        let budget = window.saturating_sub(in_flight);
+        let budget = window.map_or(KEEP_BATCH, |w| w.saturating_sub(in_flight));
         if budget == 0 {
             return Ok(Progress::WindowFull);
         }
@@ -153,22 +145,14 @@ async fn send_available(
             break;
         }
     }
-    Ok(if sent_any {
-        Progress::Sent
-    } else {
-        Progress::Idle
-    })
+    Ok(if sent_any { Progress::Sent } else { Progress::Idle })
 }
 
 /// Output bytes sent on this stream and not yet acknowledged by anyone.
 fn in_flight(session: &Session, cursors: &BTreeMap<u64, Cursor>) -> u64 {
     cursors
         .iter()
-        .map(|(command, cursor)| {
-            cursor
-                .offset
-                .saturating_sub(session.acked_position(*command).1)
-        })
+        .map(|(command, cursor)| cursor.offset.saturating_sub(session.acked_position(*command).1))
         .sum()
 }
 

@@ -35,8 +35,7 @@ pub struct AuthorizedKeys {
 impl AuthorizedKeys {
     /// Reads and parses a file; unusable lines are skipped with a warning naming the line.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .map_err(AgentError::io("cannot read authorized keys", path))?;
+        let text = fs::read_to_string(path).map_err(AgentError::io("cannot read authorized keys", path))?;
         Ok(Self::parse(&text, &path.display().to_string()))
     }
 
@@ -47,10 +46,7 @@ impl AuthorizedKeys {
             .enumerate()
             .filter_map(|(index, line)| match parse_line(line) {
                 Ok(None) => None,
-                Ok(Some(key)) => Some(AuthorizedKey {
-                    key,
-                    line: index + 1,
-                }),
+                Ok(Some(key)) => Some(AuthorizedKey { key, line: index + 1 }),
                 Err(reason) => {
                     warn!("refusing line {} of {origin}: {reason}", index + 1);
                     None
@@ -86,8 +82,7 @@ fn parse_line(line: &str) -> Result<Option<PublicKey>, String> {
 
 /// Splits leading options (anything not starting like a key type) from the key.
 fn split_options(line: &str) -> (Option<&str>, &str) {
-    let looks_like_key =
-        |s: &str| s.starts_with("ssh-") || s.starts_with("ecdsa-") || s.starts_with("sk-");
+    let looks_like_key = |s: &str| s.starts_with("ssh-") || s.starts_with("ecdsa-") || s.starts_with("sk-");
     if looks_like_key(line) {
         return (None, line);
     }
@@ -95,9 +90,7 @@ fn split_options(line: &str) -> (Option<&str>, &str) {
     for (index, c) in line.char_indices() {
         match c {
             '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                return (Some(&line[..index]), line[index..].trim_start())
-            }
+            c if c.is_whitespace() && !quoted => return (Some(&line[..index]), line[index..].trim_start()),
             _ => {}
         }
     }
@@ -106,11 +99,7 @@ fn split_options(line: &str) -> (Option<&str>, &str) {
 
 fn check_options(options: &str) -> Result<(), String> {
     for option in split_commas(options) {
-        let name = option
-            .split('=')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let name = option.split('=').next().unwrap_or_default().to_ascii_lowercase();
         if !HARMLESS_OPTIONS.contains(&name.as_str()) {
             return Err(format!(
                 "option {option} is not supported by remora-agent serve, so this key is refused"
@@ -151,11 +140,7 @@ mod tests {
 
     #[test]
     fn plain_commented_and_harmless_option_lines_are_accepted() {
-        let text = format!(
-            "# admins\n\n{} ada@laptop\nrestrict,no-pty {}\n",
-            public(),
-            public()
-        );
+        let text = format!("# admins\n\n{} ada@laptop\nrestrict,no-pty {}\n", public(), public());
         assert_eq!(AuthorizedKeys::parse(&text, "t").keys.len(), 2);
     }
 

@@ -23,11 +23,7 @@ pub struct ClientHandler {
 }
 
 impl ClientHandler {
-    pub fn new(
-        peer: Option<SocketAddr>,
-        authorized_keys: PathBuf,
-        connect: DaemonConnector,
-    ) -> Self {
+    pub fn new(peer: Option<SocketAddr>, authorized_keys: PathBuf, connect: DaemonConnector) -> Self {
         Self {
             peer,
             authorized_keys,
@@ -60,19 +56,11 @@ impl ClientHandler {
 impl Handler for ClientHandler {
     type Error = russh::Error;
 
-    async fn auth_publickey_offered(
-        &mut self,
-        user: &str,
-        offer: PublicKeyOffer<'_>,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         Ok(Self::verdict(self.is_authorized(user, offer.public_key)))
     }
 
-    async fn auth_publickey(
-        &mut self,
-        user: &str,
-        key: VerifiedPublicKey<'_>,
-    ) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         Ok(Self::verdict(self.is_authorized(user, key.public_key)))
     }
 
@@ -87,12 +75,7 @@ impl Handler for ClientHandler {
         Ok(())
     }
 
-    async fn subsystem_request(
-        &mut self,
-        id: ChannelId,
-        name: &str,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn subsystem_request(&mut self, id: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
         let channel = match (name == SUBSYSTEM_NAME, self.channels.remove(&id)) {
             (true, Some(channel)) => channel,
             _ => {
@@ -105,21 +88,12 @@ impl Handler for ClientHandler {
         Ok(())
     }
 
-    async fn exec_request(
-        &mut self,
-        id: ChannelId,
-        _data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn exec_request(&mut self, id: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
         debug!("refusing exec: only the remora subsystem is served");
         session.channel_failure(id)
     }
 
-    async fn shell_request(
-        &mut self,
-        id: ChannelId,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
+    async fn shell_request(&mut self, id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         debug!("refusing shell: only the remora subsystem is served");
         session.channel_failure(id)
     }

@@ -47,10 +47,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("host_key");
         let first = load_or_create_host_key(&path).unwrap();
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let second = load_or_create_host_key(&path).unwrap();
         assert_eq!(
             first.public_key().fingerprint(HashAlg::Sha256),

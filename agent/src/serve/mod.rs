@@ -10,9 +10,7 @@ mod authorized_keys;
 mod handler;
 mod host_key;
 
-use std::{
-    future::Future, io::Write, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration,
-};
+use std::{future::Future, io::Write, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use russh::{
     keys::HashAlg,
@@ -42,8 +40,7 @@ pub struct ServeOptions {
 
 /// How the server reaches the daemon for each subsystem channel: a fresh unix stream already in
 /// protocol mode.
-pub type DaemonConnector =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<UnixStream>> + Send>> + Send + Sync>;
+pub type DaemonConnector = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<UnixStream>> + Send>> + Send + Sync>;
 
 /// Binds, prints `listening on ADDR` and `host key SHA256:…` on stdout, then serves until
 /// `shutdown` is cancelled.
@@ -66,10 +63,9 @@ pub async fn run(
             path: options.listen.to_string().into(),
             source,
         })?;
-    let addr = listener.local_addr().map_err(AgentError::io(
-        "cannot read the address of",
-        options.listen.to_string(),
-    ))?;
+    let addr = listener
+        .local_addr()
+        .map_err(AgentError::io("cannot read the address of", options.listen.to_string()))?;
     announce(addr, &fingerprint.to_string());
     tracing::info!(%addr, %fingerprint, "embedded SSH server listening");
     serve(

@@ -62,12 +62,7 @@ impl Journal {
     }
 
     /// Appends the final entry; returns its seq.
-    pub fn push_end(
-        &mut self,
-        state: CommandState,
-        exit_code: Option<i32>,
-        ended_at: UnixMillis,
-    ) -> u64 {
+    pub fn push_end(&mut self, state: CommandState, exit_code: Option<i32>, ended_at: UnixMillis) -> u64 {
         self.push(EntryKind::Ended {
             state,
             exit_code,
@@ -106,10 +101,7 @@ impl Journal {
     /// Entries after `after_seq`, up to `max_bytes` of output (at least one entry when any).
     pub fn entries_after(&self, after_seq: u64, max_bytes: u64) -> Vec<Entry> {
         let start = after_seq.max(self.acked_seq);
-        let skip = self
-            .entries
-            .front()
-            .map_or(0, |e| (start + 1).saturating_sub(e.seq)) as usize;
+        let skip = self.entries.front().map_or(0, |e| (start + 1).saturating_sub(e.seq)) as usize;
         let mut out = Vec::new();
         let mut budget = max_bytes;
         for entry in self.entries.iter().skip(skip) {
@@ -174,11 +166,7 @@ mod tests {
         let mut journal = journal_with(&["a", "b"]);
         let end = journal.push_end(CommandState::Completed, Some(0), 0);
         assert_eq!(end, 3);
-        let seqs: Vec<u64> = journal
-            .entries_after(0, u64::MAX)
-            .iter()
-            .map(|e| e.seq)
-            .collect();
+        let seqs: Vec<u64> = journal.entries_after(0, u64::MAX).iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
     }
 

@@ -18,8 +18,7 @@ use std::{
 
 use bytes::Bytes;
 use remora_wire::{
-    Attachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState,
-    Stream, UnixMillis,
+    Attachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState, Stream, UnixMillis,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +51,14 @@ struct Lease {
     since: UnixMillis,
 }
 
+/// Why a stop request could not be honoured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopRefusal {
+    NothingRunning,
+    NoSuchCommand(u64),
+    AlreadyEnded(u64, CommandState),
+}
+
 /// Why a request about a session could not be served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionRefusal {
@@ -82,6 +89,8 @@ pub struct Session {
     pub closed: CancellationToken,
     inner: Mutex<Inner>,
     changed: watch::Sender<()>,
+    /// The running command a client asked to stop, for the runspace.
+    stop_requests: watch::Sender<Option<u64>>,
 }
 
 impl Session {
@@ -101,13 +110,12 @@ impl Session {
                 ..Inner::default()
             }),
             changed: watch::Sender::new(()),
+            stop_requests: watch::Sender::new(None),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn notify(&self) {
@@ -138,10 +146,7 @@ impl Session {
     /// Marks the oldest queued command Running and returns its id and text.
     pub fn start_next(&self) -> Option<(u64, String)> {
         let mut inner = self.lock();
-        let record = inner
-            .commands
-            .values_mut()
-            .find(|c| c.state == CommandState::Queued)?;
+        let record = inner.commands.values_mut().find(|c| c.state == CommandState::Queued)?;
         record.state = CommandState::Running;
         record.started_at = Some(now_millis());
         let next = (record.id, record.text.clone());
@@ -194,13 +199,61 @@ impl Session {
         self.notify();
     }
 
+    /// Stops `command` (default: the running one): a queued command is cancelled at once, a
+    /// running one is handed to the runspace to interrupt. Returns what is being stopped.
+    pub fn request_stop(&self, command: Option<u64>) -> Result<CommandInfo, StopRefusal> {
+        let mut inner = self.lock();
+        let target = match command {
+            Some(id) => id,
+            None => inner
+                .commands
+                .values()
+                .find(|c| c.state == CommandState::Running)
+                .map(|c| c.id)
+                .ok_or(StopRefusal::NothingRunning)?,
+        };
+        let record = inner
+            .commands
+            .get_mut(&target)
+            .ok_or(StopRefusal::NoSuchCommand(target))?;
+        match record.state {
+            CommandState::Queued => record.finish(CommandState::Stopped, None),
+            CommandState::Running => {
+                self.stop_requests.send_replace(Some(target));
+            }
+            state => return Err(StopRefusal::AlreadyEnded(target, state)),
+        }
+        let info = record.info();
+        drop(inner);
+        self.notify();
+        Ok(info)
+    }
+
+    /// Forgets a stop request once its command ended.
+    pub fn clear_stop(&self, command: u64) {
+        self.stop_requests.send_if_modified(|request| {
+            let matches = *request == Some(command);
+            if matches {
+                *request = None;
+            }
+            matches
+        });
+    }
+
+    /// Where the runspace learns of stop requests.
+    pub fn stop_requests(&self) -> watch::Receiver<Option<u64>> {
+        self.stop_requests.subscribe()
+    }
+
+    /// All commands, oldest first.
+    pub fn commands(&self) -> Vec<CommandInfo> {
+        self.lock().commands.values().map(CommandRecord::info).collect()
+    }
+
     /// Records that a client has written a command's output up to `seq`.
     pub fn ack(&self, command: u64, seq: u64) {
         let mut inner = self.lock();
-        let freed = inner
-            .commands
-            .get_mut(&command)
-            .map_or(0, |c| c.journal.ack(seq));
+        let freed = inner.commands.get_mut(&command).map_or(0, |c| c.journal.ack(seq));
         inner.held_bytes -= freed;
         drop(inner);
         self.notify();
@@ -269,18 +322,24 @@ impl Session {
     /// Acked seq and acked offset of a command's journal.
     pub fn acked_position(&self, command: u64) -> (u64, u64) {
         let inner = self.lock();
-        inner.commands.get(&command).map_or((0, 0), |c| {
-            (c.journal.acked_seq(), c.journal.acked_offset())
-        })
+        inner
+            .commands
+            .get(&command)
+            .map_or((0, 0), |c| (c.journal.acked_seq(), c.journal.acked_offset()))
+    }
+
+    /// Whether `command` has ended and every entry of its journal is acknowledged.
+    pub fn command_drained(&self, command: u64) -> bool {
+        let inner = self.lock();
+        inner
+            .commands
+            .get(&command)
+            .is_some_and(|c| c.is_ended() && c.journal.fully_acked())
     }
 
     /// Number of commands Running or Queued.
     pub fn active_commands(&self) -> u32 {
-        self.lock()
-            .commands
-            .values()
-            .filter(|c| !c.is_ended())
-            .count() as u32
+        self.lock().commands.values().filter(|c| !c.is_ended()).count() as u32
     }
 
     /// Exit code of the most recently ended command.
@@ -297,10 +356,7 @@ impl Session {
     /// True when every command has ended and every journal entry is acknowledged.
     pub fn drained(&self) -> bool {
         let inner = self.lock();
-        inner
-            .commands
-            .values()
-            .all(|c| c.is_ended() && c.journal.fully_acked())
+        inner.commands.values().all(|c| c.is_ended() && c.journal.fully_acked())
     }
 
     /// Why the session is Broken, if it is.
@@ -313,14 +369,11 @@ impl Session {
         let inner = self.lock();
         let (state, availability) = match (&inner.broken, &inner.lease) {
             (Some(_), _) => (SessionState::Broken, Availability::None),
-            (None, Some(lease)) if lease.conn == viewer => {
-                (SessionState::Opened, Availability::Available)
-            }
+            (None, Some(lease)) if lease.conn == viewer => (SessionState::Opened, Availability::Available),
             (None, Some(_)) => (SessionState::Disconnected, Availability::Busy),
             (None, None) => (SessionState::Disconnected, Availability::None),
         };
-        let count =
-            |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
+        let count = |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
         let expires_at = inner
             .disconnected_at
             .map(|at| at + self.settings.idle_timeout_secs * 1000);

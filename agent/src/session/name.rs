@@ -16,9 +16,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     if name.starts_with(['.', '-']) {
-        return Err(format!(
-            "session name {name:?} must not start with '.' or '-'"
-        ));
+        return Err(format!("session name {name:?} must not start with '.' or '-'"));
     }
     if let Some(bad) = name
         .chars()

@@ -18,6 +18,7 @@ use std::{
     path::PathBuf,
     process::{ExitStatus, Stdio},
     sync::Arc,
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -32,12 +33,20 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::unix::pipe,
     process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
+    sync::watch,
+    time::Instant,
 };
 
 use super::Session;
 use crate::error::{AgentError, Result};
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Sent once to a new shell: no job control, history or history expansion, empty prompts, then
+/// a ready line on the status pipe.
+const INIT_SCRIPT: &str =
+    "set +m; set +H 2>/dev/null; set +o history 2>/dev/null; PS1=''; PS2=''; PS0=''\nprintf 'ready\\n' >&3\n";
+/// How long a new shell has to become ready.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reads in one drain, so a background writer cannot keep a drain going forever.
 const MAX_DRAIN_READS: usize = 64;
 
@@ -58,11 +67,11 @@ impl ShellSpec {
         match bash {
             Some(program) => Self {
                 program,
-                args: vec!["--noprofile".into(), "--norc".into(), "-s".into()],
+                args: vec!["--noprofile".into(), "--norc".into(), "--noediting".into(), "-i".into()],
             },
             None => Self {
                 program: PathBuf::from("/bin/sh"),
-                args: vec!["-s".into()],
+                args: vec!["-i".into()],
             },
         }
     }
@@ -71,6 +80,8 @@ impl ShellSpec {
 /// How one command ended, as seen by the runspace.
 enum Outcome {
     Exited(i32),
+    /// Ended after a stop request.
+    Stopped(i32),
     ShellGone(i32),
     Closed,
 }
@@ -93,9 +104,15 @@ pub fn start(session: Arc<Session>, spec: &ShellSpec) -> Result<tokio::task::Joi
 }
 
 async fn run(session: Arc<Session>, mut shell: Shell) {
+    if let Err(reason) = shell.init().await {
+        session.mark_broken(reason);
+        shell.kill().await;
+        return;
+    }
     while let Some((id, text)) = next_command(&session, &mut shell).await {
         match shell.execute(&session, id, &text).await {
             Outcome::Exited(code) => session.finish(id, CommandState::Completed, Some(code)),
+            Outcome::Stopped(code) => session.finish(id, CommandState::Stopped, Some(code)),
             Outcome::ShellGone(code) => {
                 session.finish(id, CommandState::Completed, Some(code));
                 session.mark_broken(format!(
@@ -134,20 +151,14 @@ async fn next_command(session: &Session, shell: &mut Shell) -> Option<(u64, Stri
 
 impl Shell {
     fn spawn(spec: &ShellSpec) -> Result<Self> {
-        let (status_read, status_write) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(AgentError::from)?;
+        let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(AgentError::from)?;
         let mut child = shell_command(spec, &status_write)
             .spawn()
-            .map_err(AgentError::io(
-                "cannot start the runspace shell",
-                &spec.program,
-            ))?;
+            .map_err(AgentError::io("cannot start the runspace shell", &spec.program))?;
         drop(status_write);
         let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
-        let status = pipe::Receiver::from_owned_fd(status_read).map_err(AgentError::io(
-            "cannot watch the runspace status pipe",
-            &spec.program,
-        ))?;
+        let status = pipe::Receiver::from_owned_fd(status_read)
+            .map_err(AgentError::io("cannot watch the runspace status pipe", &spec.program))?;
         Ok(Self {
             pgid,
             stdin: child.stdin.take().expect("stdin is piped"),
@@ -159,23 +170,66 @@ impl Shell {
         })
     }
 
+    /// Quiets the interactive shell (no prompts, job control or history expansion) and waits
+    /// until it is ready, discarding whatever it printed while starting.
+    async fn init(&mut self) -> std::result::Result<(), String> {
+        if self.stdin.write_all(INIT_SCRIPT.as_bytes()).await.is_err() {
+            return Err("the runspace shell exited while starting".into());
+        }
+        let mut chunk = [0u8; 64];
+        let (mut out_noise, mut err_noise) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
+        let deadline = tokio::time::sleep(INIT_TIMEOUT);
+        tokio::pin!(deadline);
+        while self.take_status_line().is_none() {
+            tokio::select! {
+                read = self.status.read(&mut chunk) => match read {
+                    Ok(n) if n > 0 => self.status_buf.extend_from_slice(&chunk[..n]),
+                    _ => return Err("the runspace shell exited while starting".into()),
+                },
+                _ = read_some(self.stdout.as_mut(), &mut out_noise), if self.stdout.is_some() => {}
+                _ = read_some(self.stderr.as_mut(), &mut err_noise), if self.stderr.is_some() => {}
+                _ = &mut deadline => return Err(format!("the runspace shell did not start within {INIT_TIMEOUT:?}")),
+            }
+        }
+        self.discard_pending();
+        Ok(())
+    }
+
+    fn discard_pending(&self) {
+        let fds = [
+            self.stdout.as_ref().map(AsFd::as_fd),
+            self.stderr.as_ref().map(AsFd::as_fd),
+        ];
+        let mut buf = vec![0u8; READ_CHUNK];
+        for fd in fds.into_iter().flatten() {
+            for _ in 0..MAX_DRAIN_READS {
+                match nix::unistd::read(fd, &mut buf) {
+                    Ok(n) if n > 0 => continue,
+                    Err(Errno::EINTR) => continue,
+                    _ => break,
+                }
+            }
+        }
+    }
+
     /// Runs one command to its end, journaling its output into the session.
     async fn execute(&mut self, session: &Session, id: u64, text: &str) -> Outcome {
-        if self
-            .stdin
-            .write_all(command_script(text).as_bytes())
-            .await
-            .is_err()
-        {
+        if self.stdin.write_all(command_script(text).as_bytes()).await.is_err() {
             return Outcome::ShellGone(self.wait_exit().await);
         }
         let mut out_buf = vec![0u8; READ_CHUNK];
         let mut err_buf = vec![0u8; READ_CHUNK];
         let mut status_chunk = [0u8; 64];
+        let mut stopper = Stopper::new(session, id);
         loop {
             if let Some(code) = self.take_status_line() {
                 self.drain(session, id);
-                return Outcome::Exited(code);
+                session.clear_stop(id);
+                return if stopper.requested() {
+                    Outcome::Stopped(code)
+                } else {
+                    Outcome::Exited(code)
+                };
             }
             let paused = session.over_memory_limit();
             let mut acks = session.subscribe();
@@ -196,7 +250,21 @@ impl Shell {
                     journal_read(session, id, Stream::Stderr, read, &err_buf, &mut self.stderr);
                 }
                 _ = acks.changed(), if paused => {}
+                action = stopper.next(), if !stopper.done() => self.apply(action),
             }
+        }
+    }
+
+    /// Interrupts the running command, or kills what outlived the interrupt.
+    fn apply(&self, action: StopAction) {
+        if self.pgid.as_raw() <= 0 {
+            return;
+        }
+        match action {
+            StopAction::Interrupt => {
+                let _ = killpg(self.pgid, Signal::SIGINT);
+            }
+            StopAction::Kill => kill_group_except(self.pgid, self.pgid),
         }
     }
 
@@ -204,9 +272,7 @@ impl Shell {
     fn take_status_line(&mut self) -> Option<i32> {
         let end = self.status_buf.iter().position(|&b| b == b'\n')?;
         let line: Vec<u8> = self.status_buf.drain(..=end).collect();
-        let code = std::str::from_utf8(&line)
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        let code = std::str::from_utf8(&line).ok().and_then(|s| s.trim().parse().ok());
         Some(code.unwrap_or(-1))
     }
 
@@ -243,6 +309,9 @@ fn shell_command(spec: &ShellSpec, status_write: &OwnedFd) -> Command {
         .stderr(Stdio::piped())
         .env_remove("BASH_ENV")
         .env_remove("ENV")
+        .env_remove("PROMPT_COMMAND")
+        .env("PS1", "")
+        .env("PS2", "")
         .process_group(0)
         .kill_on_drop(true);
     if let Some(home) = std::env::var_os("HOME") {
@@ -276,10 +345,7 @@ fn command_script(text: &str) -> String {
     )
 }
 
-async fn read_some<R: tokio::io::AsyncRead + Unpin>(
-    reader: Option<&mut R>,
-    buf: &mut [u8],
-) -> io::Result<usize> {
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>, buf: &mut [u8]) -> io::Result<usize> {
     match reader {
         Some(reader) => reader.read(buf).await,
         None => std::future::pending().await,
@@ -315,10 +381,7 @@ fn drain_fd(fd: &impl AsFd, session: &Session, id: u64, stream: Stream) {
 /// A shell's exit status as a number: its code, or 128 + signal like shells report it.
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 #[cfg(test)]
@@ -333,4 +396,100 @@ mod tests {
             "{script}"
         );
     }
+}
+
+/// How long an interrupted command has before everything but the shell is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// What to do to the running command.
+enum StopAction {
+    Interrupt,
+    Kill,
+}
+
+/// Interrupting the running command on request. SIGINT goes to the runspace's process group:
+/// the command gets it, and the interactive shell abandons the rest of the command line and
+/// reports 130, keeping its state. What is still running after [`STOP_GRACE`] is killed, except
+/// the shell itself.
+struct Stopper {
+    requests: watch::Receiver<Option<u64>>,
+    command: u64,
+    state: StopState,
+}
+
+#[derive(PartialEq)]
+enum StopState {
+    NotRequested,
+    InterruptDue,
+    Grace(Instant),
+    Done,
+}
+
+impl Stopper {
+    fn new(session: &Session, command: u64) -> Self {
+        let mut requests = session.stop_requests();
+        let already = *requests.borrow_and_update() == Some(command);
+        let state = if already {
+            StopState::InterruptDue
+        } else {
+            StopState::NotRequested
+        };
+        Self {
+            requests,
+            command,
+            state,
+        }
+    }
+
+    fn requested(&self) -> bool {
+        self.state != StopState::NotRequested
+    }
+
+    fn done(&self) -> bool {
+        self.state == StopState::Done
+    }
+
+    /// Resolves when there is something to do; cancel-safe.
+    async fn next(&mut self) -> StopAction {
+        loop {
+            match self.state {
+                StopState::InterruptDue => {
+                    self.state = StopState::Grace(Instant::now() + STOP_GRACE);
+                    return StopAction::Interrupt;
+                }
+                StopState::Grace(deadline) => {
+                    tokio::time::sleep_until(deadline).await;
+                    self.state = StopState::Done;
+                    return StopAction::Kill;
+                }
+                StopState::Done => std::future::pending::<()>().await,
+                StopState::NotRequested => {
+                    if self.requests.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if *self.requests.borrow_and_update() == Some(self.command) {
+                        self.state = StopState::InterruptDue;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SIGKILLs every process in `pgid` except `keep` (the shell), found through /proc.
+fn kill_group_except(pgid: Pid, keep: Pid) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        if pid != keep.as_raw() && process_group_of(pid) == Some(pgid.as_raw()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The process group of `pid`, from /proc/PID/stat (the field after state and ppid).
+fn process_group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
 }

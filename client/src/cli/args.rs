@@ -59,6 +59,10 @@ pub enum Verb {
     Receive(ReceiveArgs),
     /// Remove sessions, stopping their commands and shells (Remove-PSSession).
     Rm(RmArgs),
+    /// List a session's commands (jobs) with their state and exit code (Get-Job).
+    Jobs(JobsArgs),
+    /// Interrupt a running job without ending the session's shell (Stop-Job).
+    Stop(StopArgs),
     /// Walk through new, invoke --disconnected, ls, receive and rm against a private local agent.
     Demo(DemoArgs),
 }
@@ -113,7 +117,10 @@ pub struct InvokeArgs {
     /// Start the command and return at once; collect its output later with `receive`.
     #[arg(long)]
     pub disconnected: bool,
-    /// With --disconnected: print the session and command as JSON.
+    /// Start as a job and return at once with its id (like -AsJob); collect with `receive --job ID`.
+    #[arg(long, conflicts_with = "disconnected")]
+    pub job: bool,
+    /// With --disconnected or --job: print the session and command as JSON.
     #[arg(long)]
     pub json: bool,
     /// The command line, run by the session's shell.
@@ -131,6 +138,42 @@ pub struct ReceiveArgs {
     /// Session instance id.
     #[arg(long, group = "session")]
     pub id: Option<Uuid>,
+    /// Only this job (command id, from `invoke --job` or `jobs`), followed to its end.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<u64>,
+    /// Leave the output to be received again (like Receive-Job -Keep).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("session").required(true))]
+pub struct JobsArgs {
+    pub host: String,
+    /// Session name.
+    #[arg(long, group = "session")]
+    pub name: Option<String>,
+    /// Session instance id.
+    #[arg(long, group = "session")]
+    pub id: Option<Uuid>,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("session").required(true))]
+pub struct StopArgs {
+    pub host: String,
+    /// Session name.
+    #[arg(long, group = "session")]
+    pub name: Option<String>,
+    /// Session instance id.
+    #[arg(long, group = "session")]
+    pub id: Option<Uuid>,
+    /// The job to stop (default: the running one).
+    #[arg(long, value_name = "ID")]
+    pub job: Option<u64>,
 }
 
 #[derive(Debug, Args)]

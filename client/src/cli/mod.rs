@@ -51,8 +51,7 @@ fn init_tracing(verbose: u8) {
         2 => "debug,russh=info",
         _ => "trace",
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| level.into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| level.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -22,7 +22,8 @@ use crate::{cli::DemoArgs, output, output::StdSink, ssh::SshOptions, Client};
 
 const HOST: &str = "demo-host";
 const SESSION: &str = "build";
-const LONG_JOB: &str = r#"for i in 1 2 3; do echo "step $i of 3"; sleep 1; done; echo "warning: finished with a complaint" >&2; (exit 3)"#;
+const LONG_JOB: &str =
+    r#"for i in 1 2 3; do echo "step $i of 3"; sleep 1; done; echo "warning: finished with a complaint" >&2; (exit 3)"#;
 const FOLLOW_UP: &str = r#"echo "same shell: i=$i, cwd=$PWD""#;
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
@@ -59,9 +60,7 @@ async fn tour(options: &SshOptions) -> anyhow::Result<u8> {
     step(&format!(
         "remora invoke {HOST} --name {SESSION} --disconnected -- '{LONG_JOB}'"
     ));
-    let started = client
-        .invoke(invoke(LONG_JOB, false), &mut StdSink::default())
-        .await?;
+    let started = client.invoke(invoke(LONG_JOB, false), &mut StdSink::default()).await?;
     println!(
         "started command {} and returned at once; nobody is attached now",
         started.invoked.command.id
@@ -78,35 +77,22 @@ async fn tour(options: &SshOptions) -> anyhow::Result<u8> {
         "remora receive {HOST} --name {SESSION}    # everything so far, then live to the end"
     ));
     let mut sink = StdSink::default();
-    let receive = Receive {
-        session: SessionRef::Name(SESSION.into()),
-        follow: true,
-        window: DEFAULT_WINDOW,
-    };
+    let receive = Receive::follow_all(SessionRef::Name(SESSION.into()));
     let (_, end) = client.receive(receive, &mut sink).await?;
-    println!(
-        "(exit status {})",
-        sink.last_exit.or(end.last_exit_code).unwrap_or(-1)
-    );
+    println!("(exit status {})", sink.last_exit.or(end.last_exit_code).unwrap_or(-1));
 
     step(&format!(
         "remora receive {HOST} --name {SESSION}    # again: nothing is delivered twice"
     ));
     let mut again = StdSink::default();
-    let receive = Receive {
-        session: SessionRef::Name(SESSION.into()),
-        follow: true,
-        window: DEFAULT_WINDOW,
-    };
+    let receive = Receive::follow_all(SessionRef::Name(SESSION.into()));
     client.receive(receive, &mut again).await?;
     println!("({} bytes)", again.bytes);
 
     step(&format!(
         "remora invoke {HOST} --name {SESSION} -- '{FOLLOW_UP}'    # the runspace kept its state"
     ));
-    client
-        .invoke(invoke(FOLLOW_UP, true), &mut StdSink::default())
-        .await?;
+    client.invoke(invoke(FOLLOW_UP, true), &mut StdSink::default()).await?;
 
     step(&format!("remora rm {HOST} --name 'b*'"));
     let removed = client
@@ -162,8 +148,7 @@ struct ClientKey {
 }
 
 fn write_client_key(dir: &Path) -> anyhow::Result<ClientKey> {
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .context("cannot generate a key")?;
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).context("cannot generate a key")?;
     let identity = dir.join("id_ed25519");
     key.write_openssh_file(&identity, LineEnding::LF)
         .context("cannot write the demo key")?;
@@ -177,8 +162,7 @@ fn write_client_key(dir: &Path) -> anyhow::Result<ClientKey> {
 }
 
 fn write_ssh_config(dir: &Path, server: &DemoServer, identity: &Path) -> anyhow::Result<PathBuf> {
-    let host_key = PrivateKey::read_openssh_file(server.host_key_path())
-        .context("cannot read the agent's host key")?;
+    let host_key = PrivateKey::read_openssh_file(server.host_key_path()).context("cannot read the agent's host key")?;
     let known_hosts = dir.join("known_hosts");
     let line = format!(
         "[127.0.0.1]:{} {}\n",
@@ -222,10 +206,7 @@ impl DemoServer {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut first = String::new();
         stdout.read_line(&mut first)?;
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok());
+        let addr = first.trim().strip_prefix("listening on ").and_then(|a| a.parse().ok());
         let Some(addr) = addr else {
             let _ = child.kill();
             bail!("remora-agent serve did not report its address (said {first:?})");
@@ -246,10 +227,7 @@ impl DemoServer {
         let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
         let _ = self.child.wait();
         let pid_file = self.state_dir.join("run").join("daemon.pid");
-        if let Some(pid) = fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-        {
+        if let Some(pid) = fs::read_to_string(pid_file).ok().and_then(|p| p.trim().parse().ok()) {
             stop_process(Pid::from_raw(pid));
         }
     }

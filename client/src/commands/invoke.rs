@@ -1,4 +1,5 @@
-//! `remora invoke HOST [--name N] [--disconnected] -- CMD…`: run a command (Invoke-Command).
+//! `remora invoke HOST [--name N] [--disconnected | --job] -- CMD…`: run a command
+//! (Invoke-Command, -InDisconnectedSession, -AsJob).
 
 use remora_wire::{Invoke, SessionRef, DEFAULT_WINDOW};
 
@@ -14,7 +15,7 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         session: args.name.clone().map(SessionRef::Name),
         command: args.command.join(" "),
         create: true,
-        follow: !args.disconnected,
+        follow: !(args.disconnected || args.job),
         window: DEFAULT_WINDOW,
     };
     let mut client = connect(cli, &args.host).await?;
@@ -24,26 +25,38 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
     match outcome.end {
         Some(end) => Ok(exit_status(sink.last_exit.or(end.last_exit_code))),
         None => {
-            report_started(&args.host, &outcome, args.json)?;
+            report_started(&args.host, &outcome, args)?;
             Ok(0)
         }
     }
 }
 
-/// Tells the user where a disconnected command runs and how to collect it.
-fn report_started(host: &str, outcome: &InvokeOutcome, json: bool) -> anyhow::Result<()> {
+/// Tells the user where a disconnected command runs and how to collect it. stdout gets the
+/// session name (`--disconnected`) or the job id (`--job`), for scripts.
+fn report_started(host: &str, outcome: &InvokeOutcome, args: &InvokeArgs) -> anyhow::Result<()> {
     let session = &outcome.invoked.session;
     let command = &outcome.invoked.command;
-    if json {
+    if args.json {
         let mut object = output::session_json(session);
-        object["command_id"] = command.id.into();
+        object["command"] = output::command_json(command);
         println!("{}", serde_json::to_string_pretty(&object)?);
-    } else {
-        println!("{}", session.name);
-        eprintln!(
-            "started command {} in session {} (instance {}) on {host}; collect its output with `remora receive {host} --name {}`",
-            command.id, session.name, session.instance_id, session.name
-        );
+        return Ok(());
     }
+    let (printed, collect) = if args.job {
+        (
+            command.id.to_string(),
+            format!("remora receive {host} --name {} --job {}", session.name, command.id),
+        )
+    } else {
+        (
+            session.name.clone(),
+            format!("remora receive {host} --name {}", session.name),
+        )
+    };
+    println!("{printed}");
+    eprintln!(
+        "started job {} in session {} (instance {}) on {host}; collect its output with `{collect}`",
+        command.id, session.name, session.instance_id
+    );
     Ok(())
 }

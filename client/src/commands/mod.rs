@@ -2,10 +2,12 @@
 
 mod demo;
 mod invoke;
+mod jobs;
 mod ls;
 mod new;
 mod receive;
 mod rm;
+mod stop;
 
 use crate::{
     cli::{Cli, Verb},
@@ -20,6 +22,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Invoke(args) => invoke::run(cli, args).await,
         Verb::Receive(args) => receive::run(cli, args).await,
         Verb::Rm(args) => rm::run(cli, args).await,
+        Verb::Jobs(args) => jobs::run(cli, args).await,
+        Verb::Stop(args) => stop::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
     }
 }
@@ -34,7 +38,5 @@ const NO_EXIT_CODE: u8 = 1;
 
 /// A remote exit code as a process exit status (shells report signals as 128+n already).
 fn exit_status(code: Option<i32>) -> u8 {
-    code.map_or(NO_EXIT_CODE, |c| {
-        u8::try_from(c.clamp(0, 255)).unwrap_or(NO_EXIT_CODE)
-    })
+    code.map_or(NO_EXIT_CODE, |c| u8::try_from(c.clamp(0, 255)).unwrap_or(NO_EXIT_CODE))
 }

@@ -13,20 +13,13 @@ pub async fn run(cli: &Cli, args: &NewArgs) -> anyhow::Result<u8> {
     let request = NewSession {
         name: args.name.clone(),
         configuration: args.configuration.clone(),
-        idle_timeout_secs: args
-            .idle_timeout
-            .as_deref()
-            .map(parse_idle_timeout)
-            .transpose()?,
+        idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
         buffering: args.buffering.map(buffering),
     };
     let mut client = connect(cli, &args.host).await?;
     let session = client.new_session(request).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::session_json(&session))?
-        );
+        println!("{}", serde_json::to_string_pretty(&output::session_json(&session))?);
     } else {
         print!("{}", output::session_table(std::slice::from_ref(&session)));
     }
@@ -38,9 +31,7 @@ pub async fn run(cli: &Cli, args: &NewArgs) -> anyhow::Result<u8> {
 pub fn parse_idle_timeout(text: &str) -> anyhow::Result<u64> {
     let duration = output::parse_duration(text).map_err(|e| anyhow!(e))?;
     match duration.as_secs() {
-        0 => Err(anyhow!(
-            "idle timeout {text:?} is too short; give at least 1s"
-        )),
+        0 => Err(anyhow!("idle timeout {text:?} is too short; give at least 1s")),
         secs => Ok(secs),
     }
 }

@@ -1,6 +1,7 @@
-//! `remora receive HOST (--name N | --id UUID)`: print output not yet received (Receive-PSSession).
+//! `remora receive HOST (--name N | --id UUID) [--job ID] [--keep]`: print output not yet
+//! received (Receive-PSSession, Receive-Job).
 
-use remora_wire::{Receive, SessionRef, DEFAULT_WINDOW};
+use remora_wire::{Receive, SessionRef};
 
 use super::{connect, exit_status};
 use crate::{
@@ -9,25 +10,26 @@ use crate::{
 };
 
 pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
-    let session = match (&args.name, args.id) {
-        (_, Some(id)) => SessionRef::Id(id),
-        (Some(name), None) => SessionRef::Name(name.clone()),
-        (None, None) => unreachable!("clap requires --name or --id"),
-    };
     let request = Receive {
-        session,
-        follow: true,
-        window: DEFAULT_WINDOW,
+        command: args.job,
+        keep: args.keep,
+        ..Receive::follow_all(session_ref(&args.name, args.id))
     };
     let mut client = connect(cli, &args.host).await?;
     let mut sink = StdSink::default();
     let (receiving, end) = client.receive(request, &mut sink).await?;
     client.close().await?;
     if let Some(reason) = &receiving.session.broken_reason {
-        eprintln!(
-            "remora: session {} is broken: {reason}",
-            receiving.session.name
-        );
+        eprintln!("remora: session {} is broken: {reason}", receiving.session.name);
     }
     Ok(exit_status(sink.last_exit.or(end.last_exit_code)))
+}
+
+/// `--id` wins over `--name` (clap lets only one through).
+pub fn session_ref(name: &Option<String>, id: Option<uuid::Uuid>) -> SessionRef {
+    match (name, id) {
+        (_, Some(id)) => SessionRef::Id(id),
+        (Some(name), None) => SessionRef::Name(name.clone()),
+        (None, None) => unreachable!("clap requires --name or --id"),
+    }
 }

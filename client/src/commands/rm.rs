@@ -22,11 +22,7 @@ pub async fn run(cli: &Cli, args: &RmArgs) -> anyhow::Result<u8> {
         println!("{}", serde_json::to_string_pretty(&objects)?);
         return Ok(0);
     }
-    let verb = if args.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
+    let verb = if args.dry_run { "would remove" } else { "removed" };
     for session in &removed {
         let running = session.commands_running + session.commands_queued;
         let note = if running > 0 {

@@ -70,10 +70,7 @@ pub struct Applied {
 impl Applied {
     /// The first value of `key` (lower-case).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.values
-            .get(key)
-            .and_then(|v| v.first())
-            .map(String::as_str)
+        self.values.get(key).and_then(|v| v.first()).map(String::as_str)
     }
 
     /// Every value of `key`, in order (for IdentityFile).
@@ -122,9 +119,7 @@ impl SshConfig {
                 }
                 "match" => {
                     in_match = true;
-                    tracing::warn!(
-                        "{origin}:{line}: `Match` blocks are not supported; ignoring the block"
-                    );
+                    tracing::warn!("{origin}:{line}: `Match` blocks are not supported; ignoring the block");
                 }
                 _ if in_match => {}
                 _ => {
@@ -133,11 +128,7 @@ impl SshConfig {
                         value,
                         origin: format!("{origin}:{line}"),
                     };
-                    blocks
-                        .last_mut()
-                        .expect("a block always exists")
-                        .entries
-                        .push(entry);
+                    blocks.last_mut().expect("a block always exists").entries.push(entry);
                 }
             }
         }
@@ -165,11 +156,7 @@ impl SshConfig {
         for block in self.blocks.iter().filter(|b| b.matches(host)) {
             for entry in &block.entries {
                 if UNSUPPORTED_CONNECTION_KEYS.contains(&entry.key.as_str()) {
-                    tracing::warn!(
-                        "{}: {} is not supported yet; ignoring it",
-                        entry.origin,
-                        entry.key
-                    );
+                    tracing::warn!("{}: {} is not supported yet; ignoring it", entry.origin, entry.key);
                     continue;
                 }
                 let values = applied.values.entry(entry.key.clone()).or_default();
@@ -188,9 +175,7 @@ fn split_line(raw: &str) -> Result<Option<(String, String)>, String> {
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    let split_at = line
-        .find(|c: char| c.is_whitespace() || c == '=')
-        .unwrap_or(line.len());
+    let split_at = line.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(line.len());
     let (key, rest) = line.split_at(split_at);
     let rest = rest.trim_start();
     let rest = rest.strip_prefix('=').unwrap_or(rest).trim();
@@ -288,9 +273,7 @@ Host *
 
     #[test]
     fn command_line_options_win() {
-        let config = config()
-            .with_options(&["User=cli".into(), "Port 9".into()])
-            .unwrap();
+        let config = config().with_options(&["User=cli".into(), "Port 9".into()]).unwrap();
         let applied = config.apply("web01");
         assert_eq!(applied.get("user"), Some("cli"));
         assert_eq!(applied.get("port"), Some("9"));

@@ -9,10 +9,7 @@ use std::{
 
 use russh::{
     client::{self, AuthResult, Handle},
-    keys::{
-        decode_secret_key, ssh_key::PublicKey, HashAlg, PrivateKey, PrivateKeyWithHashAlg,
-        PublicKeyOrCertificate,
-    },
+    keys::{decode_secret_key, ssh_key::PublicKey, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate},
     ChannelMsg, Disconnect,
 };
 use tokio::net::TcpStream;
@@ -73,11 +70,7 @@ impl SshLink {
         loop {
             match channel.wait().await {
                 Some(ChannelMsg::Success) => return Ok(channel.into_stream()),
-                Some(ChannelMsg::Failure) | None => {
-                    return Err(SshError::SubsystemRefused {
-                        name: name.to_string(),
-                    })
-                }
+                Some(ChannelMsg::Failure) | None => return Err(SshError::SubsystemRefused { name: name.to_string() }),
                 Some(_) => continue,
             }
         }
@@ -85,10 +78,7 @@ impl SshLink {
 
     /// Disconnects politely.
     pub async fn close(self) -> Result<(), SshError> {
-        let _ = self
-            .handle
-            .disconnect(Disconnect::ByApplication, "", "en")
-            .await;
+        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
         Ok(())
     }
 
@@ -101,10 +91,7 @@ impl SshLink {
             let hash = self.rsa_hash(&key).await;
             let result = self
                 .handle
-                .authenticate_publickey(
-                    &settings.user,
-                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
-                )
+                .authenticate_publickey(&settings.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
                 .await
                 .map_err(|source| protocol(settings, source))?;
             tried.push(format!("publickey {}", path.display()));
@@ -126,12 +113,7 @@ impl SshLink {
         if !key.algorithm().is_rsa() {
             return None;
         }
-        self.handle
-            .best_supported_rsa_hash()
-            .await
-            .ok()
-            .flatten()
-            .flatten()
+        self.handle.best_supported_rsa_hash().await.ok().flatten().flatten()
     }
 }
 
@@ -186,10 +168,7 @@ fn load_identity(path: &Path, tried: &mut Vec<String>) -> Option<PrivateKey> {
         Ok(key) => Some(key),
         Err(russh::keys::Error::KeyIsEncrypted) => decrypt_identity(path, &text, tried),
         Err(err) => {
-            tracing::warn!(
-                "identity file {} is not a usable private key: {err}",
-                path.display()
-            );
+            tracing::warn!("identity file {} is not a usable private key: {err}", path.display());
             tried.push(format!("{} (not a private key)", path.display()));
             None
         }
@@ -226,10 +205,7 @@ struct Verifier {
 impl client::Handler for Verifier {
     type Error = russh::Error;
 
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let verdict = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => self.verify(key),
             PublicKeyOrCertificate::Certificate(_) => Err(SshError::HostCertificate {
@@ -267,9 +243,7 @@ impl Verifier {
                 file,
                 line,
             }),
-            HostKeyStatus::Unknown { other_types } => {
-                self.unknown(key, shown, algorithm, fingerprint, other_types)
-            }
+            HostKeyStatus::Unknown { other_types } => self.unknown(key, shown, algorithm, fingerprint, other_types),
         }
     }
 
@@ -290,13 +264,13 @@ impl Verifier {
                     path: "UserKnownHostsFile".into(),
                     source: std::io::Error::other("no known_hosts file configured"),
                 })?;
-                known_hosts::learn(file, &settings.hostname, settings.port, key).map_err(
-                    |source| SshError::KnownHostsWrite {
+                known_hosts::learn(file, &settings.hostname, settings.port, key).map_err(|source| {
+                    SshError::KnownHostsWrite {
                         host: shown.clone(),
                         path: file.clone(),
                         source,
-                    },
-                )?;
+                    }
+                })?;
                 eprintln!("Warning: Permanently added '{shown}' ({algorithm}) to the list of known hosts.");
                 Ok(())
             }
@@ -308,8 +282,7 @@ impl Verifier {
                 host: shown,
                 algorithm,
                 fingerprint,
-                known_hosts: first_file
-                    .map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string()),
+                known_hosts: first_file.map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string()),
                 other_types: if other_types {
                     " though keys of other types are recorded for it".into()
                 } else {

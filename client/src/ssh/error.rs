@@ -15,11 +15,7 @@ pub enum SshError {
         source: io::Error,
     },
     #[error("{path}:{line}: {reason}")]
-    ConfigLine {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    ConfigLine { path: PathBuf, line: usize, reason: String },
     #[error("cannot connect to {host} port {port}: {source}")]
     Connect {
         host: String,
@@ -59,11 +55,7 @@ pub enum SshError {
         line: usize,
     },
     #[error("the host key of {host} is marked @revoked in {file}:{line}; refusing to connect")]
-    HostKeyRevoked {
-        host: String,
-        file: String,
-        line: usize,
-    },
+    HostKeyRevoked { host: String, file: String, line: usize },
     #[error("{host} presented a host certificate; remora does not verify host certificates yet")]
     HostCertificate { host: String },
     #[error("cannot record the host key of {host} in {path}: {source}")]

@@ -88,10 +88,7 @@ pub fn check(files: &[impl AsRef<Path>], host: &str, port: u16, key: &PublicKey)
 /// Appends `key` for `host:port` to `file`, creating it (0600) and its directory (0700).
 pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
     if let Some(dir) = file.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     let openssh = key.to_openssh().map_err(std::io::Error::other)?;
     let key_fields: Vec<&str> = openssh.split_whitespace().take(2).collect();
@@ -102,12 +99,7 @@ pub fn learn(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Re
         .open(file)?;
     let needs_newline = fs::read(file).is_ok_and(|bytes| bytes.last().is_some_and(|b| *b != b'\n'));
     let prefix = if needs_newline { "\n" } else { "" };
-    writeln!(
-        out,
-        "{prefix}{} {}",
-        host_pattern(host, port),
-        key_fields.join(" ")
-    )
+    writeln!(out, "{prefix}{} {}", host_pattern(host, port), key_fields.join(" "))
 }
 
 /// One usable known_hosts line.
@@ -179,18 +171,13 @@ fn hashed_matches(salt_and_hash: &str, name: &str) -> bool {
     let Some((salt, hash)) = salt_and_hash.split_once('|') else {
         return false;
     };
-    let (Ok(salt), Ok(hash)) = (
-        BASE64.decode(salt.as_bytes()),
-        BASE64.decode(hash.as_bytes()),
-    ) else {
+    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt.as_bytes()), BASE64.decode(hash.as_bytes())) else {
         return false;
     };
     let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(name.as_bytes())
-        .verify_slice(&hash)
-        .is_ok()
+    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
 }
 
 #[cfg(test)]
@@ -241,21 +228,11 @@ mod tests {
             HostKeyStatus::Known
         );
         assert_eq!(
-            check_text(
-                &line("*.example.com,!bad.example.com", &k),
-                "a.example.com",
-                22,
-                &k
-            ),
+            check_text(&line("*.example.com,!bad.example.com", &k), "a.example.com", 22, &k),
             HostKeyStatus::Known
         );
         assert!(matches!(
-            check_text(
-                &line("*.example.com,!bad.example.com", &k),
-                "bad.example.com",
-                22,
-                &k
-            ),
+            check_text(&line("*.example.com,!bad.example.com", &k), "bad.example.com", 22, &k),
             HostKeyStatus::Unknown { .. }
         ));
         assert_eq!(
@@ -273,20 +250,14 @@ mod tests {
         let (old, new) = (key(), key());
         let text = format!("# comment\ngarbage line\n{}", line("web01", &old));
         let status = check_text(&text, "web01", 22, &new);
-        assert!(
-            matches!(status, HostKeyStatus::Changed { line: 3, .. }),
-            "{status:?}"
-        );
+        assert!(matches!(status, HostKeyStatus::Changed { line: 3, .. }), "{status:?}");
     }
 
     #[test]
     fn revoked_keys_are_refused() {
         let k = key();
         let status = check_text(&format!("@revoked {}", line("web01", &k)), "web01", 22, &k);
-        assert!(
-            matches!(status, HostKeyStatus::Revoked { line: 1, .. }),
-            "{status:?}"
-        );
+        assert!(matches!(status, HostKeyStatus::Revoked { line: 1, .. }), "{status:?}");
     }
 
     #[test]
@@ -300,8 +271,6 @@ mod tests {
         ));
         learn(&path, "h", 2222, &k).unwrap();
         assert_eq!(check(&[&path], "h", 2222, &k), HostKeyStatus::Known);
-        assert!(fs::read_to_string(&path)
-            .unwrap()
-            .starts_with("[h]:2222 ssh-ed25519 "));
+        assert!(fs::read_to_string(&path).unwrap().starts_with("[h]:2222 ssh-ed25519 "));
     }
 }

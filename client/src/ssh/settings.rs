@@ -87,14 +87,12 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         identity_files: identity_files(options, &applied, &tokens),
         identities_only: yes_no(applied.get("identitiesonly")),
         known_hosts_files: known_hosts_files(&applied, &tokens),
-        strict_host_key_checking: strictness(applied.get("stricthostkeychecking")).ok_or_else(
-            || {
-                bad(
-                    "StrictHostKeyChecking",
-                    applied.get("stricthostkeychecking").unwrap_or_default(),
-                )
-            },
-        )?,
+        strict_host_key_checking: strictness(applied.get("stricthostkeychecking")).ok_or_else(|| {
+            bad(
+                "StrictHostKeyChecking",
+                applied.get("stricthostkeychecking").unwrap_or_default(),
+            )
+        })?,
         server_alive_interval: seconds(applied.get("serveraliveinterval")),
         server_alive_count_max: applied
             .get("serveralivecountmax")
@@ -117,12 +115,7 @@ fn load_config(options: &SshOptions) -> Result<SshConfig, SshError> {
 
 fn identity_files(options: &SshOptions, applied: &Applied, tokens: &Tokens) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = options.identity_files.clone();
-    files.extend(
-        applied
-            .all("identityfile")
-            .iter()
-            .map(|f| tokens.expand_path(f)),
-    );
+    files.extend(applied.all("identityfile").iter().map(|f| tokens.expand_path(f)));
     if files.is_empty() {
         let ssh_dir = home_dir().join(".ssh");
         files = ["id_ed25519", "id_ecdsa", "id_rsa"]
@@ -136,10 +129,7 @@ fn identity_files(options: &SshOptions, applied: &Applied, tokens: &Tokens) -> V
 
 fn known_hosts_files(applied: &Applied, tokens: &Tokens) -> Vec<PathBuf> {
     match applied.get("userknownhostsfile") {
-        Some(value) => split_words(value)
-            .iter()
-            .map(|f| tokens.expand_path(f))
-            .collect(),
+        Some(value) => split_words(value).iter().map(|f| tokens.expand_path(f)).collect(),
         None => vec![home_dir().join(".ssh").join("known_hosts")],
     }
 }
@@ -247,18 +237,12 @@ mod tests {
         let settings = resolve_with(config, "db", SshOptions::default());
         assert_eq!(settings.hostname, "db.db.example");
         assert_eq!((settings.port, settings.user.as_str()), (2222, "ops"));
-        assert_eq!(
-            settings.identity_files,
-            [PathBuf::from("/keys/ops@db.db.example:2222")]
-        );
+        assert_eq!(settings.identity_files, [PathBuf::from("/keys/ops@db.db.example:2222")]);
         assert_eq!(
             settings.known_hosts_files,
             [PathBuf::from("/kh/db.db.example"), PathBuf::from("/kh/all")]
         );
-        assert_eq!(
-            settings.strict_host_key_checking,
-            StrictHostKeyChecking::AcceptNew
-        );
+        assert_eq!(settings.strict_host_key_checking, StrictHostKeyChecking::AcceptNew);
     }
 
     #[test]

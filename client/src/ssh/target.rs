@@ -42,9 +42,7 @@ impl FromStr for Target {
 /// Splits `host:port` or `[v6]:port`; a bare IPv6 address has no port.
 fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
     if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or("missing ']' after an IPv6 address")?;
+        let (host, after) = rest.split_once(']').ok_or("missing ']' after an IPv6 address")?;
         return match after.strip_prefix(':') {
             Some(port) => Ok((host.to_string(), Some(parse_port(port)?))),
             None if after.is_empty() => Ok((host.to_string(), None)),
@@ -52,9 +50,7 @@ fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
         };
     }
     match text.split_once(':') {
-        Some((host, port)) if !port.contains(':') => {
-            Ok((host.to_string(), Some(parse_port(port)?)))
-        }
+        Some((host, port)) if !port.contains(':') => Ok((host.to_string(), Some(parse_port(port)?))),
         Some(_) => Ok((text.to_string(), None)),
         None => Ok((text.to_string(), None)),
     }
@@ -111,10 +107,7 @@ mod tests {
             "[::1",
         ] {
             let err = bad.parse::<Target>().unwrap_err();
-            assert!(
-                err.to_string().contains("[user@]host[:port]"),
-                "{bad}: {err}"
-            );
+            assert!(err.to_string().contains("[user@]host[:port]"), "{bad}: {err}");
         }
     }
 }

@@ -16,16 +16,12 @@ fn daemons_for(sshd: &Sshd) -> usize {
 #[test]
 fn concurrent_first_connections_start_exactly_one_daemon() {
     let sshd = Sshd::start().unwrap();
-    assert!(
-        sshd.daemon_pid().is_none(),
-        "no daemon before the first connection"
-    );
+    assert!(sshd.daemon_pid().is_none(), "no daemon before the first connection");
     let runs: Vec<_> = thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
             .map(|i| {
                 let sshd = &sshd;
-                scope
-                    .spawn(move || remora(sshd, &["new", sshd.alias(), "--name", &format!("s{i}")]))
+                scope.spawn(move || remora(sshd, &["new", sshd.alias(), "--name", &format!("s{i}")]))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -45,21 +41,10 @@ fn concurrent_first_connections_start_exactly_one_daemon() {
 fn the_daemon_and_running_commands_outlive_the_ssh_connection() {
     let sshd = Sshd::start().unwrap();
     let gate = sshd.dir().join("gate");
-    let command = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; echo survived",
-        gate.display()
-    );
+    let command = format!("while [ ! -e {} ]; do sleep 0.05; done; echo survived", gate.display());
     remora(
         &sshd,
-        &[
-            "invoke",
-            sshd.alias(),
-            "--name",
-            "bg",
-            "--disconnected",
-            "--",
-            &command,
-        ],
+        &["invoke", sshd.alias(), "--name", "bg", "--disconnected", "--", &command],
     )
     .ok();
     let daemon = sshd.daemon_pid().expect("daemon started");

@@ -28,10 +28,7 @@ fn the_demo_walks_through_every_verb_and_cleans_up() {
         "removed build",
         "0 sessions",
     ] {
-        assert!(
-            stdout.contains(expected),
-            "missing {expected:?} in:\n{stdout}"
-        );
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
     let state = stdout
         .split("(state in ")
@@ -42,12 +39,6 @@ fn the_demo_walks_through_every_verb_and_cleans_up() {
         !std::path::Path::new(state).exists(),
         "the demo removed its state dir {state}"
     );
-    let left: Vec<String> = live_command_lines()
-        .into_iter()
-        .filter(|c| c.contains(state))
-        .collect();
-    assert!(
-        left.is_empty(),
-        "the demo ended its server and daemon: {left:?}"
-    );
+    let left: Vec<String> = live_command_lines().into_iter().filter(|c| c.contains(state)).collect();
+    assert!(left.is_empty(), "the demo ended its server and daemon: {left:?}");
 }

@@ -13,15 +13,7 @@ fn disconnected_invoke_returns_at_once_and_receive_gets_every_line_exactly_once(
     );
     let started = remora(
         &sshd,
-        &[
-            "invoke",
-            host,
-            "--name",
-            "job",
-            "--disconnected",
-            "--",
-            &command,
-        ],
+        &["invoke", host, "--name", "job", "--disconnected", "--", &command],
     );
     assert_eq!(started.status, 0, "{started:?}");
     assert_eq!(started.stdout, "job\n");
@@ -49,10 +41,7 @@ fn disconnected_invoke_returns_at_once_and_receive_gets_every_line_exactly_once(
     let again = remora(&sshd, &["receive", host, "--name", "job"]);
     assert_eq!(again.stdout, "", "nothing is delivered twice");
     assert_eq!(again.stderr, "");
-    assert_eq!(
-        again.status, 4,
-        "the last command's status is still reported"
-    );
+    assert_eq!(again.status, 4, "the last command's status is still reported");
 }
 
 #[test]
@@ -73,10 +62,7 @@ fn receive_by_instance_id() {
         ],
     )
     .ok();
-    let id = session(&sshd, "by-id")["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session(&sshd, "by-id")["instance_id"].as_str().unwrap().to_string();
     let out = remora(&sshd, &["receive", host, "--id", &id]).ok();
     assert_eq!(out, "found by id\n");
 }
@@ -85,17 +71,10 @@ fn receive_by_instance_id() {
 fn unnamed_disconnected_invoke_names_a_session_to_receive_from() {
     let sshd = Sshd::start().unwrap();
     let host = sshd.alias();
-    let name = remora(
-        &sshd,
-        &["invoke", host, "--disconnected", "--", "echo from a job"],
-    )
-    .ok();
+    let name = remora(&sshd, &["invoke", host, "--disconnected", "--", "echo from a job"]).ok();
     let name = name.trim();
     assert!(name.starts_with("job-"), "{name}");
-    assert_eq!(
-        remora(&sshd, &["receive", host, "--name", name]).ok(),
-        "from a job\n"
-    );
+    assert_eq!(remora(&sshd, &["receive", host, "--name", name]).ok(), "from a job\n");
 }
 
 #[test]
@@ -106,15 +85,7 @@ fn queued_commands_run_in_order_and_receive_follows_them_all() {
         let command = format!("echo command {i}; (exit {i})");
         remora(
             &sshd,
-            &[
-                "invoke",
-                host,
-                "--name",
-                "q",
-                "--disconnected",
-                "--",
-                &command,
-            ],
+            &["invoke", host, "--name", "q", "--disconnected", "--", &command],
         )
         .ok();
     }

@@ -45,11 +45,7 @@ fn changed_host_key_is_refused_with_exit_255() {
     let other = Sshd::start().unwrap();
     let known = sshd.dir().join("wrong_known_hosts");
     let wrong = other.host_public_key();
-    std::fs::write(
-        &known,
-        format!("[127.0.0.1]:{} {}\n", sshd.port(), wrong.trim()),
-    )
-    .unwrap();
+    std::fs::write(&known, format!("[127.0.0.1]:{} {}\n", sshd.port(), wrong.trim())).unwrap();
     let known_opt = format!("UserKnownHostsFile={}", known.display());
 
     let refused = remora(&sshd, &["-o", &known_opt, "ls", sshd.alias()]);

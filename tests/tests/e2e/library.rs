@@ -4,8 +4,7 @@ use std::io;
 
 use remora_client::{ssh::SshOptions, Client, OutputSink};
 use remora_wire::{
-    CommandEnded, Invoke, NewSession, Output, Receive, RemoveSessions, SessionRef, SessionState,
-    Stream,
+    CommandEnded, Invoke, NewSession, Output, Receive, RemoveSessions, SessionRef, SessionState, Stream,
 };
 
 use crate::support::Sshd;
@@ -85,8 +84,8 @@ async fn the_library_drives_a_session_end_to_end() {
         let mut sink = Collect::default();
         let receive = Receive {
             session: SessionRef::Id(created.instance_id),
-            follow: true,
             window: 64 * 1024,
+            ..Receive::follow_all(SessionRef::Id(created.instance_id))
         };
         let (receiving, _) = client.receive(receive, &mut sink).await.unwrap();
         assert_eq!(

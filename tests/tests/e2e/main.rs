@@ -6,6 +6,7 @@ mod daemon;
 mod demo;
 mod disconnected;
 mod host_keys;
+mod jobs;
 mod library;
 mod robustness;
 mod runspace;

@@ -37,16 +37,11 @@ fn raw_subsystem(sshd: &Sshd, input: &[u8]) -> std::process::Output {
 fn garbage_on_the_subsystem_is_refused_and_other_sessions_keep_working() {
     let sshd = Sshd::start().unwrap();
     let host = sshd.alias();
-    remora(
-        &sshd,
-        &["invoke", host, "--name", "keep", "--", "export KEPT=yes"],
-    )
-    .ok();
+    remora(&sshd, &["invoke", host, "--name", "keep", "--", "export KEPT=yes"]).ok();
     let daemon = sshd.daemon_pid().expect("the daemon is running");
 
     let answer = raw_subsystem(&sshd, &garbage(256 * 1024));
-    let reply: remora_wire::AgentFrame =
-        remora_wire::decode(&answer.stdout[4..]).expect("an error frame came back");
+    let reply: remora_wire::AgentFrame = remora_wire::decode(&answer.stdout[4..]).expect("an error frame came back");
     assert!(
         matches!(&reply.body, remora_wire::AgentBody::Error(e) if e.code == remora_wire::ErrorCode::BadFrame),
         "{reply:?}"
@@ -71,17 +66,9 @@ fn garbage_on_the_subsystem_is_refused_and_other_sessions_keep_working() {
     };
     raw_subsystem(&sshd, &hello_then_garbage);
 
+    assert_eq!(sshd.daemon_pid(), Some(daemon), "the same daemon still runs");
     assert_eq!(
-        sshd.daemon_pid(),
-        Some(daemon),
-        "the same daemon still runs"
-    );
-    assert_eq!(
-        remora(
-            &sshd,
-            &["invoke", host, "--name", "keep", "--", "echo $KEPT"]
-        )
-        .ok(),
+        remora(&sshd, &["invoke", host, "--name", "keep", "--", "echo $KEPT"]).ok(),
         "yes\n"
     );
     assert_eq!(session(&sshd, "keep")["state"], "Disconnected");
@@ -108,9 +95,5 @@ fn a_newer_client_gets_a_version_message_not_a_hang() {
         panic!("{reply:?}")
     };
     assert_eq!(error.code, remora_wire::ErrorCode::VersionMismatch);
-    assert!(
-        error.message.contains("upgrade remora-agent"),
-        "{}",
-        error.message
-    );
+    assert!(error.message.contains("upgrade remora-agent"), "{}", error.message);
 }

@@ -20,14 +20,7 @@ fn shell_state_persists_between_commands() {
     .ok();
     let out = remora(
         &sshd,
-        &[
-            "invoke",
-            host,
-            "--name",
-            "s",
-            "--",
-            "echo $X $PWD; greet there",
-        ],
+        &["invoke", host, "--name", "s", "--", "echo $X $PWD; greet there"],
     )
     .ok();
     assert_eq!(out, "1 /tmp\nhi-there\n");
@@ -54,10 +47,7 @@ fn stdout_and_stderr_stay_apart() {
 fn exit_codes_pass_through_and_the_runspace_lives_on() {
     let sshd = Sshd::start().unwrap();
     let host = sshd.alias();
-    let failed = remora(
-        &sshd,
-        &["invoke", host, "--name", "s", "--", "echo before; (exit 7)"],
-    );
+    let failed = remora(&sshd, &["invoke", host, "--name", "s", "--", "echo before; (exit 7)"]);
     assert_eq!(failed.status, 7, "{failed:?}");
     assert_eq!(failed.stdout, "before\n");
     let out = remora(&sshd, &["invoke", host, "--name", "s", "--", "echo alive"]).ok();
@@ -69,10 +59,7 @@ fn exit_codes_pass_through_and_the_runspace_lives_on() {
 fn exiting_the_shell_reports_the_code_and_breaks_the_session() {
     let sshd = Sshd::start().unwrap();
     let host = sshd.alias();
-    let run = remora(
-        &sshd,
-        &["invoke", host, "--name", "s", "--", "echo bye; exit 3"],
-    );
+    let run = remora(&sshd, &["invoke", host, "--name", "s", "--", "echo bye; exit 3"]);
     assert_eq!(run.status, 3, "{run:?}");
     assert_eq!(run.stdout, "bye\n");
 
@@ -99,12 +86,7 @@ fn commands_read_dev_null_and_do_not_hang() {
     let sshd = Sshd::start().unwrap();
     let out = remora(
         &sshd,
-        &[
-            "invoke",
-            sshd.alias(),
-            "--",
-            "cat; read line; echo read-rc=$?",
-        ],
+        &["invoke", sshd.alias(), "--", "cat; read line; echo read-rc=$?"],
     )
     .ok();
     assert_eq!(out, "read-rc=1\n");
@@ -115,8 +97,7 @@ fn invoke_without_a_name_leaves_no_session_behind() {
     let sshd = Sshd::start().unwrap();
     let out = remora(&sshd, &["invoke", sshd.alias(), "--", "echo temporary"]).ok();
     assert_eq!(out, "temporary\n");
-    crate::support::wait_until("the temporary session to go", || ls_json(&sshd).is_empty())
-        .unwrap();
+    crate::support::wait_until("the temporary session to go", || ls_json(&sshd).is_empty()).unwrap();
 }
 
 #[test]

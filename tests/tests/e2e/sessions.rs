@@ -8,10 +8,7 @@ use crate::support::{ls_json, remora, session, Sshd};
 fn new_session_is_listed_with_a_uuid_and_its_facts() {
     let sshd = Sshd::start().unwrap();
     let table = remora(&sshd, &["new", sshd.alias(), "--name", "build"]).ok();
-    assert!(
-        table.contains("build") && table.contains("Disconnected"),
-        "{table}"
-    );
+    assert!(table.contains("build") && table.contains("Disconnected"), "{table}");
 
     let listed = session(&sshd, "build");
     let id: Uuid = listed["instance_id"].as_str().unwrap().parse().unwrap();
@@ -63,11 +60,7 @@ fn rm_with_a_glob_removes_only_the_matches() {
     for name in ["build-1", "build-2", "other"] {
         remora(&sshd, &["new", sshd.alias(), "--name", name]).ok();
     }
-    let dry = remora(
-        &sshd,
-        &["rm", sshd.alias(), "--name", "build-*", "--dry-run"],
-    )
-    .ok();
+    let dry = remora(&sshd, &["rm", sshd.alias(), "--name", "build-*", "--dry-run"]).ok();
     assert_eq!(dry.matches("would remove").count(), 2, "{dry}");
     assert_eq!(ls_json(&sshd).len(), 3, "--dry-run removes nothing");
 
@@ -105,16 +98,9 @@ fn rm_by_id_stops_the_running_command() {
         pid_file.exists() && std::fs::read_to_string(&pid_file).is_ok_and(|p| p.ends_with('\n'))
     })
     .unwrap();
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
 
-    let id = session(&sshd, "long")["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = session(&sshd, "long")["instance_id"].as_str().unwrap().to_string();
     remora(&sshd, &["rm", sshd.alias(), "--id", &id]).ok();
     crate::support::wait_until("the removed session's command to die", || {
         !crate::support::process_alive(pid)

@@ -21,13 +21,25 @@ pub struct Binaries {
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        let dir = std::env::var_os("REMORA_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").to_path_buf()
-        });
-        let binaries = Binaries { remora: dir.join("remora"), agent: dir.join("remora-agent") };
+        let dir = std::env::var_os("REMORA_BIN_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let exe = std::env::current_exe().expect("test executable path");
+                exe.parent()
+                    .and_then(|deps| deps.parent())
+                    .expect("target/<profile>/deps")
+                    .to_path_buf()
+            });
+        let binaries = Binaries {
+            remora: dir.join("remora"),
+            agent: dir.join("remora-agent"),
+        };
         for path in [&binaries.remora, &binaries.agent] {
-            assert!(path.is_file(), "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test does)", path.display());
+            assert!(
+                path.is_file(),
+                "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test does)",
+                path.display()
+            );
         }
         binaries
     })

@@ -14,10 +14,7 @@ use nix::{
 
 /// Runs `command` to completion, capturing output; kills it and fails past `timeout`.
 pub fn run(command: &mut Command, timeout: Duration) -> anyhow::Result<Output> {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     run_child(child, timeout)
 }
 
@@ -38,9 +35,7 @@ pub fn run_child(mut child: Child, timeout: Duration) -> anyhow::Result<Output> 
         std::thread::sleep(Duration::from_millis(5));
     };
     let collect = |handle: Option<std::thread::JoinHandle<Vec<u8>>>| {
-        handle
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
+        handle.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
     };
     Ok(Output {
         status,
@@ -49,9 +44,7 @@ pub fn run_child(mut child: Child, timeout: Duration) -> anyhow::Result<Output> 
     })
 }
 
-fn drain_in_background<R: Read + Send + 'static>(
-    mut reader: R,
-) -> std::thread::JoinHandle<Vec<u8>> {
+fn drain_in_background<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = reader.read_to_end(&mut bytes);
@@ -62,12 +55,7 @@ fn drain_in_background<R: Read + Send + 'static>(
 /// Whether `pid` is a live process (zombies count as dead: they have exited).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                != Some("Z")
-        }
+        Ok(stat) => stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
 }

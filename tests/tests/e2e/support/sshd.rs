@@ -32,14 +32,8 @@ impl Sshd {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
         keygen(&dir.path().join("host_key"))?;
         keygen(&dir.path().join("user_key"))?;
-        fs::copy(
-            dir.path().join("user_key.pub"),
-            dir.path().join("authorized_keys"),
-        )?;
-        fs::set_permissions(
-            dir.path().join("authorized_keys"),
-            fs::Permissions::from_mode(0o600),
-        )?;
+        fs::copy(dir.path().join("user_key.pub"), dir.path().join("authorized_keys"))?;
+        fs::set_permissions(dir.path().join("authorized_keys"), fs::Permissions::from_mode(0o600))?;
         fs::create_dir(dir.path().join("home"))?;
         ensure_privsep_dir()?;
         let mut last_error = None;
@@ -183,10 +177,7 @@ fn keygen(path: &Path) -> anyhow::Result<()> {
 }
 
 fn sshd_binary() -> anyhow::Result<PathBuf> {
-    let candidates = [
-        PathBuf::from("/usr/sbin/sshd"),
-        PathBuf::from("/usr/local/sbin/sshd"),
-    ];
+    let candidates = [PathBuf::from("/usr/sbin/sshd"), PathBuf::from("/usr/local/sbin/sshd")];
     candidates
         .into_iter()
         .find(|p| p.is_file())
@@ -257,8 +248,5 @@ fn wait_for_banner(port: u16, child: &mut Child) -> anyhow::Result<()> {
 fn log_tail(dir: &Path) -> String {
     let log = fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
     let lines: Vec<&str> = log.lines().rev().take(15).collect();
-    format!(
-        "sshd log:\n{}",
-        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
+    format!("sshd log:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
 }
