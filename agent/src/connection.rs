@@ -199,6 +199,10 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::RemoveSessions(request) => ctx.finish(id, handler::rm::handle(ctx, id, request).await).await,
         ClientBody::ListCommands(request) => ctx.finish(id, handler::jobs::handle(ctx, id, request).await).await,
         ClientBody::StopCommand(request) => ctx.finish(id, handler::stop::handle(ctx, id, request).await).await,
+        ClientBody::Disconnect(request) => {
+            ctx.finish(id, handler::disconnect::handle(ctx, id, request).await)
+                .await
+        }
         ClientBody::Invoke(request) => {
             spawn_stream(ctx, streams, id, move |ctx| handler::invoke::handle(ctx, id, request)).await
         }

@@ -208,6 +208,7 @@ async fn invalid_names_and_empty_commands_are_refused_with_codes() {
         create: false,
         follow: true,
         window: DEFAULT_WINDOW,
+        idle_timeout_secs: None,
     };
     peer.send(&ClientFrame {
         id: 6,

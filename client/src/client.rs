@@ -11,8 +11,8 @@
 //! ```
 
 use remora_wire::{
-    AgentBody, ClientBody, CommandList, Invoke, Invoked, ListCommands, ListSessions, NewSession, Receive, Receiving,
-    RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, Welcome, SUBSYSTEM_NAME,
+    AgentBody, ClientBody, CommandList, Disconnect, Invoke, Invoked, ListCommands, ListSessions, NewSession, Receive,
+    Receiving, RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, Welcome, SUBSYSTEM_NAME,
 };
 
 use crate::{
@@ -90,6 +90,14 @@ impl Client {
     pub async fn remove(&mut self, request: RemoveSessions) -> Result<Vec<SessionInfo>> {
         match self.connection.request(ClientBody::RemoveSessions(request)).await? {
             AgentBody::Removed(list) => Ok(list.sessions),
+            other => Err(self.connection.unexpected(&other)),
+        }
+    }
+
+    /// Detaches whoever is attached to a session and may change its settings (Disconnect-PSSession).
+    pub async fn disconnect(&mut self, request: Disconnect) -> Result<SessionInfo> {
+        match self.connection.request(ClientBody::Disconnect(request)).await? {
+            AgentBody::Session(info) => Ok(info),
             other => Err(self.connection.unexpected(&other)),
         }
     }

@@ -57,6 +57,8 @@ pub enum ClientBody {
     ListCommands(ListCommands),
     /// Stop a command. Reply: [`AgentBody::Commands`] with the command(s) being stopped.
     StopCommand(StopCommand),
+    /// Detach whoever is attached. Reply: [`AgentBody::Session`].
+    Disconnect(Disconnect),
     /// The client has durably written a command's output up to `seq`. No reply.
     Ack(Ack),
 }
@@ -151,6 +153,9 @@ pub struct Invoke {
     /// Unacknowledged output bytes the agent may have in flight to this client.
     #[serde(default = "default_window")]
     pub window: u64,
+    /// Set the session's idle timeout (a created session's, or an existing one's).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// Request: deliver output not yet acknowledged.
@@ -169,6 +174,23 @@ pub struct Receive {
     /// Leave the output to be received again: the client does not acknowledge it (Receive-Job -Keep).
     #[serde(default)]
     pub keep: bool,
+    /// Take the session over from another attached client (`connect --force`).
+    #[serde(default)]
+    pub force: bool,
+    /// Change the session's idle timeout while attaching (`connect --idle-timeout`).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// Request: detach whoever is attached to a session, optionally changing its idle timeout and
+/// buffering mode (Disconnect-PSSession). Reply: [`AgentBody::Session`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disconnect {
+    pub session: SessionRef,
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub buffering: Option<Buffering>,
 }
 
 impl Receive {
@@ -180,6 +202,8 @@ impl Receive {
             window: DEFAULT_WINDOW,
             command: None,
             keep: false,
+            force: false,
+            idle_timeout_secs: None,
         }
     }
 }
@@ -444,6 +468,10 @@ pub struct StreamEnd {
     /// Commands still running or queued when the stream ended (receive without follow).
     #[serde(default)]
     pub commands_pending: u32,
+    /// Set when the stream ended because this client lost the session: "taken over by …" or
+    /// "disconnected by …".
+    #[serde(default)]
+    pub released_by: Option<String>,
 }
 
 /// Why a request failed. Codes are stable; messages are for people.

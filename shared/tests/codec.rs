@@ -14,6 +14,7 @@ fn invoke_frame() -> ClientFrame {
             create: true,
             follow: true,
             window: DEFAULT_WINDOW,
+            idle_timeout_secs: None,
         }),
     }
 }

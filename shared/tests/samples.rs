@@ -92,6 +92,7 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     create: true,
                     follow: false,
                     window: DEFAULT_WINDOW,
+                    idle_timeout_secs: None,
                 }),
             ),
         ),
@@ -105,6 +106,8 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     window: DEFAULT_WINDOW,
                     command: Some(3),
                     keep: false,
+                    force: false,
+                    idle_timeout_secs: None,
                 }),
             ),
         ),
@@ -116,6 +119,36 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     session: SESSION,
                     command: 3,
                     seq: 17,
+                }),
+            ),
+        ),
+        (
+            "client-disconnect",
+            frame(
+                8,
+                ClientBody::Disconnect(Disconnect {
+                    session: SessionRef::Name("build".into()),
+                    idle_timeout_secs: Some(86400),
+                    buffering: None,
+                }),
+            ),
+        ),
+        (
+            "client-list-commands",
+            frame(
+                9,
+                ClientBody::ListCommands(ListCommands {
+                    session: SessionRef::Name("build".into()),
+                }),
+            ),
+        ),
+        (
+            "client-stop-command",
+            frame(
+                10,
+                ClientBody::StopCommand(StopCommand {
+                    session: SessionRef::Name("build".into()),
+                    command: Some(3),
                 }),
             ),
         ),
@@ -209,6 +242,7 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
                 AgentBody::StreamEnd(StreamEnd {
                     last_exit_code: Some(0),
                     commands_pending: 0,
+                    released_by: None,
                 }),
             ),
         ),
@@ -218,6 +252,16 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
                 6,
                 AgentBody::Removed(SessionList {
                     sessions: vec![session_info()],
+                }),
+            ),
+        ),
+        (
+            "agent-commands",
+            frame(
+                9,
+                AgentBody::Commands(CommandList {
+                    session: session_info(),
+                    commands: vec![command_info()],
                 }),
             ),
         ),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use remora_wire::{AgentBody, ErrorCode, Invoke, Invoked, NewSession, RequestId, SessionRef};
 
 use super::{
-    new::create_session,
+    new::{check_idle_timeout, create_session},
     refusal_for,
     stream::{self, Scope},
     Ctx, Refusal,
@@ -17,12 +17,20 @@ const MAX_COMMAND_LEN: usize = 1024 * 1024;
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
     validate_command(&request.command)?;
+    let idle_timeout = request
+        .idle_timeout_secs
+        .map(|secs| check_idle_timeout(&ctx, secs))
+        .transpose()?;
     let session = resolve_session(&ctx, &request)?;
-    if request.follow {
-        session
-            .attach(ctx.conn, &ctx.from)
-            .map_err(|r| refusal_for(&session, r))?;
-    }
+    session.update_settings(idle_timeout, None);
+    let lease = match request.follow {
+        true => Some(
+            session
+                .attach(ctx.conn, &ctx.from, false)
+                .map_err(|r| refusal_for(&session, r))?,
+        ),
+        false => None,
+    };
     let command = match session.enqueue(request.command) {
         Ok(command) => command,
         Err(refusal) => {
@@ -36,8 +44,16 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         command,
     };
     ctx.send(id, AgentBody::Invoked(invoked)).await?;
-    if request.follow {
-        let end = stream::run(&ctx, id, &session, Scope::Command(command_id), Some(request.window)).await;
+    if let Some(lease) = lease {
+        let end = stream::run(
+            &ctx,
+            id,
+            &session,
+            Scope::Command(command_id),
+            Some(request.window),
+            &lease,
+        )
+        .await;
         session.detach(ctx.conn);
         ctx.send(id, AgentBody::StreamEnd(end)).await?;
     }

@@ -2,6 +2,7 @@
 //! connection context, never frames or bytes.
 
 pub mod ack;
+pub mod disconnect;
 pub mod invoke;
 pub mod jobs;
 pub mod ls;
@@ -120,7 +121,7 @@ pub fn refusal_for(session: &Session, refusal: SessionRefusal) -> Refusal {
         SessionRefusal::Busy { from, since } => Refusal::new(
             ErrorCode::SessionBusy,
             format!(
-                "session {:?} is attached to {from} since {}; wait for that client to finish or disconnect it",
+                "session {:?} is attached to {from} since {}; wait for that client to finish, or take the session over with `remora connect HOST --name {0} --force`",
                 session.name,
                 crate::clock::format_millis(since)
             ),

@@ -37,6 +37,25 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
     Ok(session)
 }
 
+/// Accepts an idle timeout within 1 s ..= the configuration's maximum.
+pub fn check_idle_timeout(ctx: &Ctx, secs: u64) -> Result<u64, Refusal> {
+    let max = ctx.daemon.defaults.max_idle_timeout_secs;
+    if secs == 0 || secs > max {
+        let message = format!("idle timeout of {secs} s is outside 1 s ..= {max} s (the configuration's maximum)");
+        return Err(Refusal::new(ErrorCode::InvalidRequest, message));
+    }
+    Ok(secs)
+}
+
+/// Accepts the buffering modes this agent implements.
+pub fn check_buffering(mode: Buffering) -> Result<Buffering, Refusal> {
+    if mode != Buffering::Block {
+        let message = format!("buffering mode {mode:?} is not available in this agent yet; use block");
+        return Err(Refusal::new(ErrorCode::InvalidRequest, message));
+    }
+    Ok(mode)
+}
+
 /// Resolves a request's options against the default configuration.
 fn settings_for(ctx: &Ctx, options: &NewSession) -> Result<SessionSettings, Refusal> {
     let defaults = &ctx.daemon.defaults;
@@ -51,19 +70,8 @@ fn settings_for(ctx: &Ctx, options: &NewSession) -> Result<SessionSettings, Refu
             defaults.configuration
         )));
     }
-    let idle_timeout_secs = options.idle_timeout_secs.unwrap_or(defaults.idle_timeout_secs);
-    if idle_timeout_secs == 0 || idle_timeout_secs > defaults.max_idle_timeout_secs {
-        return Err(invalid(format!(
-            "idle timeout of {idle_timeout_secs} s is outside 1 s ..= {} s (the configuration's maximum)",
-            defaults.max_idle_timeout_secs
-        )));
-    }
-    let buffering = options.buffering.unwrap_or(defaults.buffering);
-    if buffering != Buffering::Block {
-        return Err(invalid(format!(
-            "buffering mode {buffering:?} is not available in this agent; use block"
-        )));
-    }
+    let idle_timeout_secs = check_idle_timeout(ctx, options.idle_timeout_secs.unwrap_or(defaults.idle_timeout_secs))?;
+    let buffering = check_buffering(options.buffering.unwrap_or(defaults.buffering))?;
     Ok(SessionSettings {
         configuration: defaults.configuration.clone(),
         idle_timeout_secs,

@@ -1,11 +1,13 @@
 //! `Receive`: deliver every unacknowledged journal entry of a session (or of one job),
-//! following running commands when asked.
+//! following running commands when asked. `connect` is a receive that may take the session over
+//! (`force`) and change its idle timeout.
 
 use std::sync::Arc;
 
 use remora_wire::{AgentBody, ErrorCode, Receive, Receiving, RequestId};
 
 use super::{
+    new::check_idle_timeout,
     refusal_for,
     stream::{self, Scope},
     Ctx, Refusal,
@@ -24,9 +26,14 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
         Some(command) => Scope::Command(command),
         None => Scope::Pending { follow: request.follow },
     };
-    session
-        .attach(ctx.conn, &ctx.from)
+    let idle_timeout = request
+        .idle_timeout_secs
+        .map(|secs| check_idle_timeout(&ctx, secs))
+        .transpose()?;
+    let lease = session
+        .attach(ctx.conn, &ctx.from, request.force)
         .map_err(|r| refusal_for(&session, r))?;
+    session.update_settings(idle_timeout, None);
     let receiving = Receiving {
         session: session.info(ctx.conn, &ctx.daemon.host),
     };
@@ -35,7 +42,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
         return Err(closed.into());
     }
     let window = (!request.keep).then_some(request.window);
-    let end = stream::run(&ctx, id, &session, scope, window).await;
+    let end = stream::run(&ctx, id, &session, scope, window, &lease).await;
     session.detach(ctx.conn);
     ctx.send(id, AgentBody::StreamEnd(end)).await?;
     Ok(())

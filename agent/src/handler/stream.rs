@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use remora_wire::{AgentBody, CommandEnded, Output, RequestId, StreamEnd};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{Closed, Ctx};
 use crate::session::{Entry, EntryKind, Session};
 
@@ -45,7 +47,17 @@ enum Progress {
 ///
 /// `window: None` is keep mode: the client will not acknowledge, so nothing is discarded and
 /// only the connection's own backpressure paces the stream.
-pub async fn run(ctx: &Ctx, id: RequestId, session: &Session, scope: Scope, window: Option<u64>) -> StreamEnd {
+///
+/// `lease` is the client's attachment: when another client takes the session over (or it is
+/// disconnected by force) the stream ends and says so.
+pub async fn run(
+    ctx: &Ctx,
+    id: RequestId,
+    session: &Session,
+    scope: Scope,
+    window: Option<u64>,
+    lease: &CancellationToken,
+) -> StreamEnd {
     let window = window.map(|w| w.clamp(MIN_WINDOW, MAX_WINDOW));
     let mut cursors = BTreeMap::new();
     let mut last_exit = None;
@@ -64,6 +76,7 @@ pub async fn run(ctx: &Ctx, id: RequestId, session: &Session, scope: Scope, wind
             _ = changed.changed() => {}
             _ = session.closed.cancelled() => break,
             _ = ctx.closed.cancelled() => break,
+            _ = lease.cancelled() => break,
         }
     }
     let fallback = match scope {
@@ -73,6 +86,11 @@ pub async fn run(ctx: &Ctx, id: RequestId, session: &Session, scope: Scope, wind
     StreamEnd {
         last_exit_code: last_exit.or(fallback),
         commands_pending: session.active_commands(),
+        released_by: if lease.is_cancelled() {
+            session.released_by()
+        } else {
+            None
+        },
     }
 }
 

@@ -49,6 +49,8 @@ struct Lease {
     conn: ConnId,
     from: String,
     since: UnixMillis,
+    /// Cancelled when another client takes the session over or it is disconnected by force.
+    token: CancellationToken,
 }
 
 /// Why a stop request could not be honoured.
@@ -66,8 +68,11 @@ pub enum SessionRefusal {
     Busy { from: String, since: UnixMillis },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
+    settings: SessionSettings,
+    /// Why the last holder lost the session by force ("taken over by …", "disconnected by …").
+    released_by: Option<String>,
     commands: BTreeMap<u64, CommandRecord>,
     next_command: u64,
     lease: Option<Lease>,
@@ -84,7 +89,6 @@ pub struct Session {
     /// Created by `invoke` without a name; removed once its output is acknowledged.
     pub temporary: bool,
     pub created_at: UnixMillis,
-    pub settings: SessionSettings,
     /// Cancelled when the session is removed: stops its runspace and streams.
     pub closed: CancellationToken,
     inner: Mutex<Inner>,
@@ -102,12 +106,16 @@ impl Session {
             name,
             temporary,
             created_at: now,
-            settings,
             closed: CancellationToken::new(),
             inner: Mutex::new(Inner {
+                settings,
+                released_by: None,
+                commands: BTreeMap::new(),
                 next_command: 1,
+                lease: None,
                 disconnected_at: Some(now),
-                ..Inner::default()
+                broken: None,
+                held_bytes: 0,
             }),
             changed: watch::Sender::new(()),
             stop_requests: watch::Sender::new(None),
@@ -261,31 +269,40 @@ impl Session {
 
     /// Whether unacknowledged output has reached the memory limit.
     pub fn over_memory_limit(&self) -> bool {
-        self.lock().held_bytes >= self.settings.memory_limit
+        let inner = self.lock();
+        inner.held_bytes >= inner.settings.memory_limit
     }
 
-    /// Attaches `conn`, unless another connection holds the session.
-    pub fn attach(&self, conn: ConnId, from: &str) -> Result<(), SessionRefusal> {
+    /// Attaches `conn`. Another client's attachment refuses it (Busy) unless `force`, which takes
+    /// the session over and ends the other client's stream. Returns the attachment's token,
+    /// cancelled if this client later loses the session by force.
+    pub fn attach(&self, conn: ConnId, from: &str, force: bool) -> Result<CancellationToken, SessionRefusal> {
         let mut inner = self.lock();
         match &inner.lease {
-            Some(lease) if lease.conn != conn => {
+            Some(lease) if lease.conn == conn => return Ok(lease.token.clone()),
+            Some(lease) if !force => {
                 return Err(SessionRefusal::Busy {
                     from: lease.from.clone(),
                     since: lease.since,
                 })
             }
-            Some(_) => return Ok(()),
+            Some(lease) => {
+                lease.token.cancel();
+                inner.released_by = Some(format!("taken over by {from}"));
+            }
             None => {}
         }
+        let token = CancellationToken::new();
         inner.lease = Some(Lease {
             conn,
             from: from.to_string(),
             since: now_millis(),
+            token: token.clone(),
         });
         inner.disconnected_at = None;
         drop(inner);
         self.notify();
-        Ok(())
+        Ok(token)
     }
 
     /// Detaches `conn` if it holds the session; the idle clock starts now.
@@ -294,6 +311,36 @@ impl Session {
         if inner.lease.as_ref().is_some_and(|l| l.conn == conn) {
             inner.lease = None;
             inner.disconnected_at = Some(now_millis());
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// Detaches whoever holds the session (Disconnect-PSSession); their stream ends.
+    pub fn release(&self, by: &str) {
+        let mut inner = self.lock();
+        if let Some(lease) = inner.lease.take() {
+            lease.token.cancel();
+            inner.released_by = Some(format!("disconnected by {by}"));
+            inner.disconnected_at = Some(now_millis());
+        }
+        drop(inner);
+        self.notify();
+    }
+
+    /// Why the last holder lost the session by force.
+    pub fn released_by(&self) -> Option<String> {
+        self.lock().released_by.clone()
+    }
+
+    /// Changes the idle timeout and/or buffering mode.
+    pub fn update_settings(&self, idle_timeout_secs: Option<u64>, buffering: Option<Buffering>) {
+        let mut inner = self.lock();
+        if let Some(secs) = idle_timeout_secs {
+            inner.settings.idle_timeout_secs = secs;
+        }
+        if let Some(mode) = buffering {
+            inner.settings.buffering = mode;
         }
         drop(inner);
         self.notify();
@@ -376,19 +423,19 @@ impl Session {
         let count = |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
         let expires_at = inner
             .disconnected_at
-            .map(|at| at + self.settings.idle_timeout_secs * 1000);
+            .map(|at| at + inner.settings.idle_timeout_secs * 1000);
         SessionInfo {
             name: self.name.clone(),
             instance_id: self.id,
             host: host.to_string(),
             state,
             availability,
-            configuration: self.settings.configuration.clone(),
+            configuration: inner.settings.configuration.clone(),
             created_at: self.created_at,
             disconnected_at: inner.disconnected_at,
-            idle_timeout_secs: self.settings.idle_timeout_secs,
+            idle_timeout_secs: inner.settings.idle_timeout_secs,
             expires_at,
-            buffering: self.settings.buffering,
+            buffering: inner.settings.buffering,
             attached: inner.lease.as_ref().map(|l| Attachment {
                 from: l.from.clone(),
                 since: l.since,

@@ -59,6 +59,10 @@ pub enum Verb {
     Receive(ReceiveArgs),
     /// Remove sessions, stopping their commands and shells (Remove-PSSession).
     Rm(RmArgs),
+    /// Attach to a session and follow its running commands live; Ctrl-C detaches (Connect-PSSession).
+    Connect(ConnectArgs),
+    /// Detach whoever is attached to a session, optionally changing its settings (Disconnect-PSSession).
+    Disconnect(DisconnectArgs),
     /// List a session's commands (jobs) with their state and exit code (Get-Job).
     Jobs(JobsArgs),
     /// Interrupt a running job without ending the session's shell (Stop-Job).
@@ -117,6 +121,9 @@ pub struct InvokeArgs {
     /// Start the command and return at once; collect its output later with `receive`.
     #[arg(long)]
     pub disconnected: bool,
+    /// Set the session's idle timeout (e.g. 90s, 15m, 2h, 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Start as a job and return at once with its id (like -AsJob); collect with `receive --job ID`.
     #[arg(long, conflicts_with = "disconnected")]
     pub job: bool,
@@ -144,6 +151,45 @@ pub struct ReceiveArgs {
     /// Leave the output to be received again (like Receive-Job -Keep).
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("session").required(true))]
+pub struct ConnectArgs {
+    pub host: String,
+    /// Session name.
+    #[arg(long, group = "session")]
+    pub name: Option<String>,
+    /// Session instance id.
+    #[arg(long, group = "session")]
+    pub id: Option<Uuid>,
+    /// Take the session over from the client attached to it (that client is told).
+    #[arg(long)]
+    pub force: bool,
+    /// Change the session's idle timeout (e.g. 90s, 15m, 2h, 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("session").required(true))]
+pub struct DisconnectArgs {
+    pub host: String,
+    /// Session name.
+    #[arg(long, group = "session")]
+    pub name: Option<String>,
+    /// Session instance id.
+    #[arg(long, group = "session")]
+    pub id: Option<Uuid>,
+    /// New idle timeout, counted from now (e.g. 90s, 15m, 2h, 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// New buffering mode.
+    #[arg(long, value_enum)]
+    pub buffering: Option<BufferingArg>,
+    /// Print the session as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

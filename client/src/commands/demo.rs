@@ -124,6 +124,7 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         create: false,
         follow,
         window: DEFAULT_WINDOW,
+        idle_timeout_secs: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use remora_wire::{Invoke, SessionRef, DEFAULT_WINDOW};
 
-use super::{connect, exit_status};
+use super::{connect, exit_status, new::parse_idle_timeout};
 use crate::{
     cli::{Cli, InvokeArgs},
     output::{self, StdSink},
@@ -17,6 +17,7 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         create: true,
         follow: !(args.disconnected || args.job),
         window: DEFAULT_WINDOW,
+        idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
     };
     let mut client = connect(cli, &args.host).await?;
     let mut sink = StdSink::default();

@@ -1,6 +1,8 @@
 //! One module per verb, mirroring the agent's `handler/`.
 
+mod connect;
 mod demo;
+mod disconnect;
 mod invoke;
 mod jobs;
 mod ls;
@@ -23,6 +25,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Receive(args) => receive::run(cli, args).await,
         Verb::Rm(args) => rm::run(cli, args).await,
         Verb::Jobs(args) => jobs::run(cli, args).await,
+        Verb::Connect(args) => connect::run(cli, args).await,
+        Verb::Disconnect(args) => disconnect::run(cli, args).await,
         Verb::Stop(args) => stop::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
     }

@@ -36,7 +36,7 @@ pub fn parse_idle_timeout(text: &str) -> anyhow::Result<u64> {
     }
 }
 
-fn buffering(arg: BufferingArg) -> Buffering {
+pub fn buffering(arg: BufferingArg) -> Buffering {
     match arg {
         BufferingArg::Block => Buffering::Block,
         BufferingArg::Drop => Buffering::Drop,

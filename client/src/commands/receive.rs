@@ -19,6 +19,10 @@ pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
     let mut sink = StdSink::default();
     let (receiving, end) = client.receive(request, &mut sink).await?;
     client.close().await?;
+    if let Some(reason) = &end.released_by {
+        eprintln!("remora: session {} was {reason}", receiving.session.name);
+        return Ok(1);
+    }
     if let Some(reason) = &receiving.session.broken_reason {
         eprintln!("remora: session {} is broken: {reason}", receiving.session.name);
     }

@@ -41,6 +41,7 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         create: false,
         follow,
         window: remora_wire::DEFAULT_WINDOW,
+        idle_timeout_secs: None,
     }
 }
 

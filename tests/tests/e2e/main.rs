@@ -8,6 +8,7 @@ mod disconnected;
 mod host_keys;
 mod jobs;
 mod library;
+mod lifecycle;
 mod robustness;
 mod runspace;
 mod sessions;

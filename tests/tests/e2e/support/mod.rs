@@ -88,3 +88,63 @@ pub fn session(sshd: &Sshd, name: &str) -> Value {
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("session {name} not listed"))
 }
+
+/// A `remora` running in the background, its stdout readable line by line as it arrives.
+pub struct Background {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Background {
+    /// Starts `remora ARGS` against this sshd.
+    pub fn start(sshd: &Sshd, args: &[&str]) -> Background {
+        let mut child = sshd
+            .remora()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("remora starts");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for a stdout line equal to `line`.
+    pub fn wait_for_line(&mut self, line: &str) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !self.seen.iter().any(|l| l == line) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(got) => self.seen.push(got),
+                Err(_) => panic!("no line {line:?} from remora; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to end; returns its status and stderr.
+    pub fn finish(mut self) -> (i32, String) {
+        let stderr = self.child.stderr.take();
+        let output = run_child(self.child, TIMEOUT).expect("remora ended");
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        if let Some(mut stderr) = stderr {
+            use std::io::Read;
+            let _ = stderr.read_to_string(&mut text);
+        }
+        self.seen.extend(self.lines.try_iter());
+        (output.status.code().unwrap_or(-1), text)
+    }
+}

@@ -1,0 +1,24 @@
+//! `Disconnect`: detach whoever holds a session, optionally changing its idle timeout and
+//! buffering (Disconnect-PSSession). The session and its commands keep running.
+
+use remora_wire::{AgentBody, Disconnect, RequestId};
+
+use super::{
+    new::{check_buffering, check_idle_timeout},
+    Ctx, Refusal,
+};
+
+pub async fn handle(ctx: &Ctx, id: RequestId, request: Disconnect) -> Result<(), Refusal> {
+    let session = ctx.find_session(&request.session)?;
+    let idle_timeout = request
+        .idle_timeout_secs
+        .map(|secs| check_idle_timeout(ctx, secs))
+        .transpose()?;
+    let buffering = request.buffering.map(check_buffering).transpose()?;
+    session.release(&ctx.from);
+    session.update_settings(idle_timeout, buffering);
+    tracing::info!(session = %session.name, by = %ctx.from, "session disconnected");
+    ctx.send(id, AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host)))
+        .await?;
+    Ok(())
+}
