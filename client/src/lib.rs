@@ -8,6 +8,7 @@ mod commands;
 pub mod connection;
 mod error;
 pub mod output;
+pub mod registry;
 pub mod ssh;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};

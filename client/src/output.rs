@@ -10,23 +10,52 @@ use remora_wire::{CommandEnded, CommandInfo, Output, SessionInfo, Stream, UnixMi
 
 use crate::OutputSink;
 
-/// Writes command output to our stdout/stderr, keeping the streams apart.
+/// Writes command output to our stdout/stderr, keeping the streams apart. With a prefix (many
+/// hosts at once) every line starts with `host: `; bytes are written as they come, never held
+/// back, so what is acknowledged has been written.
 #[derive(Default)]
 pub struct StdSink {
+    prefix: Option<String>,
+    /// Whether the next byte on stdout / stderr starts a line.
+    mid_line: [bool; 2],
     /// Exit code of the last command that ended.
     pub last_exit: Option<i32>,
     /// Output bytes written.
     pub bytes: u64,
 }
 
+impl StdSink {
+    /// A sink that prefixes lines with `host: ` when `prefixed`.
+    pub fn for_host(host: &str, prefixed: bool) -> Self {
+        Self {
+            prefix: prefixed.then(|| format!("{host}: ")),
+            ..Self::default()
+        }
+    }
+
+    fn write_prefixed(&mut self, out: &mut dyn Write, index: usize, data: &[u8]) -> io::Result<()> {
+        let Some(prefix) = &self.prefix else {
+            return out.write_all(data);
+        };
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if !self.mid_line[index] {
+                out.write_all(prefix.as_bytes())?;
+            }
+            out.write_all(line)?;
+            self.mid_line[index] = !line.ends_with(b"\n");
+        }
+        Ok(())
+    }
+}
+
 impl OutputSink for StdSink {
     fn output(&mut self, output: &Output) -> io::Result<()> {
         self.bytes += output.data.len() as u64;
         match output.stream {
-            Stream::Stdout => io::stdout().lock().write_all(&output.data),
+            Stream::Stdout => self.write_prefixed(&mut io::stdout().lock(), 0, &output.data),
             Stream::Stderr => {
                 io::stdout().lock().flush()?;
-                io::stderr().lock().write_all(&output.data)
+                self.write_prefixed(&mut io::stderr().lock(), 1, &output.data)
             }
         }
     }

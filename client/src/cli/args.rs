@@ -235,6 +235,9 @@ pub struct RmArgs {
     /// Show what would be removed without removing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove sessions that are running commands without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Print the removed sessions as JSON.
     #[arg(long)]
     pub json: bool,

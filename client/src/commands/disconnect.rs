@@ -1,17 +1,15 @@
-//! `remora disconnect HOST --name N [--idle-timeout D] [--buffering M]`: detach whoever is
-//! attached (Disconnect-PSSession); the session keeps running.
+//! `remora disconnect HOST[,HOST…] --name N [--idle-timeout D] [--buffering M]`: detach whoever
+//! is attached (Disconnect-PSSession); the session keeps running.
 
-use remora_wire::Disconnect;
+use remora_wire::{Disconnect, SessionInfo};
 
 use super::{
-    connect,
-    new::{buffering, parse_idle_timeout},
+    fanout::{on_each, report_failures, split_hosts, successes},
+    new::{buffering, parse_idle_timeout, print_sessions},
     receive::session_ref,
+    with_client,
 };
-use crate::{
-    cli::{Cli, DisconnectArgs},
-    output,
-};
+use crate::cli::{Cli, DisconnectArgs};
 
 pub async fn run(cli: &Cli, args: &DisconnectArgs) -> anyhow::Result<u8> {
     let request = Disconnect {
@@ -19,13 +17,17 @@ pub async fn run(cli: &Cli, args: &DisconnectArgs) -> anyhow::Result<u8> {
         idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
         buffering: args.buffering.map(buffering),
     };
-    let mut client = connect(cli, &args.host).await?;
-    let session = client.disconnect(request).await?;
-    client.close().await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::session_json(&session))?);
-    } else {
-        print!("{}", output::session_table(std::slice::from_ref(&session)));
-    }
-    Ok(0)
+    let hosts = split_hosts(&args.host)?;
+    let results = on_each(&hosts, |host| {
+        let request = request.clone();
+        async move { with_client(cli, &host, async move |client| client.disconnect(request).await).await }
+    })
+    .await;
+    let status = report_failures(&results);
+    let sessions: Vec<SessionInfo> = successes(results)
+        .into_iter()
+        .map(|(host, session)| SessionInfo { host, ..session })
+        .collect();
+    print_sessions(&sessions, args.json)?;
+    Ok(status)
 }

@@ -1,22 +1,46 @@
-//! `remora jobs HOST --name N [--json]`: a session's commands (Get-Job).
+//! `remora jobs HOST[,HOST…] --name N [--json]`: a session's commands (Get-Job).
 
-use super::{connect, receive::session_ref};
+use super::{
+    fanout::{on_each, report_failures, split_hosts, successes},
+    receive::session_ref,
+    with_client,
+};
 use crate::{
     cli::{Cli, JobsArgs},
     output,
 };
 
 pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
-    let mut client = connect(cli, &args.host).await?;
-    let list = client.commands(session_ref(&args.name, args.id)).await?;
-    client.close().await?;
+    let session = session_ref(&args.name, args.id);
+    let hosts = split_hosts(&args.host)?;
+    let results = on_each(&hosts, |host| {
+        let session = session.clone();
+        async move { with_client(cli, &host, async move |client| client.commands(session).await).await }
+    })
+    .await;
+    let status = report_failures(&results);
+    let lists = successes(results);
     if args.json {
-        let objects: Vec<_> = list.commands.iter().map(output::command_json).collect();
+        let mut objects = Vec::new();
+        for (host, list) in &lists {
+            objects.extend(list.commands.iter().map(|c| {
+                let mut object = output::command_json(c);
+                object["host"] = host.as_str().into();
+                object["session"] = list.session.name.as_str().into();
+                object
+            }));
+        }
         println!("{}", serde_json::to_string_pretty(&objects)?);
-    } else if list.commands.is_empty() {
-        eprintln!("no jobs in session {}", list.session.name);
-    } else {
-        print!("{}", output::command_table(&list.commands));
+        return Ok(status);
     }
-    Ok(0)
+    for (host, list) in &lists {
+        if hosts.len() > 1 {
+            println!("{host}:");
+        }
+        match list.commands.is_empty() {
+            true => eprintln!("no jobs in session {} on {host}", list.session.name),
+            false => print!("{}", output::command_table(&list.commands)),
+        }
+    }
+    Ok(status)
 }

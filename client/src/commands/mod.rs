@@ -3,6 +3,7 @@
 mod connect;
 mod demo;
 mod disconnect;
+mod fanout;
 mod invoke;
 mod jobs;
 mod ls;
@@ -35,6 +36,29 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 /// Connects to one host with the command line's SSH settings.
 async fn connect(cli: &Cli, host: &str) -> crate::Result<Client> {
     Client::connect(host, &cli.ssh_options()).await
+}
+
+/// Connects to `host`, runs `work`, and closes the connection cleanly.
+async fn with_client<T>(
+    cli: &Cli,
+    host: &str,
+    work: impl AsyncFnOnce(&mut Client) -> crate::Result<T>,
+) -> anyhow::Result<T> {
+    let mut client = connect(cli, host).await?;
+    let value = work(&mut client).await?;
+    client.close().await?;
+    Ok(value)
+}
+
+/// One exit status for many hosts: a single host's status as is; for several, 0 only when every
+/// host succeeded, 255 if one could not be reached, else 1.
+fn combined_status(failures: u8, statuses: &[u8]) -> u8 {
+    match (failures, statuses) {
+        (0, [one]) => *one,
+        (0, many) if many.iter().all(|s| *s == 0) => 0,
+        (0, _) => 1,
+        (failed, _) => failed,
+    }
 }
 
 /// Exit status for a command that ended without one (failed or stopped).

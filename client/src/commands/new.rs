@@ -1,12 +1,16 @@
-//! `remora new HOST --name N`: create a session (New-PSSession).
+//! `remora new HOST[,HOST…] --name N [--config C] [--idle-timeout D] [--buffering M]`: create a
+//! session (New-PSSession).
 
 use anyhow::anyhow;
-use remora_wire::{Buffering, NewSession};
+use remora_wire::{Buffering, NewSession, SessionInfo};
 
-use super::connect;
+use super::{
+    fanout::{on_each, report_failures, split_hosts, successes},
+    with_client,
+};
 use crate::{
     cli::{BufferingArg, Cli, NewArgs},
-    output,
+    output, registry,
 };
 
 pub async fn run(cli: &Cli, args: &NewArgs) -> anyhow::Result<u8> {
@@ -16,15 +20,33 @@ pub async fn run(cli: &Cli, args: &NewArgs) -> anyhow::Result<u8> {
         idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
         buffering: args.buffering.map(buffering),
     };
-    let mut client = connect(cli, &args.host).await?;
-    let session = client.new_session(request).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::session_json(&session))?);
-    } else {
-        print!("{}", output::session_table(std::slice::from_ref(&session)));
+    let hosts = split_hosts(&args.host)?;
+    let results = on_each(&hosts, |host| {
+        let request = request.clone();
+        async move { with_client(cli, &host, async move |client| client.new_session(request).await).await }
+    })
+    .await;
+    let status = report_failures(&results);
+    let sessions: Vec<SessionInfo> = successes(results)
+        .into_iter()
+        .map(|(host, session)| {
+            registry::remember(&host, std::slice::from_ref(&session));
+            SessionInfo { host, ..session }
+        })
+        .collect();
+    print_sessions(&sessions, args.json)?;
+    Ok(status)
+}
+
+/// The session table, or a JSON array with `--json`.
+pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> anyhow::Result<()> {
+    if json {
+        let objects: Vec<_> = sessions.iter().map(output::session_json).collect();
+        println!("{}", serde_json::to_string_pretty(&objects)?);
+    } else if !sessions.is_empty() {
+        print!("{}", output::session_table(sessions));
     }
-    client.close().await?;
-    Ok(0)
+    Ok(())
 }
 
 /// Parses an idle timeout, refusing zero and sub-second values.
@@ -36,6 +58,7 @@ pub fn parse_idle_timeout(text: &str) -> anyhow::Result<u64> {
     }
 }
 
+/// The wire form of `--buffering`.
 pub fn buffering(arg: BufferingArg) -> Buffering {
     match arg {
         BufferingArg::Block => Buffering::Block,

@@ -1,17 +1,28 @@
-//! `remora stop HOST --name N [--job ID]`: interrupt a job, keeping the shell (Stop-Job).
+//! `remora stop HOST[,HOST…] --name N [--job ID]`: interrupt a job, keeping the shell (Stop-Job).
 
-use super::{connect, receive::session_ref};
+use super::{
+    fanout::{on_each, report_failures, split_hosts, successes},
+    receive::session_ref,
+    with_client,
+};
 use crate::cli::{Cli, StopArgs};
 
 pub async fn run(cli: &Cli, args: &StopArgs) -> anyhow::Result<u8> {
-    let mut client = connect(cli, &args.host).await?;
-    let list = client.stop(session_ref(&args.name, args.id), args.job).await?;
-    client.close().await?;
-    for command in &list.commands {
-        println!(
-            "stopping job {} in session {}: {}",
-            command.id, list.session.name, command.command
-        );
+    let session = session_ref(&args.name, args.id);
+    let hosts = split_hosts(&args.host)?;
+    let results = on_each(&hosts, |host| {
+        let session = session.clone();
+        async move { with_client(cli, &host, async move |client| client.stop(session, args.job).await).await }
+    })
+    .await;
+    let status = report_failures(&results);
+    for (host, list) in successes(results) {
+        for command in &list.commands {
+            println!(
+                "stopping job {} in session {} on {host}: {}",
+                command.id, list.session.name, command.command
+            );
+        }
     }
-    Ok(0)
+    Ok(status)
 }

@@ -73,7 +73,7 @@ fn ctrl_c_detaches_and_disconnect_frees_the_session_with_new_settings() {
         "Ctrl-C does not stop the remote command"
     );
 
-    let mut holder = Background::start(&sshd, &["connect", sshd.alias(), "--name", "d"]);
+    let holder = Background::start(&sshd, &["connect", sshd.alias(), "--name", "d"]);
     wait_until("the new attachment", || session(&sshd, "d")["availability"] == "Busy").unwrap();
     let out = remora(
         &sshd,
@@ -88,7 +88,8 @@ fn ctrl_c_detaches_and_disconnect_frees_the_session_with_new_settings() {
         ],
     )
     .ok();
-    let freed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let freed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let freed = &freed[0];
     assert_eq!(
         (freed["availability"].as_str(), freed["idle_timeout_secs"].as_u64()),
         (Some("None"), Some(36000))

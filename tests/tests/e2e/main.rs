@@ -9,6 +9,7 @@ mod host_keys;
 mod jobs;
 mod library;
 mod lifecycle;
+mod many_hosts;
 mod robustness;
 mod runspace;
 mod sessions;

@@ -101,7 +101,13 @@ fn rm_by_id_stops_the_running_command() {
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
 
     let id = session(&sshd, "long")["instance_id"].as_str().unwrap().to_string();
-    remora(&sshd, &["rm", sshd.alias(), "--id", &id]).ok();
+    let asked = remora(&sshd, &["rm", sshd.alias(), "--id", &id]);
+    assert_eq!(
+        asked.status, 1,
+        "a running session needs --yes without a terminal: {asked:?}"
+    );
+    assert!(asked.stderr.contains("--yes"), "{asked:?}");
+    remora(&sshd, &["rm", sshd.alias(), "--id", &id, "--yes"]).ok();
     crate::support::wait_until("the removed session's command to die", || {
         !crate::support::process_alive(pid)
     })

@@ -64,15 +64,19 @@ impl Sshd {
             self.known_hosts(),
             format!("[127.0.0.1]:{} {}\n", self.port, key_fields.join(" ")),
         )?;
-        let config = format!(
-            "Host {ALIAS}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
+        fs::write(self.ssh_config(), self.host_block(ALIAS))?;
+        Ok(())
+    }
+
+    /// An ssh_config `Host` block reaching this sshd under `alias`.
+    pub fn host_block(&self, alias: &str) -> String {
+        format!(
+            "Host {alias}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
             self.port,
             self.user(),
             self.user_key().display(),
             self.known_hosts().display()
-        );
-        fs::write(self.ssh_config(), config)?;
-        Ok(())
+        )
     }
 
     pub fn port(&self) -> u16 {
