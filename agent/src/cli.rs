@@ -23,6 +23,19 @@ pub fn daemon(paths: StatePaths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `remora-agent config check`: validate agent.toml and print the effective values.
+pub fn config_check(paths: StatePaths) -> anyhow::Result<()> {
+    let path = paths.config_file();
+    let config = crate::config::load(&path).map_err(anyhow::Error::msg)?;
+    let origin = if path.exists() {
+        ""
+    } else {
+        " (no file: built-in defaults)"
+    };
+    println!("# {}: ok{origin}\n{}", path.display(), config.describe());
+    Ok(())
+}
+
 /// `remora-agent serve`: the embedded SSH server, relaying each subsystem channel to the daemon.
 pub fn serve(
     paths: StatePaths,

@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod clock;
+pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod error;

@@ -26,6 +26,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Validate agent.toml and print the effective session configurations.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// An embedded SSH server serving only the remora subsystem (for hosts without sshd).
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:2222 (port 0 picks a free port).
@@ -42,11 +47,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Check the configuration file; exits 1 and says what is wrong if it does not validate.
+    Check {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Subsystem { state_dir } => paths(state_dir).and_then(cli::subsystem),
         Command::Daemon { state_dir } => paths(state_dir).and_then(cli::daemon),
+        Command::Config {
+            action: ConfigAction::Check { state_dir },
+        } => paths(state_dir).and_then(cli::config_check),
         Command::Serve {
             listen,
             authorized_keys,

@@ -3,10 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use remora_agent::{
-    connection,
-    daemon::{Daemon, SessionDefaults},
-};
+use remora_agent::{config::ConfigStore, connection, daemon::Daemon};
 use remora_wire::*;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
@@ -19,7 +16,7 @@ struct Peer {
 }
 
 fn start() -> Peer {
-    let daemon = Arc::new(Daemon::new(uuid::Uuid::new_v4(), SessionDefaults::default()));
+    let daemon = Arc::new(Daemon::new(uuid::Uuid::new_v4(), ConfigStore::builtin()));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (read, write) = tokio::io::split(theirs);
     tokio::spawn(connection::serve(daemon.clone(), read, write, "test".into()));

@@ -19,7 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::{net::UnixListener, signal::unix::SignalKind};
 use tracing::{info, warn};
 
-pub use state::{Daemon, SessionDefaults};
+pub use state::Daemon;
 
 use crate::{
     error::{AgentError, Result},

@@ -8,40 +8,16 @@ use std::{
     },
 };
 
-use remora_wire::Buffering;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use crate::{
+    config::ConfigStore,
     error::{AgentError, Result},
     paths::StatePaths,
     registry::Registry,
-    session::{runspace::ShellSpec, ConnId},
+    session::ConnId,
 };
-
-/// Session defaults of the default configuration.
-#[derive(Debug, Clone)]
-pub struct SessionDefaults {
-    pub configuration: String,
-    pub idle_timeout_secs: u64,
-    pub max_idle_timeout_secs: u64,
-    pub buffering: Buffering,
-    pub memory_limit: usize,
-    pub shell: ShellSpec,
-}
-
-impl Default for SessionDefaults {
-    fn default() -> Self {
-        Self {
-            configuration: "default".into(),
-            idle_timeout_secs: 2 * 3600,
-            max_idle_timeout_secs: 12 * 3600,
-            buffering: Buffering::Block,
-            memory_limit: 64 * 1024 * 1024,
-            shell: ShellSpec::detect(),
-        }
-    }
-}
 
 /// The daemon's shared state.
 #[derive(Debug)]
@@ -51,7 +27,8 @@ pub struct Daemon {
     pub agent_id: Uuid,
     pub host: String,
     pub user: String,
-    pub defaults: SessionDefaults,
+    /// Session configurations, re-read from agent.toml when it changes.
+    pub config: ConfigStore,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
     /// Every connection and background task, awaited at shutdown.
@@ -62,11 +39,14 @@ pub struct Daemon {
 impl Daemon {
     /// Loads (or creates) the daemon's identity under `paths`.
     pub fn load(paths: &StatePaths) -> Result<Self> {
-        Ok(Self::new(load_agent_id(paths)?, SessionDefaults::default()))
+        Ok(Self::new(
+            load_agent_id(paths)?,
+            ConfigStore::open(&paths.config_file()),
+        ))
     }
 
     /// A daemon with no sessions.
-    pub fn new(agent_id: Uuid, defaults: SessionDefaults) -> Self {
+    pub fn new(agent_id: Uuid, config: ConfigStore) -> Self {
         Self {
             registry: Registry::default(),
             agent_id,
@@ -74,7 +54,7 @@ impl Daemon {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             user: current_user(),
-            defaults,
+            config,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),

@@ -12,7 +12,7 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: Disconnect) -> Result<(),
     let session = ctx.find_session(&request.session)?;
     let idle_timeout = request
         .idle_timeout_secs
-        .map(|secs| check_idle_timeout(ctx, secs))
+        .map(|secs| check_idle_timeout(session.settings().max_idle_timeout_secs, secs))
         .transpose()?;
     let buffering = request.buffering.map(check_buffering).transpose()?;
     session.release(&ctx.from);

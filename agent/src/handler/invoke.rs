@@ -17,11 +17,12 @@ const MAX_COMMAND_LEN: usize = 1024 * 1024;
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
     validate_command(&request.command)?;
+    let session = resolve_session(&ctx, &request)?;
+    let max_idle = session.settings().max_idle_timeout_secs;
     let idle_timeout = request
         .idle_timeout_secs
-        .map(|secs| check_idle_timeout(&ctx, secs))
+        .map(|secs| check_idle_timeout(max_idle, secs))
         .transpose()?;
-    let session = resolve_session(&ctx, &request)?;
     session.update_settings(idle_timeout, None);
     let lease = match request.follow {
         true => Some(

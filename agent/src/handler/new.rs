@@ -5,7 +5,13 @@ use std::sync::Arc;
 use remora_wire::{AgentBody, Buffering, ErrorCode, NewSession, RequestId};
 
 use super::{Ctx, Refusal};
-use crate::session::{runspace, validate_name, Session, SessionSettings};
+use crate::{
+    config::Configuration,
+    session::{
+        runspace::{self, RunspaceSpec},
+        validate_name, Session, SessionSettings,
+    },
+};
 
 pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(), Refusal> {
     let session = create_session(ctx, &request.name, false, &request)?;
@@ -17,7 +23,10 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(),
 /// Validates, registers and starts a session.
 pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSession) -> Result<Arc<Session>, Refusal> {
     validate_name(name).map_err(|message| Refusal::new(ErrorCode::InvalidName, message))?;
-    let settings = settings_for(ctx, options)?;
+    let config = ctx.daemon.config.current();
+    let configuration = config.get(options.configuration.as_deref()).map_err(invalid)?;
+    check_session_limit(ctx, configuration)?;
+    let settings = settings_for(configuration, options)?;
     let session = Arc::new(Session::new(name.to_string(), temporary, settings));
     ctx.daemon.registry.insert(session.clone()).map_err(|existing| {
         let message = format!(
@@ -26,7 +35,12 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
         );
         Refusal::new(ErrorCode::SessionExists, message)
     })?;
-    if let Err(err) = runspace::start(session.clone(), &ctx.daemon.defaults.shell) {
+    let spec = RunspaceSpec {
+        shell: configuration.shell.clone(),
+        env: configuration.env.clone(),
+        cwd: configuration.cwd.clone(),
+    };
+    if let Err(err) = runspace::start(session.clone(), &spec) {
         ctx.daemon.remove_session(session.id, "its runspace could not start");
         return Err(Refusal::new(
             ErrorCode::Internal,
@@ -37,45 +51,54 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
     Ok(session)
 }
 
-/// Accepts an idle timeout within 1 s ..= the configuration's maximum.
-pub fn check_idle_timeout(ctx: &Ctx, secs: u64) -> Result<u64, Refusal> {
-    let max = ctx.daemon.defaults.max_idle_timeout_secs;
+fn invalid(message: String) -> Refusal {
+    Refusal::new(ErrorCode::InvalidRequest, message)
+}
+
+/// Refuses a new session past the configuration's `max_sessions`.
+fn check_session_limit(ctx: &Ctx, configuration: &Configuration) -> Result<(), Refusal> {
+    let sessions = ctx.daemon.registry.list(None);
+    let in_use = sessions
+        .iter()
+        .filter(|s| s.settings().configuration == configuration.name)
+        .count();
+    if in_use >= configuration.max_sessions {
+        let message = format!(
+            "configuration {:?} allows {} sessions and has {in_use}; remove one with `remora rm` first",
+            configuration.name, configuration.max_sessions
+        );
+        return Err(Refusal::new(ErrorCode::LimitReached, message));
+    }
+    Ok(())
+}
+
+/// Accepts an idle timeout within 1 s ..= `max` (the configuration's maximum).
+pub fn check_idle_timeout(max: u64, secs: u64) -> Result<u64, Refusal> {
     if secs == 0 || secs > max {
-        let message = format!("idle timeout of {secs} s is outside 1 s ..= {max} s (the configuration's maximum)");
-        return Err(Refusal::new(ErrorCode::InvalidRequest, message));
+        return Err(invalid(format!(
+            "idle timeout of {secs} s is outside 1 s ..= {max} s (the configuration's maximum)"
+        )));
     }
     Ok(secs)
 }
 
-/// Accepts the buffering modes this agent implements.
+/// Accepts every buffering mode a client may name (newer peers may send ones we do not know).
 pub fn check_buffering(mode: Buffering) -> Result<Buffering, Refusal> {
-    if mode != Buffering::Block {
-        let message = format!("buffering mode {mode:?} is not available in this agent yet; use block");
-        return Err(Refusal::new(ErrorCode::InvalidRequest, message));
+    match mode {
+        Buffering::Unknown => Err(invalid("unknown buffering mode; use block, drop or spill".into())),
+        known => Ok(known),
     }
-    Ok(mode)
 }
 
-/// Resolves a request's options against the default configuration.
-fn settings_for(ctx: &Ctx, options: &NewSession) -> Result<SessionSettings, Refusal> {
-    let defaults = &ctx.daemon.defaults;
-    let invalid = |message: String| Refusal::new(ErrorCode::InvalidRequest, message);
-    if let Some(name) = options
-        .configuration
-        .as_deref()
-        .filter(|c| *c != defaults.configuration)
-    {
-        return Err(invalid(format!(
-            "no configuration named {name:?}; this agent has: {}",
-            defaults.configuration
-        )));
-    }
-    let idle_timeout_secs = check_idle_timeout(ctx, options.idle_timeout_secs.unwrap_or(defaults.idle_timeout_secs))?;
-    let buffering = check_buffering(options.buffering.unwrap_or(defaults.buffering))?;
+/// A request's options resolved against its configuration.
+fn settings_for(configuration: &Configuration, options: &NewSession) -> Result<SessionSettings, Refusal> {
+    let idle = options.idle_timeout_secs.unwrap_or(configuration.idle_timeout_secs);
     Ok(SessionSettings {
-        configuration: defaults.configuration.clone(),
-        idle_timeout_secs,
-        buffering,
-        memory_limit: defaults.memory_limit,
+        configuration: configuration.name.clone(),
+        idle_timeout_secs: check_idle_timeout(configuration.max_idle_timeout_secs, idle)?,
+        max_idle_timeout_secs: configuration.max_idle_timeout_secs,
+        buffering: check_buffering(options.buffering.unwrap_or(configuration.buffering))?,
+        memory_limit: configuration.buffer_limit,
+        spill_quota: configuration.spill_quota,
     })
 }

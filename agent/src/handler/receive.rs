@@ -28,7 +28,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
     };
     let idle_timeout = request
         .idle_timeout_secs
-        .map(|secs| check_idle_timeout(&ctx, secs))
+        .map(|secs| check_idle_timeout(session.settings().max_idle_timeout_secs, secs))
         .transpose()?;
     let lease = session
         .attach(ctx.conn, &ctx.from, request.force)

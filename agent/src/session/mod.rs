@@ -38,9 +38,13 @@ pub type ConnId = u64;
 pub struct SessionSettings {
     pub configuration: String,
     pub idle_timeout_secs: u64,
+    /// The configuration's cap on `idle_timeout_secs`.
+    pub max_idle_timeout_secs: u64,
     pub buffering: Buffering,
     /// Unacknowledged output held in memory before buffering applies.
     pub memory_limit: usize,
+    /// Unacknowledged output held on disk in spill mode.
+    pub spill_quota: u64,
 }
 
 /// The client currently attached to a session.
@@ -326,6 +330,11 @@ impl Session {
         }
         drop(inner);
         self.notify();
+    }
+
+    /// The session's current settings.
+    pub fn settings(&self) -> SessionSettings {
+        self.lock().settings.clone()
     }
 
     /// Why the last holder lost the session by force.

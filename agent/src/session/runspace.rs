@@ -64,17 +64,33 @@ impl ShellSpec {
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.exists());
-        match bash {
-            Some(program) => Self {
-                program,
-                args: vec!["--noprofile".into(), "--norc".into(), "--noediting".into(), "-i".into()],
-            },
-            None => Self {
-                program: PathBuf::from("/bin/sh"),
-                args: vec!["-i".into()],
-            },
+        Self::for_program(bash.unwrap_or_else(|| PathBuf::from("/bin/sh")))
+    }
+
+    /// `program` as an interactive shell reading commands from stdin, without startup files.
+    pub fn for_program(program: PathBuf) -> Self {
+        let is_bash = program
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("bash"));
+        let args = if is_bash {
+            vec!["--noprofile", "--norc", "--noediting", "-i"]
+        } else {
+            vec!["-i"]
+        };
+        Self {
+            program,
+            args: args.into_iter().map(String::from).collect(),
         }
     }
+}
+
+/// What a runspace starts: its shell, extra environment and working directory.
+#[derive(Debug, Clone)]
+pub struct RunspaceSpec {
+    pub shell: ShellSpec,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Default: the user's home directory.
+    pub cwd: Option<PathBuf>,
 }
 
 /// How one command ended, as seen by the runspace.
@@ -98,7 +114,7 @@ struct Shell {
 }
 
 /// Starts the session's shell and the task that feeds it commands until the session closes.
-pub fn start(session: Arc<Session>, spec: &ShellSpec) -> Result<tokio::task::JoinHandle<()>> {
+pub fn start(session: Arc<Session>, spec: &RunspaceSpec) -> Result<tokio::task::JoinHandle<()>> {
     let shell = Shell::spawn(spec)?;
     Ok(tokio::spawn(run(session, shell)))
 }
@@ -150,15 +166,17 @@ async fn next_command(session: &Session, shell: &mut Shell) -> Option<(u64, Stri
 }
 
 impl Shell {
-    fn spawn(spec: &ShellSpec) -> Result<Self> {
+    fn spawn(spec: &RunspaceSpec) -> Result<Self> {
         let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(AgentError::from)?;
         let mut child = shell_command(spec, &status_write)
             .spawn()
-            .map_err(AgentError::io("cannot start the runspace shell", &spec.program))?;
+            .map_err(AgentError::io("cannot start the runspace shell", &spec.shell.program))?;
         drop(status_write);
         let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
-        let status = pipe::Receiver::from_owned_fd(status_read)
-            .map_err(AgentError::io("cannot watch the runspace status pipe", &spec.program))?;
+        let status = pipe::Receiver::from_owned_fd(status_read).map_err(AgentError::io(
+            "cannot watch the runspace status pipe",
+            &spec.shell.program,
+        ))?;
         Ok(Self {
             pgid,
             stdin: child.stdin.take().expect("stdin is piped"),
@@ -299,11 +317,11 @@ impl Shell {
     }
 }
 
-fn shell_command(spec: &ShellSpec, status_write: &OwnedFd) -> Command {
+fn shell_command(spec: &RunspaceSpec, status_write: &OwnedFd) -> Command {
     let status_fd = status_write.as_raw_fd();
-    let mut command = Command::new(&spec.program);
+    let mut command = Command::new(&spec.shell.program);
     command
-        .args(&spec.args)
+        .args(&spec.shell.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -313,10 +331,13 @@ fn shell_command(spec: &ShellSpec, status_write: &OwnedFd) -> Command {
         .env("PS1", "")
         .env("PS2", "")
         .process_group(0)
+        .envs(&spec.env)
         .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        command.current_dir(home);
-    }
+    match (&spec.cwd, std::env::var_os("HOME")) {
+        (Some(cwd), _) => command.current_dir(cwd),
+        (None, Some(home)) => command.current_dir(home),
+        (None, None) => &mut command,
+    };
     // SAFETY: only async-signal-safe calls (dup2/fcntl) run between fork and exec.
     unsafe {
         command.pre_exec(move || install_status_fd(status_fd));
