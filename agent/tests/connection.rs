@@ -16,7 +16,11 @@ struct Peer {
 }
 
 fn start() -> Peer {
-    let daemon = Arc::new(Daemon::new(uuid::Uuid::new_v4(), ConfigStore::builtin()));
+    let daemon = Arc::new(Daemon::new(
+        uuid::Uuid::new_v4(),
+        ConfigStore::builtin(),
+        std::env::temp_dir().join("remora-test-spill"),
+    ));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (read, write) = tokio::io::split(theirs);
     tokio::spawn(connection::serve(daemon.clone(), read, write, "test".into()));

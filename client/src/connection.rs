@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use remora_wire::{
     Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
-    Output, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Output, OutputDropped, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use uuid::Uuid;
@@ -26,6 +27,8 @@ const ACK_BYTES: u64 = DEFAULT_WINDOW / 4;
 pub trait OutputSink {
     /// A chunk of a command's output.
     fn output(&mut self, output: &Output) -> std::io::Result<()>;
+    /// `drop` buffering discarded some of a command's output before it could be delivered.
+    fn dropped(&mut self, dropped: &OutputDropped) -> std::io::Result<()>;
     /// A command ended.
     fn ended(&mut self, ended: &CommandEnded) -> std::io::Result<()>;
     /// Makes everything written so far durable (called before acknowledging).
@@ -129,6 +132,14 @@ impl<S: Transport> Connection<S> {
                     if pending.bytes >= ACK_BYTES {
                         self.send_ack(&mut pending, sink).await?;
                     }
+                }
+                AgentBody::OutputDropped(dropped) => {
+                    sink.dropped(&dropped).map_err(ClientError::Output)?;
+                    pending.ack = Some(Ack {
+                        session: dropped.session,
+                        command: dropped.command,
+                        seq: dropped.seq,
+                    });
                 }
                 AgentBody::CommandEnded(ended) => {
                     sink.ended(&ended).map_err(ClientError::Output)?;

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use remora_wire::{CommandEnded, CommandInfo, Output, SessionInfo, Stream, UnixMillis};
+use remora_wire::{CommandEnded, CommandInfo, Output, OutputDropped, SessionInfo, Stream, UnixMillis};
 
 use crate::OutputSink;
 
@@ -58,6 +58,21 @@ impl OutputSink for StdSink {
                 self.write_prefixed(&mut io::stderr().lock(), 1, &output.data)
             }
         }
+    }
+
+    fn dropped(&mut self, dropped: &OutputDropped) -> io::Result<()> {
+        io::stdout().lock().flush()?;
+        let prefix = self.prefix.as_deref().unwrap_or("");
+        let mut stderr = io::stderr().lock();
+        if self.mid_line[1] {
+            writeln!(stderr)?;
+            self.mid_line[1] = false;
+        }
+        writeln!(
+            stderr,
+            "{prefix}remora: {} bytes of job {}'s output were dropped (entries {}..={}; buffering mode drop)",
+            dropped.bytes, dropped.command, dropped.first_seq, dropped.seq
+        )
     }
 
     fn ended(&mut self, ended: &CommandEnded) -> io::Result<()> {
@@ -169,6 +184,7 @@ pub fn command_json(c: &CommandInfo) -> serde_json::Value {
         "queued_at": timestamp(c.queued_at),
         "started_at": c.started_at.map(timestamp),
         "ended_at": c.ended_at.map(timestamp),
+        "dropped_bytes": c.dropped_bytes,
     })
 }
 
@@ -193,6 +209,9 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "attached_since": s.attached.as_ref().map(|a| timestamp(a.since)),
         "broken_reason": s.broken_reason,
         "unacked_bytes": s.unacked_bytes,
+        "spilled_bytes": s.spilled_bytes,
+        "dropped_bytes": s.dropped_bytes,
+        "blocked_reason": s.blocked_reason,
     })
 }
 

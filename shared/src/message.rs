@@ -268,6 +268,7 @@ pub enum AgentBody {
     Invoked(Invoked),
     Receiving(Receiving),
     Output(Output),
+    OutputDropped(OutputDropped),
     CommandEnded(CommandEnded),
     StreamEnd(StreamEnd),
     Removed(SessionList),
@@ -368,6 +369,15 @@ pub struct SessionInfo {
     /// Removed with its last command's acknowledged output (sessions of `invoke` without a name).
     #[serde(default)]
     pub temporary: bool,
+    /// Of `unacked_bytes`, those held in the spill file.
+    #[serde(default)]
+    pub spilled_bytes: u64,
+    /// Output discarded by `drop` buffering, over the session's life.
+    #[serde(default)]
+    pub dropped_bytes: u64,
+    /// Why commands are paused, when buffering limits hold them (block mode full, spill quota).
+    #[serde(default)]
+    pub blocked_reason: Option<String>,
 }
 
 /// Reply listing sessions.
@@ -405,6 +415,9 @@ pub struct CommandInfo {
     pub started_at: Option<UnixMillis>,
     #[serde(default)]
     pub ended_at: Option<UnixMillis>,
+    /// Output of this command discarded by `drop` buffering.
+    #[serde(default)]
+    pub dropped_bytes: u64,
 }
 
 /// Reply to [`Invoke`].
@@ -445,6 +458,17 @@ pub struct Output {
     pub stream: Stream,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+}
+
+/// Event: `drop` buffering discarded this command's journal entries `first_seq..=seq`
+/// (`bytes` bytes of output) before any client received them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputDropped {
+    pub session: Uuid,
+    pub command: u64,
+    pub seq: u64,
+    pub first_seq: u64,
+    pub bytes: u64,
 }
 
 /// Event: a command ended. It is the last entry of the command's journal.

@@ -32,6 +32,9 @@ fn session_info() -> SessionInfo {
         broken_reason: None,
         unacked_bytes: 4096,
         temporary: false,
+        spilled_bytes: 0,
+        dropped_bytes: 0,
+        blocked_reason: None,
     }
 }
 
@@ -44,6 +47,7 @@ fn command_info() -> CommandInfo {
         queued_at: T0 + 6_000,
         started_at: Some(T0 + 6_001),
         ended_at: None,
+        dropped_bytes: 0,
     }
 }
 
@@ -218,6 +222,19 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
                     seq: 17,
                     stream: Stream::Stdout,
                     data: b"compiling...\n".to_vec(),
+                }),
+            ),
+        ),
+        (
+            "agent-output-dropped",
+            frame(
+                5,
+                AgentBody::OutputDropped(OutputDropped {
+                    session: SESSION,
+                    command: 3,
+                    seq: 9,
+                    first_seq: 4,
+                    bytes: 65536,
                 }),
             ),
         ),

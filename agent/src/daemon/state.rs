@@ -29,6 +29,8 @@ pub struct Daemon {
     pub user: String,
     /// Session configurations, re-read from agent.toml when it changes.
     pub config: ConfigStore,
+    /// Where sessions spill output past their memory limit.
+    pub spill_dir: std::path::PathBuf,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
     /// Every connection and background task, awaited at shutdown.
@@ -39,14 +41,16 @@ pub struct Daemon {
 impl Daemon {
     /// Loads (or creates) the daemon's identity under `paths`.
     pub fn load(paths: &StatePaths) -> Result<Self> {
+        let spill_dir = crate::session::buffer::spill_dir(&paths.data_dir);
         Ok(Self::new(
             load_agent_id(paths)?,
             ConfigStore::open(&paths.config_file()),
+            spill_dir,
         ))
     }
 
     /// A daemon with no sessions.
-    pub fn new(agent_id: Uuid, config: ConfigStore) -> Self {
+    pub fn new(agent_id: Uuid, config: ConfigStore, spill_dir: std::path::PathBuf) -> Self {
         Self {
             registry: Registry::default(),
             agent_id,
@@ -55,6 +59,7 @@ impl Daemon {
                 .unwrap_or_default(),
             user: current_user(),
             config,
+            spill_dir,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),

@@ -26,7 +26,7 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
     let config = ctx.daemon.config.current();
     let configuration = config.get(options.configuration.as_deref()).map_err(invalid)?;
     check_session_limit(ctx, configuration)?;
-    let settings = settings_for(configuration, options)?;
+    let settings = settings_for(configuration, options, &ctx.daemon.spill_dir)?;
     let session = Arc::new(Session::new(name.to_string(), temporary, settings));
     ctx.daemon.registry.insert(session.clone()).map_err(|existing| {
         let message = format!(
@@ -91,7 +91,11 @@ pub fn check_buffering(mode: Buffering) -> Result<Buffering, Refusal> {
 }
 
 /// A request's options resolved against its configuration.
-fn settings_for(configuration: &Configuration, options: &NewSession) -> Result<SessionSettings, Refusal> {
+fn settings_for(
+    configuration: &Configuration,
+    options: &NewSession,
+    spill_dir: &std::path::Path,
+) -> Result<SessionSettings, Refusal> {
     let idle = options.idle_timeout_secs.unwrap_or(configuration.idle_timeout_secs);
     Ok(SessionSettings {
         configuration: configuration.name.clone(),
@@ -100,5 +104,6 @@ fn settings_for(configuration: &Configuration, options: &NewSession) -> Result<S
         buffering: check_buffering(options.buffering.unwrap_or(configuration.buffering))?,
         memory_limit: configuration.buffer_limit,
         spill_quota: configuration.spill_quota,
+        spill_dir: spill_dir.to_path_buf(),
     })
 }

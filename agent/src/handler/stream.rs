@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use remora_wire::{AgentBody, CommandEnded, Output, RequestId, StreamEnd};
+use remora_wire::{AgentBody, CommandEnded, Output, OutputDropped, RequestId, StreamEnd};
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Closed, Ctx};
-use crate::session::{Entry, EntryKind, Session};
+use crate::session::{journal::Data, Entry, EntryKind, Session};
 
 /// Smallest window honoured, so a confused client cannot make the agent send byte by byte.
 const MIN_WINDOW: u64 = 64 * 1024;
@@ -175,22 +175,46 @@ fn in_flight(session: &Session, cursors: &BTreeMap<u64, Cursor>) -> u64 {
 }
 
 fn entry_body(session: &Session, command: u64, entry: Entry) -> AgentBody {
+    let (id, seq) = (session.id, entry.seq);
     match entry.kind {
-        EntryKind::Output { stream, data } => AgentBody::Output(Output {
-            session: session.id,
-            command,
-            seq: entry.seq,
+        EntryKind::Output {
             stream,
-            data: data.to_vec(),
+            data: Data::Memory(bytes),
+        } => AgentBody::Output(Output {
+            session: id,
+            command,
+            seq,
+            stream,
+            data: bytes.to_vec(),
+        }),
+        EntryKind::Output {
+            data: Data::Spilled { len, .. },
+            ..
+        } => {
+            // Session::entries_after loads spilled bytes; reaching here means it could not.
+            AgentBody::OutputDropped(OutputDropped {
+                session: id,
+                command,
+                seq,
+                first_seq: seq,
+                bytes: len as u64,
+            })
+        }
+        EntryKind::Dropped { first_seq, bytes } => AgentBody::OutputDropped(OutputDropped {
+            session: id,
+            command,
+            seq,
+            first_seq,
+            bytes,
         }),
         EntryKind::Ended {
             state,
             exit_code,
             ended_at,
         } => AgentBody::CommandEnded(CommandEnded {
-            session: session.id,
+            session: id,
             command,
-            seq: entry.seq,
+            seq,
             state,
             exit_code,
             ended_at,

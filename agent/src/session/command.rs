@@ -63,6 +63,7 @@ impl CommandRecord {
             queued_at: self.queued_at,
             started_at: self.started_at,
             ended_at: self.ended_at,
+            dropped_bytes: self.journal.dropped_bytes(),
         }
     }
 }

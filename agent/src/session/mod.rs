@@ -6,10 +6,12 @@
 //!   the session's `changed` watch, so streams wait on events, never on timers.
 //! - These types never cross the wire; [`Session::info`] converts them at the edge.
 
+pub mod buffer;
 mod command;
 pub mod journal;
 mod name;
 pub mod runspace;
+mod spill;
 
 use std::{
     collections::BTreeMap,
@@ -45,6 +47,8 @@ pub struct SessionSettings {
     pub memory_limit: usize,
     /// Unacknowledged output held on disk in spill mode.
     pub spill_quota: u64,
+    /// Where this session's spill file goes.
+    pub spill_dir: std::path::PathBuf,
 }
 
 /// The client currently attached to a session.
@@ -82,7 +86,7 @@ struct Inner {
     lease: Option<Lease>,
     disconnected_at: Option<UnixMillis>,
     broken: Option<String>,
-    held_bytes: usize,
+    buffer: buffer::Buffer,
 }
 
 /// One session.
@@ -119,7 +123,7 @@ impl Session {
                 lease: None,
                 disconnected_at: Some(now),
                 broken: None,
-                held_bytes: 0,
+                buffer: buffer::Buffer::default(),
             }),
             changed: watch::Sender::new(()),
             stop_requests: watch::Sender::new(None),
@@ -168,14 +172,16 @@ impl Session {
     }
 
     /// Appends output of a running command to its journal.
-    pub fn append_output(&self, command: u64, stream: Stream, data: Bytes) {
+    pub fn append_output(&self, command: u64, stream: Stream, bytes: Bytes) {
         let mut inner = self.lock();
-        let len = data.len();
+        let inner = &mut *inner;
         if let Some(record) = inner.commands.get_mut(&command) {
+            let data = inner.buffer.store(&inner.settings, self.id, bytes);
             record.journal.push_output(stream, data);
-            inner.held_bytes += len;
         }
-        drop(inner);
+        if inner.settings.buffering == Buffering::Drop {
+            drop_oldest_until_within(inner);
+        }
         self.notify();
     }
 
@@ -265,16 +271,20 @@ impl Session {
     /// Records that a client has written a command's output up to `seq`.
     pub fn ack(&self, command: u64, seq: u64) {
         let mut inner = self.lock();
-        let freed = inner.commands.get_mut(&command).map_or(0, |c| c.journal.ack(seq));
-        inner.held_bytes -= freed;
+        let freed = inner
+            .commands
+            .get_mut(&command)
+            .map(|c| c.journal.ack(seq))
+            .unwrap_or_default();
+        inner.buffer.release(freed);
         drop(inner);
         self.notify();
     }
 
-    /// Whether unacknowledged output has reached the memory limit.
-    pub fn over_memory_limit(&self) -> bool {
+    /// Why the runspace must stop reading the command's output for now (buffering limits).
+    pub fn pause_reason(&self) -> Option<String> {
         let inner = self.lock();
-        inner.held_bytes >= inner.settings.memory_limit
+        inner.buffer.pause_reason(&inner.settings)
     }
 
     /// Attaches `conn`. Another client's attachment refuses it (Busy) unless `force`, which takes
@@ -362,6 +372,9 @@ impl Session {
             .commands
             .get(&command)
             .map_or_else(Vec::new, |c| c.journal.entries_after(after_seq, max_bytes))
+            .into_iter()
+            .map(|entry| inner.buffer.load(entry))
+            .collect()
     }
 
     /// Ids of commands that still have unacknowledged entries or have not ended, in order.
@@ -453,7 +466,10 @@ impl Session {
             commands_queued: count(CommandState::Queued),
             commands_completed: inner.commands.values().filter(|c| c.is_ended()).count() as u32,
             broken_reason: inner.broken.clone(),
-            unacked_bytes: inner.held_bytes as u64,
+            unacked_bytes: (inner.buffer.memory + inner.buffer.spilled) as u64,
+            spilled_bytes: inner.buffer.spilled as u64,
+            dropped_bytes: inner.commands.values().map(|c| c.journal.dropped_bytes()).sum(),
+            blocked_reason: inner.buffer.pause_reason(&inner.settings),
             temporary: self.temporary,
         }
     }
@@ -461,5 +477,17 @@ impl Session {
     /// Public facts about one command.
     pub fn command_info(&self, command: u64) -> Option<CommandInfo> {
         self.lock().commands.get(&command).map(CommandRecord::info)
+    }
+}
+
+/// Drop mode: discards the oldest unacknowledged output, oldest command first, until the
+/// session is back within its memory limit.
+fn drop_oldest_until_within(inner: &mut Inner) {
+    while inner.buffer.memory > inner.settings.memory_limit {
+        let freed = inner.commands.values_mut().find_map(|c| c.journal.drop_oldest_output());
+        match freed {
+            Some(freed) => inner.buffer.release(freed),
+            None => return,
+        }
     }
 }

@@ -249,7 +249,7 @@ impl Shell {
                     Outcome::Exited(code)
                 };
             }
-            let paused = session.over_memory_limit();
+            let paused = session.pause_reason().is_some();
             let mut acks = session.subscribe();
             tokio::select! {
                 biased;

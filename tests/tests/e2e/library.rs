@@ -4,7 +4,7 @@ use std::io;
 
 use remora_client::{ssh::SshOptions, Client, OutputSink};
 use remora_wire::{
-    CommandEnded, Invoke, NewSession, Output, Receive, RemoveSessions, SessionRef, SessionState, Stream,
+    CommandEnded, Invoke, NewSession, Output, OutputDropped, Receive, RemoveSessions, SessionRef, SessionState, Stream,
 };
 
 use crate::support::Sshd;
@@ -24,6 +24,9 @@ impl OutputSink for Collect {
             Stream::Stderr => self.stderr.extend_from_slice(&output.data),
         }
         Ok(())
+    }
+    fn dropped(&mut self, dropped: &OutputDropped) -> io::Result<()> {
+        panic!("nothing is dropped in block or spill mode: {dropped:?}")
     }
     fn ended(&mut self, ended: &CommandEnded) -> io::Result<()> {
         self.exits.push(ended.exit_code);

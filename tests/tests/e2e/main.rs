@@ -2,6 +2,8 @@
 //! `remora` subsystem; the real `remora` binary and the client library drive it. Each test owns
 //! its sshd, state directory and daemon, so tests run in parallel.
 
+mod buffering;
+mod configurations;
 mod daemon;
 mod demo;
 mod disconnected;

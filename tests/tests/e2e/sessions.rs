@@ -17,7 +17,7 @@ fn new_session_is_listed_with_a_uuid_and_its_facts() {
     assert_eq!(listed["availability"], "None");
     assert_eq!(listed["configuration"], "default");
     assert_eq!(listed["idle_timeout_secs"], 7200);
-    assert_eq!(listed["buffering"], "block");
+    assert_eq!(listed["buffering"], "spill");
     assert_eq!(listed["commands_running"], 0);
     assert_eq!(listed["commands_completed"], 0);
     assert!(listed["expires_at"].is_string(), "{listed}");

@@ -1,0 +1,96 @@
+//! Session configurations from the agent's agent.toml.
+
+use std::process::Command;
+
+use crate::support::{binaries, remora, run, session, write_agent_config, Sshd, TIMEOUT};
+
+const CONFIG: &str = r#"
+[configurations.build]
+cwd = "/tmp"
+env = { REMORA_ROLE = "builder" }
+idle_timeout = "15m"
+max_idle_timeout = "1h"
+max_sessions = 1
+
+[configurations.tiny]
+buffering = "drop"
+buffer_limit = "64KiB"
+"#;
+
+fn config_check(sshd: &Sshd) -> (i32, String) {
+    let mut check = Command::new(&binaries().agent);
+    check.args(["config", "check", "--state-dir"]).arg(sshd.state_dir());
+    let output = run(&mut check, TIMEOUT).unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn new_uses_a_named_configuration_and_its_limits() {
+    let sshd = Sshd::start().unwrap();
+    write_agent_config(&sshd, CONFIG);
+    let host = sshd.alias();
+    remora(&sshd, &["new", host, "--name", "b", "--config", "build"]).ok();
+    let listed = session(&sshd, "b");
+    assert_eq!(
+        (listed["configuration"].as_str(), listed["idle_timeout_secs"].as_u64()),
+        (Some("build"), Some(900))
+    );
+    assert_eq!(
+        remora(&sshd, &["invoke", host, "--name", "b", "--", "echo $REMORA_ROLE $PWD"]).ok(),
+        "builder /tmp\n"
+    );
+
+    let full = remora(&sshd, &["new", host, "--name", "b2", "--config", "build"]);
+    assert!(
+        full.status == 1 && full.stderr.contains("allows 1 sessions"),
+        "{full:?}"
+    );
+    let unknown = remora(&sshd, &["new", host, "--name", "x", "--config", "nope"]);
+    assert!(
+        unknown
+            .stderr
+            .contains("no configuration named \"nope\"; this agent has: build, default, tiny"),
+        "{unknown:?}"
+    );
+    let too_long = remora(
+        &sshd,
+        &["invoke", host, "--name", "b", "--idle-timeout", "2h", "--", "true"],
+    );
+    assert!(
+        too_long.status == 1 && too_long.stderr.contains("3600 s"),
+        "{too_long:?}"
+    );
+    assert_eq!(
+        session(&sshd, "b")["idle_timeout_secs"],
+        900,
+        "a refused change changes nothing"
+    );
+}
+
+#[test]
+fn config_check_validates_and_a_bad_file_keeps_the_last_good_one() {
+    let sshd = Sshd::start().unwrap();
+    write_agent_config(&sshd, CONFIG);
+    let (status, shown) = config_check(&sshd);
+    assert_eq!(status, 0, "{shown}");
+    assert!(
+        shown.contains("[configurations.build]") && shown.contains("buffering = \"drop\""),
+        "{shown}"
+    );
+    remora(&sshd, &["new", sshd.alias(), "--name", "first"]).ok();
+
+    write_agent_config(&sshd, "[configurations.tiny]\nbufering = \"drop\"\n");
+    let (status, shown) = config_check(&sshd);
+    assert_eq!(status, 1);
+    assert!(
+        shown.contains("unknown field") && shown.contains("bufering"),
+        "names the mistake: {shown}"
+    );
+    remora(&sshd, &["new", sshd.alias(), "--name", "still", "--config", "tiny"]).ok();
+    let log = std::fs::read_to_string(sshd.state_dir().join("log/daemon.log")).unwrap();
+    assert!(
+        log.contains("keeping the last good configuration"),
+        "the daemon reports it"
+    );
+}
