@@ -102,9 +102,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|err| format!("invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"))
 }
 
-/// The `ls` table, like Get-PSSession plus expiry and command counts.
+/// The `ls` table, like Get-PSSession (Id is the instance id) plus command counts and expiry.
 pub fn session_table(sessions: &[SessionInfo]) -> String {
     let header = [
+        "Id",
         "Name",
         "Host",
         "State",
@@ -113,7 +114,6 @@ pub fn session_table(sessions: &[SessionInfo]) -> String {
         "Running",
         "Done",
         "Expires",
-        "InstanceId",
     ];
     let rows: Vec<[String; 9]> = sessions.iter().map(session_row).collect();
     let mut widths = header.map(str::len);
@@ -132,6 +132,7 @@ pub fn session_table(sessions: &[SessionInfo]) -> String {
 
 fn session_row(s: &SessionInfo) -> [String; 9] {
     [
+        s.instance_id.to_string(),
         s.name.clone(),
         s.host.clone(),
         format!("{:?}", s.state),
@@ -140,7 +141,6 @@ fn session_row(s: &SessionInfo) -> [String; 9] {
         (s.commands_running + s.commands_queued).to_string(),
         s.commands_completed.to_string(),
         s.expires_at.map_or_else(|| "-".into(), timestamp),
-        s.instance_id.to_string(),
     ]
 }
 

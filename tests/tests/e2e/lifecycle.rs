@@ -152,3 +152,55 @@ fn idle_timeouts_are_validated() {
     remora(&sshd, &["new", sshd.alias(), "--name", "x", "--idle-timeout", "90m"]).ok();
     assert_eq!(session(&sshd, "x")["idle_timeout_secs"], 5400);
 }
+
+#[test]
+fn connect_can_change_the_idle_timeout() {
+    let sshd = Sshd::start().unwrap();
+    remora(&sshd, &["invoke", sshd.alias(), "--name", "t", "--", "echo done"]).ok();
+    let attached = remora(
+        &sshd,
+        &["connect", sshd.alias(), "--name", "t", "--idle-timeout", "45m"],
+    );
+    assert_eq!(
+        attached.status, 0,
+        "nothing running, so connect returns at once: {attached:?}"
+    );
+    assert_eq!(session(&sshd, "t")["idle_timeout_secs"], 2700);
+}
+
+#[test]
+fn a_runspace_that_dies_on_its_own_breaks_the_session_and_keeps_its_output() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let shell_pid: i32 = remora(&sshd, &["invoke", host, "--name", "r", "--", "echo $$"])
+        .ok()
+        .trim()
+        .parse()
+        .unwrap();
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "r",
+            "--disconnected",
+            "--",
+            "echo kept for later",
+        ],
+    )
+    .ok();
+    wait_until("the command to finish", || {
+        session(&sshd, "r")["commands_completed"] == 2
+    })
+    .unwrap();
+    nix::sys::signal::kill(Pid::from_raw(shell_pid), Signal::SIGKILL).unwrap();
+
+    wait_until("the session to break", || session(&sshd, "r")["state"] == "Broken").unwrap();
+    let reason = session(&sshd, "r")["broken_reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("exited with status 137"), "{reason}");
+    assert_eq!(
+        remora(&sshd, &["receive", host, "--name", "r"]).stdout,
+        "kept for later\n"
+    );
+}

@@ -72,6 +72,11 @@ fn rm_with_a_glob_removes_only_the_matches() {
         .collect();
     assert_eq!(names, ["other"]);
 
+    remora(&sshd, &["new", sshd.alias(), "--name", "third"]).ok();
+    let both = remora(&sshd, &["rm", sshd.alias(), "--name", "other", "--name", "third"]).ok();
+    assert_eq!(both.matches("removed").count(), 2, "several names at once: {both}");
+    assert!(ls_json(&sshd).is_empty());
+
     let none = remora(&sshd, &["rm", sshd.alias(), "--name", "build-*"]);
     assert_eq!(none.status, 1, "removing nothing is an error: {none:?}");
 }
