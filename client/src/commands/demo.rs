@@ -55,7 +55,7 @@ async fn tour(options: &SshOptions) -> anyhow::Result<u8> {
             ..NewSession::default()
         })
         .await?;
-    print!("{}", output::session_table(&[session]));
+    print!("{}", output::session_table(&as_typed(vec![session])));
 
     step(&format!(
         "remora invoke {HOST} --name {SESSION} --disconnected -- '{LONG_JOB}'"
@@ -71,7 +71,7 @@ async fn tour(options: &SshOptions) -> anyhow::Result<u8> {
         "remora ls {HOST}    # from a new connection, while the command runs"
     ));
     let mut client = Client::connect(HOST, options).await?;
-    print!("{}", output::session_table(&client.list(None).await?));
+    print!("{}", output::session_table(&as_typed(client.list(None).await?)));
 
     step(&format!(
         "remora receive {HOST} --name {SESSION}    # everything so far, then live to the end"
@@ -111,6 +111,14 @@ async fn tour(options: &SshOptions) -> anyhow::Result<u8> {
     client.close().await?;
     println!("\ndemo finished: try the same verbs against your own hosts (see README.md)");
     Ok(0)
+}
+
+/// Sessions shown under the host name the user typed, as the CLI shows them.
+fn as_typed(sessions: Vec<remora_wire::SessionInfo>) -> Vec<remora_wire::SessionInfo> {
+    sessions
+        .into_iter()
+        .map(|s| remora_wire::SessionInfo { host: HOST.into(), ..s })
+        .collect()
 }
 
 fn step(command: &str) {
