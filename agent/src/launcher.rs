@@ -56,14 +56,7 @@ pub async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
 
 /// Blocks until this process is the only one starting a daemon.
 fn lock_spawn(paths: &StatePaths) -> Result<Flock<fs::File>> {
-    let path = paths.spawn_lock();
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(AgentError::io("cannot open", &path))?;
+    let file = crate::paths::open_lock_file(&paths.spawn_lock())?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
 }
 

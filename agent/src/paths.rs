@@ -98,6 +98,18 @@ impl StatePaths {
     }
 }
 
+/// Opens (creating, 0600) a file used only for its flock.
+pub fn open_lock_file(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(AgentError::io("cannot open lock file", path))
+}
+
 /// Creates `dir` (and missing parents) with mode 0700, then refuses it unless it is a real
 /// directory owned by us without group/world access.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {

@@ -269,7 +269,7 @@ fn hello() -> Hello {
         capabilities: Vec::new(),
         client: ClientInfo {
             host: local_host_name(),
-            user: local_user_name(),
+            user: crate::ssh::local_user(),
             pid: std::process::id(),
         },
     }
@@ -292,15 +292,4 @@ pub fn local_host_name() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// This process's user name.
-pub fn local_user_name() -> String {
-    std::env::var("USER").unwrap_or_else(|_| {
-        let uid = nix::unistd::getuid();
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map_or_else(|| uid.to_string(), |u| u.name)
-    })
 }

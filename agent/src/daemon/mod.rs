@@ -8,12 +8,7 @@ mod accept;
 mod reaper;
 mod state;
 
-use std::{
-    fs,
-    io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    sync::Arc,
-};
+use std::{fs, io::Write, os::unix::fs::PermissionsExt, sync::Arc};
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{net::UnixListener, signal::unix::SignalKind};
@@ -81,13 +76,7 @@ async fn shutdown(daemon: &Arc<Daemon>, paths: &StatePaths) {
 /// Takes the daemon's lifetime lock and records our pid; `None` if another daemon holds it.
 fn lock_pid_file(paths: &StatePaths) -> Result<Option<Flock<fs::File>>> {
     let path = paths.pid_file();
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(AgentError::io("cannot open pid file", &path))?;
+    let file = crate::paths::open_lock_file(&path)?;
     let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),

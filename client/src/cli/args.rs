@@ -79,6 +79,36 @@ pub enum BufferingArg {
     Spill,
 }
 
+/// Which session: by name or by instance id.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SessionSelect {
+    /// Session name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Session instance id.
+    #[arg(long)]
+    pub id: Option<Uuid>,
+}
+
+impl SessionSelect {
+    /// The wire reference (`--id` wins; clap lets only one through).
+    pub fn reference(&self) -> remora_wire::SessionRef {
+        match (&self.name, self.id) {
+            (_, Some(id)) => remora_wire::SessionRef::Id(id),
+            (Some(name), None) => remora_wire::SessionRef::Name(name.clone()),
+            (None, None) => unreachable!("clap requires --name or --id"),
+        }
+    }
+
+    /// The session as the user named it, for messages.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.id.map(|id| id.to_string()).unwrap_or_default())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct NewArgs {
     /// `[user@]host[:port]` or an ssh_config alias.
@@ -136,15 +166,10 @@ pub struct InvokeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("session").required(true))]
 pub struct ReceiveArgs {
     pub host: String,
-    /// Session name.
-    #[arg(long, group = "session")]
-    pub name: Option<String>,
-    /// Session instance id.
-    #[arg(long, group = "session")]
-    pub id: Option<Uuid>,
+    #[command(flatten)]
+    pub session: SessionSelect,
     /// Only this job (command id, from `invoke --job` or `jobs`), followed to its end.
     #[arg(long, value_name = "ID")]
     pub job: Option<u64>,
@@ -154,15 +179,10 @@ pub struct ReceiveArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("session").required(true))]
 pub struct ConnectArgs {
     pub host: String,
-    /// Session name.
-    #[arg(long, group = "session")]
-    pub name: Option<String>,
-    /// Session instance id.
-    #[arg(long, group = "session")]
-    pub id: Option<Uuid>,
+    #[command(flatten)]
+    pub session: SessionSelect,
     /// Take the session over from the client attached to it (that client is told).
     #[arg(long)]
     pub force: bool,
@@ -172,15 +192,10 @@ pub struct ConnectArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("session").required(true))]
 pub struct DisconnectArgs {
     pub host: String,
-    /// Session name.
-    #[arg(long, group = "session")]
-    pub name: Option<String>,
-    /// Session instance id.
-    #[arg(long, group = "session")]
-    pub id: Option<Uuid>,
+    #[command(flatten)]
+    pub session: SessionSelect,
     /// New idle timeout, counted from now (e.g. 90s, 15m, 2h, 1d).
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
@@ -193,30 +208,20 @@ pub struct DisconnectArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("session").required(true))]
 pub struct JobsArgs {
     pub host: String,
-    /// Session name.
-    #[arg(long, group = "session")]
-    pub name: Option<String>,
-    /// Session instance id.
-    #[arg(long, group = "session")]
-    pub id: Option<Uuid>,
+    #[command(flatten)]
+    pub session: SessionSelect,
     /// Print a JSON array.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("session").required(true))]
 pub struct StopArgs {
     pub host: String,
-    /// Session name.
-    #[arg(long, group = "session")]
-    pub name: Option<String>,
-    /// Session instance id.
-    #[arg(long, group = "session")]
-    pub id: Option<Uuid>,
+    #[command(flatten)]
+    pub session: SessionSelect,
     /// The job to stop (default: the running one).
     #[arg(long, value_name = "ID")]
     pub job: Option<u64>,

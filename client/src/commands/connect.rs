@@ -3,19 +3,16 @@
 
 use remora_wire::Receive;
 
-use super::{new::parse_idle_timeout, receive::receive_on_hosts, receive::session_ref};
+use super::{new::parse_idle_timeout, receive::receive_on_hosts};
 use crate::cli::{Cli, ConnectArgs};
 
 pub async fn run(cli: &Cli, args: &ConnectArgs) -> anyhow::Result<u8> {
     let request = Receive {
         force: args.force,
         idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
-        ..Receive::follow_all(session_ref(&args.name, args.id))
+        ..Receive::follow_all(args.session.reference())
     };
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| args.id.map(|id| id.to_string()).unwrap_or_default());
+    let name = args.session.label();
     eprintln!(
         "remora: attached to {name} on {}; Ctrl-C detaches, commands keep running",
         args.host

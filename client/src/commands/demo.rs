@@ -179,7 +179,7 @@ fn write_ssh_config(dir: &Path, server: &DemoServer, identity: &Path) -> anyhow:
         host_key.public_key().to_openssh()?
     );
     fs::write(&known_hosts, line)?;
-    let user = crate::connection::local_user_name();
+    let user = crate::ssh::local_user();
     let config = format!(
         "Host {HOST}\n  HostName 127.0.0.1\n  Port {}\n  User {user}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
         server.addr.port(),

@@ -6,14 +6,13 @@ use remora_wire::{Disconnect, SessionInfo};
 use super::{
     fanout::{on_each, report_failures, split_hosts, successes},
     new::{buffering, parse_idle_timeout, print_sessions},
-    receive::session_ref,
     with_client,
 };
 use crate::cli::{Cli, DisconnectArgs};
 
 pub async fn run(cli: &Cli, args: &DisconnectArgs) -> anyhow::Result<u8> {
     let request = Disconnect {
-        session: session_ref(&args.name, args.id),
+        session: args.session.reference(),
         idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
         buffering: args.buffering.map(buffering),
     };

@@ -2,7 +2,6 @@
 
 use super::{
     fanout::{on_each, report_failures, split_hosts, successes},
-    receive::session_ref,
     with_client,
 };
 use crate::{
@@ -11,7 +10,7 @@ use crate::{
 };
 
 pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
-    let session = session_ref(&args.name, args.id);
+    let session = args.session.reference();
     let hosts = split_hosts(&args.host)?;
     let results = on_each(&hosts, |host| {
         let session = session.clone();

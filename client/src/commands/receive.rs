@@ -1,7 +1,7 @@
 //! `remora receive HOST[,HOST…] (--name N | --id UUID) [--job ID] [--keep]`: print output not
 //! yet received (Receive-PSSession, Receive-Job).
 
-use remora_wire::{Receive, SessionRef};
+use remora_wire::Receive;
 
 use super::{
     combined_status, exit_status,
@@ -17,7 +17,7 @@ pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
     let request = Receive {
         command: args.job,
         keep: args.keep,
-        ..Receive::follow_all(session_ref(&args.name, args.id))
+        ..Receive::follow_all(args.session.reference())
     };
     receive_on_hosts(cli, &args.host, request).await
 }
@@ -47,13 +47,4 @@ pub async fn receive_on_hosts(cli: &Cli, host_spec: &str, request: Receive) -> a
     let failures = report_failures(&results);
     let statuses: Vec<u8> = successes(results).into_iter().map(|(_, status)| status).collect();
     Ok(combined_status(failures, &statuses))
-}
-
-/// `--id` wins over `--name` (clap lets only one through).
-pub fn session_ref(name: &Option<String>, id: Option<uuid::Uuid>) -> SessionRef {
-    match (name, id) {
-        (_, Some(id)) => SessionRef::Id(id),
-        (Some(name), None) => SessionRef::Name(name.clone()),
-        (None, None) => unreachable!("clap requires --name or --id"),
-    }
 }

@@ -2,13 +2,12 @@
 
 use super::{
     fanout::{on_each, report_failures, split_hosts, successes},
-    receive::session_ref,
     with_client,
 };
 use crate::cli::{Cli, StopArgs};
 
 pub async fn run(cli: &Cli, args: &StopArgs) -> anyhow::Result<u8> {
-    let session = session_ref(&args.name, args.id);
+    let session = args.session.reference();
     let hosts = split_hosts(&args.host)?;
     let results = on_each(&hosts, |host| {
         let session = session.clone();

@@ -10,5 +10,5 @@ mod target;
 
 pub use connect::{SshLink, SubsystemStream};
 pub use error::SshError;
-pub use settings::{home_dir, resolve, HostSettings, SshOptions, StrictHostKeyChecking};
+pub use settings::{home_dir, local_user, resolve, HostSettings, SshOptions, StrictHostKeyChecking};
 pub use target::Target;
