@@ -46,6 +46,7 @@ where
         let ctx = Arc::new(Ctx {
             conn: daemon.next_conn_id(),
             from: describe_client(&hello, &origin),
+            client_id: hello.client.id,
             closed: daemon.shutdown.child_token(),
             daemon,
             tx,

@@ -15,9 +15,15 @@ use remora_wire::{
     Receiving, RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, Welcome, SUBSYSTEM_NAME,
 };
 
+use std::time::Instant;
+
+use remora_wire::RequestId;
+
 use crate::{
     connection::{Connection, OutputSink, Transport},
+    error::ClientError,
     error::Result,
+    resume::{OnceSink, ReconnectEvent, ReconnectPolicy},
     ssh::{self, SshLink, SshOptions, Target},
 };
 
@@ -29,6 +35,15 @@ pub struct Client {
     connection: Connection<BoxedTransport>,
     /// Keeps the SSH connection open as long as the client lives.
     link: Option<SshLink>,
+    /// How to reach the host again after the link breaks (clients made by `connect`).
+    target: Option<(String, SshOptions)>,
+    reconnect: ReconnectPolicy,
+}
+
+/// What to resume after a reconnect: the session, and the one job when only it was followed.
+struct Resume {
+    session: uuid::Uuid,
+    command: Option<u64>,
 }
 
 /// What an invoke produced.
@@ -41,8 +56,8 @@ pub struct InvokeOutcome {
 
 impl Client {
     /// Connects over SSH to `target` (`[user@]host[:port]` or an ssh_config alias) and greets its agent.
-    pub async fn connect(target: &str, options: &SshOptions) -> Result<Self> {
-        let target: Target = target.parse()?;
+    pub async fn connect(target_text: &str, options: &SshOptions) -> Result<Self> {
+        let target: Target = target_text.parse()?;
         let settings = ssh::resolve(&target, options)?;
         let link = SshLink::connect(&settings).await?;
         let stream = link.open_subsystem(SUBSYSTEM_NAME).await?;
@@ -50,7 +65,14 @@ impl Client {
         Ok(Self {
             connection,
             link: Some(link),
+            target: Some((target_text.to_string(), options.clone())),
+            reconnect: ReconnectPolicy::disabled(),
         })
+    }
+
+    /// Makes attached invokes and receives survive a broken link (see [`ReconnectPolicy`]).
+    pub fn set_reconnect(&mut self, policy: ReconnectPolicy) {
+        self.reconnect = policy;
     }
 
     /// Greets an agent over an already open byte stream (a unix socket, a test duplex).
@@ -58,6 +80,8 @@ impl Client {
         Ok(Self {
             connection: Connection::open(stream, host).await?,
             link: None,
+            target: None,
+            reconnect: ReconnectPolicy::disabled(),
         })
     }
 
@@ -133,10 +157,15 @@ impl Client {
         let AgentBody::Invoked(invoked) = first else {
             return Err(self.connection.unexpected(&first));
         };
-        let end = if follow {
-            Some(self.connection.follow_stream(id, sink, true).await?)
-        } else {
-            None
+        let end = match follow {
+            true => {
+                let resume = Resume {
+                    session: invoked.session.instance_id,
+                    command: Some(invoked.command.id),
+                };
+                Some(self.follow_resuming(id, sink, true, resume).await?)
+            }
+            false => None,
         };
         Ok(InvokeOutcome { invoked, end })
     }
@@ -144,12 +173,106 @@ impl Client {
     /// Receives every unacknowledged output of a session into `sink` (Receive-PSSession).
     pub async fn receive(&mut self, request: Receive, sink: &mut dyn OutputSink) -> Result<(Receiving, StreamEnd)> {
         let acknowledge = !request.keep;
+        let command = request.command;
         let (id, first) = self.connection.start_stream(ClientBody::Receive(request)).await?;
         let AgentBody::Receiving(receiving) = first else {
             return Err(self.connection.unexpected(&first));
         };
-        let end = self.connection.follow_stream(id, sink, acknowledge).await?;
+        let resume = Resume {
+            session: receiving.session.instance_id,
+            command,
+        };
+        let end = self.follow_resuming(id, sink, acknowledge, resume).await?;
         Ok((receiving, end))
+    }
+
+    /// Follows a stream; when the link breaks and the policy allows, reconnects to the same
+    /// agent, resumes the same session (or job) and goes on, writing nothing twice.
+    async fn follow_resuming(
+        &mut self,
+        mut id: RequestId,
+        sink: &mut dyn OutputSink,
+        acknowledge: bool,
+        resume: Resume,
+    ) -> Result<StreamEnd> {
+        let mut once = OnceSink::new(sink);
+        loop {
+            match self.connection.follow_stream(id, &mut once, acknowledge).await {
+                Err(err) if err.is_connection_failure() && self.can_reconnect() => {
+                    id = self.reconnect_and_resume(&err, &resume, acknowledge).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn can_reconnect(&self) -> bool {
+        self.target.is_some() && !self.reconnect.window.is_zero()
+    }
+
+    /// Reconnects within the policy's window and restarts the stream; returns its request id.
+    async fn reconnect_and_resume(
+        &mut self,
+        cause: &ClientError,
+        resume: &Resume,
+        acknowledge: bool,
+    ) -> Result<RequestId> {
+        let (target, options) = self.target.clone().expect("checked by can_reconnect");
+        let agent_id = self.agent().agent_id;
+        let policy = self.reconnect.clone();
+        let since = Instant::now();
+        policy.report(ReconnectEvent::LinkLost {
+            error: cause.to_string(),
+        });
+        loop {
+            tokio::time::sleep(policy.interval).await;
+            match Client::connect(&target, &options).await {
+                Ok(fresh) if fresh.agent().agent_id == agent_id => {
+                    let link = std::mem::replace(
+                        self,
+                        Client {
+                            reconnect: policy.clone(),
+                            ..fresh
+                        },
+                    );
+                    drop(link);
+                    let request = Receive {
+                        command: resume.command,
+                        keep: !acknowledge,
+                        ..Receive::follow_all(SessionRef::Id(resume.session))
+                    };
+                    let (id, first) = self.connection.start_stream(ClientBody::Receive(request)).await?;
+                    if !matches!(first, AgentBody::Receiving(_)) {
+                        return Err(self.connection.unexpected(&first));
+                    }
+                    policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
+                    return Ok(id);
+                }
+                Ok(other) => {
+                    return Err(ClientError::Unexpected {
+                        host: target,
+                        what: format!(
+                            "a different agent answered ({} instead of {agent_id})",
+                            other.agent().agent_id
+                        ),
+                    })
+                }
+                Err(err) if err.is_connection_failure() && policy.allows(since) => {
+                    policy.report(ReconnectEvent::Retrying {
+                        elapsed: since.elapsed(),
+                        error: err.to_string(),
+                    });
+                }
+                Err(err) => {
+                    policy.report(ReconnectEvent::GaveUp { after: since.elapsed() });
+                    return Err(ClientError::GaveUp {
+                        host: target,
+                        session: resume.session,
+                        source: Box::new(err),
+                    });
+                }
+            }
+        }
     }
 
     /// Closes the connection politely.

@@ -18,8 +18,9 @@ use crate::error::{ClientError, Result};
 
 /// How long a clean close waits for the agent to finish with this connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Output is acknowledged at the latest this long after it was written…
-const ACK_DELAY: Duration = Duration::from_millis(50);
+/// Output is acknowledged as soon as no further frame is waiting (so an idle stream is fully
+/// acknowledged and a client that dies then has nothing unacknowledged on screen)…
+const ACK_DELAY: Duration = Duration::ZERO;
 /// …or once this many bytes are unacknowledged.
 const ACK_BYTES: u64 = DEFAULT_WINDOW / 4;
 
@@ -271,8 +272,15 @@ fn hello() -> Hello {
             host: local_host_name(),
             user: crate::ssh::local_user(),
             pid: std::process::id(),
+            id: Some(client_id()),
         },
     }
+}
+
+/// This process's client id, the same on every connection it makes.
+fn client_id() -> Uuid {
+    static ID: std::sync::OnceLock<Uuid> = std::sync::OnceLock::new();
+    *ID.get_or_init(Uuid::new_v4)
 }
 
 fn placeholder_welcome() -> Welcome {

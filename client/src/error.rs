@@ -30,6 +30,14 @@ pub enum ClientError {
     /// The agent answered with something that does not fit the request.
     #[error("{host}: unexpected reply from remora-agent ({what}); are client and agent versions compatible?")]
     Unexpected { host: String, what: String },
+    /// The link broke and reconnecting did not succeed within the policy's window.
+    #[error("{host}: the link broke and reconnecting failed ({source}); the session is still on the host: collect its output with `remora receive {host} --id {session}`")]
+    GaveUp {
+        host: String,
+        session: uuid::Uuid,
+        #[source]
+        source: Box<ClientError>,
+    },
     /// Writing received output locally failed; nothing was acknowledged past what was written.
     #[error("cannot write received output: {0}")]
     Output(#[source] std::io::Error),
@@ -40,7 +48,7 @@ impl ClientError {
     pub fn is_connection_failure(&self) -> bool {
         matches!(
             self,
-            ClientError::Ssh(_) | ClientError::Wire { .. } | ClientError::Closed { .. }
+            ClientError::Ssh(_) | ClientError::Wire { .. } | ClientError::Closed { .. } | ClientError::GaveUp { .. }
         )
     }
 

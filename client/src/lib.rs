@@ -9,6 +9,7 @@ pub mod connection;
 mod error;
 pub mod output;
 pub mod registry;
+pub mod resume;
 pub mod ssh;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};

@@ -91,6 +91,9 @@ pub struct ClientInfo {
     pub user: String,
     #[serde(default)]
     pub pid: u32,
+    /// Random per client process: a reconnecting client takes its own stale attachment back.
+    #[serde(default)]
+    pub id: Option<Uuid>,
 }
 
 /// Names a session by its name or by its instance id.

@@ -61,6 +61,7 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
             host: "laptop".into(),
             user: "ada".into(),
             pid: 4242,
+            id: Some(AGENT),
         },
     };
     let frame = |id, body| ClientFrame { id, body };

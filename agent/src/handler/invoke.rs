@@ -27,7 +27,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
     let lease = match request.follow {
         true => Some(
             session
-                .attach(ctx.conn, &ctx.from, false)
+                .attach(ctx.conn, &ctx.from, ctx.client_id, false)
                 .map_err(|r| refusal_for(&session, r))?,
         ),
         false => None,

@@ -29,6 +29,8 @@ pub struct Ctx {
     pub conn: ConnId,
     /// Who the client is and where it connects from, for `ls` and logs.
     pub from: String,
+    /// The client process's id: the same client reconnecting takes its own attachment back.
+    pub client_id: Option<uuid::Uuid>,
     pub tx: mpsc::Sender<AgentFrame>,
     /// Cancelled when the connection ends.
     pub closed: CancellationToken,

@@ -31,7 +31,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
         .map(|secs| check_idle_timeout(session.settings().max_idle_timeout_secs, secs))
         .transpose()?;
     let lease = session
-        .attach(ctx.conn, &ctx.from, request.force)
+        .attach(ctx.conn, &ctx.from, ctx.client_id, request.force)
         .map_err(|r| refusal_for(&session, r))?;
     session.update_settings(idle_timeout, None);
     let receiving = Receiving {

@@ -59,6 +59,8 @@ struct Lease {
     since: UnixMillis,
     /// Cancelled when another client takes the session over or it is disconnected by force.
     token: CancellationToken,
+    /// The attached client process, when it said.
+    client: Option<Uuid>,
 }
 
 /// Why a stop request could not be honoured.
@@ -290,11 +292,20 @@ impl Session {
     /// Attaches `conn`. Another client's attachment refuses it (Busy) unless `force`, which takes
     /// the session over and ends the other client's stream. Returns the attachment's token,
     /// cancelled if this client later loses the session by force.
-    pub fn attach(&self, conn: ConnId, from: &str, force: bool) -> Result<CancellationToken, SessionRefusal> {
+    ///
+    /// The same client process (`client`) reconnecting after its link broke takes its own
+    /// attachment back without `force`: the agent may not have noticed the old link die yet.
+    pub fn attach(
+        &self,
+        conn: ConnId,
+        from: &str,
+        client: Option<Uuid>,
+        force: bool,
+    ) -> Result<CancellationToken, SessionRefusal> {
         let mut inner = self.lock();
         match &inner.lease {
             Some(lease) if lease.conn == conn => return Ok(lease.token.clone()),
-            Some(lease) if !force => {
+            Some(lease) if !force && (client.is_none() || lease.client != client) => {
                 return Err(SessionRefusal::Busy {
                     from: lease.from.clone(),
                     since: lease.since,
@@ -312,6 +323,7 @@ impl Session {
             from: from.to_string(),
             since: now_millis(),
             token: token.clone(),
+            client,
         });
         inner.disconnected_at = None;
         drop(inner);

@@ -26,6 +26,10 @@ pub struct Cli {
     /// ssh_config option, like `-o StrictHostKeyChecking=accept-new`; may be repeated.
     #[arg(short = 'o', global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
+    /// When the link breaks during invoke, receive or connect, keep reconnecting this long
+    /// (every second) and resume; `0` disables.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "4m")]
+    pub reconnect_for: String,
     /// More diagnostics on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

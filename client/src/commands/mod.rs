@@ -14,6 +14,7 @@ mod stop;
 
 use crate::{
     cli::{Cli, Verb},
+    resume::{ReconnectEvent, ReconnectPolicy},
     Client,
 };
 
@@ -33,9 +34,38 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Connects to one host with the command line's SSH settings.
-async fn connect(cli: &Cli, host: &str) -> crate::Result<Client> {
-    Client::connect(host, &cli.ssh_options()).await
+/// Connects to one host with the command line's SSH settings and reconnect policy.
+async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
+    let mut client = Client::connect(host, &cli.ssh_options()).await?;
+    client.set_reconnect(reconnect_policy(cli, host)?);
+    Ok(client)
+}
+
+/// `--reconnect-for`, reporting each step on stderr.
+fn reconnect_policy(cli: &Cli, host: &str) -> anyhow::Result<ReconnectPolicy> {
+    let window = crate::output::parse_duration(&cli.reconnect_for).map_err(anyhow::Error::msg)?;
+    let host = host.to_string();
+    let report = move |event: &ReconnectEvent| match event {
+        ReconnectEvent::LinkLost { error } => eprintln!(
+            "remora: {host}: link lost ({error}); reconnecting for up to {}",
+            crate::output::duration(window.as_secs())
+        ),
+        ReconnectEvent::Retrying { elapsed, .. } => {
+            eprintln!("remora: {host}: link lost, retrying ({}s)...", elapsed.as_secs())
+        }
+        ReconnectEvent::Resumed { after } => eprintln!(
+            "remora: {host}: resumed after {:.1}s, from the first byte not yet received",
+            after.as_secs_f64()
+        ),
+        ReconnectEvent::GaveUp { after } => {
+            eprintln!("remora: {host}: gave up reconnecting after {}s", after.as_secs())
+        }
+    };
+    Ok(ReconnectPolicy {
+        window,
+        on_event: Some(std::sync::Arc::new(report)),
+        ..ReconnectPolicy::default()
+    })
 }
 
 /// Connects to `host`, runs `work`, and closes the connection cleanly.

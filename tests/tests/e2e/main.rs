@@ -12,6 +12,7 @@ mod jobs;
 mod library;
 mod lifecycle;
 mod many_hosts;
+mod reconnect;
 mod robustness;
 mod runspace;
 mod sessions;

@@ -2,11 +2,13 @@
 //! and shortcuts for running `remora`.
 
 mod process;
+mod proxy;
 mod sshd;
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
 pub use process::{live_command_lines, process_alive, run, run_child, wait_until};
+pub use proxy::FaultyLink;
 use serde_json::Value;
 pub use sshd::Sshd;
 

@@ -68,6 +68,20 @@ impl Sshd {
         Ok(())
     }
 
+    /// An ssh_config `Host` block reaching this sshd under `alias` through `port` (a proxy in
+    /// front of it), with the host key trusted on that port too and fast keepalives.
+    pub fn host_block_via(&self, alias: &str, port: u16) -> String {
+        let host_key = self.host_public_key();
+        let key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        let mut known = fs::read_to_string(self.known_hosts()).unwrap_or_default();
+        known.push_str(&format!("[127.0.0.1]:{port} {}\n", key.join(" ")));
+        fs::write(self.known_hosts(), known).expect("known_hosts is writable");
+        let block = self
+            .host_block(alias)
+            .replace(&format!("Port {}\n", self.port), &format!("Port {port}\n"));
+        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n"
+    }
+
     /// An ssh_config `Host` block reaching this sshd under `alias`.
     pub fn host_block(&self, alias: &str) -> String {
         format!(

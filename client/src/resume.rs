@@ -1,0 +1,133 @@
+//! Surviving a broken link: when a stream's connection fails, reconnect (every second, for up to
+//! the policy's window), check that the same agent answered, and resume the same session from the
+//! first unacknowledged entry. Entries this process already wrote are skipped, so output arrives
+//! exactly once even though the agent re-sends what was never acknowledged.
+
+use std::{
+    collections::HashMap,
+    io,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use remora_wire::{CommandEnded, Output, OutputDropped};
+
+use crate::OutputSink;
+
+/// What the client reports while it reconnects (the CLI prints these on stderr).
+#[derive(Debug, Clone)]
+pub enum ReconnectEvent {
+    /// The link broke; reconnecting starts.
+    LinkLost { error: String },
+    /// Still trying, `elapsed` after the link broke.
+    Retrying { elapsed: Duration, error: String },
+    /// Streaming again; the next entry delivered will be after what was already written.
+    Resumed { after: Duration },
+    /// The window passed without a working link.
+    GaveUp { after: Duration },
+}
+
+/// A callback told about reconnect steps.
+pub type EventHandler = Arc<dyn Fn(&ReconnectEvent) + Send + Sync>;
+
+/// How long and how often to try reconnecting. A zero window disables reconnecting.
+#[derive(Clone)]
+pub struct ReconnectPolicy {
+    pub window: Duration,
+    pub interval: Duration,
+    /// Told about every step, for a status line.
+    pub on_event: Option<EventHandler>,
+}
+
+impl Default for ReconnectPolicy {
+    /// Like PowerShell's robust connections: every second for up to four minutes.
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(240),
+            interval: Duration::from_secs(1),
+            on_event: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReconnectPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconnectPolicy")
+            .field("window", &self.window)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+impl ReconnectPolicy {
+    /// No reconnecting: a broken link ends the stream with its error.
+    pub fn disabled() -> Self {
+        Self {
+            window: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn report(&self, event: ReconnectEvent) {
+        if let Some(on_event) = &self.on_event {
+            on_event(&event);
+        }
+    }
+
+    /// Whether another attempt fits in the window that started at `since`.
+    pub(crate) fn allows(&self, since: Instant) -> bool {
+        since.elapsed() < self.window
+    }
+}
+
+/// Passes each entry to the inner sink at most once per command, across reconnects.
+pub(crate) struct OnceSink<'a> {
+    inner: &'a mut dyn OutputSink,
+    written: HashMap<u64, u64>,
+}
+
+impl<'a> OnceSink<'a> {
+    pub fn new(inner: &'a mut dyn OutputSink) -> Self {
+        Self {
+            inner,
+            written: HashMap::new(),
+        }
+    }
+
+    /// Records `seq` of `command`; false if it was already written.
+    fn first_time(&mut self, command: u64, seq: u64) -> bool {
+        let last = self.written.entry(command).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
+    }
+}
+
+impl OutputSink for OnceSink<'_> {
+    fn output(&mut self, output: &Output) -> io::Result<()> {
+        match self.first_time(output.command, output.seq) {
+            true => self.inner.output(output),
+            false => Ok(()),
+        }
+    }
+
+    fn dropped(&mut self, dropped: &OutputDropped) -> io::Result<()> {
+        match self.first_time(dropped.command, dropped.seq) {
+            true => self.inner.dropped(dropped),
+            false => Ok(()),
+        }
+    }
+
+    fn ended(&mut self, ended: &CommandEnded) -> io::Result<()> {
+        match self.first_time(ended.command, ended.seq) {
+            true => self.inner.ended(ended),
+            false => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

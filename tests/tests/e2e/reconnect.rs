@@ -1,0 +1,163 @@
+//! Broken links for real: a proxy between the client and sshd cuts or refuses connections while
+//! output streams; the client reconnects, resumes, and nothing is lost or duplicated.
+
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+};
+
+use crate::support::{binaries, run_child, session, FaultyLink, Sshd, TIMEOUT};
+
+/// A test sshd reached through a `FaultyLink` under the alias `flaky`.
+struct Flaky {
+    sshd: Sshd,
+    link: FaultyLink,
+    config: std::path::PathBuf,
+}
+
+impl Flaky {
+    fn start() -> Flaky {
+        let sshd = Sshd::start().unwrap();
+        let link = FaultyLink::start(([127, 0, 0, 1], sshd.port()).into()).unwrap();
+        let config = sshd.dir().join("flaky_config");
+        std::fs::write(&config, sshd.host_block_via("flaky", link.port())).unwrap();
+        Flaky { sshd, link, config }
+    }
+
+    fn remora(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&binaries().remora);
+        command
+            .arg("-F")
+            .arg(&self.config)
+            .args(args)
+            .env("HOME", self.sshd.dir().join("home"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Writes `len` bytes of deterministic noise to a file on the "host" and returns them.
+    fn noise_file(&self, len: usize) -> (std::path::PathBuf, Vec<u8>) {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let path = self.sshd.dir().join("noise.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+}
+
+/// Reads a child's stdout to the end, cutting the link each time another `every` bytes arrived
+/// (up to `cuts` times). Returns what was read.
+fn read_with_cuts(child: &mut std::process::Child, link: &FaultyLink, every: usize, cuts: usize) -> Vec<u8> {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut done, mut cut_at_connection) = (0, 0);
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            return got;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let reconnected = link.connections() > cut_at_connection;
+        if done < cuts && got.len() >= every * (done + 1) && reconnected {
+            cut_at_connection = link.connections();
+            link.cut();
+            done += 1;
+        }
+    }
+}
+
+#[test]
+fn a_40_mb_stream_survives_two_cuts_byte_for_byte() {
+    let flaky = Flaky::start();
+    let (path, expected) = flaky.noise_file(40 * 1024 * 1024);
+    let command = format!("cat {}", path.display());
+    let mut child = flaky
+        .remora(&["invoke", "flaky", "--name", "big", "--", &command])
+        .spawn()
+        .unwrap();
+    let got = read_with_cuts(&mut child, &flaky.link, 12 * 1024 * 1024, 2);
+    let output = run_child(child, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(got.len(), expected.len(), "{stderr}");
+    assert!(got == expected, "every byte once, in order");
+    assert_eq!(stderr.matches("resumed after").count(), 2, "{stderr}");
+    assert!(flaky.link.connections() >= 3);
+}
+
+#[test]
+fn twenty_random_cuts_during_a_long_receive_lose_and_repeat_nothing() {
+    let flaky = Flaky::start();
+    let (path, expected) = flaky.noise_file(40 * 1024 * 1024);
+    let command = format!("cat {}", path.display());
+    let host = flaky.sshd.alias();
+    crate::support::remora(
+        &flaky.sshd,
+        &["invoke", host, "--name", "soak", "--disconnected", "--", &command],
+    )
+    .ok();
+    let mut child = flaky.remora(&["receive", "flaky", "--name", "soak"]).spawn().unwrap();
+    let every = 1536 * 1024 + (std::process::id() as usize % 4096);
+    let got = read_with_cuts(&mut child, &flaky.link, every, 20);
+    let output = run_child(child, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(got == expected, "{} of {} bytes; {stderr}", got.len(), expected.len());
+    assert!(flaky.link.connections() > 20, "cut 20 times: {stderr}");
+    assert!(stderr.contains("resumed after"), "{stderr}");
+}
+
+#[test]
+fn a_link_down_longer_than_reconnect_for_ends_with_the_command_to_resume() {
+    let flaky = Flaky::start();
+    let gate = flaky.sshd.dir().join("gate");
+    let command = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second",
+        gate.display()
+    );
+    let mut child = flaky
+        .remora(&[
+            "invoke",
+            "flaky",
+            "--name",
+            "s",
+            "--reconnect-for",
+            "3s",
+            "--",
+            &command,
+        ])
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"first\n");
+    crate::support::wait_until("the client to acknowledge what it printed", || {
+        session(&flaky.sshd, "s")["unacked_bytes"] == 0
+    })
+    .unwrap();
+    flaky.link.refuse(true);
+    flaky.link.cut();
+    let output = run_child(child, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(255), "{stderr}");
+    assert!(
+        stderr.contains("retrying") && stderr.contains("remora receive flaky --id"),
+        "{stderr}"
+    );
+
+    let id = session(&flaky.sshd, "s")["instance_id"].as_str().unwrap().to_string();
+    assert!(stderr.contains(&id), "names the session to resume: {stderr}");
+    std::fs::write(&gate, "").unwrap();
+    let rest = crate::support::remora(&flaky.sshd, &["receive", flaky.sshd.alias(), "--id", &id]).ok();
+    assert_eq!(rest, "second\n", "the session kept the rest");
+}
