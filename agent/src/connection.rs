@@ -5,11 +5,14 @@
 //! channel, so a client that stops reading stalls only its own connection. Requests that stream
 //! (invoke, receive) run as tasks of the connection and end with it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use remora_wire::{
-    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader, FrameWriter, Hello,
-    Welcome, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader, FrameWriter, Heartbeat,
+    Hello, Welcome, CAPABILITY_HEARTBEAT, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -19,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::{
+    clock::now_millis,
     daemon::Daemon,
     handler::{self, Ctx},
 };
@@ -29,6 +33,10 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const OUTBOX: usize = 256;
 /// Streaming requests one connection may run at once.
 const MAX_STREAMS: usize = 32;
+/// How often a quiet client is pinged…
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// …and how many intervals of silence mean its link is dead.
+const HEARTBEATS_MISSED: u32 = 3;
 /// Bytes batched into one write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
@@ -53,8 +61,14 @@ where
         });
         info!(conn = ctx.conn, from = %ctx.from, "client connected");
         let streams = TaskTracker::new();
-        request_loop(&ctx, &mut frames, &streams).await;
+        let heartbeat = hello.capabilities.iter().any(|c| c == CAPABILITY_HEARTBEAT);
+        let ended = request_loop(&ctx, &mut frames, &streams, heartbeat).await;
         ctx.closed.cancel();
+        if ended == LoopEnd::DeadLink {
+            // Nothing queued can reach a dead peer; close its side now so streams blocked on a
+            // full outbox let go and sshd ends the channel.
+            writer_task.abort();
+        }
         streams.close();
         streams.wait().await;
         ctx.detach_everywhere();
@@ -158,19 +172,43 @@ fn describe_client(hello: &Hello, origin: &str) -> String {
     }
 }
 
-async fn request_loop<R: AsyncRead + Unpin>(ctx: &Arc<Ctx>, frames: &mut FrameReader<R>, streams: &TaskTracker) {
+/// Why the request loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum LoopEnd {
+    /// The peer closed, sent garbage, or the daemon is stopping.
+    Closed,
+    /// The peer went silent past the heartbeat limit.
+    DeadLink,
+}
+
+async fn request_loop<R: AsyncRead + Unpin>(
+    ctx: &Arc<Ctx>,
+    frames: &mut FrameReader<R>,
+    streams: &TaskTracker,
+    heartbeat: bool,
+) -> LoopEnd {
+    let mut last_heard = Instant::now();
     loop {
         let read = tokio::select! {
             read = frames.read_frame() => read,
-            _ = ctx.closed.cancelled() => return,
+            _ = ctx.closed.cancelled() => return LoopEnd::Closed,
+            _ = tokio::time::sleep(HEARTBEAT), if heartbeat => {
+                if last_heard.elapsed() >= HEARTBEAT * HEARTBEATS_MISSED {
+                    info!(conn = ctx.conn, "client silent for {:?}; its link is dead, disconnecting it", last_heard.elapsed());
+                    return LoopEnd::DeadLink;
+                }
+                let _ = ctx.tx.try_send(AgentFrame { id: 0, body: AgentBody::Ping(Heartbeat { sent_at: now_millis() }) });
+                continue;
+            }
         };
+        last_heard = Instant::now();
         let body = match read {
             Ok(Some(body)) => body,
-            Ok(None) => return,
+            Ok(None) => return LoopEnd::Closed,
             Err(err) => {
                 ctx.send_error(0, ErrorCode::BadFrame, format!("{err}; closing the connection"))
                     .await;
-                return;
+                return LoopEnd::Closed;
             }
         };
         match decode::<ClientFrame>(body) {
@@ -191,6 +229,7 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
     let id = frame.id;
     match frame.body {
         ClientBody::Ack(ack) => handler::ack::handle(ctx, ack),
+        ClientBody::Pong(_) => {}
         ClientBody::Hello(_) => {
             ctx.send_error(id, ErrorCode::InvalidRequest, "hello was already received".into())
                 .await

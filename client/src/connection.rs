@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use remora_wire::{
     Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
-    Output, OutputDropped, RequestId, StreamEnd, Welcome, DEFAULT_WINDOW, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    Output, OutputDropped, RequestId, StreamEnd, Welcome, CAPABILITY_HEARTBEAT, DEFAULT_WINDOW, MAX_FRAME_LEN,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use uuid::Uuid;
@@ -224,6 +224,14 @@ impl<S: Transport> Connection<S> {
                 Ok(None) => return Err(self.closed()),
                 Err(source) => return Err(self.wire_error(source)),
             };
+            if let AgentBody::Ping(beat) = frame.body {
+                self.send_frame(ClientFrame {
+                    id: 0,
+                    body: ClientBody::Pong(beat),
+                })
+                .await?;
+                continue;
+            }
             if frame.id != id && frame.id != 0 {
                 continue;
             }
@@ -267,7 +275,7 @@ fn hello() -> Hello {
         protocol: PROTOCOL_VERSION,
         min_protocol: MIN_PROTOCOL_VERSION,
         software: format!("remora {}", env!("CARGO_PKG_VERSION")),
-        capabilities: Vec::new(),
+        capabilities: vec![CAPABILITY_HEARTBEAT.to_string()],
         client: ClientInfo {
             host: local_host_name(),
             user: crate::ssh::local_user(),

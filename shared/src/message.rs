@@ -61,6 +61,8 @@ pub enum ClientBody {
     Disconnect(Disconnect),
     /// The client has durably written a command's output up to `seq`. No reply.
     Ack(Ack),
+    /// Answer to the agent's [`AgentBody::Ping`]. No reply.
+    Pong(Heartbeat),
 }
 
 /// Opens a connection: versions, capabilities and who is asking.
@@ -277,6 +279,19 @@ pub enum AgentBody {
     Removed(SessionList),
     Commands(CommandList),
     Error(ErrorReply),
+    /// Sent to clients that announced [`CAPABILITY_HEARTBEAT`] when they have been quiet; a
+    /// client that stays silent for three intervals is disconnected (its link is dead).
+    Ping(Heartbeat),
+}
+
+/// Capability: the client answers [`AgentBody::Ping`] with [`ClientBody::Pong`].
+pub const CAPABILITY_HEARTBEAT: &str = "heartbeat";
+
+/// A heartbeat, echoed back unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    #[serde(default)]
+    pub sent_at: UnixMillis,
 }
 
 /// Reply to [`Hello`].

@@ -35,7 +35,29 @@ pub struct SshLink {
 
 impl SshLink {
     /// Connects, verifies the host key and authenticates.
+    ///
+    /// TCP and the key exchange are bounded by ConnectTimeout (30 s by default), so a link that
+    /// swallows packets fails instead of hanging; authentication is not, as it may wait for a
+    /// passphrase typed at the terminal.
     pub async fn connect(settings: &HostSettings) -> Result<SshLink, SshError> {
+        let limit = settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+        let handle = tokio::time::timeout(limit, Self::handshake(settings))
+            .await
+            .map_err(|_| SshError::ConnectTimeout {
+                host: settings.hostname.clone(),
+                port: settings.port,
+                secs: limit.as_secs(),
+            })??;
+        let mut link = SshLink {
+            handle,
+            host: settings.hostname.clone(),
+        };
+        link.authenticate(settings).await?;
+        Ok(link)
+    }
+
+    /// TCP connect and key exchange with host-key verification.
+    async fn handshake(settings: &HostSettings) -> Result<Handle<Verifier>, SshError> {
         let tcp = tcp_connect(settings).await?;
         let rejection = Arc::new(Mutex::new(None));
         let verifier = Verifier {
@@ -51,12 +73,7 @@ impl SshLink {
                     .take()
                     .unwrap_or(protocol(settings, source))
             })?;
-        let mut link = SshLink {
-            handle,
-            host: settings.hostname.clone(),
-        };
-        link.authenticate(settings).await?;
-        Ok(link)
+        Ok(handle)
     }
 
     /// Opens a session channel and starts the subsystem `name` on it.

@@ -161,3 +161,87 @@ fn a_link_down_longer_than_reconnect_for_ends_with_the_command_to_resume() {
     let rest = crate::support::remora(&flaky.sshd, &["receive", flaky.sshd.alias(), "--id", &id]).ok();
     assert_eq!(rest, "second\n", "the session kept the rest");
 }
+
+#[test]
+fn a_silent_link_is_noticed_by_both_sides_and_the_client_resumes_when_it_returns() {
+    let flaky = Flaky::start();
+    let gate = flaky.sshd.dir().join("gate");
+    let command = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second",
+        gate.display()
+    );
+    let host = flaky.sshd.alias();
+    crate::support::remora(
+        &flaky.sshd,
+        &["invoke", host, "--name", "hb", "--disconnected", "--", &command],
+    )
+    .ok();
+    let mut attached = flaky.remora(&["connect", "flaky", "--name", "hb"]).spawn().unwrap();
+    let mut first = [0u8; 6];
+    attached.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(session(&flaky.sshd, "hb")["availability"], "Busy");
+
+    flaky.link.blackhole(true);
+    let limit = std::time::Duration::from_secs(40);
+    crate::support::wait_until_within(limit, "the agent to notice the dead link", || {
+        session(&flaky.sshd, "hb")["availability"] == "None"
+    })
+    .unwrap();
+    flaky.link.blackhole(false);
+    crate::support::wait_until_within(limit, "the client to come back", || {
+        session(&flaky.sshd, "hb")["availability"] == "Busy"
+    })
+    .unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let output = run_child(attached, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "second\n",
+        "the rest, once: {stderr}"
+    );
+    assert!(stderr.contains("resumed after"), "{stderr}");
+}
+
+#[test]
+fn a_client_stopped_like_a_sleeping_laptop_is_let_go_and_resumes_on_waking() {
+    use nix::{sys::signal::Signal, unistd::Pid};
+    let flaky = Flaky::start();
+    let gate = flaky.sshd.dir().join("gate");
+    let command = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second",
+        gate.display()
+    );
+    let host = flaky.sshd.alias();
+    crate::support::remora(
+        &flaky.sshd,
+        &["invoke", host, "--name", "nap", "--disconnected", "--", &command],
+    )
+    .ok();
+    let mut attached = flaky.remora(&["connect", "flaky", "--name", "nap"]).spawn().unwrap();
+    let mut first = [0u8; 6];
+    attached.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    let pid = Pid::from_raw(attached.id() as i32);
+
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    let limit = std::time::Duration::from_secs(40);
+    crate::support::wait_until_within(limit, "the agent to let the silent client go", || {
+        session(&flaky.sshd, "nap")["availability"] == "None"
+    })
+    .unwrap();
+    nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+    crate::support::wait_until_within(limit, "the client to come back", || {
+        session(&flaky.sshd, "nap")["availability"] == "Busy"
+    })
+    .unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let output = run_child(attached, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "second\n",
+        "the rest, once: {stderr}"
+    );
+}

@@ -7,7 +7,7 @@ mod sshd;
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
-pub use process::{live_command_lines, process_alive, run, run_child, wait_until};
+pub use process::{live_command_lines, process_alive, run, run_child, wait_until, wait_until_within};
 pub use proxy::FaultyLink;
 use serde_json::Value;
 pub use sshd::Sshd;

@@ -70,8 +70,13 @@ pub fn stop_process(pid: i32) {
 }
 
 /// Polls an observable condition (a file appears, a process exits) until it holds, up to 10 s.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    wait_until_within(Duration::from_secs(10), what, condition)
+}
+
+/// [`wait_until`] with another limit, for conditions that take long by design (timeouts).
+pub fn wait_until_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
     let mut backoff = Duration::from_millis(2);
     while Instant::now() < deadline {
         if condition() {
@@ -80,7 +85,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) -> anyhow::Re
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_millis(100));
     }
-    bail!("gave up waiting for {what} after 10 s")
+    bail!("gave up waiting for {what} after {limit:?}")
 }
 
 /// The command lines of every live process, arguments joined by spaces.

@@ -21,6 +21,7 @@ pub struct FaultyLink {
 struct Shared {
     sockets: Mutex<Vec<TcpStream>>,
     refusing: AtomicBool,
+    blackholed: AtomicBool,
     stopping: AtomicBool,
     accepted: AtomicUsize,
 }
@@ -51,6 +52,11 @@ impl FaultyLink {
         self.shared.refusing.store(refusing, Ordering::SeqCst);
     }
 
+    /// While blackholed, connections stay open but every byte is swallowed (a silent link).
+    pub fn blackhole(&self, on: bool) {
+        self.shared.blackholed.store(on, Ordering::SeqCst);
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -79,27 +85,38 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
             continue;
         };
         let _ = (client.set_nodelay(true), server.set_nodelay(true));
-        if let Err(err) = forward(client, server, &shared) {
+        if let Err(err) = forward(client, server, &shared.clone()) {
             eprintln!("faulty link: {err}");
         }
     }
 }
 
-fn forward(client: TcpStream, server: TcpStream, shared: &Shared) -> io::Result<()> {
+fn forward(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) -> io::Result<()> {
     shared
         .sockets
         .lock()
         .unwrap()
         .extend([client.try_clone()?, server.try_clone()?]);
-    pump(client.try_clone()?, server.try_clone()?);
-    pump(server, client);
+    pump(client.try_clone()?, server.try_clone()?, shared.clone());
+    pump(server, client, shared.clone());
     Ok(())
 }
 
-/// Copies one direction until it ends, then closes the other side's write half.
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+/// Copies one direction (swallowing bytes while blackholed) until it ends, then closes the
+/// other side's write half.
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>) {
     thread::spawn(move || {
-        let _ = io::copy(&mut from, &mut to);
+        use std::io::{Read, Write};
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if !shared.blackholed.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = to.shutdown(Shutdown::Write);
     });
 }

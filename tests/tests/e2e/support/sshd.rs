@@ -79,7 +79,7 @@ impl Sshd {
         let block = self
             .host_block(alias)
             .replace(&format!("Port {}\n", self.port), &format!("Port {port}\n"));
-        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n"
+        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n"
     }
 
     /// An ssh_config `Host` block reaching this sshd under `alias`.
