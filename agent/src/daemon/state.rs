@@ -31,6 +31,8 @@ pub struct Daemon {
     pub config: ConfigStore,
     /// Where sessions spill output past their memory limit.
     pub spill_dir: std::path::PathBuf,
+    /// Where sessions are persisted across restarts; `None` keeps them in memory only.
+    pub store_root: Option<std::path::PathBuf>,
     /// Cancelled when the daemon stops.
     pub shutdown: CancellationToken,
     /// Every connection and background task, awaited at shutdown.
@@ -42,11 +44,15 @@ impl Daemon {
     /// Loads (or creates) the daemon's identity under `paths`.
     pub fn load(paths: &StatePaths) -> Result<Self> {
         let spill_dir = crate::session::buffer::spill_dir(&paths.data_dir);
-        Ok(Self::new(
+        let mut daemon = Self::new(
             load_agent_id(paths)?,
             ConfigStore::open(&paths.config_file()),
             spill_dir,
-        ))
+        );
+        let root = paths.data_dir.join("sessions");
+        daemon.restore_sessions(&root);
+        daemon.store_root = Some(root);
+        Ok(daemon)
     }
 
     /// A daemon with no sessions.
@@ -60,9 +66,33 @@ impl Daemon {
             user: current_user(),
             config,
             spill_dir,
+            store_root: None,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// Brings back the sessions a previous daemon saved under `root`, Broken (their shells are
+    /// gone) with their finished commands' output.
+    fn restore_sessions(&self, root: &std::path::Path) {
+        for (stored, commands) in crate::session::store::load_all(root) {
+            let settings = crate::session::SessionSettings {
+                configuration: stored.configuration.clone(),
+                idle_timeout_secs: stored.idle_timeout_secs,
+                max_idle_timeout_secs: stored.max_idle_timeout_secs,
+                buffering: stored.buffering,
+                memory_limit: stored.memory_limit,
+                spill_quota: stored.spill_quota,
+                spill_dir: self.spill_dir.clone(),
+                store_root: Some(root.to_path_buf()),
+            };
+            let name = stored.name.clone();
+            let session = std::sync::Arc::new(crate::session::Session::restore(stored, commands, settings));
+            match self.registry.insert(session) {
+                Ok(()) => tracing::info!(session = %name, "restored a session saved by a previous daemon"),
+                Err(_) => tracing::warn!(session = %name, "a stored session's name is taken; skipping it"),
+            }
         }
     }
 
@@ -74,6 +104,7 @@ impl Daemon {
     /// Removes a session, logging why.
     pub fn remove_session(self: &Arc<Self>, id: Uuid, why: &str) {
         if let Some(session) = self.registry.remove(id) {
+            session.discard_stored();
             tracing::info!(session = %session.name, instance_id = %session.id, "session removed: {why}");
         }
     }

@@ -26,7 +26,10 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
     let config = ctx.daemon.config.current();
     let configuration = config.get(options.configuration.as_deref()).map_err(invalid)?;
     check_session_limit(ctx, configuration)?;
-    let settings = settings_for(configuration, options, &ctx.daemon.spill_dir)?;
+    let settings = SessionSettings {
+        store_root: ctx.daemon.store_root.clone(),
+        ..settings_for(configuration, options, &ctx.daemon.spill_dir)?
+    };
     let session = Arc::new(Session::new(name.to_string(), temporary, settings));
     ctx.daemon.registry.insert(session.clone()).map_err(|existing| {
         let message = format!(
@@ -105,5 +108,6 @@ fn settings_for(
         memory_limit: configuration.buffer_limit,
         spill_quota: configuration.spill_quota,
         spill_dir: spill_dir.to_path_buf(),
+        store_root: None,
     })
 }

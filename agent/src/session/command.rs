@@ -16,6 +16,8 @@ pub struct CommandRecord {
     pub started_at: Option<UnixMillis>,
     pub ended_at: Option<UnixMillis>,
     pub journal: Journal,
+    /// Saved to disk (finished and written to the session's store).
+    pub persisted: bool,
 }
 
 impl CommandRecord {
@@ -30,6 +32,7 @@ impl CommandRecord {
             started_at: None,
             ended_at: None,
             journal: Journal::default(),
+            persisted: false,
         }
     }
 

@@ -100,6 +100,25 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// A journal read back from disk: `entries` are those after `acked_seq`.
+    pub fn restore(entries: Vec<Entry>, acked_seq: u64, acked_offset: u64, dropped_bytes: u64) -> Self {
+        let last_seq = entries.last().map_or(acked_seq, |e| e.seq);
+        let end_offset = entries.last().map_or(acked_offset, |e| e.end_offset);
+        Self {
+            entries: entries.into(),
+            last_seq,
+            end_offset,
+            acked_seq,
+            acked_offset,
+            dropped_bytes,
+        }
+    }
+
+    /// Bytes held in memory by the entries.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.iter().map(Entry::data_len).sum()
+    }
+
     /// Appends an output chunk; returns its seq.
     pub fn push_output(&mut self, stream: Stream, data: Data) -> u64 {
         self.end_offset += data.len() as u64;

@@ -12,6 +12,7 @@ pub mod journal;
 mod name;
 pub mod runspace;
 mod spill;
+pub mod store;
 
 use std::{
     collections::BTreeMap,
@@ -49,6 +50,8 @@ pub struct SessionSettings {
     pub spill_quota: u64,
     /// Where this session's spill file goes.
     pub spill_dir: std::path::PathBuf,
+    /// Where sessions are persisted (`<data dir>/sessions`); `None` keeps this one in memory only.
+    pub store_root: Option<std::path::PathBuf>,
 }
 
 /// The client currently attached to a session.
@@ -103,6 +106,8 @@ pub struct Session {
     pub closed: CancellationToken,
     inner: Mutex<Inner>,
     changed: watch::Sender<()>,
+    /// Where the session and its finished journals are saved (named sessions only).
+    store: Option<store::SessionStore>,
     /// The running command a client asked to stop, for the runspace.
     stop_requests: watch::Sender<Option<u64>>,
 }
@@ -111,8 +116,20 @@ impl Session {
     /// A new, empty, unattached session.
     pub fn new(name: String, temporary: bool, settings: SessionSettings) -> Self {
         let now = now_millis();
+        let id = Uuid::new_v4();
+        let store = settings
+            .store_root
+            .as_deref()
+            .filter(|_| !temporary)
+            .map(|root| store::SessionStore::new(root, id));
+        if let Some(store) = &store {
+            if let Err(err) = store.save_session(&store::stored_session(id, &name, now, &settings)) {
+                tracing::error!(session = %name, "cannot save the session to disk: {err}");
+            }
+        }
         Self {
-            id: Uuid::new_v4(),
+            id,
+            store,
             name,
             temporary,
             created_at: now,
@@ -193,6 +210,7 @@ impl Session {
         if let Some(record) = inner.commands.get_mut(&command) {
             record.finish(state, exit_code);
         }
+        self.persist_ended(&mut inner);
         drop(inner);
         self.notify();
     }
@@ -205,6 +223,7 @@ impl Session {
             record.finish(CommandState::Failed, None);
         }
         inner.broken.get_or_insert(reason);
+        self.persist_ended(&mut inner);
         drop(inner);
         self.notify();
     }
@@ -215,6 +234,7 @@ impl Session {
         for record in inner.commands.values_mut().filter(|c| !c.is_ended()) {
             record.finish(CommandState::Stopped, None);
         }
+        self.persist_ended(&mut inner);
         drop(inner);
         self.notify();
     }
@@ -279,6 +299,11 @@ impl Session {
             .map(|c| c.journal.ack(seq))
             .unwrap_or_default();
         inner.buffer.release(freed);
+        if let (Some(store), Some(record)) = (&self.store, inner.commands.get(&command).filter(|c| c.persisted)) {
+            if let Err(err) = store.save_ack(record) {
+                tracing::warn!(session = %self.name, "cannot record an acknowledgement on disk: {err}");
+            }
+        }
         drop(inner);
         self.notify();
     }
@@ -372,6 +397,14 @@ impl Session {
         }
         if let Some(mode) = buffering {
             inner.settings.buffering = mode;
+        }
+        if let Some(store) = &self.store {
+            let _ = store.save_session(&store::stored_session(
+                self.id,
+                &self.name,
+                self.created_at,
+                &inner.settings,
+            ));
         }
         drop(inner);
         self.notify();
@@ -489,6 +522,64 @@ impl Session {
     /// Public facts about one command.
     pub fn command_info(&self, command: u64) -> Option<CommandInfo> {
         self.lock().commands.get(&command).map(CommandRecord::info)
+    }
+}
+
+impl Session {
+    /// A session read back from disk after the daemon restarted: Broken, its shell gone, its
+    /// finished commands' unreceived output still there.
+    pub fn restore(stored: store::StoredSession, commands: Vec<CommandRecord>, settings: SessionSettings) -> Self {
+        let session = Self::restored_shell(stored, settings);
+        let mut inner = session.lock();
+        inner.buffer.memory = commands.iter().map(|c| c.journal.memory_bytes()).sum();
+        inner.next_command = commands.last().map_or(1, |c| c.id + 1);
+        inner.commands = commands.into_iter().map(|c| (c.id, c)).collect();
+        inner.broken = Some("runspace lost: the agent restarted; finished commands' output is still receivable".into());
+        drop(inner);
+        session
+    }
+
+    fn restored_shell(stored: store::StoredSession, settings: SessionSettings) -> Self {
+        let root = settings.store_root.clone();
+        let mut session = Self::new(
+            stored.name.clone(),
+            false,
+            SessionSettings {
+                store_root: None,
+                ..settings
+            },
+        );
+        session.id = stored.id;
+        session.created_at = stored.created_at;
+        session.store = root.map(|root| store::SessionStore::new(&root, stored.id));
+        session
+    }
+
+    /// Deletes what is stored on disk for this session (it is being removed for good).
+    pub fn discard_stored(&self) {
+        if let Some(store) = &self.store {
+            store.remove();
+        }
+    }
+
+    /// Saves every ended command that is not saved yet.
+    fn persist_ended(&self, inner: &mut Inner) {
+        let Some(store) = &self.store else { return };
+        let Inner { commands, buffer, .. } = inner;
+        for record in commands.values_mut().filter(|c| c.is_ended() && !c.persisted) {
+            let entries: Vec<Entry> = record
+                .journal
+                .entries_after(0, u64::MAX)
+                .into_iter()
+                .map(|e| buffer.load(e))
+                .collect();
+            match store.save_command(record, &entries) {
+                Ok(()) => record.persisted = true,
+                Err(err) => {
+                    tracing::error!(session = %self.name, command = record.id, "cannot save a finished command: {err}")
+                }
+            }
+        }
     }
 }
 

@@ -62,3 +62,61 @@ fn the_daemon_and_running_commands_outlive_the_ssh_connection() {
         "the same daemon served every connection"
     );
 }
+
+#[test]
+fn sessions_and_finished_output_survive_a_killed_daemon() {
+    use nix::{sys::signal::Signal, unistd::Pid};
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    remora(&sshd, &["invoke", host, "--name", "kept", "--", "echo seen before"]).ok();
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "kept",
+            "--disconnected",
+            "--",
+            "echo unread; echo err >&2; (exit 6)",
+        ],
+    )
+    .ok();
+    crate::support::wait_until("the command to finish", || {
+        session(&sshd, "kept")["commands_completed"] == 2
+    })
+    .unwrap();
+    let daemon = sshd.daemon_pid().unwrap();
+    nix::sys::signal::kill(Pid::from_raw(daemon), Signal::SIGKILL).unwrap();
+    crate::support::wait_until("the daemon to die", || !crate::support::process_alive(daemon)).unwrap();
+
+    let restored = session(&sshd, "kept");
+    assert_ne!(sshd.daemon_pid(), Some(daemon), "a new daemon answered");
+    assert_eq!(restored["state"], "Broken");
+    assert!(
+        restored["broken_reason"].as_str().unwrap().contains("agent restarted"),
+        "{restored}"
+    );
+    let received = remora(&sshd, &["receive", host, "--name", "kept"]);
+    assert_eq!(
+        (
+            received.status,
+            received.stdout.as_str(),
+            received.stderr.contains("err\n")
+        ),
+        (6, "unread\n", true)
+    );
+    assert_eq!(
+        remora(&sshd, &["receive", host, "--name", "kept"]).stdout,
+        "",
+        "still exactly once"
+    );
+
+    remora(&sshd, &["rm", host, "--name", "kept"]).ok();
+    let stored = sshd.state_dir().join("data/sessions");
+    assert_eq!(
+        std::fs::read_dir(&stored).unwrap().count(),
+        0,
+        "removal deletes what was stored"
+    );
+}
