@@ -34,7 +34,7 @@ const OUTBOX: usize = 256;
 /// Streaming requests one connection may run at once.
 const MAX_STREAMS: usize = 32;
 /// How often a quiet client is pinged…
-const HEARTBEAT: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(3);
 /// …and how many intervals of silence mean its link is dead.
 const HEARTBEATS_MISSED: u32 = 3;
 /// Bytes batched into one write.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use remora_wire::{
     Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
-    Output, OutputDropped, RequestId, StreamEnd, Welcome, CAPABILITY_HEARTBEAT, DEFAULT_WINDOW, MAX_FRAME_LEN,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Output, OutputDropped, RequestId, StreamEnd, Welcome, CAPABILITY_HEARTBEAT, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use uuid::Uuid;
@@ -21,8 +21,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Output is acknowledged as soon as no further frame is waiting (so an idle stream is fully
 /// acknowledged and a client that dies then has nothing unacknowledged on screen)…
 const ACK_DELAY: Duration = Duration::ZERO;
-/// …or once this many bytes are unacknowledged.
-const ACK_BYTES: u64 = DEFAULT_WINDOW / 4;
+/// …or once this many bytes are unacknowledged: 1 acknowledges every chunk right after it is
+/// written, so a client killed mid-stream leaves at most the chunk it was writing to be sent again.
+const ACK_BYTES: u64 = 1;
 
 /// Where received output goes. Returning from a method means the data is durably written.
 pub trait OutputSink {

@@ -22,7 +22,7 @@ use super::{
 /// Default time to establish the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default keepalive: dead links are noticed within interval × count.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
 
 /// The byte stream of an open subsystem channel.
 pub type SubsystemStream = russh::ChannelStream<client::Msg>;

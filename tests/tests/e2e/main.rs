@@ -3,6 +3,7 @@
 //! its sshd, state directory and daemon, so tests run in parallel.
 
 mod buffering;
+mod client_crash;
 mod configurations;
 mod daemon;
 mod demo;
