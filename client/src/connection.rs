@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use remora_wire::{
     Ack, AgentBody, AgentFrame, ClientBody, ClientFrame, ClientInfo, CommandEnded, FrameReader, FrameWriter, Hello,
-    Output, OutputDropped, RequestId, StreamEnd, Welcome, CAPABILITY_HEARTBEAT, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    Output, OutputDropped, RequestId, StreamEnd, Welcome, WireError, CAPABILITY_HEARTBEAT, MAX_FRAME_LEN,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadHalf},
+    sync::mpsc,
+};
 use uuid::Uuid;
 
 use crate::error::{ClientError, Result};
@@ -21,9 +24,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Output is acknowledged as soon as no further frame is waiting (so an idle stream is fully
 /// acknowledged and a client that dies then has nothing unacknowledged on screen)…
 const ACK_DELAY: Duration = Duration::ZERO;
-/// …or once this many bytes are unacknowledged: 1 acknowledges every chunk right after it is
-/// written, so a client killed mid-stream leaves at most the chunk it was writing to be sent again.
-const ACK_BYTES: u64 = 1;
+/// …or once this many bytes are unacknowledged, so a client killed in full flow leaves at most
+/// this much (plus the chunk it was writing) to be sent again, at one small frame per 256 KiB.
+pub const ACK_BYTES: u64 = 256 * 1024;
 
 /// Where received output goes. Returning from a method means the data is durably written.
 pub trait OutputSink {
@@ -42,10 +45,15 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 
 /// An open, greeted connection to an agent.
+///
+/// Frames are written by a task of their own: reading never waits for a write, so a busy SSH
+/// channel delivering output can never block behind the acknowledgements going the other way.
 pub struct Connection<S> {
     host: String,
     reader: FrameReader<ReadHalf<S>>,
-    writer: FrameWriter<WriteHalf<S>>,
+    /// Frames for the writer task; `None` once the connection is being shut down.
+    outbox: Option<mpsc::UnboundedSender<ClientFrame>>,
+    writer: tokio::task::JoinHandle<Result<(), WireError>>,
     welcome: Welcome,
     next_id: RequestId,
 }
@@ -63,10 +71,12 @@ impl<S: Transport> Connection<S> {
     /// Says hello over `stream` and waits for the agent's welcome. `host` names the agent in errors.
     pub async fn open(stream: S, host: &str) -> Result<Self> {
         let (read, write) = tokio::io::split(stream);
+        let (outbox, frames) = mpsc::unbounded_channel();
         let mut connection = Self {
             host: host.to_string(),
             reader: FrameReader::new(read),
-            writer: FrameWriter::new(write),
+            outbox: Some(outbox),
+            writer: tokio::spawn(write_frames(FrameWriter::new(write), frames)),
             welcome: placeholder_welcome(),
             next_id: 1,
         };
@@ -188,7 +198,12 @@ impl<S: Transport> Connection<S> {
     /// Ends the connection cleanly: says end-of-input, then waits (bounded) until the agent has
     /// processed everything sent, acks included, and closed its side.
     pub async fn shutdown(mut self) -> Result<()> {
-        self.writer.shutdown().await.map_err(|source| self.wire_error(source))?;
+        self.outbox = None;
+        match (&mut self.writer).await {
+            Ok(Err(source)) => return Err(self.wire_error(source)),
+            Err(_) => return Err(self.closed()),
+            Ok(Ok(())) => {}
+        }
         let drain = async { while let Ok(Some(_)) = self.reader.read_frame().await {} };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
         Ok(())
@@ -211,7 +226,8 @@ impl<S: Transport> Connection<S> {
     }
 
     async fn send_frame(&mut self, frame: ClientFrame) -> Result<()> {
-        self.writer.send(&frame).await.map_err(|source| self.wire_error(source))
+        let outbox = self.outbox.as_ref().ok_or_else(|| self.closed())?;
+        outbox.send(frame).map_err(|_| self.closed())
     }
 
     /// Reads frames until one for `id` (or for no request) arrives; errors become `Refused`.
@@ -269,6 +285,22 @@ impl<S: Transport> Connection<S> {
             what: what.chars().take(120).collect(),
         }
     }
+}
+
+/// Writes queued frames, batching what is waiting, until the connection drops its sender;
+/// then flushes and says end-of-input.
+async fn write_frames<W: tokio::io::AsyncWrite + Unpin>(
+    mut writer: FrameWriter<W>,
+    mut frames: mpsc::UnboundedReceiver<ClientFrame>,
+) -> Result<(), WireError> {
+    while let Some(frame) = frames.recv().await {
+        writer.queue(&frame)?;
+        while let Ok(frame) = frames.try_recv() {
+            writer.queue(&frame)?;
+        }
+        writer.flush().await?;
+    }
+    writer.shutdown().await
 }
 
 fn hello() -> Hello {
