@@ -224,8 +224,11 @@ impl Client {
         policy.report(ReconnectEvent::LinkLost {
             error: cause.to_string(),
         });
+        let mut attempt_at = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(policy.interval).await;
+            // The first attempt is immediate (most drops are brief); then one per interval.
+            tokio::time::sleep_until(attempt_at).await;
+            attempt_at += policy.interval;
             match Client::connect(&target, &options).await {
                 Ok(fresh) if fresh.agent().agent_id == agent_id => {
                     let link = std::mem::replace(
