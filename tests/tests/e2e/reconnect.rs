@@ -162,10 +162,10 @@ fn a_link_down_longer_than_reconnect_for_ends_with_the_command_to_resume() {
     assert_eq!(rest, "second\n", "the session kept the rest");
 }
 
-#[test]
-fn a_silent_link_is_noticed_by_both_sides_and_the_client_resumes_when_it_returns() {
-    let flaky = Flaky::start();
-    let gate = flaky.sshd.dir().join("gate");
+/// Starts a command in session `name` that prints `first`, waits for a gate file, then prints
+/// `second`; attaches `remora connect` to it through the flaky link once `first` is out.
+fn attach_gated(flaky: &Flaky, name: &str) -> (std::process::Child, std::path::PathBuf) {
+    let gate = flaky.sshd.dir().join(format!("{name}.gate"));
     let command = format!(
         "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second",
         gate.display()
@@ -173,34 +173,46 @@ fn a_silent_link_is_noticed_by_both_sides_and_the_client_resumes_when_it_returns
     let host = flaky.sshd.alias();
     crate::support::remora(
         &flaky.sshd,
-        &["invoke", host, "--name", "hb", "--disconnected", "--", &command],
+        &["invoke", host, "--name", name, "--disconnected", "--", &command],
     )
     .ok();
-    let mut attached = flaky.remora(&["connect", "flaky", "--name", "hb"]).spawn().unwrap();
+    let mut attached = flaky.remora(&["connect", "flaky", "--name", name]).spawn().unwrap();
     let mut first = [0u8; 6];
     attached.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
-    assert_eq!(session(&flaky.sshd, "hb")["availability"], "Busy");
+    assert_eq!(&first, b"first\n");
+    (attached, gate)
+}
 
-    flaky.link.blackhole(true);
-    let limit = std::time::Duration::from_secs(40);
-    crate::support::wait_until_within(limit, "the agent to notice the dead link", || {
-        session(&flaky.sshd, "hb")["availability"] == "None"
-    })
-    .unwrap();
-    flaky.link.blackhole(false);
-    crate::support::wait_until_within(limit, "the client to come back", || {
-        session(&flaky.sshd, "hb")["availability"] == "Busy"
-    })
-    .unwrap();
-    std::fs::write(&gate, "").unwrap();
+/// Opens the gate and checks the attached client prints the rest exactly once and succeeds.
+fn finish_gated(attached: std::process::Child, gate: &std::path::Path) -> String {
+    std::fs::write(gate, "").unwrap();
     let output = run_child(attached, TIMEOUT).unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "second\n",
         "the rest, once: {stderr}"
     );
+    stderr
+}
+
+/// Waits (up to 40 s) until the session's availability is `expected`.
+fn wait_availability(flaky: &Flaky, name: &str, expected: &str, what: &str) {
+    let limit = std::time::Duration::from_secs(40);
+    crate::support::wait_until_within(limit, what, || session(&flaky.sshd, name)["availability"] == expected).unwrap();
+}
+
+#[test]
+fn a_silent_link_is_noticed_by_both_sides_and_the_client_resumes_when_it_returns() {
+    let flaky = Flaky::start();
+    let (attached, gate) = attach_gated(&flaky, "hb");
+    assert_eq!(session(&flaky.sshd, "hb")["availability"], "Busy");
+    flaky.link.blackhole(true);
+    wait_availability(&flaky, "hb", "None", "the agent to notice the dead link");
+    flaky.link.blackhole(false);
+    wait_availability(&flaky, "hb", "Busy", "the client to come back");
+    let stderr = finish_gated(attached, &gate);
     assert!(stderr.contains("resumed after"), "{stderr}");
 }
 
@@ -208,40 +220,11 @@ fn a_silent_link_is_noticed_by_both_sides_and_the_client_resumes_when_it_returns
 fn a_client_stopped_like_a_sleeping_laptop_is_let_go_and_resumes_on_waking() {
     use nix::{sys::signal::Signal, unistd::Pid};
     let flaky = Flaky::start();
-    let gate = flaky.sshd.dir().join("gate");
-    let command = format!(
-        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second",
-        gate.display()
-    );
-    let host = flaky.sshd.alias();
-    crate::support::remora(
-        &flaky.sshd,
-        &["invoke", host, "--name", "nap", "--disconnected", "--", &command],
-    )
-    .ok();
-    let mut attached = flaky.remora(&["connect", "flaky", "--name", "nap"]).spawn().unwrap();
-    let mut first = [0u8; 6];
-    attached.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    let (attached, gate) = attach_gated(&flaky, "nap");
     let pid = Pid::from_raw(attached.id() as i32);
-
     nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
-    let limit = std::time::Duration::from_secs(40);
-    crate::support::wait_until_within(limit, "the agent to let the silent client go", || {
-        session(&flaky.sshd, "nap")["availability"] == "None"
-    })
-    .unwrap();
+    wait_availability(&flaky, "nap", "None", "the agent to let the silent client go");
     nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
-    crate::support::wait_until_within(limit, "the client to come back", || {
-        session(&flaky.sshd, "nap")["availability"] == "Busy"
-    })
-    .unwrap();
-    std::fs::write(&gate, "").unwrap();
-    let output = run_child(attached, TIMEOUT).unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "second\n",
-        "the rest, once: {stderr}"
-    );
+    wait_availability(&flaky, "nap", "Busy", "the client to come back");
+    finish_gated(attached, &gate);
 }
