@@ -64,9 +64,12 @@ fn targets(args: &LsArgs) -> anyhow::Result<(Vec<String>, Option<BTreeSet<Uuid>>
         return Ok((hosts, None));
     }
     let known = LocalRegistry::open().map(|r| r.entries()).unwrap_or_default();
-    let mut hosts: Vec<String> = known.iter().map(|k| k.host.clone()).collect();
-    hosts.dedup();
-    let hosts = hosts.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let hosts = known
+        .iter()
+        .map(|k| k.host.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     Ok((hosts, Some(known.iter().map(|k| k.instance_id).collect())))
 }
 
