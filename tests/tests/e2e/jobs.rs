@@ -112,7 +112,7 @@ fn stop_kills_a_job_that_ignores_the_interrupt() {
     let stubborn = start_job(&sshd, "t", "(trap '' INT; sleep 300)");
     wait_until("the job to run", || job_state(&sshd, "t", stubborn).0 == "Running").unwrap();
     remora(&sshd, &["stop", sshd.alias(), "--name", "t"]).ok();
-    wait_until("the grace period to end it", || {
+    crate::support::wait_until_within(std::time::Duration::from_secs(30), "the grace period to end it", || {
         job_state(&sshd, "t", stubborn).0 == "Stopped"
     })
     .unwrap();
