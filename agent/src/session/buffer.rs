@@ -29,8 +29,13 @@ pub struct Buffer {
 
 impl Buffer {
     /// Stores a chunk where the mode says: memory, or the spill file past the memory limit.
-    pub fn store(&mut self, settings: &SessionSettings, session: Uuid, bytes: Bytes) -> Data {
+    ///
+    /// While a client is `attached` and reading, spill mode keeps to memory and paces the command
+    /// instead (see [`Buffer::pause_reason`]): writing to disk what is about to be sent anyway
+    /// would only slow the stream down.
+    pub fn store(&mut self, settings: &SessionSettings, attached: bool, session: Uuid, bytes: Bytes) -> Data {
         let spill = settings.buffering == Buffering::Spill
+            && !attached
             && self.memory + bytes.len() > settings.memory_limit
             && (self.spilled as u64) < settings.spill_quota
             && self.spill_error.is_none();
@@ -74,10 +79,13 @@ impl Buffer {
     }
 
     /// Why the command's output must not be read now, if it must not.
-    pub fn pause_reason(&self, settings: &SessionSettings) -> Option<String> {
+    pub fn pause_reason(&self, settings: &SessionSettings, attached: bool) -> Option<String> {
         let memory_full = self.memory >= settings.memory_limit;
         match settings.buffering {
             Buffering::Drop => None,
+            Buffering::Spill if attached && memory_full => {
+                Some("a client is attached: the command is paced to what it receives".into())
+            }
             // Spilling starts only once memory is (nearly) full, so a full quota means both are.
             Buffering::Spill if self.spilled as u64 >= settings.spill_quota => {
                 Some("spill quota reached; waiting for a client to receive".into())

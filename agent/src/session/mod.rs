@@ -195,7 +195,9 @@ impl Session {
         let mut inner = self.lock();
         let inner = &mut *inner;
         if let Some(record) = inner.commands.get_mut(&command) {
-            let data = inner.buffer.store(&inner.settings, self.id, bytes);
+            let data = inner
+                .buffer
+                .store(&inner.settings, inner.lease.is_some(), self.id, bytes);
             record.journal.push_output(stream, data);
         }
         if inner.settings.buffering == Buffering::Drop {
@@ -311,7 +313,7 @@ impl Session {
     /// Why the runspace must stop reading the command's output for now (buffering limits).
     pub fn pause_reason(&self) -> Option<String> {
         let inner = self.lock();
-        inner.buffer.pause_reason(&inner.settings)
+        inner.buffer.pause_reason(&inner.settings, inner.lease.is_some())
     }
 
     /// Attaches `conn`. Another client's attachment refuses it (Busy) unless `force`, which takes
@@ -514,7 +516,7 @@ impl Session {
             unacked_bytes: (inner.buffer.memory + inner.buffer.spilled) as u64,
             spilled_bytes: inner.buffer.spilled as u64,
             dropped_bytes: inner.commands.values().map(|c| c.journal.dropped_bytes()).sum(),
-            blocked_reason: inner.buffer.pause_reason(&inner.settings),
+            blocked_reason: inner.buffer.pause_reason(&inner.settings, inner.lease.is_some()),
             temporary: self.temporary,
         }
     }
