@@ -198,7 +198,7 @@ impl Client {
         let mut once = OnceSink::new(sink);
         loop {
             match self.connection.follow_stream(id, &mut once, acknowledge).await {
-                Err(err) if err.is_connection_failure() && self.can_reconnect() => {
+                Err(err) if err.is_transient() && self.can_reconnect() => {
                     id = self.reconnect_and_resume(&err, &resume, acknowledge).await?;
                 }
                 result => return result,
@@ -260,7 +260,7 @@ impl Client {
                         ),
                     })
                 }
-                Err(err) if err.is_connection_failure() && policy.allows(since) => {
+                Err(err) if err.is_transient() && policy.allows(since) => {
                     policy.report(ReconnectEvent::Retrying {
                         elapsed: since.elapsed(),
                         error: err.to_string(),

@@ -52,6 +52,16 @@ impl ClientError {
         )
     }
 
+    /// Whether reconnecting may help: the link broke or could not be made, rather than a host
+    /// key, authentication or agent refusal that would only repeat.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Ssh(err) => err.is_transient(),
+            ClientError::Wire { .. } | ClientError::Closed { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The agent's error code, when the agent refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

@@ -1,30 +1,34 @@
 //! Making the connection: TCP with a timeout, the SSH handshake with host-key verification,
-//! public-key authentication, and opening the `remora` subsystem.
+//! authentication, and opening the `remora` subsystem on a session channel.
+//!
+//! Invariant: TCP and the key exchange are bounded by ConnectTimeout, so a link that swallows
+//! packets fails instead of hanging; authentication is not, as it may wait for a passphrase.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use russh::{
-    client::{self, AuthResult, Handle},
-    keys::{decode_secret_key, ssh_key::PublicKey, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate},
-    ChannelMsg, Disconnect,
+    client::{self, Handle},
+    ChannelMsg, Disconnect, Preferred,
 };
 use tokio::net::TcpStream;
 
 use super::{
-    known_hosts::{self, HostKeyStatus},
-    HostSettings, SshError, StrictHostKeyChecking,
+    auth,
+    host_key::{self, Verifier},
+    HostSettings, SshError,
 };
 
-/// Default time to establish the TCP connection.
+/// Default time to establish TCP and finish the key exchange.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default keepalive: dead links are noticed within interval × count.
+/// Default keepalive: a dead link is noticed within interval × ServerAliveCountMax, and noticing
+/// quickly is what lets attached commands reconnect.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+/// Per-channel flow-control window: large, so bulk output is not throttled by round trips.
+const WINDOW_SIZE: u32 = 8 * 1024 * 1024;
+/// Largest packet we accept (what OpenSSH's sshd sends).
+const MAXIMUM_PACKET_SIZE: u32 = 32 * 1024;
 
-/// The byte stream of an open subsystem channel.
+/// The byte stream of an open subsystem channel (`AsyncRead + AsyncWrite + Unpin + Send + 'static`).
 pub type SubsystemStream = russh::ChannelStream<client::Msg>;
 
 /// An authenticated SSH connection.
@@ -35,121 +39,76 @@ pub struct SshLink {
 
 impl SshLink {
     /// Connects, verifies the host key and authenticates.
-    ///
-    /// TCP and the key exchange are bounded by ConnectTimeout (30 s by default), so a link that
-    /// swallows packets fails instead of hanging; authentication is not, as it may wait for a
-    /// passphrase typed at the terminal.
     pub async fn connect(settings: &HostSettings) -> Result<SshLink, SshError> {
         let limit = settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
-        let handle = tokio::time::timeout(limit, Self::handshake(settings))
-            .await
-            .map_err(|_| SshError::ConnectTimeout {
-                host: settings.hostname.clone(),
-                port: settings.port,
-                secs: limit.as_secs(),
-            })??;
-        let mut link = SshLink {
+        let handshake = tokio::time::timeout(limit, handshake(settings));
+        let mut handle = handshake.await.map_err(|_| timed_out(settings, limit))??;
+        auth::authenticate(&mut handle, settings).await?;
+        Ok(SshLink {
             handle,
             host: settings.hostname.clone(),
-        };
-        link.authenticate(settings).await?;
-        Ok(link)
+        })
     }
 
-    /// TCP connect and key exchange with host-key verification.
-    async fn handshake(settings: &HostSettings) -> Result<Handle<Verifier>, SshError> {
-        let tcp = tcp_connect(settings).await?;
-        let rejection = Arc::new(Mutex::new(None));
-        let verifier = Verifier {
-            settings: settings.clone(),
-            rejection: rejection.clone(),
-        };
-        let handle = client::connect_stream(Arc::new(client_config(settings)), tcp, verifier)
-            .await
-            .map_err(|source| {
-                rejection
-                    .lock()
-                    .expect("not poisoned")
-                    .take()
-                    .unwrap_or(protocol(settings, source))
-            })?;
-        Ok(handle)
-    }
-
-    /// Opens a session channel and starts the subsystem `name` on it.
+    /// Opens a session channel and requests the subsystem `name`, waiting for the server's reply.
     pub async fn open_subsystem(&self, name: &str) -> Result<SubsystemStream, SshError> {
-        let err = |source| SshError::Protocol {
-            host: self.host.clone(),
-            source,
-        };
-        let mut channel = self.handle.channel_open_session().await.map_err(err)?;
-        channel.request_subsystem(true, name).await.map_err(err)?;
+        let channel = self.handle.channel_open_session().await;
+        let mut channel = channel.map_err(|source| self.protocol(source))?;
+        channel
+            .request_subsystem(true, name)
+            .await
+            .map_err(|source| self.protocol(source))?;
         loop {
             match channel.wait().await {
                 Some(ChannelMsg::Success) => return Ok(channel.into_stream()),
-                Some(ChannelMsg::Failure) | None => return Err(SshError::SubsystemRefused { name: name.to_string() }),
+                Some(ChannelMsg::Failure | ChannelMsg::Eof | ChannelMsg::Close) | None => break,
                 Some(_) => continue,
             }
         }
+        if self.handle.is_closed() {
+            return Err(self.protocol(russh::Error::Disconnect));
+        }
+        Err(SshError::SubsystemRefused { name: name.to_string() })
     }
 
     /// Disconnects politely.
     pub async fn close(self) -> Result<(), SshError> {
+        // A link that is already gone is as closed as we want it.
         let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
         Ok(())
     }
 
-    async fn authenticate(&mut self, settings: &HostSettings) -> Result<(), SshError> {
-        let mut tried = Vec::new();
-        for path in &settings.identity_files {
-            let Some(key) = load_identity(path, &mut tried) else {
-                continue;
-            };
-            let hash = self.rsa_hash(&key).await;
-            let result = self
-                .handle
-                .authenticate_publickey(&settings.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-                .await
-                .map_err(|source| protocol(settings, source))?;
-            tried.push(format!("publickey {}", path.display()));
-            if let AuthResult::Success = result {
-                return Ok(());
-            }
+    fn protocol(&self, source: russh::Error) -> SshError {
+        SshError::Protocol {
+            host: self.host.clone(),
+            source,
         }
-        if settings.identity_files.is_empty() {
-            tried.push("no identity files (set IdentityFile or pass -i)".into());
-        }
-        Err(SshError::AuthFailed {
-            user: settings.user.clone(),
-            host: settings.alias.clone(),
-            tried,
-        })
-    }
-
-    async fn rsa_hash(&self, key: &PrivateKey) -> Option<HashAlg> {
-        if !key.algorithm().is_rsa() {
-            return None;
-        }
-        self.handle.best_supported_rsa_hash().await.ok().flatten().flatten()
     }
 }
 
-async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
-    let limit = settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
-    let address = (settings.hostname.as_str(), settings.port);
-    let stream = tokio::time::timeout(limit, TcpStream::connect(address))
-        .await
-        .map_err(|_| SshError::ConnectTimeout {
+/// TCP connect and key exchange with host-key verification.
+async fn handshake(settings: &HostSettings) -> Result<Handle<Verifier>, SshError> {
+    let tcp = tcp_connect(settings).await?;
+    let (verifier, rejection) = Verifier::new(settings);
+    let config = Arc::new(client_config(settings));
+    client::connect_stream(config, tcp, verifier).await.map_err(|source| {
+        rejection.take().unwrap_or(SshError::Protocol {
             host: settings.hostname.clone(),
-            port: settings.port,
-            secs: limit.as_secs(),
-        })?
-        .map_err(|source| SshError::Connect {
-            host: settings.hostname.clone(),
-            port: settings.port,
             source,
-        })?;
-    let _ = stream.set_nodelay(true);
+        })
+    })
+}
+
+async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
+    let address = (settings.hostname.as_str(), settings.port);
+    let stream = TcpStream::connect(address).await.map_err(|source| SshError::Connect {
+        host: settings.hostname.clone(),
+        port: settings.port,
+        source,
+    })?;
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {err}");
+    }
     Ok(stream)
 }
 
@@ -157,155 +116,131 @@ fn client_config(settings: &HostSettings) -> client::Config {
     client::Config {
         keepalive_interval: Some(settings.server_alive_interval.unwrap_or(KEEPALIVE_INTERVAL)),
         keepalive_max: settings.server_alive_count_max as usize,
-        window_size: 8 * 1024 * 1024,
-        maximum_packet_size: 32 * 1024,
+        window_size: WINDOW_SIZE,
+        maximum_packet_size: MAXIMUM_PACKET_SIZE,
         nodelay: true,
+        preferred: Preferred {
+            key: Cow::Owned(host_key::host_key_preference(settings)),
+            ..Preferred::DEFAULT
+        },
         ..client::Config::default()
     }
 }
 
-fn protocol(settings: &HostSettings, source: russh::Error) -> SshError {
-    SshError::Protocol {
+fn timed_out(settings: &HostSettings, limit: Duration) -> SshError {
+    SshError::ConnectTimeout {
         host: settings.hostname.clone(),
-        source,
+        port: settings.port,
+        secs: limit.as_secs(),
     }
 }
 
-/// Reads an identity file, asking for its passphrase on the terminal when it is encrypted.
-fn load_identity(path: &Path, tried: &mut Vec<String>) -> Option<PrivateKey> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) => {
-            tracing::warn!("identity file {}: {err}; skipping it", path.display());
-            tried.push(format!("{} (unreadable: {err})", path.display()));
-            return None;
-        }
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::ssh::{
+        test_server::{write_key, TestServer},
+        StrictHostKeyChecking,
     };
-    match decode_secret_key(&text, None) {
-        Ok(key) => Some(key),
-        Err(russh::keys::Error::KeyIsEncrypted) => decrypt_identity(path, &text, tried),
-        Err(err) => {
-            tracing::warn!("identity file {} is not a usable private key: {err}", path.display());
-            tried.push(format!("{} (not a private key)", path.display()));
-            None
+
+    fn settings(dir: &Path, port: u16) -> HostSettings {
+        HostSettings {
+            alias: "testhost".into(),
+            hostname: "127.0.0.1".into(),
+            port,
+            user: "me".into(),
+            identity_files: vec![dir.join("id_ed25519")],
+            identities_only: true,
+            known_hosts_files: vec![dir.join("known_hosts")],
+            strict_host_key_checking: StrictHostKeyChecking::Yes,
+            server_alive_interval: None,
+            server_alive_count_max: 3,
+            connect_timeout: Some(Duration::from_secs(5)),
         }
     }
-}
 
-fn decrypt_identity(path: &Path, text: &str, tried: &mut Vec<String>) -> Option<PrivateKey> {
-    let prompt = format!("Enter passphrase for key '{}': ", path.display());
-    let passphrase = match rpassword::prompt_password(prompt) {
-        Ok(passphrase) => passphrase,
-        Err(_) => {
-            tried.push(format!(
-                "{} (encrypted, and no terminal to ask for its passphrase)",
-                path.display()
-            ));
-            return None;
-        }
-    };
-    match decode_secret_key(text, Some(&passphrase)) {
-        Ok(key) => Some(key),
-        Err(_) => {
-            tried.push(format!("{} (wrong passphrase)", path.display()));
-            None
-        }
+    async fn timed<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), future)
+            .await
+            .expect("test timed out")
     }
-}
 
-/// russh's callback object: verifies the host key and keeps the precise reason for a refusal.
-struct Verifier {
-    settings: HostSettings,
-    rejection: Arc<Mutex<Option<SshError>>>,
-}
+    #[tokio::test]
+    async fn connects_and_carries_bytes_through_the_subsystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(write_key(&dir.path().join("id_ed25519"))).await;
+        let settings = settings(dir.path(), server.port);
+        let recorded = format!(
+            "[127.0.0.1]:{} {}\n",
+            server.port,
+            server.host_key.to_openssh().unwrap()
+        );
+        std::fs::write(&settings.known_hosts_files[0], recorded).unwrap();
+        let link = timed(SshLink::connect(&settings)).await.unwrap();
+        let mut stream = timed(link.open_subsystem("remora")).await.unwrap();
+        stream.write_all(b"ping").await.unwrap();
+        let mut echoed = [0; 4];
+        timed(stream.read_exact(&mut echoed)).await.unwrap();
+        assert_eq!(&echoed, b"ping");
+        let refused = timed(link.open_subsystem("sftp")).await.err().unwrap();
+        assert!(matches!(refused, SshError::SubsystemRefused { .. }), "{refused}");
+        link.close().await.unwrap();
+    }
 
-impl client::Handler for Verifier {
-    type Error = russh::Error;
+    #[tokio::test]
+    async fn unknown_host_keys_are_refused_with_the_precise_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(write_key(&dir.path().join("id_ed25519"))).await;
+        let mut settings = settings(dir.path(), server.port);
+        let err = timed(SshLink::connect(&settings)).await.err().unwrap();
+        assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err}");
+        settings.strict_host_key_checking = StrictHostKeyChecking::AcceptNew;
+        let link = timed(SshLink::connect(&settings)).await.unwrap();
+        link.close().await.unwrap();
+        settings.strict_host_key_checking = StrictHostKeyChecking::Yes;
+        timed(SshLink::connect(&settings)).await.unwrap();
+    }
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let verdict = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => self.verify(key),
-            PublicKeyOrCertificate::Certificate(_) => Err(SshError::HostCertificate {
-                host: self.settings.alias.clone(),
-            }),
+    #[tokio::test]
+    async fn rejected_keys_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(&dir.path().join("id_ed25519"));
+        let server = TestServer::start(write_key(&dir.path().join("other"))).await;
+        let mut settings = settings(dir.path(), server.port);
+        settings.strict_host_key_checking = StrictHostKeyChecking::No;
+        settings.identity_files.push(dir.path().join("missing"));
+        let err = timed(SshLink::connect(&settings)).await.err().unwrap();
+        let SshError::AuthFailed { tried, .. } = &err else {
+            panic!("{err}")
         };
-        match verdict {
-            Ok(()) => Ok(true),
-            Err(refusal) => {
-                *self.rejection.lock().expect("not poisoned") = Some(refusal);
-                Ok(false)
-            }
-        }
-    }
-}
-
-impl Verifier {
-    fn verify(&self, key: &PublicKey) -> Result<(), SshError> {
-        let settings = &self.settings;
-        let (host, port) = (settings.hostname.as_str(), settings.port);
-        let shown = known_hosts::host_pattern(host, port);
-        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let algorithm = key.algorithm().to_string();
-        match known_hosts::check(&settings.known_hosts_files, host, port, key) {
-            HostKeyStatus::Known => Ok(()),
-            HostKeyStatus::Changed { file, line } => Err(SshError::HostKeyChanged {
-                host: shown,
-                algorithm,
-                fingerprint,
-                file,
-                line,
-            }),
-            HostKeyStatus::Revoked { file, line } => Err(SshError::HostKeyRevoked {
-                host: shown,
-                file,
-                line,
-            }),
-            HostKeyStatus::Unknown { other_types } => self.unknown(key, shown, algorithm, fingerprint, other_types),
-        }
+        // A developer's ssh-agent may add an entry of its own.
+        let tried: Vec<&String> = tried.iter().filter(|t| !t.starts_with("ssh-agent")).collect();
+        assert_eq!(tried.len(), 2, "{err}");
+        assert!(tried[0].ends_with("id_ed25519"), "{err}");
+        assert!(tried[1].ends_with("missing (no such file)"), "{err}");
     }
 
-    fn unknown(
-        &self,
-        key: &PublicKey,
-        shown: String,
-        algorithm: String,
-        fingerprint: String,
-        other_types: bool,
-    ) -> Result<(), SshError> {
-        let settings = &self.settings;
-        let first_file = settings.known_hosts_files.first();
-        match settings.strict_host_key_checking {
-            StrictHostKeyChecking::AcceptNew if !other_types => {
-                let file = first_file.ok_or_else(|| SshError::KnownHostsWrite {
-                    host: shown.clone(),
-                    path: "UserKnownHostsFile".into(),
-                    source: std::io::Error::other("no known_hosts file configured"),
-                })?;
-                known_hosts::learn(file, &settings.hostname, settings.port, key).map_err(|source| {
-                    SshError::KnownHostsWrite {
-                        host: shown.clone(),
-                        path: file.clone(),
-                        source,
-                    }
-                })?;
-                eprintln!("Warning: Permanently added '{shown}' ({algorithm}) to the list of known hosts.");
-                Ok(())
-            }
-            StrictHostKeyChecking::No => {
-                tracing::warn!("accepting unknown host key {fingerprint} for {shown} (StrictHostKeyChecking=no)");
-                Ok(())
-            }
-            _ => Err(SshError::HostKeyUnknown {
-                host: shown,
-                algorithm,
-                fingerprint,
-                known_hosts: first_file.map_or_else(|| "~/.ssh/known_hosts".into(), |f| f.display().to_string()),
-                other_types: if other_types {
-                    " though keys of other types are recorded for it".into()
-                } else {
-                    String::new()
-                },
-            }),
-        }
+    #[tokio::test]
+    async fn unreachable_and_silent_hosts_fail_with_host_and_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let dir = tempfile::tempdir().unwrap();
+        let err = timed(SshLink::connect(&settings(dir.path(), port)))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, SshError::Connect { .. }), "{err}");
+        assert!(err.to_string().contains(&format!("127.0.0.1 port {port}")), "{err}");
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut settings = settings(dir.path(), silent.local_addr().unwrap().port());
+        settings.connect_timeout = Some(Duration::from_millis(200));
+        let err = timed(SshLink::connect(&settings)).await.err().unwrap();
+        assert!(matches!(err, SshError::ConnectTimeout { .. }), "{err}");
     }
 }

@@ -1,82 +1,187 @@
-//! Errors of the SSH transport. Every one means the host could not be reached, trusted or logged
-//! into, so the CLI exits 255 for all of them, like ssh.
+//! Errors of the SSH transport. Messages are shown to users verbatim, so each says what failed,
+//! for which host or file, and what to do next.
+//!
+//! Every variant means the host could not be reached, trusted or logged into; the CLI exits 255
+//! for all of them, like ssh (see [`SshError::is_connection_failure`]).
 
 use std::{io, path::PathBuf};
+
+use super::known_hosts::host_pattern;
 
 /// Why an SSH connection could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
+    /// The command line's `[user@]host[:port]` does not parse.
     #[error("invalid target {target:?}: {reason}; use [user@]host[:port] or an ssh_config alias")]
     BadTarget { target: String, reason: String },
-    #[error("cannot read ssh config {path}: {source}")]
+    /// An ssh_config file (or one it includes) exists but cannot be read.
+    #[error("cannot read ssh config {path}: {source}; fix its permissions or pass another file with -F")]
     ConfigRead {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// A line of an ssh_config file is malformed or has a value remora cannot use.
     #[error("{path}:{line}: {reason}")]
     ConfigLine { path: PathBuf, line: usize, reason: String },
-    #[error("cannot connect to {host} port {port}: {source}")]
+    /// A `-o` option is malformed or has a value remora cannot use.
+    #[error("option -o {option:?}: {reason}")]
+    BadOption { option: String, reason: String },
+    /// The TCP connection failed.
+    #[error("cannot connect to {host} port {port}: {source}; check the host name, the port and that sshd runs there")]
     Connect {
         host: String,
         port: u16,
         #[source]
         source: io::Error,
     },
-    #[error("connecting to {host} port {port} timed out after {secs} s (ConnectTimeout)")]
-    ConnectTimeout { host: String, port: u16, secs: u64 },
+    /// TCP or the SSH handshake did not finish in time.
     #[error(
-        "no host key for {host} is known in {known_hosts} ({algorithm} key {fingerprint}){other_types}; \
-         verify the fingerprint, then connect once with `-o StrictHostKeyChecking=accept-new` \
-         (or add the key with `ssh-keyscan -p PORT HOST >> {known_hosts}`)"
+        "connecting to {host} port {port} timed out after {secs} s; check that the host is up and reachable \
+         (or raise ConnectTimeout)"
+    )]
+    ConnectTimeout { host: String, port: u16, secs: u64 },
+    /// The host's key is in no known_hosts file and the policy does not allow learning it.
+    #[error(
+        "no host key for {} in {known_hosts} ({algorithm} key {fingerprint}){}; verify the fingerprint, \
+         then connect once with `-o StrictHostKeyChecking=accept-new`, or add the key with \
+         `ssh-keyscan -p {port} {host} >> {known_hosts}`",
+        host_pattern(.host, *.port),
+        if *.asked { "; remora cannot ask, so StrictHostKeyChecking=ask refuses like yes" } else { "" }
     )]
     HostKeyUnknown {
         host: String,
-        algorithm: String,
+        port: u16,
+        algorithm: &'static str,
         fingerprint: String,
         known_hosts: String,
-        other_types: String,
+        /// The policy was `ask`, which remora treats as `yes`.
+        asked: bool,
     },
+    /// known_hosts records a different key for the host: refused, whatever the policy.
     #[error(
         "\n@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
          @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
          @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
          IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
-         The {algorithm} host key for {host} is now {fingerprint}.\n\
-         Offending key in {file}:{line}\n\
-         Connection refused. If the host really was reinstalled, remove the old key with\n\
-         `ssh-keygen -f {file} -R '{host}'` and connect again."
+         Someone could be eavesdropping on you right now (man-in-the-middle attack)!\n\
+         It is also possible that a host key has just been changed.\n\
+         The {algorithm} host key for {} is {fingerprint};\n\
+         known_hosts records a different {recorded} key for it.\n\
+         Offending {recorded} key in {file}:{line}\n\
+         Connection refused (remora refuses changed keys whatever StrictHostKeyChecking says).\n\
+         If the host really was reinstalled, remove the old key with\n\
+         `ssh-keygen -f {file} -R '{}'` and connect again.",
+        host_pattern(.host, *.port),
+        host_pattern(.host, *.port)
     )]
     HostKeyChanged {
         host: String,
-        algorithm: String,
+        port: u16,
+        algorithm: &'static str,
         fingerprint: String,
+        /// The algorithm of the recorded key (the same one unless only other types are recorded).
+        recorded: &'static str,
         file: String,
         line: usize,
     },
-    #[error("the host key of {host} is marked @revoked in {file}:{line}; refusing to connect")]
-    HostKeyRevoked { host: String, file: String, line: usize },
+    /// The host presented a key marked `@revoked`.
+    #[error(
+        "the host key of {} is marked @revoked in {file}:{line}; refusing to connect (ask the host's admin \
+         for its new key)",
+        host_pattern(.host, *.port)
+    )]
+    HostKeyRevoked {
+        host: String,
+        port: u16,
+        file: String,
+        line: usize,
+    },
+    /// The host presented a certificate instead of a plain key.
     #[error("{host} presented a host certificate; remora does not verify host certificates yet")]
     HostCertificate { host: String },
-    #[error("cannot record the host key of {host} in {path}: {source}")]
+    /// `accept-new` could not record the key.
+    #[error("cannot record the host key of {host} in {path}: {source}; check that the file is writable")]
     KnownHostsWrite {
         host: String,
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("permission denied for {user}@{host} (tried: {}); check IdentityFile and the host's authorized_keys", tried.join(", "))]
+    /// No identity was accepted.
+    #[error(
+        "permission denied for {user}@{host} (tried: {}); check IdentityFile, ssh-agent (ssh-add -l) and the \
+         host's ~/.ssh/authorized_keys",
+        if .tried.is_empty() { "nothing".to_string() } else { .tried.join(", ") }
+    )]
     AuthFailed {
         user: String,
         host: String,
+        /// Every method and key offered, with why it did not count when that is known.
         tried: Vec<String>,
     },
-    #[error("the host's sshd refused the `{name}` subsystem; add `Subsystem {name} /path/to/remora-agent subsystem` to its sshd_config and reload sshd")]
+    /// sshd has no such subsystem (or refused to start it).
+    #[error(
+        "the host's sshd refused the `{name}` subsystem; add `Subsystem {name} /path/to/remora-agent subsystem` \
+         to its sshd_config and reload sshd"
+    )]
     SubsystemRefused { name: String },
-    #[error("SSH protocol error with {host}: {source}")]
+    /// The SSH connection failed after the TCP connection was made.
+    #[error("SSH connection to {host} failed: {source} (run with -vv for details)")]
     Protocol {
         host: String,
         #[source]
         source: russh::Error,
     },
+}
+
+impl SshError {
+    /// Always true: every SSH error is a connection or authentication failure (the CLI exits 255).
+    pub fn is_connection_failure(&self) -> bool {
+        true
+    }
+
+    /// Whether trying again later may succeed (the network was in the way), as opposed to a
+    /// refusal that would only repeat (host key, authentication, configuration).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SshError::Connect { .. } | SshError::ConnectTimeout { .. } | SshError::Protocol { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_key_messages_name_the_host_as_known_hosts_does() {
+        let unknown = SshError::HostKeyUnknown {
+            host: "127.0.0.1".into(),
+            port: 2222,
+            algorithm: "ED25519",
+            fingerprint: "SHA256:x".into(),
+            known_hosts: "/k".into(),
+            asked: false,
+        };
+        let text = unknown.to_string();
+        assert!(
+            text.starts_with("no host key for [127.0.0.1]:2222 in /k (ED25519 key SHA256:x);"),
+            "{text}"
+        );
+        assert!(text.contains("StrictHostKeyChecking=accept-new"), "{text}");
+        let changed = SshError::HostKeyChanged {
+            host: "web01".into(),
+            port: 22,
+            algorithm: "ED25519",
+            fingerprint: "SHA256:x".into(),
+            recorded: "ED25519",
+            file: "/k".into(),
+            line: 3,
+        };
+        let text = changed.to_string();
+        assert!(text.contains("Offending ED25519 key in /k:3"), "{text}");
+        assert!(text.contains("ssh-keygen -f /k -R 'web01'"), "{text}");
+    }
 }

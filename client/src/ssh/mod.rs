@@ -1,12 +1,24 @@
-//! The SSH transport: targets, ssh_config, known_hosts, authentication and the subsystem
-//! channel, over russh. Everything that can fail here is an [`SshError`].
+//! The SSH transport: reach a host the way `ssh` would (same targets, ssh_config, known_hosts,
+//! keys and agent) and open the `remora` subsystem on it, over russh.
+//!
+//! Flow: [`Target`] (what was typed) → [`resolve`] with [`SshOptions`] (the command line) →
+//! [`HostSettings`] (like `ssh -G`) → [`SshLink::connect`] → [`SshLink::open_subsystem`].
+//!
+//! Invariants: nothing here knows the remora protocol (the subsystem is a byte stream); nothing
+//! is silently misread (unsupported ssh_config and known_hosts content is warned about with file
+//! and line); changed or revoked host keys are always refused. Every failure is an [`SshError`],
+//! and every [`SshError`] is a connection failure (exit 255, like ssh).
 
+mod auth;
 mod config;
 mod connect;
 mod error;
+mod host_key;
 mod known_hosts;
 mod settings;
 mod target;
+#[cfg(test)]
+mod test_server;
 
 pub use connect::{SshLink, SubsystemStream};
 pub use error::SshError;

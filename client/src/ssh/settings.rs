@@ -1,56 +1,69 @@
-//! Resolving a target against ssh_config and the command line into connection settings
-//! (what `ssh -G` prints).
+//! Resolving a target against ssh_config and the command line into the settings of one connection
+//! (what `ssh -G` prints). Precedence: the target's own `user@`/`:port`, then `-l`/`-p`/`-i`, then
+//! `-o`, then the config files, then defaults.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use super::{
-    config::{split_words, Applied, SshConfig},
+    config::{Applied, Entry, SshConfig},
     SshError, Target,
 };
 
 /// Settings given on the command line; they win over ssh_config like ssh's own flags.
 #[derive(Default, Clone, Debug)]
 pub struct SshOptions {
-    /// `-F`: config file instead of ~/.ssh/config; `none` reads no file.
+    /// `-F`: config file instead of ~/.ssh/config (a missing file is an empty config); `none` reads none.
     pub config_file: Option<PathBuf>,
     /// `-i`: identity files tried before the config's.
     pub identity_files: Vec<PathBuf>,
-    /// `-p`
+    /// `-p`: the port, unless the target names one.
     pub port: Option<u16>,
-    /// `-l`
+    /// `-l`: the user, unless the target names one.
     pub user: Option<String>,
-    /// `-o Key=Value`, highest precedence.
+    /// `-o Key=Value` (or `Key Value`): above the config files; the first of a key wins, like ssh.
     pub options: Vec<String>,
 }
 
-/// How unknown host keys are treated.
+/// How host keys missing from known_hosts are treated (changed keys are always refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrictHostKeyChecking {
     /// Refuse unknown keys (the default).
     Yes,
-    /// Record unknown keys; refuse changed ones.
+    /// Record unknown keys in the first known_hosts file.
     AcceptNew,
-    /// Accept unknown keys without recording them; still refuse changed ones.
+    /// Accept unknown keys without recording them, with a warning.
     No,
-    /// Would ask; without prompting support it behaves like `Yes`.
+    /// Would ask; remora cannot, so it refuses like `Yes` and says so.
     Ask,
 }
 
-/// Everything needed to connect to one host.
+/// Everything needed to connect to one host, after applying ssh_config (like `ssh -G`).
 #[derive(Clone, Debug)]
 pub struct HostSettings {
     /// What the user typed.
     pub alias: String,
+    /// HostName (with `%h` expanded), else the alias.
     pub hostname: String,
+    /// Port, 22 by default.
     pub port: u16,
+    /// User, the local user by default.
     pub user: String,
+    /// Identity files in the order tried (`-i` first); the default key files that exist if none is configured.
     pub identity_files: Vec<PathBuf>,
-    /// Whether only the configured identities may be used (matters once ssh-agent is supported).
+    /// Use only the configured identities, also from ssh-agent.
     pub identities_only: bool,
+    /// UserKnownHostsFile (several allowed); new keys are recorded in the first.
     pub known_hosts_files: Vec<PathBuf>,
+    /// What to do with unknown host keys.
     pub strict_host_key_checking: StrictHostKeyChecking,
+    /// ServerAliveInterval; `None` for 0 or unset (the connection then picks remora's default).
     pub server_alive_interval: Option<Duration>,
+    /// ServerAliveCountMax, 3 by default.
     pub server_alive_count_max: u32,
+    /// ConnectTimeout; `None` for 0 or unset (the connection then picks remora's default).
     pub connect_timeout: Option<Duration>,
 }
 
@@ -58,47 +71,37 @@ pub struct HostSettings {
 pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, SshError> {
     let config = load_config(options)?.with_options(&options.options)?;
     let applied = config.apply(&target.host);
-    let bad = |key: &str, value: &str| SshError::ConfigLine {
-        path: PathBuf::from("ssh_config"),
-        line: 0,
-        reason: format!("{key} {value:?} is not valid"),
+    applied.warn_ignored();
+    let hostname = match applied.get("hostname") {
+        Some(entry) => expand(entry.value(), &[('h', &target.host)], entry)?,
+        None => target.host.clone(),
     };
-    let hostname = applied
-        .get("hostname")
-        .map_or_else(|| target.host.clone(), |h| h.replace("%h", &target.host));
-    let port = match (target.port, options.port, applied.get("port")) {
-        (Some(port), _, _) | (None, Some(port), _) => port,
-        (None, None, Some(text)) => text.parse().map_err(|_| bad("Port", text))?,
-        (None, None, None) => 22,
+    let port = match target.port.or(options.port) {
+        Some(port) => port,
+        None => applied.get("port").map(port_number).transpose()?.unwrap_or(22),
     };
-    let user = target
-        .user
-        .clone()
-        .or_else(|| options.user.clone())
-        .or_else(|| applied.get("user").map(String::from));
-    let user = user.unwrap_or_else(local_user);
-    let tokens = Tokens {
+    let user = target.user.clone().or_else(|| options.user.clone());
+    let user = user.unwrap_or_else(|| applied.value("user").map_or_else(local_user, str::to_string));
+    let port_text = port.to_string();
+    let tokens = PathTokens {
         host: &hostname,
-        port,
+        alias: &target.host,
+        port: &port_text,
         user: &user,
     };
     Ok(HostSettings {
         alias: target.host.clone(),
-        identity_files: identity_files(options, &applied, &tokens),
-        identities_only: yes_no(applied.get("identitiesonly")),
-        known_hosts_files: known_hosts_files(&applied, &tokens),
-        strict_host_key_checking: strictness(applied.get("stricthostkeychecking")).ok_or_else(|| {
-            bad(
-                "StrictHostKeyChecking",
-                applied.get("stricthostkeychecking").unwrap_or_default(),
-            )
-        })?,
-        server_alive_interval: seconds(applied.get("serveraliveinterval")),
-        server_alive_count_max: applied
-            .get("serveralivecountmax")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3),
-        connect_timeout: seconds(applied.get("connecttimeout")),
+        identity_files: identity_files(options, &applied, &tokens)?,
+        identities_only: applied.get("identitiesonly").map(yes_no).transpose()?.unwrap_or(false),
+        known_hosts_files: known_hosts_files(&applied, &tokens)?,
+        strict_host_key_checking: applied
+            .get("stricthostkeychecking")
+            .map(strictness)
+            .transpose()?
+            .unwrap_or(StrictHostKeyChecking::Yes),
+        server_alive_interval: applied.get("serveraliveinterval").map(seconds).transpose()?.flatten(),
+        server_alive_count_max: applied.get("serveralivecountmax").map(count).transpose()?.unwrap_or(3),
+        connect_timeout: applied.get("connecttimeout").map(seconds).transpose()?.flatten(),
         hostname,
         port,
         user,
@@ -106,16 +109,22 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
 }
 
 fn load_config(options: &SshOptions) -> Result<SshConfig, SshError> {
+    let ssh_dir = home_dir().join(".ssh");
     match &options.config_file {
         Some(path) if path.as_os_str() == "none" => Ok(SshConfig::default()),
-        Some(path) => SshConfig::read(path),
-        None => SshConfig::read(&home_dir().join(".ssh").join("config")),
+        Some(path) => SshConfig::read(path, &ssh_dir),
+        None => SshConfig::read(&ssh_dir.join("config"), &ssh_dir),
     }
 }
 
-fn identity_files(options: &SshOptions, applied: &Applied, tokens: &Tokens) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = options.identity_files.clone();
-    files.extend(applied.all("identityfile").iter().map(|f| tokens.expand_path(f)));
+fn identity_files(options: &SshOptions, applied: &Applied, tokens: &PathTokens) -> Result<Vec<PathBuf>, SshError> {
+    let mut files: Vec<PathBuf> = options.identity_files.iter().map(|f| expand_tilde(f)).collect();
+    for entry in applied.all("identityfile") {
+        let file = tokens.expand_path(entry.value(), entry)?;
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
     if files.is_empty() {
         let ssh_dir = home_dir().join(".ssh");
         files = ["id_ed25519", "id_ecdsa", "id_rsa"]
@@ -124,103 +133,149 @@ fn identity_files(options: &SshOptions, applied: &Applied, tokens: &Tokens) -> V
             .filter(|p| p.exists())
             .collect();
     }
-    files
+    Ok(files)
 }
 
-fn known_hosts_files(applied: &Applied, tokens: &Tokens) -> Vec<PathBuf> {
-    match applied.get("userknownhostsfile") {
-        Some(value) => split_words(value).iter().map(|f| tokens.expand_path(f)).collect(),
-        None => vec![home_dir().join(".ssh").join("known_hosts")],
+/// UserKnownHostsFile's words; `none` stands for no file.
+fn known_hosts_files(applied: &Applied, tokens: &PathTokens) -> Result<Vec<PathBuf>, SshError> {
+    let Some(entry) = applied.get("userknownhostsfile") else {
+        return Ok(vec![home_dir().join(".ssh").join("known_hosts")]);
+    };
+    let words = entry.args.iter().filter(|word| !word.eq_ignore_ascii_case("none"));
+    words.map(|word| tokens.expand_path(word, entry)).collect()
+}
+
+fn port_number(entry: &Entry) -> Result<u16, SshError> {
+    match entry.value().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(invalid(entry, "a port number from 1 to 65535")),
     }
 }
 
-fn strictness(value: Option<&str>) -> Option<StrictHostKeyChecking> {
-    Some(match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("yes") | Some("true") => StrictHostKeyChecking::Yes,
-        Some("accept-new") => StrictHostKeyChecking::AcceptNew,
-        Some("no") | Some("off") | Some("false") => StrictHostKeyChecking::No,
-        Some("ask") => StrictHostKeyChecking::Ask,
-        Some(_) => return None,
+fn strictness(entry: &Entry) -> Result<StrictHostKeyChecking, SshError> {
+    Ok(match entry.value().to_ascii_lowercase().as_str() {
+        "yes" | "true" => StrictHostKeyChecking::Yes,
+        "accept-new" => StrictHostKeyChecking::AcceptNew,
+        "no" | "off" | "false" => StrictHostKeyChecking::No,
+        "ask" => StrictHostKeyChecking::Ask,
+        _ => return Err(invalid(entry, "yes, accept-new, no, off or ask")),
     })
 }
 
-fn yes_no(value: Option<&str>) -> bool {
-    matches!(
-        value.map(str::to_ascii_lowercase).as_deref(),
-        Some("yes") | Some("true")
-    )
+fn yes_no(entry: &Entry) -> Result<bool, SshError> {
+    match entry.value().to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(invalid(entry, "yes or no")),
+    }
 }
 
-fn seconds(value: Option<&str>) -> Option<Duration> {
-    value
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
+/// Whole seconds; 0 and `none` mean unset.
+fn seconds(entry: &Entry) -> Result<Option<Duration>, SshError> {
+    if entry.value().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let secs: u64 = entry
+        .value()
+        .parse()
+        .map_err(|_| invalid(entry, "a number of seconds"))?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
-/// %-tokens of ssh_config paths.
-struct Tokens<'a> {
+fn count(entry: &Entry) -> Result<u32, SshError> {
+    entry.value().parse().map_err(|_| invalid(entry, "a whole number"))
+}
+
+fn invalid(entry: &Entry, expected: &str) -> SshError {
+    let reason = format!("{} {:?} is not valid; expected {expected}", entry.name, entry.value());
+    entry.origin.error(reason)
+}
+
+/// The %-tokens of IdentityFile and UserKnownHostsFile.
+struct PathTokens<'a> {
     host: &'a str,
-    port: u16,
+    alias: &'a str,
+    port: &'a str,
     user: &'a str,
 }
 
-impl Tokens<'_> {
-    fn expand_path(&self, value: &str) -> PathBuf {
-        let home = home_dir();
-        let mut out = String::new();
-        let mut chars = value.chars();
-        while let Some(c) = chars.next() {
-            if c != '%' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('h') => out.push_str(self.host),
-                Some('p') => out.push_str(&self.port.to_string()),
-                Some('r') => out.push_str(self.user),
-                Some('u') => out.push_str(&local_user()),
-                Some('d') => out.push_str(&home.to_string_lossy()),
-                Some('%') => out.push('%'),
-                Some(other) => {
-                    out.push('%');
-                    out.push(other);
-                }
-                None => out.push('%'),
-            }
+impl PathTokens<'_> {
+    /// Expands %-tokens, then a leading `~`.
+    fn expand_path(&self, value: &str, entry: &Entry) -> Result<PathBuf, SshError> {
+        let home = home_dir().to_string_lossy().into_owned();
+        let local = local_user();
+        let local_host = nix::unistd::gethostname()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tokens = [
+            ('h', self.host),
+            ('n', self.alias),
+            ('p', self.port),
+            ('r', self.user),
+            ('u', &local),
+            ('d', &home),
+            ('l', &local_host),
+        ];
+        Ok(expand_tilde(Path::new(&expand(value, &tokens, entry)?)))
+    }
+}
+
+/// Replaces `%x` tokens and `%%`; an unknown token is an error naming the setting's origin.
+fn expand(value: &str, tokens: &[(char, &str)], entry: &Entry) -> Result<String, SshError> {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
         }
-        match out.strip_prefix("~/") {
-            Some(rest) => home.join(rest),
-            None if out == "~" => home,
-            None => PathBuf::from(out),
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(token) => match tokens.iter().find(|(name, _)| *name == token) {
+                Some((_, replacement)) => out.push_str(replacement),
+                None => return Err(entry.origin.error(format!("{}: unknown token %{token}", entry.name))),
+            },
+            None => return Err(entry.origin.error(format!("{}: '%' at the end", entry.name))),
         }
+    }
+    Ok(out)
+}
+
+fn expand_tilde(path: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) => home_dir().join(rest),
+        Err(_) => path.to_path_buf(),
     }
 }
 
 /// `$HOME`, else the account's home directory.
 pub fn home_dir() -> PathBuf {
     std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
         .map(PathBuf::from)
         .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()))
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// The local user name.
+/// The local user name: `$USER`, else the account's name, else the uid.
 pub fn local_user() -> String {
-    std::env::var("USER").unwrap_or_else(|_| {
-        let uid = nix::unistd::getuid();
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map_or_else(|| uid.to_string(), |u| u.name)
-    })
+    std::env::var("USER")
+        .ok()
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| {
+            let uid = nix::unistd::getuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn resolve_with(config: &str, target: &str, options: SshOptions) -> HostSettings {
+    fn try_resolve(config: &str, target: &str, options: SshOptions) -> Result<HostSettings, SshError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         std::fs::write(&path, config).unwrap();
@@ -228,46 +283,112 @@ mod tests {
             config_file: Some(path),
             ..options
         };
-        resolve(&target.parse().unwrap(), &options).unwrap()
+        resolve(&target.parse().unwrap(), &options)
+    }
+
+    fn resolve_with(config: &str, target: &str, options: SshOptions) -> HostSettings {
+        try_resolve(config, target, options).unwrap()
     }
 
     #[test]
     fn alias_settings_apply_and_tokens_expand() {
-        let config = "Host db\n  HostName db.%h.example\n  Port 2222\n  User ops\n  IdentityFile /keys/%r@%h:%p\n  UserKnownHostsFile /kh/%h /kh/all\n  StrictHostKeyChecking accept-new\n";
+        let config = "Host db\n  HostName db.%h.example\n  Port 2222\n  User ops\n  \
+            IdentityFile /keys/%r@%h:%p_%n_%%\n  UserKnownHostsFile /kh/%h \"/kh/all files\"\n  \
+            StrictHostKeyChecking accept-new\n  IdentitiesOnly yes\n  ServerAliveInterval 5\n  \
+            ServerAliveCountMax 2\n  ConnectTimeout 0\n";
         let settings = resolve_with(config, "db", SshOptions::default());
         assert_eq!(settings.hostname, "db.db.example");
         assert_eq!((settings.port, settings.user.as_str()), (2222, "ops"));
-        assert_eq!(settings.identity_files, [PathBuf::from("/keys/ops@db.db.example:2222")]);
+        assert_eq!(
+            settings.identity_files,
+            [PathBuf::from("/keys/ops@db.db.example:2222_db_%")]
+        );
         assert_eq!(
             settings.known_hosts_files,
-            [PathBuf::from("/kh/db.db.example"), PathBuf::from("/kh/all")]
+            [PathBuf::from("/kh/db.db.example"), PathBuf::from("/kh/all files")]
         );
         assert_eq!(settings.strict_host_key_checking, StrictHostKeyChecking::AcceptNew);
+        assert!(settings.identities_only);
+        assert_eq!(settings.server_alive_interval, Some(Duration::from_secs(5)));
+        assert_eq!((settings.server_alive_count_max, settings.connect_timeout), (2, None));
     }
 
     #[test]
-    fn target_and_flags_win_over_the_config() {
-        let config = "Host db\n  Port 2222\n  User ops\n";
+    fn defaults_when_nothing_is_configured() {
+        let settings = resolve_with("", "plain", SshOptions::default());
+        assert_eq!((settings.hostname.as_str(), settings.port), ("plain", 22));
+        assert_eq!(settings.user, local_user());
+        assert_eq!(settings.strict_host_key_checking, StrictHostKeyChecking::Yes);
+        assert_eq!(settings.known_hosts_files, [home_dir().join(".ssh/known_hosts")]);
+        assert_eq!(
+            (settings.server_alive_interval, settings.server_alive_count_max),
+            (None, 3)
+        );
+    }
+
+    #[test]
+    fn home_and_user_tokens_expand() {
+        let config = "IdentityFile ~/.ssh/%u-%d\nUserKnownHostsFile ~/kh none\n";
+        let settings = resolve_with(config, "h", SshOptions::default());
+        let home = home_dir();
+        let expected = home.join(format!(".ssh/{}-{}", local_user(), home.display()));
+        assert_eq!(settings.identity_files, [expected]);
+        assert_eq!(settings.known_hosts_files, [home.join("kh")]);
+    }
+
+    #[test]
+    fn target_and_flags_win_over_options_and_the_config() {
+        let config = "Host db\n  Port 2222\n  User ops\n  IdentityFile /config-key\n";
         let flags = SshOptions {
             port: Some(7),
             user: Some("flag".into()),
+            identity_files: vec!["/flag-key".into()],
+            options: vec!["Port=8".into(), "User opt".into()],
             ..SshOptions::default()
         };
         let settings = resolve_with(config, "me@db", flags.clone());
         assert_eq!((settings.port, settings.user.as_str()), (7, "me"));
+        assert_eq!(
+            settings.identity_files,
+            [PathBuf::from("/flag-key"), "/config-key".into()]
+        );
         let settings = resolve_with(config, "db:9", flags);
         assert_eq!((settings.port, settings.user.as_str()), (9, "flag"));
+        let only_o = SshOptions {
+            options: vec!["Port=8".into(), "User opt".into(), "Port=99".into()],
+            ..SshOptions::default()
+        };
+        let settings = resolve_with(config, "db", only_o);
+        assert_eq!((settings.port, settings.user.as_str()), (8, "opt"));
     }
 
     #[test]
-    fn nonsense_strictness_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        std::fs::write(&path, "StrictHostKeyChecking maybe\n").unwrap();
+    fn bad_values_name_their_origin() {
+        let err = try_resolve("\nStrictHostKeyChecking maybe\n", "h", SshOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("config:2: StrictHostKeyChecking \"maybe\""),
+            "{err}"
+        );
         let options = SshOptions {
-            config_file: Some(path),
+            options: vec!["Port=x".into()],
             ..SshOptions::default()
         };
-        assert!(resolve(&"h".parse().unwrap(), &options).is_err());
+        let err = try_resolve("", "h", options).unwrap_err();
+        assert!(err.to_string().starts_with("option -o \"Port=x\": Port \"x\""), "{err}");
+        let err = try_resolve("IdentityFile /k/%z\n", "h", SshOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("config:1: IdentityFile: unknown token %z"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dash_f_none_reads_no_config() {
+        let options = SshOptions {
+            config_file: Some("none".into()),
+            ..SshOptions::default()
+        };
+        let settings = resolve(&"h".parse().unwrap(), &options).unwrap();
+        assert_eq!(settings.port, 22);
     }
 }

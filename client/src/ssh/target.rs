@@ -1,14 +1,19 @@
-//! `[user@]host[:port]` as typed on the command line.
+//! `[user@]host[:port]` as typed on the command line. Parsing refuses anything ssh would read
+//! differently (spaces, a leading `-`, a bad port) instead of guessing.
 
 use std::str::FromStr;
 
 use super::SshError;
 
-/// A host to connect to; `host` may be an ssh_config alias.
+/// `[user@]host[:port]` as typed on the command line (host may be an ssh_config alias; IPv6 in
+/// brackets `[::1]:22`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The user before `@`, if any.
     pub user: Option<String>,
+    /// A host name, an address, or an ssh_config alias (without IPv6 brackets).
     pub host: String,
+    /// The port after `:`, if any.
     pub port: Option<u16>,
 }
 
@@ -51,9 +56,16 @@ fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
     }
     match text.split_once(':') {
         Some((host, port)) if !port.contains(':') => Ok((host.to_string(), Some(parse_port(port)?))),
-        Some(_) => Ok((text.to_string(), None)),
+        Some(_) if is_ipv6(text) => Ok((text.to_string(), None)),
+        Some(_) => Err("several ':' but not an IPv6 address; write IPv6 with a port as [addr]:port".into()),
         None => Ok((text.to_string(), None)),
     }
+}
+
+/// An IPv6 address, optionally with a `%zone`.
+fn is_ipv6(text: &str) -> bool {
+    let address = text.split_once('%').map_or(text, |(address, _zone)| address);
+    address.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -92,6 +104,8 @@ mod tests {
         assert_eq!(target("[::1]:22").host, "::1");
         assert_eq!(target("::1").port, None);
         assert_eq!(target("me@[fe80::1]").host, "fe80::1");
+        assert_eq!(target("fe80::1%eth0").host, "fe80::1%eth0");
+        assert_eq!(target("a@b@host").user.as_deref(), Some("a@b"));
     }
 
     #[test]
@@ -105,6 +119,9 @@ mod tests {
             "a b",
             "-oProxyCommand=x",
             "[::1",
+            "[::1]x",
+            "host:",
+            "web01:22:33",
         ] {
             let err = bad.parse::<Target>().unwrap_err();
             assert!(err.to_string().contains("[user@]host[:port]"), "{bad}: {err}");
