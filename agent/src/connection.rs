@@ -85,7 +85,11 @@ async fn handshake<R: AsyncRead + Unpin>(
     frames: &mut FrameReader<R>,
     tx: &mpsc::Sender<AgentFrame>,
 ) -> Option<Hello> {
-    let first = tokio::time::timeout(HELLO_TIMEOUT, frames.read_frame()).await;
+    let first = tokio::select! {
+        first = tokio::time::timeout(HELLO_TIMEOUT, frames.read_frame()) => first,
+        // A daemon shutting down does not wait for a client that has not said hello yet.
+        _ = daemon.shutdown.cancelled() => return None,
+    };
     let refuse = |code, message: String| AgentFrame {
         id: 0,
         body: AgentBody::Error(remora_wire::ErrorReply { code, message }),

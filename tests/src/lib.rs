@@ -1,3 +1,26 @@
-//! The `remora-tests` package holds the end-to-end tests (`tests/e2e/`, one test binary with its
-//! `support/` harness: a real OpenSSH sshd per test). This library target is empty on purpose;
-//! cargo needs one target besides the tests.
+//! `remora_testkit`: the end-to-end harness of remora. A test starts a real OpenSSH sshd on a
+//! loopback port ([`Sshd`]) whose `remora` subsystem is the freshly built `remora-agent`, drives
+//! it with the built `remora` binary or OpenSSH's `ssh`, and breaks links on purpose with a
+//! [`FaultyLink`] in between.
+//!
+//! Invariants:
+//! - Nothing a test starts through the harness outlives the [`Sshd`] it came from: dropping it
+//!   ends sshd, every session process, the agent's daemon and the clients built by
+//!   [`Sshd::remora`] and [`Sshd::ssh`].
+//! - A test never reads the developer's `~/.ssh` or ssh-agent: clients get a private HOME, an
+//!   explicit ssh_config, key and known_hosts, and no `SSH_AUTH_SOCK`.
+//! - Every wait is bounded and names what it waited for when it gives up.
+
+mod binaries;
+mod pids;
+mod process;
+mod proxy;
+mod sshd;
+mod wait;
+
+pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
+pub use pids::{command_line, live_command_lines, process_alive, terminate};
+pub use process::{run, run_async, run_child};
+pub use proxy::FaultyLink;
+pub use sshd::Sshd;
+pub use wait::{wait_for, wait_until, wait_until_async};

@@ -18,9 +18,11 @@ struct Flaky {
 impl Flaky {
     fn start() -> Flaky {
         let sshd = Sshd::start().unwrap();
-        let link = FaultyLink::start(([127, 0, 0, 1], sshd.port()).into()).unwrap();
+        let link = FaultyLink::start(sshd.addr()).unwrap();
         let config = sshd.dir().join("flaky_config");
-        std::fs::write(&config, sshd.host_block_via("flaky", link.port())).unwrap();
+        let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
+        let fast_keepalives = "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n";
+        std::fs::write(&config, block + fast_keepalives).unwrap();
         Flaky { sshd, link, config }
     }
 
@@ -145,7 +147,7 @@ fn a_link_down_longer_than_reconnect_for_ends_with_the_command_to_resume() {
         session(&flaky.sshd, "s")["unacked_bytes"] == 0
     })
     .unwrap();
-    flaky.link.refuse(true);
+    flaky.link.refuse();
     flaky.link.cut();
     let output = run_child(child, TIMEOUT).unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -208,9 +210,9 @@ fn a_silent_link_is_noticed_by_both_sides_and_the_client_resumes_when_it_returns
     let flaky = Flaky::start();
     let (attached, gate) = attach_gated(&flaky, "hb");
     assert_eq!(session(&flaky.sshd, "hb")["availability"], "Busy");
-    flaky.link.blackhole(true);
+    flaky.link.blackhole();
     wait_availability(&flaky, "hb", "None", "the agent to notice the dead link");
-    flaky.link.blackhole(false);
+    flaky.link.restore();
     wait_availability(&flaky, "hb", "Busy", "the client to come back");
     let stderr = finish_gated(attached, &gate);
     assert!(stderr.contains("resumed after"), "{stderr}");

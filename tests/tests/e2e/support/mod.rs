@@ -1,50 +1,28 @@
-//! The end-to-end harness: a real sshd per test ([`Sshd`]), the built binaries, process helpers,
-//! and shortcuts for running `remora`.
+//! Shortcuts for the end-to-end tests on top of the `remora_testkit` harness: running `remora`
+//! against a test's sshd, reading `ls --json`, a client in the background.
 
-mod process;
-mod proxy;
-mod sshd;
+use std::{sync::OnceLock, time::Duration};
 
-use std::{path::PathBuf, sync::OnceLock, time::Duration};
-
-pub use process::{live_command_lines, process_alive, run, run_child, wait_until, wait_until_within};
-pub use proxy::FaultyLink;
+pub use remora_testkit::{live_command_lines, process_alive, run, run_child, Binaries, FaultyLink, Sshd};
 use serde_json::Value;
-pub use sshd::Sshd;
 
-/// The built executables under test.
-pub struct Binaries {
-    pub remora: PathBuf,
-    pub agent: PathBuf,
-}
-
-/// Finds `remora` and `remora-agent` beside this test binary's `deps/` directory (or in
-/// `REMORA_BIN_DIR`).
+/// The built `remora` and `remora-agent` (see `remora_testkit::binaries`).
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
-    BINARIES.get_or_init(|| {
-        let dir = std::env::var_os("REMORA_BIN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let exe = std::env::current_exe().expect("test executable path");
-                exe.parent()
-                    .and_then(|deps| deps.parent())
-                    .expect("target/<profile>/deps")
-                    .to_path_buf()
-            });
-        let binaries = Binaries {
-            remora: dir.join("remora"),
-            agent: dir.join("remora-agent"),
-        };
-        for path in [&binaries.remora, &binaries.agent] {
-            assert!(
-                path.is_file(),
-                "{} is missing: build it first with `cargo build --workspace --bins` (scripts/test does)",
-                path.display()
-            );
-        }
-        binaries
-    })
+    BINARIES.get_or_init(|| remora_testkit::binaries().unwrap_or_else(|err| panic!("{err:#}")))
+}
+
+/// Upper bound for an event a test polls for (a file appears, a process exits).
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Polls an observable condition until it holds, up to 10 s.
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    remora_testkit::wait_until(EVENT_TIMEOUT, what, condition)
+}
+
+/// [`wait_until`] with another limit, for conditions that take long by design (timeouts).
+pub fn wait_until_within(limit: Duration, what: &str, condition: impl FnMut() -> bool) -> anyhow::Result<()> {
+    remora_testkit::wait_until(limit, what, condition)
 }
 
 /// Upper bound for any single CLI run; hitting it fails the test instead of hanging it.
