@@ -38,6 +38,9 @@ pub enum ClientError {
         #[source]
         source: Box<ClientError>,
     },
+    /// `remora install` could not put the agent on the host.
+    #[error("cannot install remora-agent on {host}: {reason}")]
+    Install { host: String, reason: String },
     /// Writing received output locally failed; nothing was acknowledged past what was written.
     #[error("cannot write received output: {0}")]
     Output(#[source] std::io::Error),

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 pub mod connection;
 mod error;
+pub mod install;
 pub mod output;
 pub mod registry;
 pub mod resume;

@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use files::{ServerSettings, ALIAS, MARKER_VAR};
+use files::{ServerSettings, ALIAS, MARKER_VAR, REMOTE_HOME};
 
 use crate::{
     binaries::{binaries, Binaries},
@@ -62,6 +62,16 @@ impl Sshd {
     /// value it reads for most keywords, so they override the harness's. No `Match` blocks (they
     /// would swallow the lines after them), and `Subsystem remora` cannot be redefined.
     pub fn start_with(extra: &str) -> anyhow::Result<Sshd> {
+        Sshd::launch(extra, true)
+    }
+
+    /// An sshd without the `Subsystem remora` line, like a host whose admin has not added it:
+    /// remora must find the agent itself (exec request), after `remora install` put it there.
+    pub fn start_without_subsystem() -> anyhow::Result<Sshd> {
+        Sshd::launch("", false)
+    }
+
+    fn launch(extra: &str, subsystem: bool) -> anyhow::Result<Sshd> {
         let binaries = binaries()?;
         let program = files::sshd_program()?;
         let user = current_user()?;
@@ -77,6 +87,7 @@ impl Sshd {
         files::write_private(&dir.path().join("authorized_keys"), &user_public_key)?;
         let host_public_key = fs::read_to_string(dir.path().join("host_key.pub"))?;
         fs::create_dir(dir.path().join("home"))?;
+        fs::create_dir(dir.path().join(REMOTE_HOME))?;
         ensure_privsep_dir()?;
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let settings = ServerSettings {
@@ -86,6 +97,7 @@ impl Sshd {
             marker: &marker,
             has_penalties: files::has_penalties(&program),
             extra,
+            subsystem,
         };
         let (child, port) = launch(&program, settings)?;
         // From here on, Drop ends sshd if anything else fails.
@@ -199,6 +211,11 @@ impl Sshd {
         self.dir().join("home")
     }
 
+    /// The HOME of everything run on the "host" (sessions, the agent), apart from the client's.
+    pub fn remote_home(&self) -> PathBuf {
+        self.dir().join(REMOTE_HOME)
+    }
+
     /// sshd's log so far (`LogLevel VERBOSE`).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
@@ -230,6 +247,22 @@ impl Sshd {
     pub fn remora(&self) -> Command {
         let mut command = Command::new(&self.binaries.remora);
         command.arg("-F").arg(self.ssh_config());
+        self.client_environment(&mut command);
+        command
+    }
+
+    /// The built `remora` with `-F config` instead of the harness's ssh_config (a test's own
+    /// config, naming this and other servers), otherwise like [`Sshd::remora`].
+    pub fn remora_with_config(&self, config: &Path) -> Command {
+        let mut command = Command::new(&self.binaries.remora);
+        command.arg("-F").arg(config);
+        self.client_environment(&mut command);
+        command
+    }
+
+    /// The built `remora` reading the private HOME's `~/.ssh/config`, as a user runs it.
+    pub fn remora_as_user(&self) -> Command {
+        let mut command = Command::new(&self.binaries.remora);
         self.client_environment(&mut command);
         command
     }

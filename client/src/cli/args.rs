@@ -23,6 +23,9 @@ pub struct Cli {
     /// User to log in as.
     #[arg(short = 'l', global = true, value_name = "USER")]
     pub login: Option<String>,
+    /// Jump hosts to reach the host through, comma-separated `[user@]host[:port]` (ProxyJump).
+    #[arg(short = 'J', global = true, value_name = "HOSTS")]
+    pub jump: Option<String>,
     /// ssh_config option, like `-o StrictHostKeyChecking=accept-new`; may be repeated.
     #[arg(short = 'o', global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
@@ -46,6 +49,7 @@ impl Cli {
             port: self.port,
             user: self.login.clone(),
             options: self.options.clone(),
+            jump: self.jump.clone(),
         }
     }
 }
@@ -73,6 +77,41 @@ pub enum Verb {
     Stop(StopArgs),
     /// Walk through new, invoke --disconnected, ls, receive and rm against a private local agent.
     Demo(DemoArgs),
+    /// Print the SSH settings remora would use for a host, like `ssh -G` (connects nowhere).
+    Config(ConfigArgs),
+    /// Copy remora-agent to ~/.local/bin on a host whose sshd has no remora subsystem (no root needed).
+    Install(InstallArgs),
+    /// Print a shell completion script: `remora completions bash > /etc/bash_completion.d/remora`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `remora man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The host, as you would type it for any verb.
+    pub host: String,
+    /// Print a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The host to install on.
+    pub host: String,
+    /// The agent binary to copy; by default the remora-agent next to this remora, else on PATH.
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// Print a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
 }
 
 /// How a session holds output nobody has received yet.

@@ -37,6 +37,20 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// `remora completions SHELL`: the completion script, generated from the CLI definition.
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "remora", &mut std::io::stdout());
+    Ok(0)
+}
+
+/// `remora man`: the man page in roff, generated from the CLI definition.
+pub fn man_page() -> anyhow::Result<u8> {
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+    Ok(0)
+}
+
 fn exit_code_for(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<ClientError>() {
         Some(client) if client.is_connection_failure() => EXIT_CONNECTION,
@@ -52,8 +66,14 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| level.into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Without -v, warnings are messages for people: level and text, no timestamps or modules.
+    let _ = if verbose == 0 {
+        builder.without_time().with_target(false).try_init()
+    } else {
+        builder.try_init()
+    };
 }

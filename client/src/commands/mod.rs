@@ -1,9 +1,11 @@
 //! One module per verb, mirroring the agent's `handler/`.
 
+mod config;
 mod connect;
 mod demo;
 mod disconnect;
 mod fanout;
+mod install;
 mod invoke;
 mod jobs;
 mod ls;
@@ -31,6 +33,10 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Disconnect(args) => disconnect::run(cli, args).await,
         Verb::Stop(args) => stop::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
+        Verb::Config(args) => config::run(cli, args),
+        Verb::Install(args) => install::run(cli, args).await,
+        Verb::Completions(args) => crate::cli::completions(args.shell),
+        Verb::Man => crate::cli::man_page(),
     }
 }
 

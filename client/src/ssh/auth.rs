@@ -24,7 +24,7 @@ use russh::{
 };
 use tokio::{net::UnixStream, sync::Mutex};
 
-use super::{HostSettings, SshError};
+use super::{AgentSocket, HostSettings, SshError};
 
 /// How often a wrong passphrase may be typed (ssh's NumberOfPasswordPrompts).
 const PASSPHRASE_ATTEMPTS: usize = 3;
@@ -127,9 +127,14 @@ impl<H: Handler> Attempt<'_, H> {
         Ok(false)
     }
 
-    /// The agent at `SSH_AUTH_SOCK` and its plain keys; `None` without a usable agent.
+    /// The agent (IdentityAgent, `SSH_AUTH_SOCK` by default) and its plain keys; `None` without
+    /// a usable agent.
     async fn agent_keys(&mut self) -> Option<(AgentClient<UnixStream>, Vec<PublicKey>)> {
-        let socket = PathBuf::from(std::env::var_os("SSH_AUTH_SOCK")?);
+        let socket = match &self.settings.agent {
+            AgentSocket::Environment => PathBuf::from(std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty())?),
+            AgentSocket::Path(path) => path.clone(),
+            AgentSocket::Disabled => return None,
+        };
         let agent = AgentClient::connect_uds(&socket).await;
         let identities = match agent {
             Ok(mut agent) => agent.request_identities().await.map(|identities| (agent, identities)),

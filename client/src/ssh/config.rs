@@ -29,6 +29,8 @@ const SINGLE_WORD_KEYS: &[&str] = &[
     "serveraliveinterval",
     "serveralivecountmax",
     "connecttimeout",
+    "proxyjump",
+    "identityagent",
 ];
 
 /// Keys remora honours (besides `Host`, `Match` and `Include`, which shape the file).
@@ -43,6 +45,9 @@ const HONOURED_KEYS: &[&str] = &[
     "serveraliveinterval",
     "serveralivecountmax",
     "connecttimeout",
+    "proxyjump",
+    "proxycommand",
+    "identityagent",
 ];
 
 /// Keys about features remora has no use for (forwarding, terminals, multiplexing, logging):
@@ -141,6 +146,8 @@ pub struct Entry {
     pub name: String,
     /// The value's words, unquoted (never empty).
     pub args: Vec<String>,
+    /// The value as written, quotes and all (ProxyCommand is passed to the shell verbatim).
+    pub raw: String,
     /// Where it was written.
     pub origin: Origin,
 }
@@ -189,6 +196,9 @@ pub struct SshConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Applied {
     values: HashMap<String, Vec<Entry>>,
+    /// Where each key was first seen, in reading order (for keys that compete, like ProxyJump
+    /// and ProxyCommand, the first one read wins).
+    first_seen: HashMap<String, usize>,
 }
 
 impl Applied {
@@ -202,13 +212,19 @@ impl Applied {
         self.get(key).map(Entry::value)
     }
 
+    /// Of `keys`, the one read first and its winning entry.
+    pub fn first_of<'k>(&self, keys: &[&'k str]) -> Option<(&'k str, &Entry)> {
+        let found = keys.iter().filter_map(|&key| Some((self.first_seen.get(key)?, key)));
+        let (_, key) = found.min()?;
+        Some((key, self.get(key)?))
+    }
+
     /// Every entry for `key`, in order (IdentityFile accumulates).
     pub fn all(&self, key: &str) -> &[Entry] {
         self.values.get(key).map_or(&[], Vec::as_slice)
     }
 
-    /// The winning entries of keys remora does not honour, sorted by key. `ProxyCommand none`
-    /// and `ProxyJump none` ask for a direct connection, which is what remora makes.
+    /// The winning entries of keys remora does not honour, sorted by key.
     pub fn ignored(&self) -> Vec<&Entry> {
         let mut keys: Vec<&String> = self
             .values
@@ -216,14 +232,7 @@ impl Applied {
             .filter(|key| !HONOURED_KEYS.contains(&key.as_str()))
             .collect();
         keys.sort();
-        let direct = |entry: &&Entry| {
-            let proxy = matches!(entry.name.to_ascii_lowercase().as_str(), "proxycommand" | "proxyjump");
-            proxy && entry.value().eq_ignore_ascii_case("none")
-        };
-        keys.into_iter()
-            .filter_map(|key| self.get(key))
-            .filter(|entry| !direct(entry))
-            .collect()
+        keys.into_iter().filter_map(|key| self.get(key)).collect()
     }
 
     /// Logs one line per ignored key that applies to this host (debug for irrelevant ones).
@@ -290,6 +299,8 @@ impl SshConfig {
         let mut applied = Applied::default();
         for block in self.blocks.iter().filter(|b| b.matches(host)) {
             for (key, entry) in &block.entries {
+                let position = applied.first_seen.len();
+                applied.first_seen.entry(key.clone()).or_insert(position);
                 applied.values.entry(key.clone()).or_default().push(entry.clone());
             }
         }
@@ -423,7 +434,8 @@ fn split_line(raw: &str, origin: &Origin) -> Result<Option<(String, Entry)>, Str
     let split_at = line.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(line.len());
     let (name, rest) = line.split_at(split_at);
     let rest = rest.trim_start();
-    let args = split_words(rest.strip_prefix('=').unwrap_or(rest))?;
+    let raw = rest.strip_prefix('=').unwrap_or(rest).trim_start();
+    let args = split_words(raw)?;
     let key = name.to_ascii_lowercase();
     if args.is_empty() {
         return Err(format!("{name} has no value"));
@@ -434,6 +446,7 @@ fn split_line(raw: &str, origin: &Origin) -> Result<Option<(String, Entry)>, Str
     let entry = Entry {
         name: name.to_string(),
         args,
+        raw: raw.to_string(),
         origin: origin.clone(),
     };
     Ok(Some((key, entry)))
@@ -486,7 +499,7 @@ Host web01 db?
     User ignored-because-first-wins
     HostName "10.0.0.1"
     IdentityFile "~/.ssh/web 01"
-    ProxyJump bastion
+    PKCS11Provider /usr/lib/p11.so
 
 Match host web01
     User from-match
@@ -552,14 +565,25 @@ Host *
         assert_ne!(applied.value("user"), Some("from-match"));
         let ignored = applied.ignored();
         assert_eq!(ignored.len(), 1);
-        assert_eq!(ignored[0].name, "ProxyJump");
+        assert_eq!(ignored[0].name, "PKCS11Provider");
         assert_eq!(ignored[0].origin.to_string(), "cfg:14");
         assert!(
             config.apply("other").ignored().is_empty(),
             "only what applies to the target"
         );
-        let direct = parse("ProxyJump none\nProxyCommand NONE\n").apply("x");
-        assert!(direct.ignored().is_empty(), "`none` is what remora does anyway");
+    }
+
+    #[test]
+    fn the_first_read_of_competing_keys_wins_and_proxy_commands_stay_verbatim() {
+        let config = parse("Host a\n  ProxyCommand sh -c \"nc %h %p\" # raw\n  ProxyJump j\nHost *\n  ProxyJump k\n");
+        let a = config.apply("a");
+        let (key, entry) = a.first_of(&["proxyjump", "proxycommand"]).unwrap();
+        assert_eq!(key, "proxycommand");
+        assert_eq!(entry.raw, "sh -c \"nc %h %p\" # raw");
+        let b = config.apply("b");
+        let (key, entry) = b.first_of(&["proxyjump", "proxycommand"]).unwrap();
+        assert_eq!((key, entry.value()), ("proxyjump", "k"));
+        assert!(config.apply("b").first_of(&["identityagent"]).is_none());
     }
 
     #[test]

@@ -1,21 +1,22 @@
-//! Making the connection: TCP with a timeout, the SSH handshake with host-key verification,
-//! authentication, and opening the `remora` subsystem on a session channel.
+//! Making the connection: the byte stream ([`route`]: TCP, jump hosts or a proxy command), the
+//! SSH handshake with host-key verification, authentication, and opening the `remora` subsystem
+//! on a session channel.
 //!
-//! Invariant: TCP and the key exchange are bounded by ConnectTimeout, so a link that swallows
-//! packets fails instead of hanging; authentication is not, as it may wait for a passphrase.
+//! Invariant: reaching sshd and the key exchange are bounded by ConnectTimeout, so a link that
+//! swallows packets fails instead of hanging; authentication is not, as it may wait for a
+//! passphrase.
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
-
-use russh::{
-    client::{self, Handle},
-    ChannelMsg, Disconnect, Preferred,
-};
-use tokio::net::TcpStream;
 
 use super::{
     auth,
     host_key::{self, Verifier},
+    route::{self, Carrier, Transport},
     HostSettings, SshError,
+};
+use russh::{
+    client::{self, Handle},
+    ChannelMsg, Disconnect, Preferred,
 };
 
 /// Default time to establish TCP and finish the key exchange.
@@ -35,19 +36,56 @@ pub type SubsystemStream = russh::ChannelStream<client::Msg>;
 pub struct SshLink {
     handle: Handle<Verifier>,
     host: String,
+    /// The host as the user named it (for messages that suggest a command).
+    alias: String,
+    /// What the connection runs over; dropped after `handle`.
+    _carrier: Carrier,
 }
 
 impl SshLink {
-    /// Connects, verifies the host key and authenticates.
+    /// Connects (through jump hosts or a proxy command if configured), verifies the host key and
+    /// authenticates.
     pub async fn connect(settings: &HostSettings) -> Result<SshLink, SshError> {
-        let limit = settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
-        let handshake = tokio::time::timeout(limit, handshake(settings));
-        let mut handle = handshake.await.map_err(|_| timed_out(settings, limit))??;
-        auth::authenticate(&mut handle, settings).await?;
-        Ok(SshLink {
-            handle,
-            host: settings.hostname.clone(),
+        SshLink::connect_at_depth(settings, 0).await
+    }
+
+    /// [`SshLink::connect`] for a host `depth` jump hosts into a chain.
+    pub(super) fn connect_at_depth(
+        settings: &HostSettings,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SshLink, SshError>> + Send + '_>> {
+        // Boxed: reaching a jump host is itself a connect.
+        Box::pin(async move {
+            let limit = settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+            let (transport, mut carrier) = route::open(settings, depth, limit).await?;
+            let handshake = tokio::time::timeout(limit, handshake(settings, transport)).await;
+            let handshake = handshake.map_err(|_| route::timed_out(settings, limit))?;
+            let mut handle = match handshake {
+                Ok(handle) => handle,
+                Err(err) => return Err(carrier.explain(err).await),
+            };
+            auth::authenticate(&mut handle, settings).await?;
+            Ok(SshLink {
+                handle,
+                host: settings.hostname.clone(),
+                alias: settings.alias.clone(),
+                _carrier: carrier,
+            })
         })
+    }
+
+    /// Opens a TCP channel from this host to `host:port` (what a jump host does); the error is
+    /// the server's reason.
+    pub(super) async fn forward(&self, host: &str, port: u16) -> Result<SubsystemStream, String> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await;
+        match channel {
+            Ok(channel) => Ok(channel.into_stream()),
+            Err(russh::Error::ChannelOpenFailure(reason)) => Err(format!("{reason:?}")),
+            Err(err) => Err(err.to_string()),
+        }
     }
 
     /// Opens a session channel and requests the subsystem `name`, waiting for the server's reply.
@@ -71,6 +109,25 @@ impl SshLink {
         Err(SshError::SubsystemRefused { name: name.to_string() })
     }
 
+    pub(super) fn handle(&self) -> &Handle<Verifier> {
+        &self.handle
+    }
+
+    /// The host name connected to.
+    pub(super) fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The host as the user named it.
+    pub(super) fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// Whether the connection has ended.
+    pub(super) fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     /// Disconnects politely.
     pub async fn close(self) -> Result<(), SshError> {
         // A link that is already gone is as closed as we want it.
@@ -78,7 +135,7 @@ impl SshLink {
         Ok(())
     }
 
-    fn protocol(&self, source: russh::Error) -> SshError {
+    pub(super) fn protocol(&self, source: russh::Error) -> SshError {
         SshError::Protocol {
             host: self.host.clone(),
             source,
@@ -86,30 +143,18 @@ impl SshLink {
     }
 }
 
-/// TCP connect and key exchange with host-key verification.
-async fn handshake(settings: &HostSettings) -> Result<Handle<Verifier>, SshError> {
-    let tcp = tcp_connect(settings).await?;
+/// The key exchange with host-key verification, over `transport`.
+async fn handshake(settings: &HostSettings, transport: Box<dyn Transport>) -> Result<Handle<Verifier>, SshError> {
     let (verifier, rejection) = Verifier::new(settings);
     let config = Arc::new(client_config(settings));
-    client::connect_stream(config, tcp, verifier).await.map_err(|source| {
-        rejection.take().unwrap_or(SshError::Protocol {
-            host: settings.hostname.clone(),
-            source,
+    client::connect_stream(config, transport, verifier)
+        .await
+        .map_err(|source| {
+            rejection.take().unwrap_or(SshError::Protocol {
+                host: settings.hostname.clone(),
+                source,
+            })
         })
-    })
-}
-
-async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
-    let address = (settings.hostname.as_str(), settings.port);
-    let stream = TcpStream::connect(address).await.map_err(|source| SshError::Connect {
-        host: settings.hostname.clone(),
-        port: settings.port,
-        source,
-    })?;
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!("cannot set TCP_NODELAY: {err}");
-    }
-    Ok(stream)
 }
 
 fn client_config(settings: &HostSettings) -> client::Config {
@@ -127,14 +172,6 @@ fn client_config(settings: &HostSettings) -> client::Config {
     }
 }
 
-fn timed_out(settings: &HostSettings, limit: Duration) -> SshError {
-    SshError::ConnectTimeout {
-        host: settings.hostname.clone(),
-        port: settings.port,
-        secs: limit.as_secs(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -144,7 +181,7 @@ mod tests {
     use super::*;
     use crate::ssh::{
         test_server::{write_key, TestServer},
-        StrictHostKeyChecking,
+        AgentSocket, Route, SshOptions, StrictHostKeyChecking,
     };
 
     fn settings(dir: &Path, port: u16) -> HostSettings {
@@ -160,6 +197,9 @@ mod tests {
             server_alive_interval: None,
             server_alive_count_max: 3,
             connect_timeout: Some(Duration::from_secs(5)),
+            route: Route::Direct,
+            agent: AgentSocket::Disabled,
+            jump_options: SshOptions::default(),
         }
     }
 
@@ -217,8 +257,6 @@ mod tests {
         let SshError::AuthFailed { tried, .. } = &err else {
             panic!("{err}")
         };
-        // A developer's ssh-agent may add an entry of its own.
-        let tried: Vec<&String> = tried.iter().filter(|t| !t.starts_with("ssh-agent")).collect();
         assert_eq!(tried.len(), 2, "{err}");
         assert!(tried[0].ends_with("id_ed25519"), "{err}");
         assert!(tried[1].ends_with("missing (no such file)"), "{err}");

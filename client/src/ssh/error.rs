@@ -126,6 +126,50 @@ pub enum SshError {
          to its sshd_config and reload sshd"
     )]
     SubsystemRefused { name: String },
+    /// Neither the subsystem nor an agent on the host's PATH or in `~/.local/bin`.
+    #[error(
+        "{host} has no `remora` subsystem in its sshd_config and no remora-agent on its PATH or in \
+         ~/.local/bin; run `remora install {host}` (no root needed), or have its admin add \
+         `Subsystem remora /path/to/remora-agent subsystem` to sshd_config"
+    )]
+    AgentMissing { host: String },
+    /// sshd refused to run a command.
+    #[error("{host}'s sshd refused to run a command (exec request); check ForceCommand and the account's shell")]
+    ExecRefused { host: String },
+    /// Reaching or logging into a jump host failed.
+    #[error("jump host {hop}: {source}")]
+    JumpHost {
+        hop: String,
+        #[source]
+        source: Box<SshError>,
+    },
+    /// A jump host would not open a TCP channel to the next host.
+    #[error(
+        "jump host {hop} could not connect to {host} port {port} ({reason}); check that the host is reachable \
+         from {hop} and that its sshd allows forwarding (AllowTcpForwarding)"
+    )]
+    JumpForward {
+        hop: String,
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    /// ProxyJump chains through more hosts than any sane setup (usually hops that jump through
+    /// each other).
+    #[error(
+        "ProxyJump chains through more than {max} jump hosts; check ssh_config for hosts that jump through each other"
+    )]
+    JumpLoop { max: usize },
+    /// ProxyCommand could not be started.
+    #[error("cannot run ProxyCommand `{command}`: {source}; check the command and $SHELL")]
+    ProxyCommandStart {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    /// ProxyCommand ended before the SSH handshake finished.
+    #[error("ProxyCommand `{command}` ended ({status}) before the SSH handshake finished; run it by hand to see why")]
+    ProxyCommandExited { command: String, status: String },
     /// The SSH connection failed after the TCP connection was made.
     #[error("SSH connection to {host} failed: {source} (run with -vv for details)")]
     Protocol {
@@ -144,10 +188,17 @@ impl SshError {
     /// Whether trying again later may succeed (the network was in the way), as opposed to a
     /// refusal that would only repeat (host key, authentication, configuration).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SshError::Connect { .. } | SshError::ConnectTimeout { .. } | SshError::Protocol { .. }
-        )
+        match self {
+            SshError::JumpHost { source, .. } => source.is_transient(),
+            other => matches!(
+                other,
+                SshError::Connect { .. }
+                    | SshError::ConnectTimeout { .. }
+                    | SshError::Protocol { .. }
+                    | SshError::JumpForward { .. }
+                    | SshError::ProxyCommandExited { .. }
+            ),
+        }
     }
 }
 

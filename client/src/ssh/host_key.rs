@@ -155,7 +155,7 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::ssh::known_hosts::tests::key_of;
+    use crate::ssh::{known_hosts::tests::key_of, AgentSocket, Route, SshOptions};
 
     fn settings(known_hosts: PathBuf, strictness: StrictHostKeyChecking) -> HostSettings {
         HostSettings {
@@ -170,6 +170,9 @@ mod tests {
             server_alive_interval: Some(Duration::from_secs(1)),
             server_alive_count_max: 3,
             connect_timeout: None,
+            route: Route::Direct,
+            agent: AgentSocket::Disabled,
+            jump_options: SshOptions::default(),
         }
     }
 

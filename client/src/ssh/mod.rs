@@ -13,8 +13,10 @@ mod auth;
 mod config;
 mod connect;
 mod error;
+mod exec;
 mod host_key;
 mod known_hosts;
+mod route;
 mod settings;
 mod target;
 #[cfg(test)]
@@ -22,5 +24,8 @@ mod test_server;
 
 pub use connect::{SshLink, SubsystemStream};
 pub use error::SshError;
-pub use settings::{home_dir, local_user, resolve, HostSettings, SshOptions, StrictHostKeyChecking};
+pub use exec::{sh_command, ExecOutput};
+pub use settings::{
+    home_dir, local_user, resolve, AgentSocket, HostSettings, Route, SshOptions, StrictHostKeyChecking,
+};
 pub use target::Target;

@@ -25,6 +25,48 @@ pub struct SshOptions {
     pub user: Option<String>,
     /// `-o Key=Value` (or `Key Value`): above the config files; the first of a key wins, like ssh.
     pub options: Vec<String>,
+    /// `-J`: jump hosts, like `-o ProxyJump=…` but ahead of every `-o`.
+    pub jump: Option<String>,
+}
+
+impl SshOptions {
+    /// `-o` options with `-J` first, as ssh orders them.
+    fn all_options(&self) -> Vec<String> {
+        let jump = self.jump.iter().map(|hops| format!("ProxyJump={hops}"));
+        jump.chain(self.options.iter().cloned()).collect()
+    }
+
+    /// What a jump host is resolved with: only the config file; like ssh, `-i`, `-l`, `-p`, `-o`
+    /// and `-J` are about the destination.
+    fn for_jump_hosts(&self) -> SshOptions {
+        SshOptions {
+            config_file: self.config_file.clone(),
+            ..SshOptions::default()
+        }
+    }
+}
+
+/// How the connection reaches the host's sshd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// TCP straight to HostName and Port.
+    Direct,
+    /// Through these jump hosts in order (ProxyJump, `-J`): SSH to the last one, reached through
+    /// the ones before it, then a forwarded TCP channel from there to the host.
+    Jump(Vec<Target>),
+    /// A command whose stdin and stdout carry the connection (ProxyCommand), %-tokens expanded.
+    Command(String),
+}
+
+/// Where ssh-agent listens (IdentityAgent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentSocket {
+    /// `$SSH_AUTH_SOCK` (the default).
+    Environment,
+    /// `IdentityAgent none`: no agent.
+    Disabled,
+    /// A socket path, or the path held by a named environment variable.
+    Path(PathBuf),
 }
 
 /// How host keys missing from known_hosts are treated (changed keys are always refused).
@@ -65,11 +107,79 @@ pub struct HostSettings {
     pub server_alive_count_max: u32,
     /// ConnectTimeout; `None` for 0 or unset (the connection then picks remora's default).
     pub connect_timeout: Option<Duration>,
+    /// ProxyJump or ProxyCommand, whichever the config names first; direct otherwise.
+    pub route: Route,
+    /// IdentityAgent.
+    pub agent: AgentSocket,
+    /// How jump hosts are resolved (the same config file, none of the destination's flags).
+    pub jump_options: SshOptions,
+}
+
+impl HostSettings {
+    /// The settings as `ssh -G` prints them: lower-case keys, one value per line (IdentityFile
+    /// repeats), durations in seconds with 0 for unset.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let secs = |duration: Option<Duration>| duration.map_or(0, |d| d.as_secs()).to_string();
+        let path = |path: &PathBuf| path.display().to_string();
+        let mut lines = vec![
+            ("host", self.alias.clone()),
+            ("hostname", self.hostname.clone()),
+            ("port", self.port.to_string()),
+            ("user", self.user.clone()),
+        ];
+        lines.extend(self.identity_files.iter().map(|file| ("identityfile", path(file))));
+        lines.push(("identitiesonly", yes_or_no(self.identities_only).into()));
+        lines.push(("identityagent", self.agent.to_string()));
+        match &self.route {
+            Route::Direct => lines.push(("proxyjump", "none".into())),
+            Route::Jump(hops) => {
+                let hops: Vec<String> = hops.iter().map(Target::to_string).collect();
+                lines.push(("proxyjump", hops.join(",")));
+            }
+            Route::Command(command) => lines.push(("proxycommand", command.clone())),
+        }
+        let known_hosts: Vec<String> = self.known_hosts_files.iter().map(path).collect();
+        lines.push(("userknownhostsfile", known_hosts.join(" ")));
+        lines.push(("stricthostkeychecking", self.strict_host_key_checking.to_string()));
+        lines.push(("serveraliveinterval", secs(self.server_alive_interval)));
+        lines.push(("serveralivecountmax", self.server_alive_count_max.to_string()));
+        lines.push(("connecttimeout", secs(self.connect_timeout)));
+        lines
+    }
+}
+
+fn yes_or_no(flag: bool) -> &'static str {
+    if flag {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+impl std::fmt::Display for StrictHostKeyChecking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StrictHostKeyChecking::Yes => "yes",
+            StrictHostKeyChecking::AcceptNew => "accept-new",
+            StrictHostKeyChecking::No => "no",
+            StrictHostKeyChecking::Ask => "ask",
+        })
+    }
+}
+
+impl std::fmt::Display for AgentSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentSocket::Environment => f.write_str("SSH_AUTH_SOCK"),
+            AgentSocket::Disabled => f.write_str("none"),
+            AgentSocket::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 /// Applies ssh_config and the command line to `target`.
 pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, SshError> {
-    let config = load_config(options)?.with_options(&options.options)?;
+    let config = load_config(options)?.with_options(&options.all_options())?;
     let applied = config.apply(&target.host);
     applied.warn_ignored();
     let hostname = match applied.get("hostname") {
@@ -102,6 +212,9 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         server_alive_interval: applied.get("serveraliveinterval").map(seconds).transpose()?.flatten(),
         server_alive_count_max: applied.get("serveralivecountmax").map(count).transpose()?.unwrap_or(3),
         connect_timeout: applied.get("connecttimeout").map(seconds).transpose()?.flatten(),
+        route: route(&applied, &tokens)?,
+        agent: agent_socket(&applied, &tokens)?,
+        jump_options: options.for_jump_hosts(),
         hostname,
         port,
         user,
@@ -143,6 +256,49 @@ fn known_hosts_files(applied: &Applied, tokens: &PathTokens) -> Result<Vec<PathB
     };
     let words = entry.args.iter().filter(|word| !word.eq_ignore_ascii_case("none"));
     words.map(|word| tokens.expand_path(word, entry)).collect()
+}
+
+/// ProxyJump or ProxyCommand, whichever was read first (ssh's rule); `none` means direct.
+fn route(applied: &Applied, tokens: &PathTokens) -> Result<Route, SshError> {
+    let Some((key, entry)) = applied.first_of(&["proxyjump", "proxycommand"]) else {
+        return Ok(Route::Direct);
+    };
+    if entry.value().eq_ignore_ascii_case("none") {
+        return Ok(Route::Direct);
+    }
+    if key == "proxycommand" {
+        return Ok(Route::Command(tokens.expand_command(&entry.raw, entry)?));
+    }
+    let hops = entry.value().split(',').map(|hop| {
+        let hop = hop.strip_prefix("ssh://").unwrap_or(hop);
+        hop.parse::<Target>()
+            .map_err(|err| invalid(entry, &format!("comma-separated [user@]host[:port] jump hosts ({err})")))
+    });
+    Ok(Route::Jump(hops.collect::<Result<_, _>>()?))
+}
+
+/// IdentityAgent: `none`, `SSH_AUTH_SOCK`, `$VARIABLE` or a path.
+fn agent_socket(applied: &Applied, tokens: &PathTokens) -> Result<AgentSocket, SshError> {
+    let Some(entry) = applied.get("identityagent") else {
+        return Ok(AgentSocket::Environment);
+    };
+    let value = entry.value();
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(AgentSocket::Disabled);
+    }
+    if value == "SSH_AUTH_SOCK" {
+        return Ok(AgentSocket::Environment);
+    }
+    if let Some(variable) = value.strip_prefix('$') {
+        return match std::env::var_os(variable) {
+            Some(path) if !path.is_empty() => Ok(AgentSocket::Path(path.into())),
+            _ => Err(invalid(
+                entry,
+                &format!("a set environment variable (${variable} is unset)"),
+            )),
+        };
+    }
+    Ok(AgentSocket::Path(tokens.expand_path(value, entry)?))
 }
 
 fn port_number(entry: &Entry) -> Result<u16, SshError> {
@@ -200,6 +356,12 @@ struct PathTokens<'a> {
 }
 
 impl PathTokens<'_> {
+    /// Expands the %-tokens ProxyCommand knows (%h %n %p %r %%).
+    fn expand_command(&self, value: &str, entry: &Entry) -> Result<String, SshError> {
+        let tokens = [('h', self.host), ('n', self.alias), ('p', self.port), ('r', self.user)];
+        expand(value, &tokens, entry)
+    }
+
     /// Expands %-tokens, then a leading `~`.
     fn expand_path(&self, value: &str, entry: &Entry) -> Result<PathBuf, SshError> {
         let home = home_dir().to_string_lossy().into_owned();

@@ -44,6 +44,20 @@ impl FromStr for Target {
     }
 }
 
+impl std::fmt::Display for Target {
+    /// The target as it would be typed back: `user@host:port`, IPv6 in brackets with a port.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        match self.port {
+            Some(port) if self.host.contains(':') => write!(f, "[{}]:{port}", self.host),
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
 /// Splits `host:port` or `[v6]:port`; a bare IPv6 address has no port.
 fn split_port(text: &str) -> Result<(String, Option<u16>), String> {
     if let Some(rest) = text.strip_prefix('[') {
@@ -106,6 +120,13 @@ mod tests {
         assert_eq!(target("me@[fe80::1]").host, "fe80::1");
         assert_eq!(target("fe80::1%eth0").host, "fe80::1%eth0");
         assert_eq!(target("a@b@host").user.as_deref(), Some("a@b"));
+    }
+
+    #[test]
+    fn prints_back_as_typed() {
+        for text in ["web01", "ada@web01:2222", "[::1]:22", "me@fe80::1"] {
+            assert_eq!(target(text).to_string(), text);
+        }
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub(super) const ALIAS: &str = "testhost";
 /// so teardown finds each process a test started, even orphaned ones.
 pub(super) const MARKER_VAR: &str = "REMORA_TESTKIT_SSHD";
 
+/// The HOME of sessions on the test sshd, under the test's dir.
+pub(super) const REMOTE_HOME: &str = "remote_home";
+
 /// Everything sshd_config needs to know.
 pub(super) struct ServerSettings<'a> {
     pub dir: &'a Path,
@@ -27,6 +30,9 @@ pub(super) struct ServerSettings<'a> {
     pub has_penalties: bool,
     /// Lines from the test, placed first: sshd keeps the first value it reads for a keyword.
     pub extra: &'a str,
+    /// Whether sshd_config has the `Subsystem remora` line (hosts whose admin did not add it
+    /// reach the agent through an exec request instead).
+    pub subsystem: bool,
 }
 
 /// Writes an ed25519 key pair without passphrase at `path` and `path.pub`.
@@ -59,6 +65,7 @@ pub(super) fn sshd_config(settings: &ServerSettings) -> String {
         marker,
         has_penalties,
         extra,
+        subsystem,
     } = settings;
     let dir = dir.display();
     let mut config = String::new();
@@ -80,13 +87,18 @@ pub(super) fn sshd_config(settings: &ServerSettings) -> String {
          PermitRootLogin prohibit-password\n\
          AllowTcpForwarding yes\n\
          LogLevel VERBOSE\n\
-         Subsystem remora {agent} subsystem --state-dir {dir}/state\n\
-         SetEnv {MARKER_VAR}={marker}\n\
+         # Sessions get a private HOME: nothing a test runs on the \"host\" touches the real one.\n\
+         SetEnv {MARKER_VAR}={marker} HOME={dir}/{REMOTE_HOME}\n\
          # Tests open many connections at once (reconnect storms, many hosts); the default\n\
          # 10:30:100 would drop some unauthenticated ones at random.\n\
          MaxStartups 100\n",
-        agent = agent.display(),
     ));
+    if *subsystem {
+        config.push_str(&format!(
+            "Subsystem remora {} subsystem --state-dir {dir}/state\n",
+            agent.display()
+        ));
+    }
     if *has_penalties {
         // 9.8+ refuses a source address for a while after a few connections that never
         // authenticate, which is what cut links and banner probes look like.

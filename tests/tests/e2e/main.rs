@@ -17,4 +17,5 @@ mod reconnect;
 mod robustness;
 mod runspace;
 mod sessions;
+mod ssh_world;
 mod support;

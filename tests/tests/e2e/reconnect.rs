@@ -6,7 +6,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::support::{binaries, run_child, session, FaultyLink, Sshd, TIMEOUT};
+use crate::support::{run_child, session, FaultyLink, Sshd, TIMEOUT};
 
 /// A test sshd reached through a `FaultyLink` under the alias `flaky`.
 struct Flaky {
@@ -27,15 +27,8 @@ impl Flaky {
     }
 
     fn remora(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&binaries().remora);
-        command
-            .arg("-F")
-            .arg(&self.config)
-            .args(args)
-            .env("HOME", self.sshd.dir().join("home"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut command = self.sshd.remora_with_config(&self.config);
+        command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         command
     }
 

@@ -1,0 +1,118 @@
+//! Commands run on the host through `exec` requests: how remora reaches an agent on hosts whose
+//! sshd has no `remora` subsystem line (the agent found on PATH or in `~/.local/bin`), and how
+//! `remora install` copies it there.
+//!
+//! The commands are wrapped in `sh -c '…'` so they mean the same whatever the user's login shell
+//! is (sshd runs exec requests with it).
+
+use russh::ChannelMsg;
+
+use super::{connect::SshLink, SshError, SubsystemStream};
+
+/// Where the agent is looked for when sshd has no subsystem line: the login PATH, then
+/// `~/.local/bin` (where `remora install` puts it).
+pub const AGENT_SEARCH: &str = "PATH=\"$PATH:$HOME/.local/bin\"";
+
+/// What a finished command printed and its exit status.
+#[derive(Debug)]
+pub struct ExecOutput {
+    /// The exit status; `None` if sshd reported none (killed by a signal).
+    pub status: Option<u32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// Whether the command exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// Stdout as trimmed text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim().to_string()
+    }
+
+    /// Stderr as trimmed text, or a placeholder when there was none.
+    pub fn complaint(&self) -> String {
+        let text = String::from_utf8_lossy(&self.stderr).trim().to_string();
+        if text.is_empty() {
+            "no message".into()
+        } else {
+            text
+        }
+    }
+}
+
+/// `script` as one `sh -c` command line, quoted for the user's login shell.
+pub fn sh_command(script: &str) -> String {
+    format!("sh -c '{}'", script.replace('\'', r"'\''"))
+}
+
+impl SshLink {
+    /// Runs `command`, feeding it `stdin`, and collects what it prints until it exits.
+    pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, SshError> {
+        let channel = self.handle().channel_open_session().await;
+        let mut channel = channel.map_err(|source| self.protocol(source))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|source| self.protocol(source))?;
+        channel.data(stdin).await.map_err(|source| self.protocol(source))?;
+        channel.eof().await.map_err(|source| self.protocol(source))?;
+        let mut output = ExecOutput {
+            status: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, .. } => output.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => output.status = Some(exit_status),
+                ChannelMsg::Failure => {
+                    return Err(SshError::ExecRefused {
+                        host: self.host().into(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(output)
+    }
+
+    /// Starts `remora-agent subsystem` through an exec request, for hosts whose sshd refused the
+    /// subsystem. Fails with [`SshError::AgentMissing`] when the host has no agent to run.
+    pub async fn open_agent_by_exec(&self) -> Result<SubsystemStream, SshError> {
+        let probe = sh_command(&format!("{AGENT_SEARCH}; command -v remora-agent"));
+        let found = self.exec(&probe, &[]).await?;
+        if !found.success() {
+            return Err(SshError::AgentMissing {
+                host: self.alias().into(),
+            });
+        }
+        tracing::info!(
+            "{}: no remora subsystem; running {} through exec",
+            self.host(),
+            found.text()
+        );
+        let command = sh_command(&format!("{AGENT_SEARCH}; exec remora-agent subsystem"));
+        let channel = self.handle().channel_open_session().await;
+        let channel = channel.map_err(|source| self.protocol(source))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|source| self.protocol(source))?;
+        Ok(channel.into_stream())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_survive_the_login_shell_quoted() {
+        assert_eq!(sh_command("echo 'a b'; exit"), r"sh -c 'echo '\''a b'\''; exit'");
+    }
+}
