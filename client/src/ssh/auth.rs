@@ -1,6 +1,8 @@
-//! Public-key authentication in ssh's order: ssh-agent keys (those of configured identity files
-//! first; only those with IdentitiesOnly), then the identity files not already offered through the
-//! agent, asking on the terminal for passphrases of encrypted ones.
+//! Authentication in ssh's order: ssh-agent keys (those of configured identity files first; only
+//! those with IdentitiesOnly), then the identity files not already offered through the agent,
+//! asking on the terminal for passphrases of encrypted ones, each file's certificate
+//! (`FILE-cert.pub`) before the plain key; then, only with a terminal, keyboard-interactive and
+//! password ([`super::interactive`]).
 //!
 //! Every attempt is reported in [`SshError::AuthFailed`], since "permission denied" alone does not
 //! say what to fix. Decrypted keys are kept for the life of the process, so a run that reaches many
@@ -16,9 +18,9 @@ use russh::{
     client::{AuthResult, Handle, Handler},
     keys::{
         agent::{client::AgentClient, AgentIdentity},
-        decode_secret_key, load_public_key,
+        decode_secret_key, load_openssh_certificate, load_public_key,
         ssh_key::{self, PublicKey},
-        HashAlg, PrivateKey, PrivateKeyWithHashAlg,
+        Certificate, HashAlg, PrivateKey, PrivateKeyWithHashAlg,
     },
     AgentAuthError, MethodKind,
 };
@@ -51,6 +53,9 @@ pub async fn authenticate<H: Handler>(handle: &mut Handle<H>, settings: &HostSet
         if attempt.with_file(identity).await? {
             return Ok(());
         }
+    }
+    if super::interactive::authenticate(attempt.handle, settings, &mut attempt.tried).await? {
+        return Ok(());
     }
     Err(attempt.failed())
 }
@@ -184,6 +189,17 @@ impl<H: Handler> Attempt<'_, H> {
                 return Ok(false);
             }
         };
+        if let Some(certificate) = certificate_for(&identity.path) {
+            let user = self.settings.user.clone();
+            let result = self
+                .handle
+                .authenticate_openssh_cert(user, key.clone(), certificate)
+                .await;
+            let result = result.map_err(|err| self.broken(err))?;
+            if self.judge(result, format!("{label}-cert.pub")) {
+                return Ok(true);
+            }
+        }
         let hash = self.rsa_hash(key.public_key()).await;
         let user = self.settings.user.clone();
         let result = self
@@ -267,6 +283,23 @@ fn order_agent_keys(keys: Vec<PublicKey>, identities: &[Identity], identities_on
         ordered.extend(others);
     }
     ordered
+}
+
+/// The OpenSSH certificate next to an identity file (`FILE-cert.pub`), when there is a usable one.
+fn certificate_for(identity: &Path) -> Option<Certificate> {
+    let mut path = OsString::from(identity.as_os_str());
+    path.push("-cert.pub");
+    let path = PathBuf::from(path);
+    if !path.exists() {
+        return None;
+    }
+    match load_openssh_certificate(&path) {
+        Ok(certificate) => Some(certificate),
+        Err(err) => {
+            tracing::warn!("{}: not a usable certificate ({err}); skipping it", path.display());
+            None
+        }
+    }
 }
 
 /// `ED25519 SHA256:… comment`, as `ssh-add -l` shows a key.

@@ -15,6 +15,7 @@ mod connect;
 mod error;
 mod exec;
 mod host_key;
+mod interactive;
 mod known_hosts;
 mod route;
 mod settings;

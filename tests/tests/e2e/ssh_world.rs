@@ -272,14 +272,7 @@ fn ssh_agent_keys_authenticate_from_the_environment_or_identityagent() {
 fn a_passphrase_protected_key_without_a_terminal_fails_cleanly() {
     let sshd = Sshd::start().unwrap();
     let key = sshd.dir().join("locked_key");
-    let made = run(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "secret words", "-f"])
-            .arg(&key),
-        TIMEOUT,
-    )
-    .unwrap();
-    assert!(made.status.success());
+    keygen(&key, "secret words");
     let mut authorized = fs::read_to_string(sshd.dir().join("authorized_keys")).unwrap();
     authorized.push_str(&fs::read_to_string(key.with_extension("pub")).unwrap());
     fs::write(sshd.dir().join("authorized_keys"), authorized).unwrap();
@@ -331,4 +324,44 @@ fn the_users_own_ssh_config_with_include_aliases_and_identity_files_is_honoured(
     let off = outcome(sshd.remora_as_user().args(["config", "lab-off", "--json"])).ok();
     let off: serde_json::Value = serde_json::from_str(&off).unwrap();
     assert_eq!(off["port"], "22", "the negated alias gets nothing from the lab block");
+}
+
+fn keygen(path: &Path, passphrase: &str) {
+    let made = run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", passphrase, "-f"])
+            .arg(path),
+        TIMEOUT,
+    )
+    .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+}
+
+#[test]
+fn a_user_certificate_next_to_the_key_logs_in_where_the_plain_key_is_unknown() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = ca_dir.path().join("user_ca");
+    keygen(&ca, "");
+    let sshd = Sshd::start_with(&format!("TrustedUserCAKeys {}.pub", ca.display())).unwrap();
+    let key = sshd.dir().join("certified_key");
+    keygen(&key, "");
+    let config = config_file(
+        &sshd,
+        "cert_config",
+        &keyless_block(&sshd, "certified", &format!("  IdentityFile {}\n", key.display())),
+    );
+    let stderr = outcome(sshd.remora_with_config(&config).args(["ls", "certified"])).failed_to_connect();
+    assert!(stderr.contains("permission denied"), "not in authorized_keys: {stderr}");
+
+    let signed = run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca)
+            .args(["-I", "remora-test", "-n", sshd.user(), "-V", "-5m:+1h"])
+            .arg(key.with_extension("pub")),
+        TIMEOUT,
+    )
+    .unwrap();
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    outcome(sshd.remora_with_config(&config).args(["ls", "certified"])).ok();
 }
