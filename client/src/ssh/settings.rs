@@ -545,6 +545,52 @@ mod tests {
     }
 
     #[test]
+    fn jump_hosts_come_from_proxyjump_or_dash_j_and_proxy_commands_expand_tokens() {
+        let config = "Host inner\n  HostName 10.1.2.3\n  User ops\n  ProxyJump ada@bastion:2222,ssh://hop2\n\
+            Host cmd\n  Port 2200\n  ProxyCommand ssh -W %h:%p gw # for %n as %r\n";
+        let settings = resolve_with(config, "inner", SshOptions::default());
+        let hops: Vec<String> = match &settings.route {
+            Route::Jump(hops) => hops.iter().map(Target::to_string).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(hops, ["ada@bastion:2222", "hop2"]);
+        let flag = SshOptions {
+            jump: Some("other".into()),
+            options: vec!["ProxyJump=ignored".into()],
+            ..SshOptions::default()
+        };
+        let settings = resolve_with(config, "inner", flag);
+        assert_eq!(settings.route, Route::Jump(vec!["other".parse().unwrap()]), "-J wins");
+        assert!(settings.jump_options.options.is_empty() && settings.jump_options.jump.is_none());
+        let settings = resolve_with(config, "cmd", SshOptions::default());
+        let expected = format!("ssh -W cmd:2200 gw # for cmd as {}", local_user());
+        assert_eq!(settings.route, Route::Command(expected));
+        let none = SshOptions {
+            jump: Some("none".into()),
+            ..SshOptions::default()
+        };
+        assert_eq!(resolve_with(config, "inner", none).route, Route::Direct);
+        let err = try_resolve("ProxyJump a,,b\n", "h", SshOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("config:1: ProxyJump"), "{err}");
+    }
+
+    #[test]
+    fn identity_agent_is_a_path_none_or_the_environment() {
+        let settings = resolve_with("IdentityAgent ~/agent.%r\n", "h", SshOptions::default());
+        let expected = home_dir().join(format!("agent.{}", local_user()));
+        assert_eq!(settings.agent, AgentSocket::Path(expected));
+        assert_eq!(
+            resolve_with("IdentityAgent none\n", "h", SshOptions::default()).agent,
+            AgentSocket::Disabled
+        );
+        let default = resolve_with("", "h", SshOptions::default());
+        assert_eq!(default.agent, AgentSocket::Environment);
+        let lines = default.describe();
+        assert!(lines.contains(&("identityagent", "SSH_AUTH_SOCK".into())), "{lines:?}");
+        assert!(lines.contains(&("proxyjump", "none".into())), "{lines:?}");
+    }
+
+    #[test]
     fn dash_f_none_reads_no_config() {
         let options = SshOptions {
             config_file: Some("none".into()),
