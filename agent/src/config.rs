@@ -16,6 +16,7 @@
 //! cwd = "/srv/build"
 //! env = { CARGO_TERM_COLOR = "never" }
 //! max_sessions = 4
+//! max_queued = 100               # commands waiting in one session
 //! ```
 //!
 //! Invariant: the daemon always has a valid configuration. The file is re-read when it changes;
@@ -51,6 +52,8 @@ pub struct Configuration {
     pub buffer_limit: usize,
     pub spill_quota: u64,
     pub max_sessions: usize,
+    /// Commands that may wait in one session's queue.
+    pub max_queued: usize,
 }
 
 impl Configuration {
@@ -66,6 +69,7 @@ impl Configuration {
             buffer_limit: 64 << 20,
             spill_quota: 1 << 30,
             max_sessions: 1000,
+            max_queued: 1000,
         }
     }
 }
@@ -123,7 +127,7 @@ impl AgentConfig {
         let mut out = format!("default = {:?}\n", self.default);
         for c in self.configurations.values() {
             out.push_str(&format!(
-                "\n[configurations.{}]\nshell = {:?}\ncwd = {:?}\nenv = {:?}\nidle_timeout = {:?}\nmax_idle_timeout = {:?}\nbuffering = {:?}\nbuffer_limit = {}\nspill_quota = {}\nmax_sessions = {}\n",
+                "\n[configurations.{}]\nshell = {:?}\ncwd = {:?}\nenv = {:?}\nidle_timeout = {:?}\nmax_idle_timeout = {:?}\nbuffering = {:?}\nbuffer_limit = {}\nspill_quota = {}\nmax_sessions = {}\nmax_queued = {}\n",
                 c.name,
                 c.shell.program.display().to_string(),
                 c.cwd.as_ref().map_or_else(|| "~".into(), |p| p.display().to_string()),
@@ -134,6 +138,7 @@ impl AgentConfig {
                 c.buffer_limit,
                 c.spill_quota,
                 c.max_sessions,
+                c.max_queued,
             ));
         }
         out
@@ -161,6 +166,7 @@ struct FileConfiguration {
     buffer_limit: Option<String>,
     spill_quota: Option<String>,
     max_sessions: Option<usize>,
+    max_queued: Option<usize>,
 }
 
 impl FileConfiguration {
@@ -212,6 +218,10 @@ impl FileConfiguration {
                 .transpose()?
                 .unwrap_or(base.spill_quota),
             max_sessions: self.max_sessions.unwrap_or(base.max_sessions),
+            max_queued: match self.max_queued {
+                Some(0) => return Err("max_queued must be at least 1".into()),
+                other => other.unwrap_or(base.max_queued),
+            },
         })
     }
 }

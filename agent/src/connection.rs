@@ -18,7 +18,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     sync::mpsc,
 };
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info};
 
 use crate::{
@@ -37,6 +37,11 @@ const MAX_STREAMS: usize = 32;
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// …and how many intervals of silence mean its link is dead.
 const HEARTBEATS_MISSED: u32 = 3;
+/// How long a frame may stay half-received before the connection is closed (slowloris).
+const FRAME_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a write may make no progress before the connection is closed (a peer that sends
+/// requests but never reads the replies).
+const WRITE_STALL: Duration = Duration::from_secs(30);
 /// Bytes batched into one write.
 const WRITE_BATCH: usize = 1024 * 1024;
 
@@ -48,14 +53,15 @@ where
 {
     let mut frames = FrameReader::new(reader);
     let (tx, rx) = mpsc::channel(OUTBOX);
-    let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer), rx));
+    let closed = daemon.shutdown.child_token();
+    let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer), rx, closed.clone()));
     if let Some(hello) = handshake(&daemon, &mut frames, &tx).await {
         frames.set_max_len(MAX_FRAME_LEN);
         let ctx = Arc::new(Ctx {
             conn: daemon.next_conn_id(),
             from: describe_client(&hello, &origin),
             client_id: hello.client.id,
-            closed: daemon.shutdown.child_token(),
+            closed,
             daemon,
             tx,
         });
@@ -192,20 +198,33 @@ async fn request_loop<R: AsyncRead + Unpin>(
     heartbeat: bool,
 ) -> LoopEnd {
     let mut last_heard = Instant::now();
+    let mut partial_since: Option<Instant> = None;
     loop {
         let read = tokio::select! {
             read = frames.read_frame() => read,
             _ = ctx.closed.cancelled() => return LoopEnd::Closed,
-            _ = tokio::time::sleep(HEARTBEAT), if heartbeat => {
-                if last_heard.elapsed() >= HEARTBEAT * HEARTBEATS_MISSED {
+            _ = tokio::time::sleep(HEARTBEAT) => {
+                if heartbeat && last_heard.elapsed() >= HEARTBEAT * HEARTBEATS_MISSED {
                     info!(conn = ctx.conn, "client silent for {:?}; its link is dead, disconnecting it", last_heard.elapsed());
                     return LoopEnd::DeadLink;
                 }
-                let _ = ctx.tx.try_send(AgentFrame { id: 0, body: AgentBody::Ping(Heartbeat { sent_at: now_millis() }) });
+                let since = *partial_since.get_or_insert_with(Instant::now);
+                if !frames.mid_frame() {
+                    partial_since = None;
+                } else if since.elapsed() >= FRAME_DEADLINE {
+                    let message = format!("a frame stayed incomplete for {} s; closing the connection", FRAME_DEADLINE.as_secs());
+                    info!(conn = ctx.conn, "{message}");
+                    ctx.send_error(0, ErrorCode::BadFrame, message).await;
+                    return LoopEnd::Closed;
+                }
+                if heartbeat {
+                    let _ = ctx.tx.try_send(AgentFrame { id: 0, body: AgentBody::Ping(Heartbeat { sent_at: now_millis() }) });
+                }
                 continue;
             }
         };
         last_heard = Instant::now();
+        partial_since = None;
         let body = match read {
             Ok(Some(body)) => body,
             Ok(None) => return LoopEnd::Closed,
@@ -272,7 +291,14 @@ where
     streams.spawn(async move { ctx.finish(id, task.await).await });
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FrameWriter<W>, mut rx: mpsc::Receiver<AgentFrame>) {
+/// Writes queued frames in batches until the connection closes. A peer that accepts nothing for
+/// [`WRITE_STALL`], or a failed write, closes the connection (`closed`), so a client that sends
+/// requests without reading the replies cannot hold the daemon's resources forever.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: FrameWriter<W>,
+    mut rx: mpsc::Receiver<AgentFrame>,
+    closed: CancellationToken,
+) {
     while let Some(frame) = rx.recv().await {
         if writer.queue(&frame).is_err() {
             break;
@@ -283,9 +309,19 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: FrameWriter<W>, mut rx: m
                 _ => break,
             }
         }
-        if let Err(err) = writer.flush().await {
-            debug!("client stopped accepting frames: {err}");
-            return;
+        match tokio::time::timeout(WRITE_STALL, writer.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                debug!("client stopped accepting frames: {err}");
+                return closed.cancel();
+            }
+            Err(_) => {
+                info!(
+                    "client read nothing for {} s; closing the connection",
+                    WRITE_STALL.as_secs()
+                );
+                return closed.cancel();
+            }
         }
     }
     let _ = writer.shutdown().await;

@@ -13,6 +13,8 @@ use crate::WireError;
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 /// Largest frame body accepted before the hello exchange.
 pub const MAX_HELLO_FRAME_LEN: usize = 64 * 1024;
+/// How much the body buffer grows at a time while a frame arrives.
+const BODY_CHUNK: usize = 256 * 1024;
 
 const LEN_PREFIX: usize = 4;
 /// Read-ahead buffer, so small frames cost one read call per batch rather than two per frame.
@@ -73,6 +75,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.max_len = max_len;
     }
 
+    /// Whether part of a frame has arrived but not the rest (a stalled or dribbling peer).
+    pub fn mid_frame(&self) -> bool {
+        !self.returned && (self.filled > 0 || self.body_len.is_some())
+    }
+
     /// Reads the next frame body. `Ok(None)` means the peer closed cleanly between frames.
     pub async fn read_frame(&mut self) -> Result<Option<&[u8]>, WireError> {
         if self.returned {
@@ -94,7 +101,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             let target = match self.body_len {
                 None => &mut self.prefix[self.filled..want],
-                Some(_) => &mut self.body[self.filled..want],
+                Some(_) => {
+                    // Grow with what arrives, not what is announced: a peer that announces a
+                    // large frame and sends nothing costs one chunk, not the whole frame.
+                    let end = want.min(self.filled + BODY_CHUNK);
+                    if self.body.len() < end {
+                        self.body.resize(end, 0);
+                    }
+                    &mut self.body[self.filled..end]
+                }
             };
             let got = self.inner.read(target).await?;
             if got == 0 {
@@ -118,9 +133,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 len: len as u64,
                 max: self.max_len,
             });
-        }
-        if self.body.len() < len {
-            self.body.resize(len, 0);
         }
         self.body_len = Some(len);
         self.filled = 0;

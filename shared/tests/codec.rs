@@ -207,3 +207,37 @@ fn garbage_never_panics() {
         let _ = decode::<AgentFrame>(&bytes);
     }
 }
+
+#[tokio::test]
+async fn a_frame_that_stops_arriving_is_seen_mid_frame_and_large_ones_arrive_whole() {
+    let (mut near, far) = tokio::io::duplex(64);
+    let mut reader = FrameReader::new(far);
+    reader.set_max_len(MAX_FRAME_LEN);
+    assert!(!reader.mid_frame());
+    near.write_all(&(MAX_FRAME_LEN as u32).to_be_bytes()).await.unwrap();
+    near.write_all(b"only this").await.unwrap();
+    let stalled = tokio::time::timeout(std::time::Duration::from_millis(50), reader.read_frame()).await;
+    assert!(stalled.is_err(), "no whole frame yet");
+    assert!(
+        reader.mid_frame(),
+        "a partial frame is visible to the connection's deadline"
+    );
+
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut near, far) = tokio::io::duplex(1 << 16);
+    let mut reader = FrameReader::new(far);
+    reader.set_max_len(MAX_FRAME_LEN);
+    let sent = body.clone();
+    let writer = tokio::spawn(async move {
+        near.write_all(&(sent.len() as u32).to_be_bytes()).await.unwrap();
+        near.write_all(&sent).await.unwrap();
+        near
+    });
+    assert_eq!(
+        reader.read_frame().await.unwrap().unwrap(),
+        &body[..],
+        "grown chunk by chunk, whole"
+    );
+    assert!(!reader.mid_frame());
+    drop(writer.await.unwrap());
+}

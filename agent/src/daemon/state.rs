@@ -84,6 +84,7 @@ impl Daemon {
                 buffering: stored.buffering,
                 memory_limit: stored.memory_limit,
                 spill_quota: stored.spill_quota,
+                max_queued: stored.max_queued,
                 spill_dir: self.spill_dir.clone(),
                 store_root: Some(root.to_path_buf()),
             };

@@ -120,6 +120,13 @@ pub fn refusal_for(session: &Session, refusal: SessionRefusal) -> Refusal {
                 session.name
             ),
         ),
+        SessionRefusal::QueueFull { limit } => Refusal::new(
+            ErrorCode::LimitReached,
+            format!(
+                "session {:?} already has {limit} commands queued, its configuration's max_queued; wait for some to run, or stop queued ones with `remora stop HOST --name {0} --job ID`",
+                session.name
+            ),
+        ),
         SessionRefusal::Busy { from, since } => Refusal::new(
             ErrorCode::SessionBusy,
             format!(

@@ -107,6 +107,7 @@ fn settings_for(
         buffering: check_buffering(options.buffering.unwrap_or(configuration.buffering))?,
         memory_limit: configuration.buffer_limit,
         spill_quota: configuration.spill_quota,
+        max_queued: configuration.max_queued,
         spill_dir: spill_dir.to_path_buf(),
         store_root: None,
     })

@@ -48,6 +48,8 @@ pub struct SessionSettings {
     pub memory_limit: usize,
     /// Unacknowledged output held on disk in spill mode.
     pub spill_quota: u64,
+    /// Commands that may wait in the queue.
+    pub max_queued: usize,
     /// Where this session's spill file goes.
     pub spill_dir: std::path::PathBuf,
     /// Where sessions are persisted (`<data dir>/sessions`); `None` keeps this one in memory only.
@@ -78,7 +80,14 @@ pub enum StopRefusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionRefusal {
     Broken(String),
-    Busy { from: String, since: UnixMillis },
+    /// `max_queued` commands are already waiting.
+    QueueFull {
+        limit: usize,
+    },
+    Busy {
+        from: String,
+        since: UnixMillis,
+    },
 }
 
 #[derive(Debug)]
@@ -167,6 +176,15 @@ impl Session {
         let mut inner = self.lock();
         if let Some(reason) = &inner.broken {
             return Err(SessionRefusal::Broken(reason.clone()));
+        }
+        let limit = inner.settings.max_queued;
+        let queued = inner
+            .commands
+            .values()
+            .filter(|c| c.state == CommandState::Queued)
+            .count();
+        if queued >= limit {
+            return Err(SessionRefusal::QueueFull { limit });
         }
         let id = inner.next_command;
         inner.next_command += 1;

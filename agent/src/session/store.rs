@@ -45,6 +45,13 @@ pub struct StoredSession {
     pub buffering: Buffering,
     pub memory_limit: usize,
     pub spill_quota: u64,
+    /// Missing in sessions stored before the limit existed.
+    #[serde(default = "default_max_queued")]
+    pub max_queued: usize,
+}
+
+fn default_max_queued() -> usize {
+    1000
 }
 
 #[derive(Serialize, Deserialize)]
@@ -215,6 +222,7 @@ pub fn stored_session(id: Uuid, name: &str, created_at: UnixMillis, settings: &S
         buffering: settings.buffering,
         memory_limit: settings.memory_limit,
         spill_quota: settings.spill_quota,
+        max_queued: settings.max_queued,
     }
 }
 

@@ -9,6 +9,7 @@ mod daemon;
 mod demo;
 mod disconnected;
 mod host_keys;
+mod hostile;
 mod jobs;
 mod library;
 mod lifecycle;
