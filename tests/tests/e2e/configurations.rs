@@ -15,6 +15,9 @@ max_sessions = 1
 [configurations.tiny]
 buffering = "drop"
 buffer_limit = "64KiB"
+
+[configurations.short]
+max_queued = 2
 "#;
 
 fn config_check(sshd: &Sshd) -> (i32, String) {
@@ -50,7 +53,7 @@ fn new_uses_a_named_configuration_and_its_limits() {
     assert!(
         unknown
             .stderr
-            .contains("no configuration named \"nope\"; this agent has: build, default, tiny"),
+            .contains("no configuration named \"nope\"; this agent has: build, default, short, tiny"),
         "{unknown:?}"
     );
     let too_long = remora(
@@ -66,6 +69,27 @@ fn new_uses_a_named_configuration_and_its_limits() {
         900,
         "a refused change changes nothing"
     );
+}
+
+#[test]
+fn a_full_queue_refuses_more_commands_and_leaves_other_sessions_alone() {
+    let sshd = Sshd::start().unwrap();
+    write_agent_config(&sshd, CONFIG);
+    let host = sshd.alias();
+    remora(&sshd, &["new", host, "--name", "q", "--config", "short"]).ok();
+    remora(&sshd, &["new", host, "--name", "other", "--config", "short"]).ok();
+    let gate = sshd.dir().join("gate");
+    let wait = format!("while [ ! -e {} ]; do sleep 0.05; done; echo ran", gate.display());
+    for _ in 0..3 {
+        remora(&sshd, &["invoke", host, "--name", "q", "--disconnected", "--", &wait]).ok();
+    }
+    let refused = remora(&sshd, &["invoke", host, "--name", "q", "--disconnected", "--", "echo too many"]);
+    assert_eq!(refused.status, 1, "{refused:?}");
+    assert!(refused.stderr.contains("already has 2 commands queued"), "{refused:?}");
+    assert_eq!(remora(&sshd, &["invoke", host, "--name", "other", "--", "echo fine"]).ok(), "fine\n");
+    std::fs::write(&gate, "").unwrap();
+    let received = remora(&sshd, &["receive", host, "--name", "q"]).ok();
+    assert_eq!(received, "ran\nran\nran\n", "the accepted ones all ran; the refused one never did");
 }
 
 #[test]
