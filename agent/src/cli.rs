@@ -83,13 +83,12 @@ fn init_stderr_log() {
         .try_init();
 }
 
+/// The daemon logs to `daemon.log` in its state dir, rotated by size (see [`crate::logfile`]). At
+/// the default level (`info`) it records sessions, clients and errors — never command text or
+/// output.
 fn init_file_log(paths: &StatePaths) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(paths.log_file())?;
+    use crate::logfile::{RotatingLog, KEEP_ROTATED, MAX_LOG_BYTES};
+    let file = RotatingLog::open(&paths.log_file(), MAX_LOG_BYTES, KEEP_ROTATED)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("REMORA_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

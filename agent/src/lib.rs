@@ -10,6 +10,7 @@ pub mod error;
 pub mod fdpass;
 mod handler;
 pub mod launcher;
+pub mod logfile;
 pub mod paths;
 mod registry;
 pub mod serve;

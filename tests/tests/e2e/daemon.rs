@@ -120,3 +120,21 @@ fn sessions_and_finished_output_survive_a_killed_daemon() {
         "removal deletes what was stored"
     );
 }
+
+#[test]
+fn the_daemon_log_is_private_and_holds_no_command_text_or_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    remora(&sshd, &["invoke", host, "--name", "s", "--", "export TOKEN=secret-91c2; echo out-7f3a"]).ok();
+    remora(&sshd, &["invoke", host, "--name", "s", "--disconnected", "--", "echo $TOKEN-again"]).ok();
+    assert_eq!(remora(&sshd, &["receive", host, "--name", "s"]).ok(), "secret-91c2-again\n");
+    let log = sshd.daemon_log();
+    assert!(log.contains("session created"), "the log is written: {log}");
+    for secret in ["secret-91c2", "out-7f3a", "TOKEN"] {
+        assert!(!log.contains(secret), "{secret} leaked into the daemon log:\n{log}");
+        assert!(!sshd.log().contains(secret), "{secret} leaked into sshd's log");
+    }
+    let file = sshd.state_dir().join("log").join("daemon.log");
+    assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+}
