@@ -20,6 +20,8 @@ pub enum AgentError {
     DaemonStart { waited_ms: u128, log: PathBuf },
     #[error("connection from uid {peer} refused: this daemon serves uid {own} only")]
     ForeignPeer { peer: u32, own: u32 },
+    #[error("the daemon socket is served by uid {peer}, not {own}; refusing to hand it the connection (check who controls the run directory)")]
+    ForeignDaemon { peer: u32, own: u32 },
     #[error("protocol error: {0}")]
     Wire(#[from] remora_wire::WireError),
     #[error("{0}")]

@@ -38,20 +38,36 @@ pub async fn connect_daemon(paths: &StatePaths) -> Result<UnixStream> {
 }
 
 /// Connects to the daemon's socket, starting the daemon if nobody answers.
+///
+/// The directories are checked first and the daemon's uid after connecting: this process is
+/// about to hand the user's SSH channel to whatever answers on that socket, so a socket in a
+/// place others control, or served by another user, is refused.
 pub async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
-    if let Ok(stream) = UnixStream::connect(paths.socket()).await {
-        return Ok(stream);
-    }
     paths.prepare()?;
+    if let Ok(stream) = UnixStream::connect(paths.socket()).await {
+        return ours(stream);
+    }
     let lock_paths = paths.clone();
     let _spawn_lock = tokio::task::spawn_blocking(move || lock_spawn(&lock_paths))
         .await
         .map_err(|err| AgentError::Ssh(format!("spawn-lock task failed: {err}")))??;
     if let Ok(stream) = UnixStream::connect(paths.socket()).await {
-        return Ok(stream);
+        return ours(stream);
     }
     let mut child = spawn_daemon(paths)?;
-    wait_for_socket(paths, &mut child).await
+    ours(wait_for_socket(paths, &mut child).await?)
+}
+
+/// Accepts the connection only if the daemon behind it runs as this user.
+fn ours(stream: UnixStream) -> Result<UnixStream> {
+    let own = nix::unistd::getuid().as_raw();
+    let peer = stream
+        .peer_cred()
+        .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?;
+    if peer.uid() != own {
+        return Err(AgentError::ForeignDaemon { peer: peer.uid(), own });
+    }
+    Ok(stream)
 }
 
 /// Blocks until this process is the only one starting a daemon.

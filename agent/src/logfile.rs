@@ -119,6 +119,9 @@ mod tests {
         let mut log = RotatingLog::open(&path, 100, 1).unwrap();
         log.write_all(&[b'y'; 20]).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "y".repeat(20));
-        assert_eq!(fs::read_to_string(dir.path().join("daemon.log.1")).unwrap(), "x".repeat(90));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("daemon.log.1")).unwrap(),
+            "x".repeat(90)
+        );
     }
 }

@@ -64,9 +64,12 @@ impl StatePaths {
         }
     }
 
-    /// Creates every directory with mode 0700 and verifies each is private to this user.
+    /// Creates every directory with mode 0700 and verifies each is private to this user, the
+    /// `--state-dir` itself first (a symlinked or shared root would let others swap what is
+    /// inside).
     pub fn prepare(&self) -> Result<()> {
-        for dir in [&self.run_dir, &self.data_dir, &self.config_dir, &self.log_dir] {
+        let root = self.root.iter();
+        for dir in root.chain([&self.run_dir, &self.data_dir, &self.config_dir, &self.log_dir]) {
             ensure_private_dir(dir)?;
         }
         Ok(())
@@ -177,5 +180,11 @@ mod tests {
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let err = verify_private_dir(&link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = StatePaths::under(&link).prepare().unwrap_err();
+        assert!(
+            err.to_string().contains("symbolic link"),
+            "the --state-dir itself: {err}"
+        );
+        assert!(!real.join("run").exists(), "nothing created through the link");
     }
 }

@@ -2,6 +2,8 @@
 
 use std::{
     fs,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -119,7 +121,14 @@ fn load_agent_id(paths: &StatePaths) -> Result<Uuid> {
         }
     }
     let id = Uuid::new_v4();
-    fs::write(&path, format!("{id}\n")).map_err(AgentError::io("cannot write", &path))?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(AgentError::io("cannot write", &path))?;
+    writeln!(file, "{id}").map_err(AgentError::io("cannot write", &path))?;
     Ok(id)
 }
 

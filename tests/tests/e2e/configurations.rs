@@ -83,13 +83,22 @@ fn a_full_queue_refuses_more_commands_and_leaves_other_sessions_alone() {
     for _ in 0..3 {
         remora(&sshd, &["invoke", host, "--name", "q", "--disconnected", "--", &wait]).ok();
     }
-    let refused = remora(&sshd, &["invoke", host, "--name", "q", "--disconnected", "--", "echo too many"]);
+    let refused = remora(
+        &sshd,
+        &["invoke", host, "--name", "q", "--disconnected", "--", "echo too many"],
+    );
     assert_eq!(refused.status, 1, "{refused:?}");
     assert!(refused.stderr.contains("already has 2 commands queued"), "{refused:?}");
-    assert_eq!(remora(&sshd, &["invoke", host, "--name", "other", "--", "echo fine"]).ok(), "fine\n");
+    assert_eq!(
+        remora(&sshd, &["invoke", host, "--name", "other", "--", "echo fine"]).ok(),
+        "fine\n"
+    );
     std::fs::write(&gate, "").unwrap();
     let received = remora(&sshd, &["receive", host, "--name", "q"]).ok();
-    assert_eq!(received, "ran\nran\nran\n", "the accepted ones all ran; the refused one never did");
+    assert_eq!(
+        received, "ran\nran\nran\n",
+        "the accepted ones all ran; the refused one never did"
+    );
 }
 
 #[test]

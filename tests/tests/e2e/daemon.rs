@@ -126,9 +126,35 @@ fn the_daemon_log_is_private_and_holds_no_command_text_or_output() {
     use std::os::unix::fs::PermissionsExt;
     let sshd = Sshd::start().unwrap();
     let host = sshd.alias();
-    remora(&sshd, &["invoke", host, "--name", "s", "--", "export TOKEN=secret-91c2; echo out-7f3a"]).ok();
-    remora(&sshd, &["invoke", host, "--name", "s", "--disconnected", "--", "echo $TOKEN-again"]).ok();
-    assert_eq!(remora(&sshd, &["receive", host, "--name", "s"]).ok(), "secret-91c2-again\n");
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "s",
+            "--",
+            "export TOKEN=secret-91c2; echo out-7f3a",
+        ],
+    )
+    .ok();
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "s",
+            "--disconnected",
+            "--",
+            "echo $TOKEN-again",
+        ],
+    )
+    .ok();
+    assert_eq!(
+        remora(&sshd, &["receive", host, "--name", "s"]).ok(),
+        "secret-91c2-again\n"
+    );
     let log = sshd.daemon_log();
     assert!(log.contains("session created"), "the log is written: {log}");
     for secret in ["secret-91c2", "out-7f3a", "TOKEN"] {

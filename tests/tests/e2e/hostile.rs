@@ -27,7 +27,7 @@ const REPLY: Duration = Duration::from_secs(10);
 
 /// What the agent sent on a raw link: a frame, or the end of the stream.
 enum Incoming {
-    Frame(AgentFrame),
+    Frame(Box<AgentFrame>),
     Closed,
 }
 
@@ -82,7 +82,7 @@ impl RawLink {
     /// The next frame, which must come within `limit`.
     fn next(&self, limit: Duration) -> AgentFrame {
         match self.incoming.recv_timeout(limit) {
-            Ok(Incoming::Frame(frame)) => frame,
+            Ok(Incoming::Frame(frame)) => *frame,
             Ok(Incoming::Closed) => panic!("the agent closed the connection"),
             Err(_) => panic!("no frame within {limit:?}"),
         }
@@ -129,7 +129,7 @@ fn read_frames(mut stdout: ChildStdout) -> mpsc::Receiver<Incoming> {
             stdout.read_exact(&mut body).is_ok()
         };
         let incoming = match complete {
-            true => Incoming::Frame(decode::<AgentFrame>(&body).expect("the agent sends well-formed frames")),
+            true => Incoming::Frame(Box::new(decode(&body).expect("the agent sends well-formed frames"))),
             false => Incoming::Closed,
         };
         let closed = matches!(incoming, Incoming::Closed);

@@ -10,6 +10,7 @@ mod demo;
 mod disconnected;
 mod host_keys;
 mod hostile;
+mod isolation;
 mod jobs;
 mod library;
 mod lifecycle;
