@@ -233,36 +233,14 @@ impl Client {
             // The first attempt is immediate (most drops are brief); then one per interval.
             tokio::time::sleep_until(attempt_at).await;
             attempt_at += policy.interval;
-            match Client::connect(&target, &options).await {
-                Ok(fresh) if fresh.agent().agent_id == agent_id => {
-                    let link = std::mem::replace(
-                        self,
-                        Client {
-                            reconnect: policy.clone(),
-                            ..fresh
-                        },
-                    );
-                    drop(link);
-                    let request = Receive {
-                        command: resume.command,
-                        keep: !acknowledge,
-                        ..Receive::follow_all(SessionRef::Id(resume.session))
+            match Client::resume_on_fresh_link(&target, &options, agent_id, resume, acknowledge).await {
+                Ok((fresh, id)) => {
+                    *self = Client {
+                        reconnect: policy.clone(),
+                        ..fresh
                     };
-                    let (id, first) = self.connection.start_stream(ClientBody::Receive(request)).await?;
-                    if !matches!(first, AgentBody::Receiving(_)) {
-                        return Err(self.connection.unexpected(&first));
-                    }
                     policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
                     return Ok(id);
-                }
-                Ok(other) => {
-                    return Err(ClientError::Unexpected {
-                        host: target,
-                        what: format!(
-                            "a different agent answered ({} instead of {agent_id})",
-                            other.agent().agent_id
-                        ),
-                    })
                 }
                 Err(err) if err.is_transient() && policy.allows(since) => {
                     policy.report(ReconnectEvent::Retrying {
@@ -280,6 +258,38 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// One reconnect attempt: a new connection to the same agent, with the stream restarted on
+    /// it. Any transient failure along the way (the link may break again at any step) is worth
+    /// another attempt.
+    async fn resume_on_fresh_link(
+        target: &str,
+        options: &SshOptions,
+        agent_id: uuid::Uuid,
+        resume: &Resume,
+        acknowledge: bool,
+    ) -> Result<(Client, RequestId)> {
+        let mut fresh = Client::connect(target, options).await?;
+        if fresh.agent().agent_id != agent_id {
+            return Err(ClientError::Unexpected {
+                host: target.to_string(),
+                what: format!(
+                    "a different agent answered ({} instead of {agent_id})",
+                    fresh.agent().agent_id
+                ),
+            });
+        }
+        let request = Receive {
+            command: resume.command,
+            keep: !acknowledge,
+            ..Receive::follow_all(SessionRef::Id(resume.session))
+        };
+        let (id, first) = fresh.connection.start_stream(ClientBody::Receive(request)).await?;
+        if !matches!(first, AgentBody::Receiving(_)) {
+            return Err(fresh.connection.unexpected(&first));
+        }
+        Ok((fresh, id))
     }
 
     /// Closes the connection politely.

@@ -248,15 +248,22 @@ impl<H: Handler> Attempt<'_, H> {
         self.rsa_hash
     }
 
-    /// The host closed the connection mid-authentication (often MaxAuthTries).
+    /// The connection ended mid-authentication: the link broke, or the host gave up on us (often
+    /// MaxAuthTries). Either way it is worth one more try later, with what was tried listed.
     fn broken(&mut self, err: russh::Error) -> SshError {
-        self.tried.push(format!(
-            "then the host closed the connection ({err}; too many keys? set IdentitiesOnly yes and IdentityFile)"
-        ));
-        self.failed()
+        SshError::AuthInterrupted {
+            user: self.settings.user.clone(),
+            host: self.settings.alias.clone(),
+            reason: err.to_string(),
+            tried: std::mem::take(&mut self.tried),
+        }
     }
 
     fn failed(&mut self) -> SshError {
+        if self.handle.is_closed() {
+            // A refusal on a connection that is gone may only mean the link broke mid-attempt.
+            return self.broken(russh::Error::Disconnect);
+        }
         if self.settings.identity_files.is_empty() && self.tried.is_empty() {
             self.tried
                 .push("no identity: no ssh-agent keys and no IdentityFile (pass -i)".into());

@@ -120,6 +120,19 @@ pub enum SshError {
         /// Every method and key offered, with why it did not count when that is known.
         tried: Vec<String>,
     },
+    /// The connection ended while authenticating: a broken link, or the host closing it after too
+    /// many attempts (MaxAuthTries).
+    #[error(
+        "the connection to {host} ended while logging in as {user} ({reason}; tried: {}); if it keeps \
+         happening the host may be refusing after too many keys: set IdentitiesOnly yes and IdentityFile",
+        if .tried.is_empty() { "nothing yet".to_string() } else { .tried.join(", ") }
+    )]
+    AuthInterrupted {
+        user: String,
+        host: String,
+        reason: String,
+        tried: Vec<String>,
+    },
     /// sshd has no such subsystem (or refused to start it).
     #[error(
         "the host's sshd refused the `{name}` subsystem; add `Subsystem {name} /path/to/remora-agent subsystem` \
@@ -197,6 +210,7 @@ impl SshError {
                     | SshError::Protocol { .. }
                     | SshError::JumpForward { .. }
                     | SshError::ProxyCommandExited { .. }
+                    | SshError::AuthInterrupted { .. }
             ),
         }
     }

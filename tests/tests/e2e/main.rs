@@ -19,5 +19,6 @@ mod reconnect;
 mod robustness;
 mod runspace;
 mod sessions;
+mod soak;
 mod ssh_world;
 mod support;
