@@ -120,3 +120,53 @@ fn spill_mode_blocks_at_the_quota() {
     let received = remora(&sshd, &["receive", sshd.alias(), "--name", "big"]);
     assert!(received.stdout == seq_output(300000));
 }
+
+/// A 512 KiB tmpfs mounted as the agent's spill directory, unmounted when dropped.
+struct FullDisk {
+    dir: std::path::PathBuf,
+}
+
+impl FullDisk {
+    /// `None` where this process may not mount (not root, or an unprivileged container).
+    fn mount(dir: std::path::PathBuf) -> Option<FullDisk> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).unwrap();
+        let mounted = crate::support::run(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
+                .arg(&dir),
+            crate::support::TIMEOUT,
+        )
+        .ok()?;
+        mounted.status.success().then_some(FullDisk { dir })
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = crate::support::run(
+            std::process::Command::new("umount").arg("-l").arg(&self.dir),
+            crate::support::TIMEOUT,
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_while_spilling_blocks_the_command_says_why_and_loses_nothing() {
+    let sshd = Sshd::start().unwrap();
+    let Some(_disk) = FullDisk::mount(sshd.state_dir().join("data/spill")) else {
+        eprintln!("skipped: mounting a small tmpfs needs root in a privileged container (CI has it)");
+        return;
+    };
+    start(&sshd, "spill", "", "seq 1 400000; echo end");
+    wait_until("the full disk to stall the command", || {
+        session(&sshd, "big")["blocked_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left on device"))
+    })
+    .unwrap();
+    assert_eq!(session(&sshd, "big")["commands_running"], 1, "blocked, not failed");
+    let received = remora(&sshd, &["receive", sshd.alias(), "--name", "big"]);
+    assert_eq!(received.status, 0, "{}", received.stderr);
+    assert!(received.stdout == seq_output(400000) + "end\n", "every byte arrives, in order");
+}
