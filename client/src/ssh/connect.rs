@@ -166,10 +166,30 @@ fn client_config(settings: &HostSettings) -> client::Config {
         nodelay: true,
         preferred: Preferred {
             key: Cow::Owned(host_key::host_key_preference(settings)),
+            cipher: Cow::Owned(cipher_preference(aes_in_hardware())),
             ..Preferred::DEFAULT
         },
         ..client::Config::default()
     }
+}
+
+/// russh's ciphers, with AES-256-GCM first where the CPU has AES instructions: there it moves
+/// bulk output about twice as fast as ChaCha20-Poly1305, which stays first elsewhere.
+fn cipher_preference(aes_in_hardware: bool) -> Vec<russh::cipher::Name> {
+    let mut ciphers = Preferred::DEFAULT.cipher.to_vec();
+    if aes_in_hardware {
+        ciphers.sort_by_key(|name| *name != russh::cipher::AES_256_GCM);
+    }
+    ciphers
+}
+
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes");
+    #[allow(unreachable_code)]
+    false
 }
 
 #[cfg(test)]
@@ -207,6 +227,13 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(20), future)
             .await
             .expect("test timed out")
+    }
+
+    #[test]
+    fn aes_gcm_goes_first_only_with_aes_hardware() {
+        assert_eq!(cipher_preference(true)[0], russh::cipher::AES_256_GCM);
+        assert_eq!(cipher_preference(false), Preferred::DEFAULT.cipher.to_vec());
+        assert_eq!(cipher_preference(true).len(), cipher_preference(false).len());
     }
 
     #[tokio::test]
