@@ -15,6 +15,11 @@ use super::{
     SessionSettings,
 };
 
+/// How far a command may run ahead of an attached, reading client in spill mode before it is
+/// paced: a few receive windows, so the stream never waits on the command, and the daemon's
+/// memory stays flat however long the stream.
+const ATTACHED_READ_AHEAD: usize = 16 << 20;
+
 /// A session's unacknowledged output accounting and spill file.
 #[derive(Debug, Default)]
 pub struct Buffer {
@@ -81,9 +86,10 @@ impl Buffer {
     /// Why the command's output must not be read now, if it must not.
     pub fn pause_reason(&self, settings: &SessionSettings, attached: bool) -> Option<String> {
         let memory_full = self.memory >= settings.memory_limit;
+        let read_ahead_full = self.memory >= settings.memory_limit.min(ATTACHED_READ_AHEAD);
         match settings.buffering {
             Buffering::Drop => None,
-            Buffering::Spill if attached && memory_full => {
+            Buffering::Spill if attached && read_ahead_full => {
                 Some("a client is attached: the command is paced to what it receives".into())
             }
             // Spilling starts only once memory is (nearly) full, so a full quota means both are.

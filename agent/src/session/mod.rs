@@ -587,13 +587,9 @@ impl Session {
         let Some(store) = &self.store else { return };
         let Inner { commands, buffer, .. } = inner;
         for record in commands.values_mut().filter(|c| c.is_ended() && !c.persisted) {
-            let entries: Vec<Entry> = record
-                .journal
-                .entries_after(0, u64::MAX)
-                .into_iter()
-                .map(|e| buffer.load(e))
-                .collect();
-            match store.save_command(record, &entries) {
+            // Spilled chunks are read back one at a time as they are written out.
+            let entries = record.journal.entries_after(0, u64::MAX);
+            match store.save_command(record, entries.into_iter().map(|e| buffer.load(e))) {
                 Ok(()) => record.persisted = true,
                 Err(err) => {
                     tracing::error!(session = %self.name, command = record.id, "cannot save a finished command: {err}")

@@ -2,8 +2,10 @@
 //!
 //! Layout under `<data dir>/sessions/<instance id>/` (directories 0700, files 0600):
 //! - `session.msgpack`: name, id, creation time, settings; written at creation and on changes.
-//! - `<command>.journal`: a finished command, its state and every unacknowledged journal entry;
-//!   written and fsynced when the command ends, deleted once a client acknowledged all of it.
+//! - `<command>.journal`: a finished command — a header (its state) followed by each
+//!   unacknowledged journal entry as its own MessagePack value, streamed to disk so a command of
+//!   any size is saved in bounded memory; fsynced when the command ends, deleted once a client
+//!   acknowledged all of it.
 //! - `<command>.acked`: how far clients acknowledged a persisted journal since it was written.
 //!
 //! A daemon that starts finds these and brings the sessions back Broken (their shells are gone)
@@ -54,6 +56,7 @@ fn default_max_queued() -> usize {
     1000
 }
 
+/// The first value of a `.journal` file; the entries follow it.
 #[derive(Serialize, Deserialize)]
 struct StoredCommand {
     id: u64,
@@ -66,7 +69,6 @@ struct StoredCommand {
     acked_seq: u64,
     acked_offset: u64,
     dropped_bytes: u64,
-    entries: Vec<StoredEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,9 +108,10 @@ impl SessionStore {
         write_file(&self.dir.join("session.msgpack"), &encode(stored)?, false)
     }
 
-    /// Writes a finished command and its unacknowledged entries (already loaded into memory).
-    pub fn save_command(&self, record: &CommandRecord, entries: &[Entry]) -> std::io::Result<()> {
-        let stored = StoredCommand {
+    /// Writes a finished command and its unacknowledged entries, one entry at a time (spilled
+    /// ones are read back by the caller's iterator as it goes), through a temporary file.
+    pub fn save_command(&self, record: &CommandRecord, entries: impl Iterator<Item = Entry>) -> std::io::Result<()> {
+        let header = StoredCommand {
             id: record.id,
             text: record.text.clone(),
             state: record.state,
@@ -119,13 +122,19 @@ impl SessionStore {
             acked_seq: record.journal.acked_seq(),
             acked_offset: record.journal.acked_offset(),
             dropped_bytes: record.journal.dropped_bytes(),
-            entries: entries.iter().filter_map(stored_entry).collect(),
         };
-        write_file(
-            &self.dir.join(format!("{}.journal", record.id)),
-            &encode(&stored)?,
-            true,
-        )
+        let path = self.dir.join(format!("{}.journal", record.id));
+        let temp = path.with_extension("tmp");
+        let file = private_file(&temp)?;
+        let mut out = std::io::BufWriter::new(&file);
+        write_value(&mut out, &header)?;
+        for stored in entries.filter_map(|entry| stored_entry(&entry)) {
+            write_value(&mut out, &stored)?;
+        }
+        out.flush()?;
+        drop(out);
+        file.sync_all()?;
+        fs::rename(&temp, path)
     }
 
     /// Records how far a persisted journal is acknowledged; forgets it once all of it is.
@@ -174,24 +183,40 @@ fn load_session(dir: &Path) -> Result<(StoredSession, Vec<CommandRecord>), Strin
     for entry in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "journal") {
-            let bytes = fs::read(&path).map_err(|e| e.to_string())?;
-            let stored: StoredCommand =
-                rmp_serde::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let (stored, entries) = read_journal(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let acked = fs::read_to_string(path.with_extension("acked")).ok();
-            commands.push(restore_command(stored, acked.as_deref()));
+            commands.push(restore_command(stored, entries, acked.as_deref()));
         }
     }
     commands.sort_by_key(|c| c.id);
     Ok((session, commands))
 }
 
-fn restore_command(stored: StoredCommand, acked: Option<&str>) -> CommandRecord {
+/// Reads a `.journal` file: its header, then entries until the end of the file.
+fn read_journal(path: &Path) -> Result<(StoredCommand, Vec<StoredEntry>), String> {
+    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut values = rmp_serde::Deserializer::new(std::io::BufReader::new(file));
+    let header = StoredCommand::deserialize(&mut values).map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    loop {
+        match StoredEntry::deserialize(&mut values) {
+            Ok(entry) => entries.push(entry),
+            Err(rmp_serde::decode::Error::InvalidMarkerRead(err))
+                if err.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                return Ok((header, entries))
+            }
+            Err(err) => return Err(format!("entry {} is unreadable: {err}", entries.len() + 1)),
+        }
+    }
+}
+
+fn restore_command(stored: StoredCommand, entries: Vec<StoredEntry>, acked: Option<&str>) -> CommandRecord {
     let mut position = (stored.acked_seq, stored.acked_offset);
     if let Some((seq, offset)) = acked.and_then(|a| a.trim().split_once(' ')) {
         position = (seq.parse().unwrap_or(position.0), offset.parse().unwrap_or(position.1));
     }
-    let entries: Vec<Entry> = stored
-        .entries
+    let entries: Vec<Entry> = entries
         .into_iter()
         .map(entry_of)
         .filter(|e| e.seq > position.0)
@@ -309,15 +334,24 @@ fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     rmp_serde::to_vec_named(value).map_err(std::io::Error::other)
 }
 
-/// Writes through a temporary file and a rename, so a crash leaves the old or the new file.
-fn write_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
-    let temp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
+fn write_value<T: Serialize>(out: &mut impl Write, value: &T) -> std::io::Result<()> {
+    rmp_serde::encode::write_named(out, value).map_err(std::io::Error::other)
+}
+
+/// Creates (or truncates) a file readable by the user only.
+fn private_file(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&temp)?;
+        .open(path)
+}
+
+/// Writes through a temporary file and a rename, so a crash leaves the old or the new file.
+fn write_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    let mut file = private_file(&temp)?;
     file.write_all(bytes)?;
     if sync {
         file.sync_all()?;

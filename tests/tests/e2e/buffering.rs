@@ -130,7 +130,11 @@ impl FullDisk {
     /// `None` where this process may not mount (not root, or an unprivileged container).
     fn mount(dir: std::path::PathBuf) -> Option<FullDisk> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).unwrap();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap();
         let mounted = crate::support::run(
             std::process::Command::new("mount")
                 .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs"])
@@ -168,5 +172,8 @@ fn a_full_disk_while_spilling_blocks_the_command_says_why_and_loses_nothing() {
     assert_eq!(session(&sshd, "big")["commands_running"], 1, "blocked, not failed");
     let received = remora(&sshd, &["receive", sshd.alias(), "--name", "big"]);
     assert_eq!(received.status, 0, "{}", received.stderr);
-    assert!(received.stdout == seq_output(400000) + "end\n", "every byte arrives, in order");
+    assert!(
+        received.stdout == seq_output(400000) + "end\n",
+        "every byte arrives, in order"
+    );
 }

@@ -1,0 +1,149 @@
+//! `remora-bench`: remora and OpenSSH measured side by side, in one run, on the same loopback
+//! sshd (a real OpenSSH server with the built agent as its subsystem, as in the tests). Each
+//! workload alternates remora and `ssh` runs over several repetitions, then prints median, min,
+//! max and the ratio its target is about; the whole table also goes to a JSON file.
+//!
+//! Run it with `scripts/bench` (release build). `--quick` is a short smoke run.
+
+mod measure;
+mod setup;
+mod workloads;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+
+use crate::{measure::Row, setup::Bench};
+
+/// remora vs OpenSSH on a loopback sshd.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Repetitions of each timed workload.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Bytes streamed and replayed (workloads 1, 2, 8).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    bytes: u64,
+    /// Sessions in the scale workload.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Completed commands kept in the scale workload.
+    #[arg(long, default_value_t = 10_000)]
+    commands: usize,
+    /// Hosts (aliases) in the fan-out workload.
+    #[arg(long, default_value_t = 50)]
+    hosts: usize,
+    /// A short smoke run: small sizes, two repetitions.
+    #[arg(long)]
+    quick: bool,
+    /// Only these workloads (stream, replay, roundtrip, reattach, reconnect, scale, fanout).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench.json")]
+    json: PathBuf,
+}
+
+impl Args {
+    fn sized(mut self) -> Args {
+        if self.quick {
+            self.reps = 2;
+            self.bytes = 100_000_000;
+            self.sessions = 100;
+            self.commands = 1000;
+            self.hosts = 10;
+        }
+        self
+    }
+
+    fn wants(&self, workload: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|w| w == workload)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse().sized();
+    match run(&args) {
+        Ok(rows) => {
+            print_table(&rows);
+            let missed = rows.iter().filter(|row| row.met == Some(false)).count();
+            if let Err(err) = write_json(&args.json, &rows) {
+                eprintln!("remora-bench: cannot write {}: {err:#}", args.json.display());
+                return ExitCode::FAILURE;
+            }
+            println!("\n{missed} target(s) missed; results in {}", args.json.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("remora-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
+    let bench = Bench::start()?;
+    eprintln!("{}", bench.describe());
+    let mut rows = Vec::new();
+    let mut stream_throughput = None;
+    if args.wants("stream") {
+        let (stream_rows, throughput) = workloads::stream::run(&bench, args)?;
+        stream_throughput = Some(throughput);
+        rows.extend(stream_rows);
+    }
+    if args.wants("replay") {
+        rows.extend(workloads::replay::run(&bench, args, stream_throughput)?);
+    }
+    if args.wants("roundtrip") {
+        rows.extend(workloads::roundtrip::run(&bench, args)?);
+    }
+    if args.wants("reattach") {
+        rows.extend(workloads::reattach::run(&bench, args)?);
+    }
+    if args.wants("reconnect") {
+        rows.extend(workloads::reconnect::run(&bench, args)?);
+    }
+    if args.wants("scale") {
+        rows.extend(workloads::scale::run(&bench, args)?);
+    }
+    if args.wants("fanout") {
+        rows.extend(workloads::fanout::run(&bench, args)?);
+    }
+    Ok(rows)
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<10} {:<44} {:>9} {:>9} {:>9} {:>9} {:>7}  {:<22} met",
+        "workload", "metric", "median", "min", "max", "openssh", "ratio", "target"
+    );
+    for row in rows {
+        let openssh = row.openssh.map_or("-".to_string(), |s| format!("{:.3}", s.median));
+        let ratio = row.ratio.map_or("-".to_string(), |r| format!("{r:.2}"));
+        let met = match row.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        println!(
+            "{:<10} {:<44} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>7}  {:<22} {met}",
+            row.workload,
+            format!("{} ({})", row.metric, row.unit),
+            row.remora.median,
+            row.remora.min,
+            row.remora.max,
+            openssh,
+            ratio,
+            row.target
+        );
+    }
+}
+
+fn write_json(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(rows)?)?;
+    Ok(())
+}

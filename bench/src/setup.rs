@@ -1,0 +1,103 @@
+//! The bench's world: one sshd from the test harness, its agent's configuration, and the client
+//! commands for remora and OpenSSH with the same cipher.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::Context;
+use remora_client::{ssh::SshOptions, Client};
+use remora_testkit::Sshd;
+
+/// How long a polled condition may take before the bench gives up.
+pub const WAIT: Duration = Duration::from_secs(600);
+
+/// Room for the replay workload: everything it streams fits the spill quota.
+const AGENT_CONFIG: &str = "[configurations.default]\nspill_quota = \"64GiB\"\nmax_sessions = 100000\n";
+
+pub struct Bench {
+    pub sshd: Sshd,
+    /// The cipher both clients use.
+    pub cipher: &'static str,
+}
+
+impl Bench {
+    pub fn start() -> anyhow::Result<Bench> {
+        let sshd = Sshd::start()?;
+        let config_dir = sshd.state_dir().join("config");
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .recursive(true)
+            .create(&config_dir)?;
+        std::fs::write(config_dir.join("agent.toml"), AGENT_CONFIG)?;
+        Ok(Bench {
+            sshd,
+            cipher: if aes_in_hardware() {
+                "aes256-gcm@openssh.com"
+            } else {
+                "chacha20-poly1305@openssh.com"
+            },
+        })
+    }
+
+    /// What the run is measured on.
+    pub fn describe(&self) -> String {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("model name"))?.to_string();
+                Some(line.split(':').nth(1)?.trim().to_string())
+            })
+            .unwrap_or_default();
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let openssh = Command::new("ssh")
+            .arg("-V")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+            .unwrap_or_default();
+        format!("machine: {cores} cores, {cpu}; {openssh}; cipher {}", self.cipher)
+    }
+
+    /// The built `remora` for this sshd.
+    pub fn remora(&self, args: &[&str]) -> Command {
+        let mut command = self.sshd.remora();
+        command.args(args);
+        command
+    }
+
+    /// OpenSSH's `ssh` for this sshd, with the same cipher as remora negotiates.
+    pub fn ssh(&self, args: &[&str]) -> Command {
+        let mut command = self.sshd.ssh();
+        command.args(["-c", self.cipher]).args(args);
+        command
+    }
+
+    /// The agent's daemon (started by the first remora run).
+    pub fn daemon_pid(&self) -> anyhow::Result<i32> {
+        self.sshd.daemon_pid().context("the agent's daemon is not running")
+    }
+
+    /// A library client on one connection.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let options = SshOptions {
+            config_file: Some(self.sshd.ssh_config()),
+            ..SshOptions::default()
+        };
+        Ok(Client::connect(self.sshd.alias(), &options).await?)
+    }
+
+    /// A runtime for library calls.
+    pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?)
+    }
+}
+
+/// Whether the CPU has AES instructions (remora then prefers AES-256-GCM, so ssh is asked for it).
+fn aes_in_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes");
+    #[allow(unreachable_code)]
+    false
+}

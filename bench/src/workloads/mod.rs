@@ -1,0 +1,9 @@
+//! One module per workload of the benchmark; each returns its rows of the results table.
+
+pub mod fanout;
+pub mod reattach;
+pub mod reconnect;
+pub mod replay;
+pub mod roundtrip;
+pub mod scale;
+pub mod stream;
