@@ -149,6 +149,18 @@ pub fn timed(command: &mut Command) -> anyhow::Result<Timed> {
     })
 }
 
+/// CPU seconds (user + system) used so far by this process's finished, reaped children.
+pub fn children_cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<nix::libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        nix::libc::getrusage(nix::libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: nix::libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// Seconds of a duration, for the table.
 pub fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()

@@ -2,7 +2,7 @@
 //! sshd), against one host, and against `ssh` to each host in a shell loop.
 
 use crate::{
-    measure::{secs, timed, Row, Stats},
+    measure::{children_cpu_secs, secs, timed, Row, Stats},
     setup::Bench,
     Args,
 };
@@ -13,12 +13,13 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
         bench.sshd.add_alias(alias, bench.sshd.port())?;
     }
     let all = aliases.join(",");
-    let (mut many, mut one) = (Vec::new(), Vec::new());
+    let (mut many, mut one, mut client_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.reps.max(3) {
+        let cpu_before = children_cpu_secs();
         many.push(secs(timed(&mut bench.remora(&["invoke", &all, "--", "true"]))?.elapsed));
-        one.push(secs(
-            timed(&mut bench.remora(&["invoke", &aliases[0], "--", "true"]))?.elapsed,
-        ));
+        client_cpu.push(children_cpu_secs() - cpu_before);
+        let single = timed(&mut bench.remora(&["invoke", &aliases[0], "--", "true"]))?;
+        one.push(secs(single.elapsed));
     }
     let loop_secs = ssh_loop(bench, &aliases)?;
     let many = Stats::of(&many);
@@ -28,6 +29,7 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     let speedup = loop_secs / many.median;
     Ok(vec![
         vs_one.target("<= 2x one host", met),
+        Row::new("7 fan-out", "remora's own CPU time for it", "s", Stats::of(&client_cpu)),
         Row::new(
             "7 fan-out",
             "ssh to each host in a shell loop",
