@@ -34,9 +34,16 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), WireEr
     Ok(())
 }
 
+/// How deeply arrays and maps may nest in a frame body. The messages nest about six levels; the
+/// rest is room for what newer peers add. rmp-serde's own limit (1024) recurses deeper than a
+/// 2 MiB tokio worker stack holds in a debug build, so one small frame could abort the daemon.
+const MAX_DEPTH: usize = 64;
+
 /// Decodes one frame body (without its length prefix).
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    Ok(rmp_serde::from_slice(body)?)
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(body);
+    deserializer.set_max_depth(MAX_DEPTH);
+    Ok(T::deserialize(&mut deserializer)?)
 }
 
 /// Reads frames from a byte stream.

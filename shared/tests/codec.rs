@@ -191,6 +191,39 @@ fn unknown_enum_values_from_newer_peers_decode_as_unknown() {
     assert_eq!(reply.code, ErrorCode::Unknown);
 }
 
+/// A body of `depth` nested one-element arrays inside a field the message does not know.
+fn nested_frame(depth: usize) -> Vec<u8> {
+    // {"id": 9, "body": {"Pong": {"x": [[[…nil…]]]}}}
+    let mut body = vec![0x82, 0xa2, b'i', b'd', 9, 0xa4, b'b', b'o', b'd', b'y'];
+    body.extend_from_slice(&[0x81, 0xa4, b'P', b'o', b'n', b'g', 0x81, 0xa1, b'x']);
+    body.extend(std::iter::repeat_n(0x91, depth));
+    body.push(0xc0);
+    body
+}
+
+#[test]
+fn deep_nesting_is_refused_within_a_worker_stack() {
+    // tokio's worker threads have 2 MiB stacks; the daemon decodes every frame on one. A
+    // thousand nested arrays (1 KB) used to overflow it in a debug build and abort the daemon.
+    let decoded = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let shallow = decode::<ClientFrame>(&nested_frame(16)).map(|f| f.id).ok();
+            let deep = decode::<ClientFrame>(&nested_frame(1000));
+            (shallow, matches!(deep, Err(WireError::Decode(_))))
+        })
+        .unwrap()
+        .join()
+        .expect("decoding stays within the stack");
+    assert_eq!(
+        decoded,
+        (Some(9), true),
+        "unknown nested fields are skipped, up to a limit"
+    );
+    // Nor is its id read: the agent answers it with id 0, as any unreadable frame.
+    assert_eq!(decode::<FrameId>(&nested_frame(1000)).map(|f| f.id).ok(), None);
+}
+
 #[test]
 fn garbage_never_panics() {
     let mut state = 0x2545_f491_4f6c_dd1du64;

@@ -1,0 +1,422 @@
+//! Property tests: every message the types can express survives encode → frame → decode, alone
+//! and in a stream of frames read back in arbitrary pieces. The fuzz targets (`fuzz/`) cover
+//! the other direction, arbitrary bytes; these run in CI with every `cargo test`.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use proptest::{collection::vec, option, prelude::*};
+use remora_wire::*;
+use tokio::io::{AsyncRead, ReadBuf};
+use uuid::Uuid;
+
+fn text() -> impl Strategy<Value = String> {
+    // Mostly short, sometimes any Unicode, so str8/str16 lengths and multibyte text both occur.
+    prop_oneof![3 => "[a-z0-9 ._-]{0,12}", 1 => any::<String>()]
+}
+
+fn uuid() -> impl Strategy<Value = Uuid> {
+    any::<u128>().prop_map(Uuid::from_u128)
+}
+
+fn session_ref() -> impl Strategy<Value = SessionRef> {
+    prop_oneof![text().prop_map(SessionRef::Name), uuid().prop_map(SessionRef::Id)]
+}
+
+fn buffering() -> impl Strategy<Value = Buffering> {
+    prop_oneof![
+        Just(Buffering::Block),
+        Just(Buffering::Drop),
+        Just(Buffering::Spill),
+        Just(Buffering::Unknown),
+    ]
+}
+
+fn hello() -> impl Strategy<Value = Hello> {
+    (
+        any::<(u32, u32, u32)>(),
+        text(),
+        vec(text(), 0..3),
+        text(),
+        text(),
+        option::of(uuid()),
+    )
+        .prop_map(
+            |((protocol, min_protocol, pid), software, capabilities, host, user, id)| Hello {
+                protocol,
+                min_protocol,
+                software,
+                capabilities,
+                client: ClientInfo { host, user, pid, id },
+            },
+        )
+}
+
+fn invoke() -> impl Strategy<Value = Invoke> {
+    (
+        option::of(session_ref()),
+        text(),
+        any::<(bool, bool, u64)>(),
+        option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(session, command, (create, follow, window), idle_timeout_secs)| Invoke {
+                session,
+                command,
+                create,
+                follow,
+                window,
+                idle_timeout_secs,
+            },
+        )
+}
+
+fn receive() -> impl Strategy<Value = Receive> {
+    (
+        session_ref(),
+        any::<(bool, u64, bool, bool)>(),
+        option::of(any::<u64>()),
+        option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(session, (follow, window, keep, force), command, idle_timeout_secs)| Receive {
+                session,
+                follow,
+                window,
+                command,
+                keep,
+                force,
+                idle_timeout_secs,
+            },
+        )
+}
+
+fn client_body() -> impl Strategy<Value = ClientBody> {
+    let timeout = || option::of(any::<u64>());
+    prop_oneof![
+        hello().prop_map(ClientBody::Hello),
+        (text(), option::of(text()), timeout(), option::of(buffering())).prop_map(
+            |(name, configuration, idle_timeout_secs, buffering)| ClientBody::NewSession(NewSession {
+                name,
+                configuration,
+                idle_timeout_secs,
+                buffering,
+            })
+        ),
+        option::of(text()).prop_map(|name_glob| ClientBody::ListSessions(ListSessions { name_glob })),
+        invoke().prop_map(ClientBody::Invoke),
+        receive().prop_map(ClientBody::Receive),
+        (vec(text(), 0..3), vec(uuid(), 0..3), any::<bool>())
+            .prop_map(|(names, ids, dry_run)| { ClientBody::RemoveSessions(RemoveSessions { names, ids, dry_run }) }),
+        session_ref().prop_map(|session| ClientBody::ListCommands(ListCommands { session })),
+        (session_ref(), option::of(any::<u64>()))
+            .prop_map(|(session, command)| ClientBody::StopCommand(StopCommand { session, command })),
+        (session_ref(), timeout(), option::of(buffering())).prop_map(|(session, idle_timeout_secs, buffering)| {
+            ClientBody::Disconnect(Disconnect {
+                session,
+                idle_timeout_secs,
+                buffering,
+            })
+        }),
+        (uuid(), any::<(u64, u64)>()).prop_map(|(session, (command, seq))| ClientBody::Ack(Ack {
+            session,
+            command,
+            seq
+        })),
+        any::<u64>().prop_map(|sent_at| ClientBody::Pong(Heartbeat { sent_at })),
+    ]
+}
+
+fn session_state() -> impl Strategy<Value = SessionState> {
+    prop_oneof![
+        Just(SessionState::Opened),
+        Just(SessionState::Disconnected),
+        Just(SessionState::Broken),
+        Just(SessionState::Closed),
+        Just(SessionState::Unknown),
+    ]
+}
+
+fn availability() -> impl Strategy<Value = Availability> {
+    prop_oneof![
+        Just(Availability::Available),
+        Just(Availability::Busy),
+        Just(Availability::None),
+        Just(Availability::Unknown),
+    ]
+}
+
+fn command_state() -> impl Strategy<Value = CommandState> {
+    prop_oneof![
+        Just(CommandState::Queued),
+        Just(CommandState::Running),
+        Just(CommandState::Completed),
+        Just(CommandState::Failed),
+        Just(CommandState::Stopped),
+        Just(CommandState::Unknown),
+    ]
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    prop_oneof![
+        Just(ErrorCode::BadFrame),
+        Just(ErrorCode::HelloRequired),
+        Just(ErrorCode::VersionMismatch),
+        Just(ErrorCode::UnknownMessage),
+        Just(ErrorCode::InvalidName),
+        Just(ErrorCode::InvalidRequest),
+        Just(ErrorCode::SessionNotFound),
+        Just(ErrorCode::SessionExists),
+        Just(ErrorCode::SessionBroken),
+        Just(ErrorCode::SessionBusy),
+        Just(ErrorCode::LimitReached),
+        Just(ErrorCode::Internal),
+        Just(ErrorCode::Unknown),
+    ]
+}
+
+fn session_info() -> impl Strategy<Value = SessionInfo> {
+    let names = (text(), uuid(), text(), text());
+    let states = (session_state(), availability(), buffering(), any::<bool>());
+    let times = (any::<(u64, u64)>(), option::of(any::<u64>()), option::of(any::<u64>()));
+    let attached = option::of((text(), any::<u64>()).prop_map(|(from, since)| Attachment { from, since }));
+    let counts = any::<(u32, u32, u32, u64, u64, u64)>();
+    let reasons = (option::of(text()), option::of(text()));
+    (names, states, times, attached, counts, reasons).prop_map(
+        |(
+            (name, instance_id, host, configuration),
+            (state, availability, buffering, temporary),
+            ((created_at, idle_timeout_secs), disconnected_at, expires_at),
+            attached,
+            (commands_running, commands_queued, commands_completed, unacked_bytes, spilled_bytes, dropped_bytes),
+            (broken_reason, blocked_reason),
+        )| SessionInfo {
+            name,
+            instance_id,
+            host,
+            state,
+            availability,
+            configuration,
+            created_at,
+            disconnected_at,
+            idle_timeout_secs,
+            expires_at,
+            buffering,
+            attached,
+            commands_running,
+            commands_queued,
+            commands_completed,
+            broken_reason,
+            unacked_bytes,
+            temporary,
+            spilled_bytes,
+            dropped_bytes,
+            blocked_reason,
+        },
+    )
+}
+
+fn command_info() -> impl Strategy<Value = CommandInfo> {
+    let when = || option::of(any::<u64>());
+    (
+        any::<(u64, u64, u64)>(),
+        text(),
+        command_state(),
+        option::of(any::<i32>()),
+        when(),
+        when(),
+    )
+        .prop_map(
+            |((id, queued_at, dropped_bytes), command, state, exit_code, started_at, ended_at)| CommandInfo {
+                id,
+                command,
+                state,
+                exit_code,
+                queued_at,
+                started_at,
+                ended_at,
+                dropped_bytes,
+            },
+        )
+}
+
+fn agent_body() -> impl Strategy<Value = AgentBody> {
+    let sessions = || vec(session_info(), 0..3).prop_map(|sessions| SessionList { sessions });
+    prop_oneof![
+        (any::<(u32, u64)>(), text(), vec(text(), 0..3), uuid(), text(), text()).prop_map(
+            |((protocol, max_frame), software, capabilities, agent_id, host, user)| {
+                AgentBody::Welcome(Welcome {
+                    protocol,
+                    software,
+                    capabilities,
+                    agent_id,
+                    host,
+                    user,
+                    max_frame,
+                })
+            }
+        ),
+        session_info().prop_map(AgentBody::Session),
+        sessions().prop_map(AgentBody::Sessions),
+        (session_info(), command_info())
+            .prop_map(|(session, command)| AgentBody::Invoked(Invoked { session, command })),
+        session_info().prop_map(|session| AgentBody::Receiving(Receiving { session })),
+        (uuid(), any::<(u64, u64, bool)>(), vec(any::<u8>(), 0..300)).prop_map(
+            |(session, (command, seq, stderr), data)| {
+                let stream = if stderr { Stream::Stderr } else { Stream::Stdout };
+                AgentBody::Output(Output {
+                    session,
+                    command,
+                    seq,
+                    stream,
+                    data,
+                })
+            }
+        ),
+        (uuid(), any::<(u64, u64, u64, u64)>()).prop_map(|(session, (command, seq, first_seq, bytes))| {
+            AgentBody::OutputDropped(OutputDropped {
+                session,
+                command,
+                seq,
+                first_seq,
+                bytes,
+            })
+        }),
+        (
+            uuid(),
+            any::<(u64, u64, u64)>(),
+            command_state(),
+            option::of(any::<i32>())
+        )
+            .prop_map(|(session, (command, seq, ended_at), state, exit_code)| {
+                AgentBody::CommandEnded(CommandEnded {
+                    session,
+                    command,
+                    seq,
+                    state,
+                    exit_code,
+                    ended_at,
+                })
+            }),
+        (option::of(any::<i32>()), any::<u32>(), option::of(text())).prop_map(
+            |(last_exit_code, commands_pending, released_by)| {
+                AgentBody::StreamEnd(StreamEnd {
+                    last_exit_code,
+                    commands_pending,
+                    released_by,
+                })
+            }
+        ),
+        sessions().prop_map(AgentBody::Removed),
+        (session_info(), vec(command_info(), 0..3))
+            .prop_map(|(session, commands)| AgentBody::Commands(CommandList { session, commands })),
+        (error_code(), text()).prop_map(|(code, message)| AgentBody::Error(ErrorReply { code, message })),
+        any::<u64>().prop_map(|sent_at| AgentBody::Ping(Heartbeat { sent_at })),
+    ]
+}
+
+fn client_frame() -> impl Strategy<Value = ClientFrame> {
+    (any::<u64>(), client_body()).prop_map(|(id, body)| ClientFrame { id, body })
+}
+
+fn agent_frame() -> impl Strategy<Value = AgentFrame> {
+    (any::<u64>(), agent_body()).prop_map(|(id, body)| AgentFrame { id, body })
+}
+
+/// Hands out a buffer in the given piece sizes (cycled), like a socket that delivers partial reads.
+struct Pieces {
+    data: Vec<u8>,
+    pos: usize,
+    sizes: Vec<usize>,
+    turn: usize,
+}
+
+impl AsyncRead for Pieces {
+    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let size = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        let end = self.data.len().min(self.pos + size.min(buf.remaining()));
+        let pos = self.pos;
+        buf.put_slice(&self.data[pos..end]);
+        self.pos = end;
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn read_all<T: serde::de::DeserializeOwned>(data: Vec<u8>, sizes: Vec<usize>) -> Vec<T> {
+    let mut reader = FrameReader::new(Pieces {
+        data,
+        pos: 0,
+        sizes,
+        turn: 0,
+    });
+    reader.set_max_len(MAX_FRAME_LEN);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let mut messages = Vec::new();
+        while let Some(message) = reader.read_message().await.unwrap() {
+            messages.push(message);
+        }
+        messages
+    })
+}
+
+fn encode_one<T: serde::Serialize>(message: &T) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    encode(message, &mut bytes).unwrap();
+    bytes
+}
+
+proptest! {
+    // Enough cases to reach every variant many times, few enough that the file runs in about a
+    // second in a debug build.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn client_frames_round_trip(frame in client_frame()) {
+        let bytes = encode_one(&frame);
+        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        prop_assert_eq!(len, bytes.len() - 4);
+        prop_assert_eq!(decode::<ClientFrame>(&bytes[4..]).unwrap(), frame.clone());
+        // The agent reads the id of any body, for answering one it cannot decode.
+        prop_assert_eq!(decode::<FrameId>(&bytes[4..]).unwrap().id, frame.id);
+    }
+
+    #[test]
+    fn agent_frames_round_trip(frame in agent_frame()) {
+        let bytes = encode_one(&frame);
+        prop_assert_eq!(decode::<AgentFrame>(&bytes[4..]).unwrap(), frame);
+    }
+
+}
+
+proptest! {
+    // Each case is a stream of up to 8 frames.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn streams_of_frames_read_back_whatever_the_pieces(
+        frames in vec(client_frame(), 0..8),
+        sizes in vec(1usize..64, 1..8),
+    ) {
+        let mut bytes = Vec::new();
+        for frame in &frames {
+            encode(frame, &mut bytes).unwrap();
+        }
+        prop_assert_eq!(read_all::<ClientFrame>(bytes, sizes), frames);
+    }
+
+    #[test]
+    fn agent_streams_read_back_whatever_the_pieces(
+        frames in vec(agent_frame(), 0..8),
+        sizes in vec(1usize..4096, 1..8),
+    ) {
+        let mut bytes = Vec::new();
+        for frame in &frames {
+            encode(frame, &mut bytes).unwrap();
+        }
+        prop_assert_eq!(read_all::<AgentFrame>(bytes, sizes), frames);
+    }
+}
