@@ -83,6 +83,13 @@ impl Buffer {
         }
     }
 
+    /// Deletes the spill file of a session being removed (its spilled output is no longer
+    /// wanted); nothing more is spilled after that.
+    pub fn discard_spill(&mut self) {
+        self.spill = None;
+        self.spill_error = Some("the session was removed".into());
+    }
+
     /// Why the command's output must not be read now, if it must not.
     pub fn pause_reason(&self, settings: &SessionSettings, attached: bool) -> Option<String> {
         let memory_full = self.memory >= settings.memory_limit;

@@ -575,11 +575,13 @@ impl Session {
         session
     }
 
-    /// Deletes what is stored on disk for this session (it is being removed for good).
+    /// Deletes what is stored on disk for this session (it is being removed for good): its saved
+    /// state and its spill file, now rather than when the last task holding the session ends.
     pub fn discard_stored(&self) {
         if let Some(store) = &self.store {
             store.remove();
         }
+        self.lock().buffer.discard_spill();
     }
 
     /// Saves every ended command that is not saved yet.

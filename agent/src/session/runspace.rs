@@ -262,9 +262,11 @@ impl Shell {
                     }
                 },
                 read = read_some(self.stdout.as_mut(), &mut out_buf), if !paused && self.stdout.is_some() => {
+                    let read = top_up(read, self.stdout.as_ref(), &mut out_buf);
                     journal_read(session, id, Stream::Stdout, read, &out_buf, &mut self.stdout);
                 }
                 read = read_some(self.stderr.as_mut(), &mut err_buf), if !paused && self.stderr.is_some() => {
+                    let read = top_up(read, self.stderr.as_ref(), &mut err_buf);
                     journal_read(session, id, Stream::Stderr, read, &err_buf, &mut self.stderr);
                 }
                 _ = acks.changed(), if paused => {}
@@ -371,6 +373,25 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>, buf:
         Some(reader) => reader.read(buf).await,
         None => std::future::pending().await,
     }
+}
+
+/// After a read of some bytes, takes whatever else the pipe holds right now, without waiting:
+/// a command that writes in small pieces is journaled in chunks of up to [`READ_CHUNK`] — fewer
+/// entries, frames and writes for the same bytes — and nothing waits longer than before.
+fn top_up(read: io::Result<usize>, pipe: Option<&impl AsFd>, buf: &mut [u8]) -> io::Result<usize> {
+    let (Ok(first), Some(pipe)) = (&read, pipe) else {
+        return read;
+    };
+    let mut filled = *first;
+    while filled > 0 && filled < buf.len() {
+        match nix::unistd::read(pipe.as_fd(), &mut buf[filled..]) {
+            Ok(0) => break, // end of file: the next read reports it
+            Ok(more) => filled += more,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break, // EAGAIN: nothing more right now
+        }
+    }
+    Ok(filled)
 }
 
 /// Journals one read; a closed or failed pipe stops being read.
