@@ -15,7 +15,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, LazyLock},
+    sync::{Arc, LazyLock, OnceLock},
     time::Duration,
 };
 
@@ -52,13 +52,30 @@ max_queued = 4
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    /// Holds agent.toml and the spill dir; removed when the fuzzer exits normally.
-    state: tempfile::TempDir,
+    /// Holds agent.toml and the spill dir.
+    state: PathBuf,
+}
+
+/// The state dir, for removing it at exit: statics are never dropped, and libFuzzer ends with
+/// `exit()` after `-max_total_time` or `-runs`. (After a crash it stays, with what led to it.)
+static STATE: OnceLock<PathBuf> = OnceLock::new();
+
+unsafe extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+}
+
+extern "C" fn remove_state() {
+    if let Some(state) = STATE.get() {
+        let _ = std::fs::remove_dir_all(state);
+    }
 }
 
 static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
-    let state = tempfile::tempdir().expect("temporary state dir");
-    std::fs::write(state.path().join("agent.toml"), CONFIG).expect("write agent.toml");
+    let state = tempfile::tempdir().expect("temporary state dir").keep();
+    STATE.set(state.clone()).expect("one harness");
+    // SAFETY: registers a plain function that only removes a directory.
+    unsafe { atexit(remove_state) };
+    std::fs::write(state.join("agent.toml"), CONFIG).expect("write agent.toml");
     // One thread: no cross-thread wake-ups per input, which multiply the cost of each input on a
     // busy machine. (The message target decodes on a 2 MiB worker-sized stack instead.)
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -236,6 +253,6 @@ fuzz_target!(|input: &[u8]| {
         _ => hello(Some(OTHER_CLIENT)),
     };
     bytes.extend_from_slice(rest);
-    let state = harness.state.path().to_path_buf();
+    let state = harness.state.clone();
     harness.runtime.block_on(run(state, bytes));
 });
