@@ -260,6 +260,14 @@ impl Sshd {
         command
     }
 
+    /// The built `remora-agent`, run directly (not through sshd) but tagged like everything this
+    /// sshd leads to, so whatever it starts — a daemon, say — ends with the sshd too.
+    pub fn agent(&self) -> Command {
+        let mut command = Command::new(&self.binaries.agent);
+        self.client_environment(&mut command);
+        command
+    }
+
     /// The built `remora` reading the private HOME's `~/.ssh/config`, as a user runs it.
     pub fn remora_as_user(&self) -> Command {
         let mut command = Command::new(&self.binaries.remora);

@@ -1,8 +1,6 @@
 //! Session configurations from the agent's agent.toml.
 
-use std::process::Command;
-
-use crate::support::{binaries, remora, run, session, write_agent_config, Sshd, TIMEOUT};
+use crate::support::{remora, run, session, write_agent_config, Sshd, TIMEOUT};
 
 const CONFIG: &str = r#"
 [configurations.build]
@@ -21,7 +19,7 @@ max_queued = 2
 "#;
 
 fn config_check(sshd: &Sshd) -> (i32, String) {
-    let mut check = Command::new(&binaries().agent);
+    let mut check = sshd.agent();
     check.args(["config", "check", "--state-dir"]).arg(sshd.state_dir());
     let output = run(&mut check, TIMEOUT).unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);

@@ -193,7 +193,7 @@ fn a_state_dir_that_is_a_symlink_is_refused() {
     fs::create_dir(&real).unwrap();
     let link = sshd.dir().join("state-link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
-    let mut agent = Command::new(&binaries().agent);
+    let mut agent = sshd.agent();
     agent.args(["subsystem", "--state-dir"]).arg(&link);
     let refused = run(&mut agent, TIMEOUT).unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
