@@ -15,6 +15,17 @@ use clap::Parser;
 
 use crate::{measure::Row, setup::Bench};
 
+/// The workloads `--only` can name, in the order they run.
+const WORKLOADS: [&str; 7] = [
+    "stream",
+    "replay",
+    "roundtrip",
+    "reattach",
+    "reconnect",
+    "scale",
+    "fanout",
+];
+
 /// remora vs OpenSSH on a loopback sshd.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -22,8 +33,9 @@ pub struct Args {
     /// Repetitions of each timed workload.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Bytes streamed and replayed (workloads 1, 2, 8).
-    #[arg(long, default_value_t = 1_000_000_000)]
+    /// Bytes streamed and replayed (workloads 1, 2, 8): a number, or with a decimal suffix
+    /// (`100M`, `1G`).
+    #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     bytes: u64,
     /// Sessions in the scale workload.
     #[arg(long, default_value_t = 1000)]
@@ -37,8 +49,8 @@ pub struct Args {
     /// A short smoke run: small sizes, two repetitions.
     #[arg(long)]
     quick: bool,
-    /// Only these workloads (stream, replay, roundtrip, reattach, reconnect, scale, fanout).
-    #[arg(long, value_delimiter = ',')]
+    /// Only these workloads, comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = WORKLOADS)]
     only: Vec<String>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/bench.json")]
@@ -62,13 +74,31 @@ impl Args {
     }
 }
 
+/// `1000`, `100M`, `1G`: decimal multiples, so `1G` is the "1 GB".
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (digits, multiplier) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1_000),
+        Some((at, 'M' | 'm')) => (&text[..at], 1_000_000),
+        Some((at, 'G' | 'g')) => (&text[..at], 1_000_000_000),
+        _ => (text, 1),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a size: {text:?} (e.g. 100M, 1G)"))?;
+    number
+        .checked_mul(multiplier)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("size out of range: {text:?}"))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse().sized();
     match run(&args) {
-        Ok(rows) => {
+        Ok((machine, rows)) => {
+            println!("\n{machine}");
             print_table(&rows);
             let missed = rows.iter().filter(|row| row.met == Some(false)).count();
-            if let Err(err) = write_json(&args.json, &rows) {
+            if let Err(err) = write_json(&args.json, &machine, &rows) {
                 eprintln!("remora-bench: cannot write {}: {err:#}", args.json.display());
                 return ExitCode::FAILURE;
             }
@@ -82,40 +112,53 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
+/// Runs the chosen workloads; returns the machine's description and the rows.
+fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     let bench = Bench::start()?;
-    eprintln!("{}", bench.describe());
+    let machine = bench.describe();
     let mut rows = Vec::new();
     let mut stream_throughput = None;
     if args.wants("stream") {
+        progress("stream");
         let (stream_rows, throughput) = workloads::stream::run(&bench, args)?;
         stream_throughput = Some(throughput);
         rows.extend(stream_rows);
     }
     if args.wants("replay") {
+        progress("replay");
         rows.extend(workloads::replay::run(&bench, args, stream_throughput)?);
     }
     if args.wants("roundtrip") {
+        progress("roundtrip");
         rows.extend(workloads::roundtrip::run(&bench, args)?);
     }
     if args.wants("reattach") {
+        progress("reattach");
         rows.extend(workloads::reattach::run(&bench, args)?);
     }
     if args.wants("reconnect") {
+        progress("reconnect");
         rows.extend(workloads::reconnect::run(&bench, args)?);
     }
     if args.wants("scale") {
+        progress("scale");
         rows.extend(workloads::scale::run(&bench, args)?);
     }
     if args.wants("fanout") {
+        progress("fanout");
         rows.extend(workloads::fanout::run(&bench, args)?);
     }
-    Ok(rows)
+    Ok((machine, rows))
+}
+
+/// Says on stderr which workload runs now; the full run takes minutes.
+fn progress(workload: &str) {
+    eprintln!("remora-bench: {workload}…");
 }
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n{:<10} {:<44} {:>9} {:>9} {:>9} {:>9} {:>7}  {:<22} met",
+        "\n{:<11} {:<52} {:>9} {:>9} {:>9} {:>9} {:>7}  {:<22} met",
         "workload", "metric", "median", "min", "max", "openssh", "ratio", "target"
     );
     for row in rows {
@@ -127,7 +170,7 @@ fn print_table(rows: &[Row]) {
             None => "",
         };
         println!(
-            "{:<10} {:<44} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>7}  {:<22} {met}",
+            "{:<11} {:<52} {:>9.3} {:>9.3} {:>9.3} {:>9} {:>7}  {:<22} {met}",
             row.workload,
             format!("{} ({})", row.metric, row.unit),
             row.remora.median,
@@ -140,10 +183,11 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-fn write_json(path: &std::path::Path, rows: &[Row]) -> anyhow::Result<()> {
+fn write_json(path: &std::path::Path, machine: &str, rows: &[Row]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(rows)?)?;
+    let results = serde_json::json!({ "machine": machine, "rows": rows });
+    std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The bench's world: one sshd from the test harness, its agent's configuration, and the client
 //! commands for remora and OpenSSH with the same cipher.
 
-use std::{process::Command, time::Duration};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use anyhow::Context;
 use remora_client::{ssh::SshOptions, Client};
@@ -10,8 +10,10 @@ use remora_testkit::Sshd;
 /// How long a polled condition may take before the bench gives up.
 pub const WAIT: Duration = Duration::from_secs(600);
 
-/// Room for the replay workload: everything it streams fits the spill quota.
-const AGENT_CONFIG: &str = "[configurations.default]\nspill_quota = \"64GiB\"\nmax_sessions = 100000\n";
+/// Room for the replay workload: everything it streams fits the spill quota, and the `memory`
+/// configuration holds it all in memory (replay from memory rather than the spill file).
+const AGENT_CONFIG: &str = "[configurations.default]\nspill_quota = \"64GiB\"\nmax_sessions = 100000\n\
+                            [configurations.memory]\nbuffering = \"block\"\nbuffer_limit = \"64GiB\"\n";
 
 pub struct Bench {
     pub sshd: Sshd,
@@ -52,7 +54,12 @@ impl Bench {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
             .unwrap_or_default();
-        format!("machine: {cores} cores, {cpu}; {openssh}; cipher {}", self.cipher)
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        format!(
+            "machine: {cores} cores, {cpu}, Linux {}; {openssh}; cipher {}",
+            kernel.trim(),
+            self.cipher
+        )
     }
 
     /// The built `remora` for this sshd.
@@ -67,6 +74,17 @@ impl Bench {
         let mut command = self.sshd.ssh();
         command.args(["-c", self.cipher]).args(args);
         command
+    }
+
+    /// An OpenSSH ControlMaster to the bench's host, for the multiplexed comparison rows; its
+    /// first connection is made here, so timed runs only open a channel.
+    pub fn ssh_master(&self) -> anyhow::Result<Master<'_>> {
+        let master = Master {
+            bench: self,
+            path: self.sshd.dir().join("cm.sock"),
+        };
+        crate::measure::timed(&mut master.ssh(&[self.sshd.alias(), "true"]))?;
+        Ok(master)
     }
 
     /// The agent's daemon (started by the first remora run).
@@ -89,6 +107,45 @@ impl Bench {
             .worker_threads(2)
             .enable_all()
             .build()?)
+    }
+}
+
+/// A running `ssh` ControlMaster (ControlPersist), ended with `ssh -O exit` when dropped.
+pub struct Master<'a> {
+    bench: &'a Bench,
+    /// The ControlPath socket, in the bench's temp dir.
+    path: PathBuf,
+}
+
+impl Master<'_> {
+    /// `ssh` multiplexed over the master (which it starts if it is not there).
+    pub fn ssh(&self, args: &[&str]) -> Command {
+        let mut command = self.bench.ssh(&[]);
+        command.args(self.options()).args(args);
+        command
+    }
+
+    fn options(&self) -> [String; 6] {
+        [
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={}", self.path.display()),
+            "-o".into(),
+            "ControlPersist=60".into(),
+        ]
+    }
+}
+
+impl Drop for Master<'_> {
+    fn drop(&mut self) {
+        let mut exit = self.bench.sshd.ssh();
+        exit.args(["-O", "exit", "-o"])
+            .arg(format!("ControlPath={}", self.path.display()))
+            .arg(self.bench.sshd.alias());
+        if let Err(err) = crate::measure::timed(&mut exit) {
+            eprintln!("remora-bench: could not end the ssh ControlMaster: {err:#}");
+        }
     }
 }
 

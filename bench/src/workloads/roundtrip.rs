@@ -1,5 +1,6 @@
 //! Workload 3 (command round trip): `remora invoke HOST --name S -- true` from a fresh process
-//! against `ssh HOST true`, and, inside one connection (the library), an attached `true`.
+//! against `ssh HOST true` (and `ssh` over a ControlMaster), and, inside one connection (the
+//! library), an attached `true`.
 
 use std::time::Instant;
 
@@ -18,25 +19,31 @@ const IN_CONNECTION: usize = 300;
 pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     let host = bench.sshd.alias();
     timed(&mut bench.remora(&["new", host, "--name", "rt"]))?;
-    let (mut remora, mut ssh) = (Vec::new(), Vec::new());
+    let master = bench.ssh_master()?;
+    let (mut remora, mut ssh, mut muxed) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.reps.max(5) {
-        remora.push(secs(timed(&mut bench.remora(&["invoke", host, "--name", "rt", "--", "true"]))?.elapsed) * 1e3);
-        ssh.push(secs(timed(&mut bench.ssh(&[host, "true"]))?.elapsed) * 1e3);
+        remora.push(millis(
+            &mut bench.remora(&["invoke", host, "--name", "rt", "--", "true"]),
+        )?);
+        ssh.push(millis(&mut bench.ssh(&[host, "true"]))?);
+        muxed.push(millis(&mut master.ssh(&[host, "true"]))?);
     }
-    let fresh = Row::new(
-        "3 command",
-        "invoke --name S -- true, new process",
-        "ms",
-        Stats::of(&remora),
-    )
-    .against(Stats::of(&ssh));
+    drop(master);
+    let remora = Stats::of(&remora);
+    let fresh = Row::new("3 command", "invoke --name S -- true, new process", "ms", remora).against(Stats::of(&ssh));
     let met = fresh.ratio.unwrap_or(f64::MAX) <= 0.3;
     let inside = in_connection(bench)?;
     let inside_met = inside.median <= 2.0;
     Ok(vec![
         fresh.target("<= 0.3x ssh host true", met),
+        Row::new("3 command", "  same, vs ssh over a ControlMaster", "ms", remora).against(Stats::of(&muxed)),
         Row::new("3 command", "invoke -- true inside one connection", "ms", inside).target("<= 2 ms", inside_met),
     ])
+}
+
+/// Runs `command` to its end; its wall time in milliseconds.
+pub fn millis(command: &mut std::process::Command) -> anyhow::Result<f64> {
+    Ok(secs(timed(command)?.elapsed) * 1e3)
 }
 
 /// Attached `true` in a session over one library connection, [`IN_CONNECTION`] times.
