@@ -507,7 +507,7 @@ impl Session {
             (None, Some(_)) => (SessionState::Disconnected, Availability::Busy),
             (None, None) => (SessionState::Disconnected, Availability::None),
         };
-        let count = |s: CommandState| inner.commands.values().filter(|c| c.state == s).count() as u32;
+        let tally = CommandTally::of(inner.commands.values());
         let expires_at = inner
             .disconnected_at
             .map(|at| at + inner.settings.idle_timeout_secs * 1000);
@@ -527,13 +527,13 @@ impl Session {
                 from: l.from.clone(),
                 since: l.since,
             }),
-            commands_running: count(CommandState::Running),
-            commands_queued: count(CommandState::Queued),
-            commands_completed: inner.commands.values().filter(|c| c.is_ended()).count() as u32,
+            commands_running: tally.running,
+            commands_queued: tally.queued,
+            commands_completed: tally.ended,
             broken_reason: inner.broken.clone(),
             unacked_bytes: (inner.buffer.memory + inner.buffer.spilled) as u64,
             spilled_bytes: inner.buffer.spilled as u64,
-            dropped_bytes: inner.commands.values().map(|c| c.journal.dropped_bytes()).sum(),
+            dropped_bytes: tally.dropped_bytes,
             blocked_reason: inner.buffer.pause_reason(&inner.settings, inner.lease.is_some()),
             temporary: self.temporary,
         }
@@ -598,6 +598,31 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// A session's commands counted by state in one pass (`ls` asks for every session's).
+#[derive(Default)]
+struct CommandTally {
+    running: u32,
+    queued: u32,
+    ended: u32,
+    dropped_bytes: u64,
+}
+
+impl CommandTally {
+    fn of<'a>(commands: impl Iterator<Item = &'a CommandRecord>) -> Self {
+        let mut tally = CommandTally::default();
+        for command in commands {
+            match command.state {
+                CommandState::Running => tally.running += 1,
+                CommandState::Queued => tally.queued += 1,
+                _ if command.is_ended() => tally.ended += 1,
+                _ => {}
+            }
+            tally.dropped_bytes += command.journal.dropped_bytes();
+        }
+        tally
     }
 }
 
