@@ -182,7 +182,7 @@ impl<H: Handler> Attempt<'_, H> {
         if identity.public.as_ref().is_some_and(already) {
             return Ok(false);
         }
-        let key = match unlock(&identity.path).await {
+        let key = match unlock(&identity.path, !self.settings.batch_mode).await {
             Ok(key) => key,
             Err(reason) => {
                 self.tried.push(format!("{label} ({reason})"));
@@ -318,7 +318,7 @@ fn describe(key: &PublicKey) -> String {
 }
 
 /// Loads a private key, asking for its passphrase on the terminal if it is encrypted (once per process).
-async fn unlock(path: &Path) -> Result<Arc<PrivateKey>, String> {
+async fn unlock(path: &Path, may_ask: bool) -> Result<Arc<PrivateKey>, String> {
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|err| format!("unreadable: {err}"))?;
@@ -326,6 +326,9 @@ async fn unlock(path: &Path) -> Result<Arc<PrivateKey>, String> {
         Ok(key) => return Ok(Arc::new(key)),
         Err(russh::keys::Error::KeyIsEncrypted) => {}
         Err(err) => return Err(format!("not a usable private key: {err}")),
+    }
+    if !may_ask {
+        return Err("encrypted, and BatchMode forbids asking for its passphrase; load it with ssh-add first".into());
     }
     let mut unlocked = UNLOCKED.lock().await;
     if let Some((_, key)) = unlocked.iter().find(|(known, _)| known == path) {
@@ -409,11 +412,14 @@ mod tests {
         let key = private();
         let path = dir.path().join("id");
         std::fs::write(&path, key.to_openssh(LineEnding::LF).unwrap()).unwrap();
-        let loaded = unlock(&path).await.unwrap();
+        let loaded = unlock(&path, true).await.unwrap();
         assert_eq!(loaded.public_key().key_data(), key.public_key().key_data());
         std::fs::write(&path, "garbage").unwrap();
-        assert!(unlock(&path).await.unwrap_err().starts_with("not a usable private key"));
-        let missing = unlock(&dir.path().join("missing")).await.unwrap_err();
+        assert!(unlock(&path, true)
+            .await
+            .unwrap_err()
+            .starts_with("not a usable private key"));
+        let missing = unlock(&dir.path().join("missing"), true).await.unwrap_err();
         assert!(missing.starts_with("unreadable"), "{missing}");
     }
 

@@ -31,6 +31,10 @@ const SINGLE_WORD_KEYS: &[&str] = &[
     "connecttimeout",
     "proxyjump",
     "identityagent",
+    "batchmode",
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "challengeresponseauthentication",
 ];
 
 /// Keys remora honours (besides `Host`, `Match` and `Include`, which shape the file).
@@ -48,13 +52,16 @@ const HONOURED_KEYS: &[&str] = &[
     "proxyjump",
     "proxycommand",
     "identityagent",
+    "batchmode",
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "challengeresponseauthentication",
 ];
 
 /// Keys about features remora has no use for (forwarding, terminals, multiplexing, logging):
 /// ignoring them changes neither where nor how securely it connects, so they are logged at debug.
 const IRRELEVANT_KEYS: &[&str] = &[
     "addkeystoagent",
-    "challengeresponseauthentication",
     "checkhostip",
     "clearallforwardings",
     "compression",
@@ -73,13 +80,11 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "gatewayports",
     "hashknownhosts",
     "ignoreunknown",
-    "kbdinteractiveauthentication",
     "localcommand",
     "localforward",
     "loglevel",
     "logverbose",
     "obscurekeystroketiming",
-    "passwordauthentication",
     "permitlocalcommand",
     "permitremoteopen",
     "remotecommand",

@@ -220,6 +220,9 @@ mod tests {
             route: Route::Direct,
             agent: AgentSocket::Disabled,
             jump_options: SshOptions::default(),
+            batch_mode: true,
+            password_authentication: false,
+            kbd_interactive_authentication: false,
         }
     }
 

@@ -26,7 +26,7 @@ pub async fn authenticate<H: Handler>(
     settings: &HostSettings,
     tried: &mut Vec<String>,
 ) -> Result<bool, SshError> {
-    if !has_terminal() {
+    if settings.batch_mode || !has_terminal() {
         return Ok(false);
     }
     let _turn = TERMINAL.lock().await;
@@ -35,6 +35,9 @@ pub async fn authenticate<H: Handler>(
         source: err,
     };
     let user = settings.user.clone();
+    if !settings.kbd_interactive_authentication {
+        return password(handle, settings, tried).await;
+    }
     let mut response = handle
         .authenticate_keyboard_interactive_start(user.clone(), None)
         .await
@@ -61,6 +64,23 @@ pub async fn authenticate<H: Handler>(
     if !remaining.contains(&russh::MethodKind::Password) {
         return Ok(false);
     }
+    password(handle, settings, tried).await
+}
+
+/// Asks for the password (up to [`PASSWORD_ATTEMPTS`] times) unless PasswordAuthentication is off.
+async fn password<H: Handler>(
+    handle: &mut Handle<H>,
+    settings: &HostSettings,
+    tried: &mut Vec<String>,
+) -> Result<bool, SshError> {
+    if !settings.password_authentication {
+        return Ok(false);
+    }
+    let broken = |err: russh::Error| SshError::Protocol {
+        host: settings.hostname.clone(),
+        source: err,
+    };
+    let user = settings.user.clone();
     for _ in 0..PASSWORD_ATTEMPTS {
         let prompt = format!("{user}@{}'s password: ", settings.hostname);
         let Some(password) = blocking(move || read_secret(&prompt)).await? else {

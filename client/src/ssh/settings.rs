@@ -113,6 +113,12 @@ pub struct HostSettings {
     pub agent: AgentSocket,
     /// How jump hosts are resolved (the same config file, none of the destination's flags).
     pub jump_options: SshOptions,
+    /// BatchMode: never ask on the terminal (passphrases, passwords).
+    pub batch_mode: bool,
+    /// PasswordAuthentication (on a terminal).
+    pub password_authentication: bool,
+    /// KbdInteractiveAuthentication (ChallengeResponseAuthentication), on a terminal.
+    pub kbd_interactive_authentication: bool,
 }
 
 impl HostSettings {
@@ -144,6 +150,10 @@ impl HostSettings {
         lines.push(("serveraliveinterval", secs(self.server_alive_interval)));
         lines.push(("serveralivecountmax", self.server_alive_count_max.to_string()));
         lines.push(("connecttimeout", secs(self.connect_timeout)));
+        lines.push(("batchmode", yes_or_no(self.batch_mode).into()));
+        lines.push(("passwordauthentication", yes_or_no(self.password_authentication).into()));
+        let kbd = yes_or_no(self.kbd_interactive_authentication);
+        lines.push(("kbdinteractiveauthentication", kbd.into()));
         lines
     }
 }
@@ -215,6 +225,14 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         route: route(&applied, &tokens)?,
         agent: agent_socket(&applied, &tokens)?,
         jump_options: options.for_jump_hosts(),
+        batch_mode: flag(&applied, "batchmode", false)?,
+        password_authentication: flag(&applied, "passwordauthentication", true)?,
+        kbd_interactive_authentication: match applied
+            .first_of(&["kbdinteractiveauthentication", "challengeresponseauthentication"])
+        {
+            Some((_, entry)) => yes_no(entry)?,
+            None => true,
+        },
         hostname,
         port,
         user,
@@ -316,6 +334,15 @@ fn strictness(entry: &Entry) -> Result<StrictHostKeyChecking, SshError> {
         "ask" => StrictHostKeyChecking::Ask,
         _ => return Err(invalid(entry, "yes, accept-new, no, off or ask")),
     })
+}
+
+/// A yes/no key, `default` when unset.
+fn flag(applied: &Applied, key: &str, default: bool) -> Result<bool, SshError> {
+    applied
+        .get(key)
+        .map(yes_no)
+        .transpose()
+        .map(|set| set.unwrap_or(default))
 }
 
 fn yes_no(entry: &Entry) -> Result<bool, SshError> {
@@ -588,6 +615,17 @@ mod tests {
         let lines = default.describe();
         assert!(lines.contains(&("identityagent", "SSH_AUTH_SOCK".into())), "{lines:?}");
         assert!(lines.contains(&("proxyjump", "none".into())), "{lines:?}");
+    }
+
+    #[test]
+    fn batch_mode_and_interactive_methods_follow_the_config() {
+        let settings = resolve_with("", "h", SshOptions::default());
+        assert!(!settings.batch_mode && settings.password_authentication && settings.kbd_interactive_authentication);
+        let config = "BatchMode yes\nPasswordAuthentication no\nChallengeResponseAuthentication no\n";
+        let settings = resolve_with(config, "h", SshOptions::default());
+        assert!(settings.batch_mode && !settings.password_authentication && !settings.kbd_interactive_authentication);
+        let err = try_resolve("BatchMode maybe\n", "h", SshOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("BatchMode"), "{err}");
     }
 
     #[test]

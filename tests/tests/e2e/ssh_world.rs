@@ -286,6 +286,12 @@ fn a_passphrase_protected_key_without_a_terminal_fails_cleanly() {
     let stderr = outcome(command.args(["ls", "locked"])).failed_to_connect();
     assert!(stderr.contains("no terminal to ask for its passphrase"), "{stderr}");
     assert!(stderr.contains("ssh-add"), "says what to do: {stderr}");
+    let mut batch = sshd.remora_with_config(&config);
+    let stderr = outcome(batch.args(["-o", "BatchMode=yes", "ls", "locked"])).failed_to_connect();
+    assert!(
+        stderr.contains("BatchMode forbids asking for its passphrase"),
+        "{stderr}"
+    );
 }
 
 #[test]
