@@ -22,6 +22,15 @@ use tokio::{
     net::{unix::pipe, UnixStream},
 };
 
+/// The uid at the other end of a daemon-socket connection when it is not this process's: both
+/// ends refuse strangers (the daemon serves only its user; the subsystem hands the SSH channel
+/// only to its user's daemon).
+pub fn foreign_uid(stream: &UnixStream) -> io::Result<Option<(u32, u32)>> {
+    let own = nix::unistd::getuid().as_raw();
+    let peer = stream.peer_cred()?.uid();
+    Ok((peer != own).then_some((peer, own)))
+}
+
 /// Tag: the socket itself carries protocol frames.
 pub const MODE_PROTOCOL: u8 = b'P';
 /// Tag: descriptors for the protocol stream accompany this byte.

@@ -60,14 +60,12 @@ pub async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
 
 /// Accepts the connection only if the daemon behind it runs as this user.
 fn ours(stream: UnixStream) -> Result<UnixStream> {
-    let own = nix::unistd::getuid().as_raw();
-    let peer = stream
-        .peer_cred()
-        .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?;
-    if peer.uid() != own {
-        return Err(AgentError::ForeignDaemon { peer: peer.uid(), own });
+    match crate::fdpass::foreign_uid(&stream)
+        .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?
+    {
+        Some((peer, own)) => Err(AgentError::ForeignDaemon { peer, own }),
+        None => Ok(stream),
     }
-    Ok(stream)
 }
 
 /// Blocks until this process is the only one starting a daemon.

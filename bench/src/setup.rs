@@ -17,25 +17,17 @@ const AGENT_CONFIG: &str = "[configurations.default]\nspill_quota = \"64GiB\"\nm
 
 pub struct Bench {
     pub sshd: Sshd,
-    /// The cipher both clients use.
-    pub cipher: &'static str,
+    /// The cipher both clients use: the one remora prefers here, asked of ssh with `-c`.
+    pub cipher: String,
 }
 
 impl Bench {
     pub fn start() -> anyhow::Result<Bench> {
         let sshd = Sshd::start()?;
-        let config_dir = sshd.state_dir().join("config");
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-            .recursive(true)
-            .create(&config_dir)?;
-        std::fs::write(config_dir.join("agent.toml"), AGENT_CONFIG)?;
+        sshd.write_agent_config(AGENT_CONFIG)?;
         Ok(Bench {
             sshd,
-            cipher: if aes_in_hardware() {
-                "aes256-gcm@openssh.com"
-            } else {
-                "chacha20-poly1305@openssh.com"
-            },
+            cipher: remora_client::ssh::preferred_cipher(),
         })
     }
 
@@ -72,7 +64,7 @@ impl Bench {
     /// OpenSSH's `ssh` for this sshd, with the same cipher as remora negotiates.
     pub fn ssh(&self, args: &[&str]) -> Command {
         let mut command = self.sshd.ssh();
-        command.args(["-c", self.cipher]).args(args);
+        command.args(["-c", &self.cipher]).args(args);
         command
     }
 
@@ -147,14 +139,4 @@ impl Drop for Master<'_> {
             eprintln!("remora-bench: could not end the ssh ControlMaster: {err:#}");
         }
     }
-}
-
-/// Whether the CPU has AES instructions (remora then prefers AES-256-GCM, so ssh is asked for it).
-fn aes_in_hardware() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    return std::arch::is_aarch64_feature_detected!("aes");
-    #[allow(unreachable_code)]
-    false
 }

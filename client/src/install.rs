@@ -60,7 +60,7 @@ pub async fn install_agent(target: &str, options: &SshOptions, agent: &Path) -> 
             agent.display()
         )));
     }
-    let sha256 = hex(&Sha256::digest(&binary));
+    let sha256 = data_encoding::HEXLOWER.encode(&Sha256::digest(&binary));
     let output = link.exec(&sh_command(&install_script(&sha256)), &binary).await?;
     let _ = link.close().await;
     if !output.success() {
@@ -176,10 +176,6 @@ fn same_machine(machine: &str, uname: &str) -> bool {
     system == "Linux" && remote == machine
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +200,5 @@ mod tests {
     fn failures_name_the_step() {
         assert!(install_failure(Some(13), "received sha256 00").contains("checksum mismatch"));
         assert!(install_failure(Some(14), "Exec format error").contains("does not run"));
-        assert_eq!(hex(&[0, 255]), "00ff");
     }
 }

@@ -54,12 +54,8 @@ async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
 
 /// Refuses connections from any uid but ours (the socket's 0700 directory is the first wall).
 fn check_peer(stream: &UnixStream) -> Result<()> {
-    let own = nix::unistd::getuid().as_raw();
-    let peer = stream
-        .peer_cred()
-        .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?;
-    if peer.uid() != own {
-        return Err(AgentError::ForeignPeer { peer: peer.uid(), own });
+    match fdpass::foreign_uid(stream).map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))? {
+        Some((peer, own)) => Err(AgentError::ForeignPeer { peer, own }),
+        None => Ok(()),
     }
-    Ok(())
 }

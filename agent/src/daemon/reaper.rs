@@ -10,13 +10,13 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs until the daemon stops.
 pub async fn run(daemon: Arc<Daemon>) {
-    let mut sessions = daemon.registry.list(None).len();
+    let mut sessions = daemon.registry.len();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => remove_expired(&daemon),
             _ = daemon.shutdown.cancelled() => return,
         }
-        let now = daemon.registry.list(None).len();
+        let now = daemon.registry.len();
         if now < sessions {
             release_free_memory();
         }

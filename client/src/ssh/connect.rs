@@ -183,6 +183,13 @@ fn cipher_preference(aes_in_hardware: bool) -> Vec<russh::cipher::Name> {
     ciphers
 }
 
+/// The cipher remora asks for first on this machine, by its SSH name (what `ssh -c` takes): a
+/// comparison with OpenSSH can ask for the same.
+pub fn preferred_cipher() -> String {
+    let first = cipher_preference(aes_in_hardware()).first().copied();
+    first.unwrap_or(russh::cipher::CHACHA20_POLY1305).as_ref().to_string()
+}
+
 fn aes_in_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
@@ -201,28 +208,14 @@ mod tests {
     use super::*;
     use crate::ssh::{
         test_server::{write_key, TestServer},
-        AgentSocket, Route, SshOptions, StrictHostKeyChecking,
+        StrictHostKeyChecking,
     };
 
     fn settings(dir: &Path, port: u16) -> HostSettings {
         HostSettings {
-            alias: "testhost".into(),
-            hostname: "127.0.0.1".into(),
-            port,
-            user: "me".into(),
             identity_files: vec![dir.join("id_ed25519")],
-            identities_only: true,
-            known_hosts_files: vec![dir.join("known_hosts")],
-            strict_host_key_checking: StrictHostKeyChecking::Yes,
-            server_alive_interval: None,
-            server_alive_count_max: 3,
             connect_timeout: Some(Duration::from_secs(5)),
-            route: Route::Direct,
-            agent: AgentSocket::Disabled,
-            jump_options: SshOptions::default(),
-            batch_mode: true,
-            password_authentication: false,
-            kbd_interactive_authentication: false,
+            ..HostSettings::for_tests(port, dir.join("known_hosts"))
         }
     }
 
@@ -237,6 +230,7 @@ mod tests {
         assert_eq!(cipher_preference(true)[0], russh::cipher::AES_256_GCM);
         assert_eq!(cipher_preference(false), Preferred::DEFAULT.cipher.to_vec());
         assert_eq!(cipher_preference(true).len(), cipher_preference(false).len());
+        assert!(preferred_cipher().ends_with("@openssh.com"), "{}", preferred_cipher());
     }
 
     #[tokio::test]

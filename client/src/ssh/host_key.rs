@@ -155,27 +155,15 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::ssh::{known_hosts::tests::key_of, AgentSocket, Route, SshOptions};
+    use crate::ssh::known_hosts::tests::key_of;
 
     fn settings(known_hosts: PathBuf, strictness: StrictHostKeyChecking) -> HostSettings {
         HostSettings {
             alias: "box".into(),
-            hostname: "127.0.0.1".into(),
-            port: 2222,
-            user: "me".into(),
-            identity_files: Vec::new(),
             identities_only: false,
-            known_hosts_files: vec![known_hosts],
             strict_host_key_checking: strictness,
             server_alive_interval: Some(Duration::from_secs(1)),
-            server_alive_count_max: 3,
-            connect_timeout: None,
-            route: Route::Direct,
-            agent: AgentSocket::Disabled,
-            jump_options: SshOptions::default(),
-            batch_mode: true,
-            password_authentication: false,
-            kbd_interactive_authentication: false,
+            ..HostSettings::for_tests(2222, known_hosts)
         }
     }
 

@@ -23,7 +23,7 @@ mod target;
 #[cfg(test)]
 mod test_server;
 
-pub use connect::{SshLink, SubsystemStream};
+pub use connect::{preferred_cipher, SshLink, SubsystemStream};
 pub use error::SshError;
 pub use exec::{sh_command, ExecOutput};
 pub use settings::{

@@ -158,6 +158,33 @@ impl HostSettings {
     }
 }
 
+#[cfg(test)]
+impl HostSettings {
+    /// Settings for unit tests: `me@127.0.0.1:port` trusting only `known_hosts`, no identities,
+    /// no agent, never prompting; tests change what they are about with struct update syntax.
+    pub(crate) fn for_tests(port: u16, known_hosts: PathBuf) -> HostSettings {
+        HostSettings {
+            alias: "testhost".into(),
+            hostname: "127.0.0.1".into(),
+            port,
+            user: "me".into(),
+            identity_files: Vec::new(),
+            identities_only: true,
+            known_hosts_files: vec![known_hosts],
+            strict_host_key_checking: StrictHostKeyChecking::Yes,
+            server_alive_interval: None,
+            server_alive_count_max: 3,
+            connect_timeout: None,
+            route: Route::Direct,
+            agent: AgentSocket::Disabled,
+            jump_options: SshOptions::default(),
+            batch_mode: true,
+            password_authentication: false,
+            kbd_interactive_authentication: false,
+        }
+    }
+}
+
 fn yes_or_no(flag: bool) -> &'static str {
     if flag {
         "yes"
