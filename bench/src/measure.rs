@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+pub use remora_testkit::rss_kib;
 use serde::Serialize;
 
 /// Median, minimum and maximum of repeated measurements.
@@ -164,18 +165,6 @@ pub fn children_cpu_secs() -> f64 {
 /// Seconds of a duration, for the table.
 pub fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()
-}
-
-/// The resident memory of `pid` in KiB.
-pub fn rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Samples a process's RSS every 20 ms on a thread, keeping the maximum, until stopped.

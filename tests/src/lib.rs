@@ -19,8 +19,8 @@ mod sshd;
 mod wait;
 
 pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
-pub use pids::{command_line, live_command_lines, process_alive, terminate};
+pub use pids::{command_line, live_command_lines, process_alive, rss_kib, terminate};
 pub use process::{run, run_async, run_child};
 pub use proxy::FaultyLink;
-pub use sshd::Sshd;
+pub use sshd::{generate_key, Sshd};
 pub use wait::{wait_for, wait_until, wait_until_async};

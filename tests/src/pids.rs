@@ -90,6 +90,13 @@ pub fn command_line(pid: i32) -> Option<Vec<String>> {
     )
 }
 
+/// The resident memory of `pid` in KiB (`VmRSS`), if it is still there.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// The command lines of every live process, arguments joined by spaces: to check that nothing
 /// of a test's outlived it.
 pub fn live_command_lines() -> Vec<String> {

@@ -20,6 +20,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+pub use files::generate_key;
 use files::{ServerSettings, ALIAS, MARKER_VAR, REMOTE_HOME};
 
 use crate::{
@@ -81,8 +82,8 @@ impl Sshd {
             .context("cannot create the test's temp dir")?;
         files::check_plain(dir.path())?;
         files::check_plain(&binaries.agent)?;
-        files::generate_key(&dir.path().join("host_key"))?;
-        files::generate_key(&dir.path().join("user_key"))?;
+        files::generate_key(&dir.path().join("host_key"), "")?;
+        files::generate_key(&dir.path().join("user_key"), "")?;
         let user_public_key = fs::read_to_string(dir.path().join("user_key.pub"))?;
         files::write_private(&dir.path().join("authorized_keys"), &user_public_key)?;
         let host_public_key = fs::read_to_string(dir.path().join("host_key.pub"))?;
@@ -204,6 +205,14 @@ impl Sshd {
     /// The agent's `--state-dir`; it appears when the first subsystem runs.
     pub fn state_dir(&self) -> PathBuf {
         self.dir().join("state")
+    }
+
+    /// Writes the agent's `agent.toml` (session configurations) for this sshd's state dir, before
+    /// or while the daemon runs; its directories are created private, as the agent insists.
+    pub fn write_agent_config(&self, text: &str) -> anyhow::Result<()> {
+        let dir = self.state_dir().join("config");
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        fs::write(dir.join("agent.toml"), text).context("cannot write agent.toml")
     }
 
     /// The empty HOME of client processes, so the developer's `~/.ssh` is never read.

@@ -35,10 +35,11 @@ pub(super) struct ServerSettings<'a> {
     pub subsystem: bool,
 }
 
-/// Writes an ed25519 key pair without passphrase at `path` and `path.pub`.
-pub(super) fn generate_key(path: &Path) -> anyhow::Result<()> {
+/// Writes an ed25519 key pair at `path` and `path.pub`, encrypted with `passphrase` unless it
+/// is empty.
+pub fn generate_key(path: &Path, passphrase: &str) -> anyhow::Result<()> {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "remora-test", "-f"])
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "remora-test", "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .status()

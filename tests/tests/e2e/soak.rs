@@ -71,13 +71,7 @@ fn options(sshd: &Sshd) -> SshOptions {
 /// The daemon's open descriptors and resident memory (KiB).
 fn daemon_footprint(pid: i32) -> (usize, u64) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    (fds, rss)
+    (fds, remora_testkit::rss_kib(pid).expect("the daemon is running"))
 }
 
 fn name(session: usize) -> String {

@@ -333,14 +333,7 @@ fn the_users_own_ssh_config_with_include_aliases_and_identity_files_is_honoured(
 }
 
 fn keygen(path: &Path, passphrase: &str) {
-    let made = run(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", passphrase, "-f"])
-            .arg(path),
-        TIMEOUT,
-    )
-    .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    remora_testkit::generate_key(path, passphrase).unwrap();
 }
 
 #[test]

@@ -131,12 +131,5 @@ impl Background {
 
 /// Writes the agent's `agent.toml` for this sshd's state dir (before or while the daemon runs).
 pub fn write_agent_config(sshd: &Sshd, text: &str) {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = sshd.state_dir().join("config");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .unwrap();
-    std::fs::write(dir.join("agent.toml"), text).unwrap();
+    sshd.write_agent_config(text).unwrap();
 }
