@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{daemon, launcher, paths::StatePaths, serve, subsystem};
+use crate::{lifecycle, launcher, paths::StatePaths, serve, subsystem};
 
 /// `remora-agent subsystem`: log to stderr (sshd forwards it), hand the channel to the daemon.
 pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
@@ -19,7 +19,7 @@ pub fn daemon(paths: StatePaths) -> anyhow::Result<()> {
     paths.prepare()?;
     init_file_log(&paths)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(daemon::run(paths))?;
+    runtime.block_on(lifecycle::run(paths))?;
     Ok(())
 }
 

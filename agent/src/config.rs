@@ -34,7 +34,40 @@ use std::{
 use remora_wire::Buffering;
 use serde::Deserialize;
 
-use crate::session::runspace::ShellSpec;
+
+/// Which shell a runspace runs.
+#[derive(Debug, Clone)]
+pub struct ShellSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl ShellSpec {
+    /// bash without startup files when installed, otherwise POSIX sh.
+    pub fn detect() -> Self {
+        let bash = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        Self::for_program(bash.unwrap_or_else(|| PathBuf::from("/bin/sh")))
+    }
+
+    /// `program` as an interactive shell reading commands from stdin, without startup files.
+    pub fn for_program(program: PathBuf) -> Self {
+        let is_bash = program
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("bash"));
+        let args = if is_bash {
+            vec!["--noprofile", "--norc", "--noediting", "-i"]
+        } else {
+            vec!["-i"]
+        };
+        Self {
+            program,
+            args: args.into_iter().map(String::from).collect(),
+        }
+    }
+}
 
 /// The name of the built-in configuration.
 pub const DEFAULT_NAME: &str = "default";

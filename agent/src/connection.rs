@@ -23,7 +23,7 @@ use tracing::{debug, info};
 
 use crate::{
     clock::now_millis,
-    daemon::Daemon,
+    state::Daemon,
     handler::{self, Ctx},
 };
 
@@ -75,9 +75,10 @@ where
             // full outbox let go and sshd ends the channel.
             writer_task.abort();
         }
+        // Each stream's attachment detaches as the stream ends.
         streams.close();
         streams.wait().await;
-        ctx.detach_everywhere();
+        ctx.daemon.idle_clocks_changed();
         info!(conn = ctx.conn, "client disconnected");
     } else {
         drop(tx);

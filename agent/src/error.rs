@@ -5,12 +5,13 @@ use std::{io, path::PathBuf};
 /// Everything that can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("{action} {path}: {source}")]
+    // Messages carry their cause in the text (it is logged with `{}`), so no variant also
+    // chains it as a `source`: a printed chain would repeat it.
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("refusing to use {path}: {reason}; fix its ownership or mode (it must be a directory owned by you with mode 0700) or pass another --state-dir")]
     UnsafeDirectory { path: PathBuf, reason: String },
@@ -22,6 +23,21 @@ pub enum AgentError {
     ForeignPeer { peer: u32, own: u32 },
     #[error("the daemon socket is served by uid {peer}, not {own}; refusing to hand it the connection (check who controls the run directory)")]
     ForeignDaemon { peer: u32, own: u32 },
+    #[error("{path}: {what} is unreadable: {cause}")]
+    Unreadable {
+        path: PathBuf,
+        what: String,
+        cause: rmp_serde::decode::Error,
+    },
+    #[error("cannot encode the {what}: {cause}")]
+    Encode {
+        what: &'static str,
+        cause: rmp_serde::encode::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+    #[error("the runspace shell {0}")]
+    Runspace(String),
     #[error("protocol error: {0}")]
     Wire(#[from] remora_wire::WireError),
     #[error("{0}")]
@@ -34,7 +50,7 @@ impl AgentError {
     /// Wraps an I/O error with what was being done to which path.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
-        move |source| AgentError::Io { action, path, source }
+        move |cause| AgentError::Io { action, path, cause }
     }
 }
 

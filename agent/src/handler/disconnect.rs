@@ -17,6 +17,7 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: Disconnect) -> Result<(),
     let buffering = request.buffering.map(check_buffering).transpose()?;
     session.release(&ctx.from);
     session.update_settings(idle_timeout, buffering);
+    ctx.daemon.idle_clocks_changed();
     tracing::info!(session = %session.name, by = %ctx.from, "session disconnected");
     ctx.send(id, AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host)))
         .await?;

@@ -7,10 +7,9 @@ use remora_wire::{AgentBody, ErrorCode, Invoke, Invoked, NewSession, RequestId, 
 use super::{
     new::{check_idle_timeout, create_session},
     refusal_for,
-    stream::{self, Scope},
-    Ctx, Refusal,
+    stream, Ctx, Refusal,
 };
-use crate::session::Session;
+use crate::session::{Scope, Session};
 
 /// Longest command text accepted.
 const MAX_COMMAND_LEN: usize = 1024 * 1024;
@@ -24,7 +23,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         .map(|secs| check_idle_timeout(max_idle, secs))
         .transpose()?;
     session.update_settings(idle_timeout, None);
-    let lease = match request.follow {
+    let attachment = match request.follow {
         true => Some(
             session
                 .attach(ctx.conn, &ctx.from, ctx.client_id, false)
@@ -32,30 +31,27 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         ),
         false => None,
     };
-    let command = match session.enqueue(request.command) {
-        Ok(command) => command,
-        Err(refusal) => {
-            session.detach(ctx.conn);
-            return Err(refusal_for(&session, refusal));
-        }
-    };
+    let command = session
+        .enqueue(request.command)
+        .map_err(|refusal| refusal_for(&session, refusal))?;
     let command_id = command.id;
     let invoked = Invoked {
         session: session.info(ctx.conn, &ctx.daemon.host),
         command,
     };
     ctx.send(id, AgentBody::Invoked(invoked)).await?;
-    if let Some(lease) = lease {
+    if let Some(attachment) = attachment {
         let end = stream::run(
             &ctx,
             id,
             &session,
             Scope::Command(command_id),
             Some(request.window),
-            &lease,
+            &attachment,
         )
         .await;
-        session.detach(ctx.conn);
+        drop(attachment);
+        ctx.daemon.idle_clocks_changed();
         ctx.send(id, AgentBody::StreamEnd(end)).await?;
     }
     Ok(())

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    daemon::Daemon,
     session::{ConnId, Session, SessionRefusal},
+    state::Daemon,
 };
 
 /// What a handler knows about the connection it serves.
@@ -82,6 +82,7 @@ impl Ctx {
 
     /// Finds a session or explains that it does not exist.
     pub fn find_session(&self, reference: &SessionRef) -> Result<Arc<Session>, Refusal> {
+        self.daemon.remove_expired();
         self.daemon
             .registry
             .find(reference)
@@ -100,13 +101,6 @@ impl Ctx {
                 self.daemon.host, self.daemon.user
             ),
         )
-    }
-
-    /// Releases every session this connection is attached to.
-    pub fn detach_everywhere(&self) {
-        for session in self.daemon.registry.list(None) {
-            session.detach(self.conn);
-        }
     }
 }
 

@@ -7,10 +7,7 @@ use remora_wire::{AgentBody, Buffering, ErrorCode, NewSession, RequestId};
 use super::{Ctx, Refusal};
 use crate::{
     config::Configuration,
-    session::{
-        runspace::{self, RunspaceSpec},
-        validate_name, Session, SessionSettings,
-    },
+    session::{runspace::RunspaceSpec, validate_name, Session, SessionSettings},
 };
 
 pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(), Refusal> {
@@ -31,7 +28,7 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
         ..settings_for(configuration, options, &ctx.daemon.spill_dir)?
     };
     let session = Arc::new(Session::new(name.to_string(), temporary, settings));
-    ctx.daemon.registry.insert(session.clone()).map_err(|existing| {
+    ctx.daemon.adopt(session.clone()).map_err(|existing| {
         let message = format!(
             "a session named {name:?} already exists on {} (instance {}); pick another name or remove it with `remora rm HOST --name {name}`",
             ctx.daemon.host, existing.id
@@ -43,7 +40,8 @@ pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSessi
         env: configuration.env.clone(),
         cwd: configuration.cwd.clone(),
     };
-    if let Err(err) = runspace::start(session.clone(), &spec) {
+    session.save_description();
+    if let Err(err) = ctx.daemon.start_runspace(&session, &spec) {
         ctx.daemon.remove_session(session.id, "its runspace could not start");
         return Err(Refusal::new(
             ErrorCode::Internal,

@@ -8,10 +8,9 @@ use remora_wire::{AgentBody, ErrorCode, Receive, Receiving, RequestId};
 
 use super::{
     new::check_idle_timeout,
-    refusal_for,
-    stream::{self, Scope},
-    Ctx, Refusal,
+    refusal_for, stream, Ctx, Refusal,
 };
+use crate::session::Scope;
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
@@ -30,20 +29,18 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
         .idle_timeout_secs
         .map(|secs| check_idle_timeout(session.settings().max_idle_timeout_secs, secs))
         .transpose()?;
-    let lease = session
+    let attachment = session
         .attach(ctx.conn, &ctx.from, ctx.client_id, request.force)
         .map_err(|r| refusal_for(&session, r))?;
     session.update_settings(idle_timeout, None);
     let receiving = Receiving {
         session: session.info(ctx.conn, &ctx.daemon.host),
     };
-    if let Err(closed) = ctx.send(id, AgentBody::Receiving(receiving)).await {
-        session.detach(ctx.conn);
-        return Err(closed.into());
-    }
+    ctx.send(id, AgentBody::Receiving(receiving)).await?;
     let window = (!request.keep).then_some(request.window);
-    let end = stream::run(&ctx, id, &session, scope, window, &lease).await;
-    session.detach(ctx.conn);
+    let end = stream::run(&ctx, id, &session, scope, window, &attachment).await;
+    drop(attachment);
+    ctx.daemon.idle_clocks_changed();
     ctx.send(id, AgentBody::StreamEnd(end)).await?;
     Ok(())
 }

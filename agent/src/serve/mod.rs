@@ -58,11 +58,7 @@ pub async fn run(
     let fingerprint = host_key.public_key().fingerprint(HashAlg::Sha256);
     let listener = TcpListener::bind(options.listen)
         .await
-        .map_err(|source| AgentError::Io {
-            action: "cannot listen on",
-            path: options.listen.to_string().into(),
-            source,
-        })?;
+        .map_err(AgentError::io("cannot listen on", options.listen.to_string()))?;
     let addr = listener
         .local_addr()
         .map_err(AgentError::io("cannot read the address of", options.listen.to_string()))?;

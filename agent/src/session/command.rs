@@ -16,8 +16,6 @@ pub struct CommandRecord {
     pub started_at: Option<UnixMillis>,
     pub ended_at: Option<UnixMillis>,
     pub journal: Journal,
-    /// Saved to disk (finished and written to the session's store).
-    pub persisted: bool,
 }
 
 impl CommandRecord {
@@ -32,7 +30,6 @@ impl CommandRecord {
             started_at: None,
             ended_at: None,
             journal: Journal::default(),
-            persisted: false,
         }
     }
 
@@ -44,16 +41,18 @@ impl CommandRecord {
         )
     }
 
-    /// Records the final state and appends the journal's end entry (once).
-    pub fn finish(&mut self, state: CommandState, exit_code: Option<i32>) {
+    /// Records the final state and appends the journal's end entry (once); false if it had
+    /// already ended.
+    pub fn finish(&mut self, state: CommandState, exit_code: Option<i32>) -> bool {
         if self.is_ended() {
-            return;
+            return false;
         }
         let now = now_millis();
         self.state = state;
         self.exit_code = exit_code;
         self.ended_at = Some(now);
         self.journal.push_end(state, exit_code, now);
+        true
     }
 
     /// The wire view of this command.

@@ -10,22 +10,21 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use remora_wire::{CommandState, Stream, UnixMillis};
 
+use super::spill::SpillRef;
+
 /// Where an output chunk's bytes are.
 #[derive(Debug, Clone)]
 pub enum Data {
     Memory(Bytes),
     /// In the session's spill file.
-    Spilled {
-        offset: u64,
-        len: usize,
-    },
+    Spilled(SpillRef),
 }
 
 impl Data {
     pub fn len(&self) -> usize {
         match self {
             Data::Memory(bytes) => bytes.len(),
-            Data::Spilled { len, .. } => *len,
+            Data::Spilled(chunk) => chunk.len,
         }
     }
 
@@ -83,7 +82,7 @@ impl Freed {
     fn add(&mut self, data: &Data) {
         match data {
             Data::Memory(bytes) => self.memory += bytes.len(),
-            Data::Spilled { len, .. } => self.spilled += len,
+            Data::Spilled(chunk) => self.spilled += chunk.len,
         }
     }
 }

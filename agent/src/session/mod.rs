@@ -1,36 +1,50 @@
 //! Sessions: a named, UUID-identified container holding one runspace and its commands.
 //!
 //! Invariants:
-//! - Session state lives behind one short-held mutex; nothing awaits while holding it.
+//! - A session's state (`state.rs`) is a synchronous state machine behind one short-held mutex;
+//!   nothing awaits and nothing touches the disk while holding it. Its changes return effects
+//!   that [`Session`] carries out after unlocking, on the session's persister (`persist.rs`).
 //! - Every change that a waiter may care about (new output, command state, acks, leases) bumps
 //!   the session's `changed` watch, so streams wait on events, never on timers.
+//! - An attachment is an [`Attachment`] value: dropping it detaches.
 //! - These types never cross the wire; [`Session::info`] converts them at the edge.
 
+pub mod batch;
 pub mod buffer;
 mod command;
 pub mod journal;
+mod lease;
 mod name;
+pub mod persist;
 pub mod runspace;
 mod spill;
+mod state;
 pub mod store;
 
-use std::{
-    collections::BTreeMap,
-    sync::{Mutex, MutexGuard},
-};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use remora_wire::{
-    Attachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState, Stream, UnixMillis,
+    Attachment as WireAttachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState as
+    WireState, Stream, UnixMillis,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use batch::{Batch, Cursors, Scope};
 pub use command::CommandRecord;
 pub use journal::{Entry, EntryKind};
+pub use lease::Attachment;
 pub use name::validate_name;
 
+use self::{
+    buffer::Placement,
+    journal::Data,
+    persist::{Job, Persister, Queue},
+    spill::Spill,
+    state::{Effect, Effects, SessionState},
+};
 use crate::clock::now_millis;
 
 /// Identifies one client connection to the daemon.
@@ -56,18 +70,6 @@ pub struct SessionSettings {
     pub store_root: Option<std::path::PathBuf>,
 }
 
-/// The client currently attached to a session.
-#[derive(Debug, Clone)]
-struct Lease {
-    conn: ConnId,
-    from: String,
-    since: UnixMillis,
-    /// Cancelled when another client takes the session over or it is disconnected by force.
-    token: CancellationToken,
-    /// The attached client process, when it said.
-    client: Option<Uuid>,
-}
-
 /// Why a stop request could not be honoured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopRefusal {
@@ -90,19 +92,6 @@ pub enum SessionRefusal {
     },
 }
 
-#[derive(Debug)]
-struct Inner {
-    settings: SessionSettings,
-    /// Why the last holder lost the session by force ("taken over by …", "disconnected by …").
-    released_by: Option<String>,
-    commands: BTreeMap<u64, CommandRecord>,
-    next_command: u64,
-    lease: Option<Lease>,
-    disconnected_at: Option<UnixMillis>,
-    broken: Option<String>,
-    buffer: buffer::Buffer,
-}
-
 /// One session.
 #[derive(Debug)]
 pub struct Session {
@@ -111,59 +100,127 @@ pub struct Session {
     /// Created by `invoke` without a name; removed once its output is acknowledged.
     pub temporary: bool,
     pub created_at: UnixMillis,
-    /// Cancelled when the session is removed: stops its runspace and streams.
+    /// Cancelled when the session is removed or the daemon stops: stops its runspace and streams.
     pub closed: CancellationToken,
-    inner: Mutex<Inner>,
+    state: Mutex<SessionState>,
     changed: watch::Sender<()>,
-    /// Where the session and its finished journals are saved (named sessions only).
-    store: Option<store::SessionStore>,
     /// The running command a client asked to stop, for the runspace.
     stop_requests: watch::Sender<Option<u64>>,
+    spill: Arc<Spill>,
+    /// Disk work, carried out in order by the persister.
+    jobs: Queue,
+    /// The persister until the daemon starts it (see [`Session::take_persister`]).
+    persister: Mutex<Option<Persister>>,
 }
 
 impl Session {
-    /// A new, empty, unattached session.
+    /// A new, empty, unattached session. Nothing is written or started: the daemon starts its
+    /// persister and runspace when it registers it.
     pub fn new(name: String, temporary: bool, settings: SessionSettings) -> Self {
-        let now = now_millis();
-        let id = Uuid::new_v4();
+        Self::with_identity(Uuid::new_v4(), name, temporary, now_millis(), settings)
+    }
+
+    fn with_identity(
+        id: Uuid,
+        name: String,
+        temporary: bool,
+        created_at: UnixMillis,
+        settings: SessionSettings,
+    ) -> Self {
         let store = settings
             .store_root
             .as_deref()
             .filter(|_| !temporary)
             .map(|root| store::SessionStore::new(root, id));
-        if let Some(store) = &store {
-            if let Err(err) = store.save_session(&store::stored_session(id, &name, now, &settings)) {
-                tracing::error!(session = %name, "cannot save the session to disk: {err}");
-            }
-        }
+        let spill = Arc::new(Spill::new(&settings.spill_dir, id));
+        let (jobs, persister) = persist::channel(&name, store, spill.clone());
         Self {
             id,
-            store,
             name,
             temporary,
-            created_at: now,
+            created_at,
             closed: CancellationToken::new(),
-            inner: Mutex::new(Inner {
-                settings,
-                released_by: None,
-                commands: BTreeMap::new(),
-                next_command: 1,
-                lease: None,
-                disconnected_at: Some(now),
-                broken: None,
-                buffer: buffer::Buffer::default(),
-            }),
+            state: Mutex::new(SessionState::new(settings, created_at)),
             changed: watch::Sender::new(()),
             stop_requests: watch::Sender::new(None),
+            spill,
+            jobs,
+            persister: Mutex::new(Some(persister)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A session read back from disk after the daemon restarted: Broken, its shell gone, its
+    /// finished commands' unreceived output still there.
+    pub fn restore(stored: &store::StoredSession, commands: Vec<CommandRecord>, settings: SessionSettings) -> Self {
+        let session = Self::with_identity(stored.id, stored.name.clone(), false, stored.created_at, settings);
+        let mut state = session.lock();
+        state.buffer.memory = commands.iter().map(|c| c.journal.memory_bytes()).sum();
+        state.next_command = commands.last().map_or(1, |c| c.id + 1);
+        state.commands = commands.into_iter().map(|c| (c.id, c)).collect();
+        state.broken = Some("runspace lost: the agent restarted; finished commands' output is still receivable".into());
+        drop(state);
+        session
+    }
+
+    /// The persister, once: the daemon runs it as one of its tracked tasks.
+    pub fn take_persister(&self) -> Option<Persister> {
+        self.persister.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Asks for the session's description to be saved (a new session).
+    pub fn save_description(&self) {
+        let settings = self.lock().settings.clone();
+        self.carry_out(Effects(vec![Effect::SaveSession(settings)]));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn notify(&self) {
         self.changed.send_replace(());
+    }
+
+    /// Applies a change under the lock, then wakes waiters and queues its effects.
+    fn change<T>(&self, change: impl FnOnce(&mut SessionState) -> (T, Effects)) -> T {
+        let (value, effects) = change(&mut self.lock());
+        self.notify();
+        self.carry_out(effects);
+        value
+    }
+
+    /// Reads under the lock.
+    fn read<T>(&self, read: impl FnOnce(&SessionState) -> T) -> T {
+        read(&self.lock())
+    }
+
+    fn carry_out(&self, effects: Effects) {
+        for effect in effects.0 {
+            let job = match effect {
+                Effect::SaveSession(settings) => Job::SaveSession(store::stored_session(
+                    self.id,
+                    &self.name,
+                    self.created_at,
+                    &settings,
+                )),
+                Effect::SaveCommand(snapshot) => Job::SaveCommand(snapshot),
+                Effect::SaveAck {
+                    command,
+                    seq,
+                    offset,
+                    fully_acked,
+                } => Job::SaveAck {
+                    command,
+                    seq,
+                    offset,
+                    fully_acked,
+                },
+                Effect::ReleaseSpill(bytes) => Job::ReleaseSpill(bytes),
+            };
+            // The persister outlives every holder of the session; a send fails only while the
+            // daemon exits, when nothing can be saved any more anyway.
+            let _ = self.jobs.send(job);
+        }
     }
 
     /// A receiver that wakes on every change after this call.
@@ -173,120 +230,60 @@ impl Session {
 
     /// Queues a command; it runs after the ones before it.
     pub fn enqueue(&self, text: String) -> Result<CommandInfo, SessionRefusal> {
-        let mut inner = self.lock();
-        if let Some(reason) = &inner.broken {
-            return Err(SessionRefusal::Broken(reason.clone()));
-        }
-        let limit = inner.settings.max_queued;
-        let queued = inner
-            .commands
-            .values()
-            .filter(|c| c.state == CommandState::Queued)
-            .count();
-        if queued >= limit {
-            return Err(SessionRefusal::QueueFull { limit });
-        }
-        let id = inner.next_command;
-        inner.next_command += 1;
-        let record = CommandRecord::queued(id, text);
-        let info = record.info();
-        inner.commands.insert(id, record);
-        drop(inner);
-        self.notify();
-        Ok(info)
+        self.change(|state| (state.enqueue(text), Effects::default()))
     }
 
     /// Marks the oldest queued command Running and returns its id and text.
     pub fn start_next(&self) -> Option<(u64, String)> {
-        let mut inner = self.lock();
-        let record = inner.commands.values_mut().find(|c| c.state == CommandState::Queued)?;
-        record.state = CommandState::Running;
-        record.started_at = Some(now_millis());
-        let next = (record.id, record.text.clone());
-        drop(inner);
-        self.notify();
-        Some(next)
+        self.change(|state| (state.start_next(now_millis()), Effects::default()))
     }
 
-    /// Appends output of a running command to its journal.
+    /// Appends output of a running command to its journal. A chunk bound for the spill file is
+    /// written there before it is journaled, outside the lock; only the runspace appends.
     pub fn append_output(&self, command: u64, stream: Stream, bytes: Bytes) {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        if let Some(record) = inner.commands.get_mut(&command) {
-            let data = inner
-                .buffer
-                .store(&inner.settings, inner.lease.is_some(), self.id, bytes);
-            record.journal.push_output(stream, data);
-        }
-        if inner.settings.buffering == Buffering::Drop {
-            drop_oldest_until_within(inner);
-        }
-        self.notify();
+        let data = match self.read(|state| state.placement(bytes.len())) {
+            Placement::Memory => Data::Memory(bytes),
+            Placement::Spill => match self.spill.append(&bytes) {
+                Ok(chunk) => Data::Spilled(chunk),
+                Err(err) => {
+                    tracing::error!(session = %self.name, "spilling output failed, blocking instead: {err}");
+                    self.lock().spill_failed(format!("spill file error: {err}"));
+                    Data::Memory(bytes)
+                }
+            },
+        };
+        self.change(|state| ((), state.push_output(command, stream, data)));
     }
 
     /// Ends a command with its final state; the end becomes its journal's last entry.
     pub fn finish(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
-        let mut inner = self.lock();
-        if let Some(record) = inner.commands.get_mut(&command) {
-            record.finish(state, exit_code);
-        }
-        self.persist_ended(&mut inner);
-        drop(inner);
-        self.notify();
+        self.change(|s| ((), s.finish(command, state, exit_code)));
     }
 
-    /// Marks the runspace gone: the running command Failed (unless already ended), queued ones
-    /// Failed, and the session Broken with `reason`.
+    /// Marks the runspace gone: unended commands Failed and the session Broken with `reason`.
     pub fn mark_broken(&self, reason: String) {
-        let mut inner = self.lock();
-        for record in inner.commands.values_mut().filter(|c| !c.is_ended()) {
-            record.finish(CommandState::Failed, None);
-        }
-        inner.broken.get_or_insert(reason);
-        self.persist_ended(&mut inner);
-        drop(inner);
-        self.notify();
+        self.change(|state| ((), state.mark_broken(reason)));
     }
 
-    /// Stops every command that has not ended (session removal).
+    /// Stops every command that has not ended (session removal, daemon shutdown).
     pub fn stop_all(&self) {
-        let mut inner = self.lock();
-        for record in inner.commands.values_mut().filter(|c| !c.is_ended()) {
-            record.finish(CommandState::Stopped, None);
-        }
-        self.persist_ended(&mut inner);
-        drop(inner);
-        self.notify();
+        self.change(|state| ((), state.stop_all()));
     }
 
     /// Stops `command` (default: the running one): a queued command is cancelled at once, a
     /// running one is handed to the runspace to interrupt. Returns what is being stopped.
     pub fn request_stop(&self, command: Option<u64>) -> Result<CommandInfo, StopRefusal> {
-        let mut inner = self.lock();
-        let target = match command {
-            Some(id) => id,
-            None => inner
-                .commands
-                .values()
-                .find(|c| c.state == CommandState::Running)
-                .map(|c| c.id)
-                .ok_or(StopRefusal::NothingRunning)?,
-        };
-        let record = inner
-            .commands
-            .get_mut(&target)
-            .ok_or(StopRefusal::NoSuchCommand(target))?;
-        match record.state {
-            CommandState::Queued => record.finish(CommandState::Stopped, None),
-            CommandState::Running => {
-                self.stop_requests.send_replace(Some(target));
+        let accepted = self.change(|state| match state.request_stop(command) {
+            Ok(mut accepted) => {
+                let effects = std::mem::take(&mut accepted.effects);
+                (Ok(accepted), effects)
             }
-            state => return Err(StopRefusal::AlreadyEnded(target, state)),
+            Err(refusal) => (Err(refusal), Effects::default()),
+        })?;
+        if let Some(running) = accepted.interrupt {
+            self.stop_requests.send_replace(Some(running));
         }
-        let info = record.info();
-        drop(inner);
-        self.notify();
-        Ok(info)
+        Ok(accepted.info)
     }
 
     /// Forgets a stop request once its command ended.
@@ -307,296 +304,140 @@ impl Session {
 
     /// All commands, oldest first.
     pub fn commands(&self) -> Vec<CommandInfo> {
-        self.lock().commands.values().map(CommandRecord::info).collect()
+        self.read(|state| state.commands.values().map(CommandRecord::info).collect())
     }
 
     /// Records that a client has written a command's output up to `seq`.
     pub fn ack(&self, command: u64, seq: u64) {
-        let mut inner = self.lock();
-        let freed = inner
-            .commands
-            .get_mut(&command)
-            .map(|c| c.journal.ack(seq))
-            .unwrap_or_default();
-        inner.buffer.release(freed);
-        if let (Some(store), Some(record)) = (&self.store, inner.commands.get(&command).filter(|c| c.persisted)) {
-            if let Err(err) = store.save_ack(record) {
-                tracing::warn!(session = %self.name, "cannot record an acknowledgement on disk: {err}");
-            }
-        }
-        drop(inner);
-        self.notify();
+        self.change(|state| ((), state.ack(command, seq)));
     }
 
     /// Why the runspace must stop reading the command's output for now (buffering limits).
     pub fn pause_reason(&self) -> Option<String> {
-        let inner = self.lock();
-        inner.buffer.pause_reason(&inner.settings, inner.lease.is_some())
+        self.read(SessionState::pause_reason)
     }
 
     /// Attaches `conn`. Another client's attachment refuses it (Busy) unless `force`, which takes
-    /// the session over and ends the other client's stream. Returns the attachment's token,
-    /// cancelled if this client later loses the session by force.
+    /// the session over and ends the other client's stream. Dropping the returned attachment
+    /// detaches; its token is cancelled if this client later loses the session by force.
     ///
     /// The same client process (`client`) reconnecting after its link broke takes its own
     /// attachment back without `force`: the agent may not have noticed the old link die yet.
     pub fn attach(
-        &self,
+        self: &Arc<Self>,
         conn: ConnId,
         from: &str,
         client: Option<Uuid>,
         force: bool,
-    ) -> Result<CancellationToken, SessionRefusal> {
-        let mut inner = self.lock();
-        match &inner.lease {
-            Some(lease) if lease.conn == conn => return Ok(lease.token.clone()),
-            Some(lease) if !force && (client.is_none() || lease.client != client) => {
-                return Err(SessionRefusal::Busy {
-                    from: lease.from.clone(),
-                    since: lease.since,
-                })
-            }
-            Some(lease) => {
-                lease.token.cancel();
-                inner.released_by = Some(format!("taken over by {from}"));
-            }
-            None => {}
-        }
-        let token = CancellationToken::new();
-        inner.lease = Some(Lease {
-            conn,
-            from: from.to_string(),
-            since: now_millis(),
-            token: token.clone(),
-            client,
-        });
-        inner.disconnected_at = None;
-        drop(inner);
-        self.notify();
-        Ok(token)
+    ) -> Result<Attachment, SessionRefusal> {
+        let token = self.change(|state| (state.attach(conn, from, client, force, now_millis()), Effects::default()))?;
+        Ok(Attachment::new(self.clone(), conn, token))
     }
 
-    /// Detaches `conn` if it holds the session; the idle clock starts now.
-    pub fn detach(&self, conn: ConnId) {
-        let mut inner = self.lock();
-        if inner.lease.as_ref().is_some_and(|l| l.conn == conn) {
-            inner.lease = None;
-            inner.disconnected_at = Some(now_millis());
-        }
-        drop(inner);
-        self.notify();
+    /// One attachment of `conn` ended (see [`Attachment`]).
+    fn detach(&self, conn: ConnId) {
+        self.change(|state| (state.detach(conn, now_millis()), Effects::default()));
     }
 
     /// Detaches whoever holds the session (Disconnect-PSSession); their stream ends.
     pub fn release(&self, by: &str) {
-        let mut inner = self.lock();
-        if let Some(lease) = inner.lease.take() {
-            lease.token.cancel();
-            inner.released_by = Some(format!("disconnected by {by}"));
-            inner.disconnected_at = Some(now_millis());
-        }
-        drop(inner);
-        self.notify();
+        self.change(|state| (state.release(by, now_millis()), Effects::default()));
     }
 
     /// The session's current settings.
     pub fn settings(&self) -> SessionSettings {
-        self.lock().settings.clone()
-    }
-
-    /// Why the last holder lost the session by force.
-    pub fn released_by(&self) -> Option<String> {
-        self.lock().released_by.clone()
+        self.read(|state| state.settings.clone())
     }
 
     /// Changes the idle timeout and/or buffering mode.
     pub fn update_settings(&self, idle_timeout_secs: Option<u64>, buffering: Option<Buffering>) {
-        let mut inner = self.lock();
-        if let Some(secs) = idle_timeout_secs {
-            inner.settings.idle_timeout_secs = secs;
-        }
-        if let Some(mode) = buffering {
-            inner.settings.buffering = mode;
-        }
-        if let Some(store) = &self.store {
-            let _ = store.save_session(&store::stored_session(
-                self.id,
-                &self.name,
-                self.created_at,
-                &inner.settings,
-            ));
-        }
-        drop(inner);
-        self.notify();
+        self.change(|state| ((), state.update_settings(idle_timeout_secs, buffering)));
     }
 
-    /// Journal entries of `command` after `after_seq`, at most `max_bytes` of output.
-    pub fn entries_after(&self, command: u64, after_seq: u64, max_bytes: u64) -> Vec<Entry> {
-        let inner = self.lock();
-        inner
-            .commands
-            .get(&command)
-            .map_or_else(Vec::new, |c| c.journal.entries_after(after_seq, max_bytes))
-            .into_iter()
-            .map(|entry| inner.buffer.load(entry))
-            .collect()
+    /// The next entries a stream sends, read in one pass under the lock. Spilled entries are
+    /// still references: load them with [`Session::load`].
+    pub fn next_batch(&self, scope: Scope, cursors: &mut Cursors, window: Option<u64>) -> Batch {
+        self.read(|state| batch::next_batch(&state.commands, scope, cursors, window))
     }
 
-    /// Ids of commands that still have unacknowledged entries or have not ended, in order.
-    pub fn pending_commands(&self) -> Vec<u64> {
-        let inner = self.lock();
-        inner
-            .commands
-            .values()
-            .filter(|c| !c.is_ended() || !c.journal.fully_acked())
-            .map(|c| c.id)
-            .collect()
+    /// The entry with its bytes in memory (read back from the spill file, outside the lock);
+    /// `None` if it was acknowledged and released meanwhile.
+    pub fn load(&self, entry: Entry) -> Option<Entry> {
+        persist::load(&self.spill, entry)
     }
 
-    /// Acked seq and acked offset of a command's journal.
-    pub fn acked_position(&self, command: u64) -> (u64, u64) {
-        let inner = self.lock();
-        inner
-            .commands
-            .get(&command)
-            .map_or((0, 0), |c| (c.journal.acked_seq(), c.journal.acked_offset()))
+    /// What a stream reports when it ends: the exit code to report and the commands pending.
+    pub fn stream_end_facts(&self, scope: Scope) -> (Option<i32>, u32) {
+        self.read(|state| {
+            let exit = match scope {
+                Scope::Command(command) => state.commands.get(&command).and_then(|c| c.exit_code),
+                Scope::Pending { .. } => state.last_exit_code(),
+            };
+            (exit, state.active_commands())
+        })
     }
 
-    /// Whether `command` has ended and every entry of its journal is acknowledged.
-    pub fn command_drained(&self, command: u64) -> bool {
-        let inner = self.lock();
-        inner
-            .commands
-            .get(&command)
-            .is_some_and(|c| c.is_ended() && c.journal.fully_acked())
-    }
-
-    /// Number of commands Running or Queued.
-    pub fn active_commands(&self) -> u32 {
-        self.lock().commands.values().filter(|c| !c.is_ended()).count() as u32
-    }
-
-    /// Exit code of the most recently ended command.
-    pub fn last_exit_code(&self) -> Option<i32> {
-        let inner = self.lock();
-        inner
-            .commands
-            .values()
-            .rev()
-            .find(|c| c.is_ended())
-            .and_then(|c| c.exit_code)
+    /// Why the last holder lost the session by force.
+    pub fn released_by(&self) -> Option<String> {
+        self.read(|state| state.released_by.clone())
     }
 
     /// True when every command has ended and every journal entry is acknowledged.
     pub fn drained(&self) -> bool {
-        let inner = self.lock();
-        inner.commands.values().all(|c| c.is_ended() && c.journal.fully_acked())
+        self.read(SessionState::drained)
     }
 
-    /// Why the session is Broken, if it is.
-    pub fn broken_reason(&self) -> Option<String> {
-        self.lock().broken.clone()
+    /// When the idle timeout removes the session (nobody attached).
+    pub fn expires_at(&self) -> Option<UnixMillis> {
+        self.read(SessionState::expires_at)
+    }
+
+    /// Public facts about one command.
+    pub fn command_info(&self, command: u64) -> Option<CommandInfo> {
+        self.read(|state| state.commands.get(&command).map(CommandRecord::info))
+    }
+
+    /// Deletes what is stored on disk for this session (it is being removed for good): its saved
+    /// state and its spill file, now rather than when the last task holding the session ends.
+    pub fn discard_stored(&self) {
+        let _ = self.jobs.send(Job::Remove);
     }
 
     /// The session as the client `viewer` sees it.
     pub fn info(&self, viewer: ConnId, host: &str) -> SessionInfo {
-        let inner = self.lock();
-        let (state, availability) = match (&inner.broken, &inner.lease) {
-            (Some(_), _) => (SessionState::Broken, Availability::None),
-            (None, Some(lease)) if lease.conn == viewer => (SessionState::Opened, Availability::Available),
-            (None, Some(_)) => (SessionState::Disconnected, Availability::Busy),
-            (None, None) => (SessionState::Disconnected, Availability::None),
+        let state = self.lock();
+        let (session_state, availability) = match (&state.broken, &state.lease) {
+            (Some(_), _) => (WireState::Broken, Availability::None),
+            (None, Some(lease)) if lease.conn == viewer => (WireState::Opened, Availability::Available),
+            (None, Some(_)) => (WireState::Disconnected, Availability::Busy),
+            (None, None) => (WireState::Disconnected, Availability::None),
         };
-        let tally = CommandTally::of(inner.commands.values());
-        let expires_at = inner
-            .disconnected_at
-            .map(|at| at + inner.settings.idle_timeout_secs * 1000);
+        let tally = CommandTally::of(state.commands.values());
         SessionInfo {
             name: self.name.clone(),
             instance_id: self.id,
             host: host.to_string(),
-            state,
+            state: session_state,
             availability,
-            configuration: inner.settings.configuration.clone(),
+            configuration: state.settings.configuration.clone(),
             created_at: self.created_at,
-            disconnected_at: inner.disconnected_at,
-            idle_timeout_secs: inner.settings.idle_timeout_secs,
-            expires_at,
-            buffering: inner.settings.buffering,
-            attached: inner.lease.as_ref().map(|l| Attachment {
+            disconnected_at: state.disconnected_at,
+            idle_timeout_secs: state.settings.idle_timeout_secs,
+            expires_at: state.expires_at(),
+            buffering: state.settings.buffering,
+            attached: state.lease.as_ref().map(|l| WireAttachment {
                 from: l.from.clone(),
                 since: l.since,
             }),
             commands_running: tally.running,
             commands_queued: tally.queued,
             commands_completed: tally.ended,
-            broken_reason: inner.broken.clone(),
-            unacked_bytes: (inner.buffer.memory + inner.buffer.spilled) as u64,
-            spilled_bytes: inner.buffer.spilled as u64,
+            broken_reason: state.broken.clone(),
+            unacked_bytes: (state.buffer.memory + state.buffer.spilled) as u64,
+            spilled_bytes: state.buffer.spilled as u64,
             dropped_bytes: tally.dropped_bytes,
-            blocked_reason: inner.buffer.pause_reason(&inner.settings, inner.lease.is_some()),
+            blocked_reason: state.pause_reason(),
             temporary: self.temporary,
-        }
-    }
-
-    /// Public facts about one command.
-    pub fn command_info(&self, command: u64) -> Option<CommandInfo> {
-        self.lock().commands.get(&command).map(CommandRecord::info)
-    }
-}
-
-impl Session {
-    /// A session read back from disk after the daemon restarted: Broken, its shell gone, its
-    /// finished commands' unreceived output still there.
-    pub fn restore(stored: store::StoredSession, commands: Vec<CommandRecord>, settings: SessionSettings) -> Self {
-        let session = Self::restored_shell(stored, settings);
-        let mut inner = session.lock();
-        inner.buffer.memory = commands.iter().map(|c| c.journal.memory_bytes()).sum();
-        inner.next_command = commands.last().map_or(1, |c| c.id + 1);
-        inner.commands = commands.into_iter().map(|c| (c.id, c)).collect();
-        inner.broken = Some("runspace lost: the agent restarted; finished commands' output is still receivable".into());
-        drop(inner);
-        session
-    }
-
-    fn restored_shell(stored: store::StoredSession, settings: SessionSettings) -> Self {
-        let root = settings.store_root.clone();
-        let mut session = Self::new(
-            stored.name.clone(),
-            false,
-            SessionSettings {
-                store_root: None,
-                ..settings
-            },
-        );
-        session.id = stored.id;
-        session.created_at = stored.created_at;
-        session.store = root.map(|root| store::SessionStore::new(&root, stored.id));
-        session
-    }
-
-    /// Deletes what is stored on disk for this session (it is being removed for good): its saved
-    /// state and its spill file, now rather than when the last task holding the session ends.
-    pub fn discard_stored(&self) {
-        if let Some(store) = &self.store {
-            store.remove();
-        }
-        self.lock().buffer.discard_spill();
-    }
-
-    /// Saves every ended command that is not saved yet.
-    fn persist_ended(&self, inner: &mut Inner) {
-        let Some(store) = &self.store else { return };
-        let Inner { commands, buffer, .. } = inner;
-        for record in commands.values_mut().filter(|c| c.is_ended() && !c.persisted) {
-            // Spilled chunks are read back one at a time as they are written out.
-            let entries = record.journal.entries_after(0, u64::MAX);
-            match store.save_command(record, entries.into_iter().map(|e| buffer.load(e))) {
-                Ok(()) => record.persisted = true,
-                Err(err) => {
-                    tracing::error!(session = %self.name, command = record.id, "cannot save a finished command: {err}")
-                }
-            }
         }
     }
 }
@@ -626,14 +467,18 @@ impl CommandTally {
     }
 }
 
-/// Drop mode: discards the oldest unacknowledged output, oldest command first, until the
-/// session is back within its memory limit.
-fn drop_oldest_until_within(inner: &mut Inner) {
-    while inner.buffer.memory > inner.settings.memory_limit {
-        let freed = inner.commands.values_mut().find_map(|c| c.journal.drop_oldest_output());
-        match freed {
-            Some(freed) => inner.buffer.release(freed),
-            None => return,
-        }
+/// Settings for unit tests: spill mode, small limits, no store.
+#[cfg(test)]
+pub fn test_settings() -> SessionSettings {
+    SessionSettings {
+        configuration: "default".into(),
+        idle_timeout_secs: 7200,
+        max_idle_timeout_secs: 43200,
+        buffering: Buffering::Spill,
+        memory_limit: 1 << 20,
+        spill_quota: 1 << 30,
+        max_queued: 100,
+        spill_dir: std::env::temp_dir(),
+        store_root: None,
     }
 }

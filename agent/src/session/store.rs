@@ -24,6 +24,8 @@ use remora_wire::{Buffering, CommandState, Stream, UnixMillis};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::{AgentError, Result};
+
 use super::{
     command::CommandRecord,
     journal::{Data, Entry, EntryKind, Journal},
@@ -36,7 +38,7 @@ pub struct SessionStore {
     dir: PathBuf,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StoredSession {
     pub id: Uuid,
     pub name: String,
@@ -57,7 +59,7 @@ fn default_max_queued() -> usize {
 }
 
 /// The first value of a `.journal` file; the entries follow it.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct StoredCommand {
     id: u64,
     text: String,
@@ -71,7 +73,7 @@ struct StoredCommand {
     dropped_bytes: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 enum StoredEntry {
     Output {
         seq: u64,
@@ -103,50 +105,59 @@ impl SessionStore {
     }
 
     /// Writes the session's description.
-    pub fn save_session(&self, stored: &StoredSession) -> std::io::Result<()> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
-        write_file(&self.dir.join("session.msgpack"), &encode(stored)?, false)
+    pub fn save_session(&self, stored: &StoredSession) -> Result<()> {
+        let path = self.dir.join("session.msgpack");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(AgentError::io("cannot create", &self.dir))?;
+        let bytes = rmp_serde::to_vec_named(stored).map_err(|cause| AgentError::Encode {
+            what: "session",
+            cause,
+        })?;
+        write_file(&path, &bytes).map_err(AgentError::io("cannot write", &path))
     }
 
     /// Writes a finished command and its unacknowledged entries, one entry at a time (spilled
-    /// ones are read back by the caller's iterator as it goes), through a temporary file.
-    pub fn save_command(&self, record: &CommandRecord, entries: impl Iterator<Item = Entry>) -> std::io::Result<()> {
-        let header = StoredCommand {
-            id: record.id,
-            text: record.text.clone(),
-            state: record.state,
-            exit_code: record.exit_code,
-            queued_at: record.queued_at,
-            started_at: record.started_at,
-            ended_at: record.ended_at,
-            acked_seq: record.journal.acked_seq(),
-            acked_offset: record.journal.acked_offset(),
-            dropped_bytes: record.journal.dropped_bytes(),
-        };
-        let path = self.dir.join(format!("{}.journal", record.id));
+    /// ones are read back by `load` as it goes), through a temporary file.
+    pub fn save_command(&self, snapshot: &CommandSnapshot, load: impl Fn(Entry) -> Option<Entry>) -> Result<()> {
+        let path = self.dir.join(format!("{}.journal", snapshot.header.id));
         let temp = path.with_extension("tmp");
-        let file = private_file(&temp)?;
+        let io = |action| AgentError::io(action, &temp);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(AgentError::io("cannot create", &self.dir))?;
+        let file = private_file(&temp).map_err(io("cannot create"))?;
         let mut out = std::io::BufWriter::new(&file);
-        write_value(&mut out, &header)?;
-        for stored in entries.filter_map(|entry| stored_entry(&entry)) {
-            write_value(&mut out, &stored)?;
+        write_value(&mut out, &snapshot.header).map_err(io("cannot write"))?;
+        for entry in snapshot.entries.iter().cloned().filter_map(load) {
+            if let Some(stored) = stored_entry(&entry) {
+                write_value(&mut out, &stored).map_err(io("cannot write"))?;
+            }
         }
-        out.flush()?;
+        out.flush().map_err(io("cannot write"))?;
         drop(out);
-        file.sync_all()?;
-        fs::rename(&temp, path)
+        file.sync_all().map_err(io("cannot sync"))?;
+        fs::rename(&temp, &path).map_err(AgentError::io("cannot rename into place", &path))
     }
 
-    /// Records how far a persisted journal is acknowledged; forgets it once all of it is.
-    pub fn save_ack(&self, record: &CommandRecord) -> std::io::Result<()> {
-        let journal = self.dir.join(format!("{}.journal", record.id));
-        let acked = self.dir.join(format!("{}.acked", record.id));
-        if record.journal.fully_acked() {
-            let _ = fs::remove_file(acked);
-            return fs::remove_file(journal);
+    /// Records how far a saved journal is acknowledged; forgets it once all of it is.
+    pub fn save_ack(&self, command: u64, seq: u64, offset: u64, fully_acked: bool) -> Result<()> {
+        let journal = self.dir.join(format!("{command}.journal"));
+        let acked = self.dir.join(format!("{command}.acked"));
+        if fully_acked {
+            let _ = fs::remove_file(&acked);
+            return match fs::remove_file(&journal) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(AgentError::io("cannot remove", &journal)(err))
+                }
+                _ => Ok(()),
+            };
         }
-        let position = format!("{} {}\n", record.journal.acked_seq(), record.journal.acked_offset());
-        write_file(&acked, position.as_bytes(), false)
+        write_file(&acked, format!("{seq} {offset}\n").as_bytes()).map_err(AgentError::io("cannot write", &acked))
     }
 
     /// Deletes everything stored for the session.
@@ -176,14 +187,19 @@ pub fn load_all(root: &Path) -> Vec<(StoredSession, Vec<CommandRecord>)> {
     .collect()
 }
 
-fn load_session(dir: &Path) -> Result<(StoredSession, Vec<CommandRecord>), String> {
-    let meta = fs::read(dir.join("session.msgpack")).map_err(|e| e.to_string())?;
-    let session: StoredSession = rmp_serde::from_slice(&meta).map_err(|e| e.to_string())?;
+fn load_session(dir: &Path) -> Result<(StoredSession, Vec<CommandRecord>)> {
+    let meta_path = dir.join("session.msgpack");
+    let meta = fs::read(&meta_path).map_err(AgentError::io("cannot read", &meta_path))?;
+    let session: StoredSession = rmp_serde::from_slice(&meta).map_err(|cause| AgentError::Unreadable {
+        path: meta_path.clone(),
+        what: "the session description".into(),
+        cause,
+    })?;
     let mut commands = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+    for entry in fs::read_dir(dir).map_err(AgentError::io("cannot list", dir))?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "journal") {
-            let (stored, entries) = read_journal(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let (stored, entries) = read_journal(&path)?;
             let acked = fs::read_to_string(path.with_extension("acked")).ok();
             commands.push(restore_command(stored, entries, acked.as_deref()));
         }
@@ -193,10 +209,17 @@ fn load_session(dir: &Path) -> Result<(StoredSession, Vec<CommandRecord>), Strin
 }
 
 /// Reads a `.journal` file: its header, then entries until the end of the file.
-fn read_journal(path: &Path) -> Result<(StoredCommand, Vec<StoredEntry>), String> {
-    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+fn read_journal(path: &Path) -> Result<(StoredCommand, Vec<StoredEntry>)> {
+    let unreadable = |what: String| {
+        move |cause| AgentError::Unreadable {
+            path: path.to_path_buf(),
+            what,
+            cause,
+        }
+    };
+    let file = fs::File::open(path).map_err(AgentError::io("cannot open", path))?;
     let mut values = rmp_serde::Deserializer::new(std::io::BufReader::new(file));
-    let header = StoredCommand::deserialize(&mut values).map_err(|e| e.to_string())?;
+    let header = StoredCommand::deserialize(&mut values).map_err(unreadable("the header".into()))?;
     let mut entries = Vec::new();
     loop {
         match StoredEntry::deserialize(&mut values) {
@@ -206,7 +229,7 @@ fn read_journal(path: &Path) -> Result<(StoredCommand, Vec<StoredEntry>), String
             {
                 return Ok((header, entries))
             }
-            Err(err) => return Err(format!("entry {} is unreadable: {err}", entries.len() + 1)),
+            Err(err) => return Err(unreadable(format!("entry {}", entries.len() + 1))(err)),
         }
     }
 }
@@ -231,7 +254,55 @@ fn restore_command(stored: StoredCommand, entries: Vec<StoredEntry>, acked: Opti
         started_at: stored.started_at,
         ended_at: stored.ended_at,
         journal,
-        persisted: true,
+    }
+}
+
+/// A finished command as it will be saved: its header and its unacknowledged entries, taken
+/// under the session's lock (cheap: output bytes are shared, spilled ones are references).
+#[derive(Debug)]
+pub struct CommandSnapshot {
+    header: StoredCommand,
+    entries: Vec<Entry>,
+}
+
+impl CommandSnapshot {
+    /// The command's id.
+    pub fn id(&self) -> u64 {
+        self.header.id
+    }
+}
+
+/// Takes the snapshot of a command to save.
+pub fn snapshot(record: &CommandRecord) -> CommandSnapshot {
+    CommandSnapshot {
+        header: StoredCommand {
+            id: record.id,
+            text: record.text.clone(),
+            state: record.state,
+            exit_code: record.exit_code,
+            queued_at: record.queued_at,
+            started_at: record.started_at,
+            ended_at: record.ended_at,
+            acked_seq: record.journal.acked_seq(),
+            acked_offset: record.journal.acked_offset(),
+            dropped_bytes: record.journal.dropped_bytes(),
+        },
+        entries: record.journal.entries_after(0, u64::MAX),
+    }
+}
+
+/// The settings of a stored session, with where this daemon keeps spill files and sessions.
+pub fn settings_of(stored: &StoredSession, spill_dir: &Path, root: &Path) -> SessionSettings {
+    SessionSettings {
+        configuration: stored.configuration.clone(),
+        idle_timeout_secs: stored.idle_timeout_secs,
+        max_idle_timeout_secs: stored.max_idle_timeout_secs,
+        buffering: stored.buffering,
+        memory_limit: stored.memory_limit,
+        spill_quota: stored.spill_quota,
+        max_queued: stored.max_queued,
+        spill_dir: spill_dir.to_path_buf(),
+        store_root: Some(root.to_path_buf()),
     }
 }
 
@@ -264,8 +335,7 @@ fn stored_entry(entry: &Entry) -> Option<StoredEntry> {
             data: serde_bytes::ByteBuf::from(bytes.to_vec()),
         },
         EntryKind::Output {
-            data: Data::Spilled { .. },
-            ..
+            data: Data::Spilled(_), ..
         } => return None,
         EntryKind::Dropped { first_seq, bytes } => StoredEntry::Dropped {
             seq,
@@ -330,10 +400,6 @@ fn entry_of(stored: StoredEntry) -> Entry {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
-    rmp_serde::to_vec_named(value).map_err(std::io::Error::other)
-}
-
 fn write_value<T: Serialize>(out: &mut impl Write, value: &T) -> std::io::Result<()> {
     rmp_serde::encode::write_named(out, value).map_err(std::io::Error::other)
 }
@@ -349,12 +415,9 @@ fn private_file(path: &Path) -> std::io::Result<fs::File> {
 }
 
 /// Writes through a temporary file and a rename, so a crash leaves the old or the new file.
-fn write_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temp = path.with_extension("tmp");
     let mut file = private_file(&temp)?;
     file.write_all(bytes)?;
-    if sync {
-        file.sync_all()?;
-    }
     fs::rename(&temp, path)
 }

@@ -7,9 +7,9 @@ use tracing::{debug, warn};
 
 use crate::{
     connection,
-    daemon::Daemon,
     error::{AgentError, Result},
     fdpass::{self, MODE_HANDOFF, MODE_PROTOCOL},
+    state::Daemon,
 };
 
 /// Time a connecting process has to send its mode tag.
@@ -17,13 +17,18 @@ const TAG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one socket connection to its end, logging why it ended.
 pub async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
+    // Refused before the stream is dropped, so the refusal is in the log by the time the peer
+    // sees the hang-up.
+    if let Err(err) = check_peer(&stream) {
+        warn!("daemon connection ended: {err}");
+        return;
+    }
     if let Err(err) = serve(daemon, stream).await {
         warn!("daemon connection ended: {err}");
     }
 }
 
 async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
-    check_peer(&stream)?;
     let io_err = |action| AgentError::io(action, "daemon socket");
     let tag = tokio::time::timeout(TAG_TIMEOUT, fdpass::recv_tag(&stream))
         .await

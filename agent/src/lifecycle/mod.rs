@@ -1,25 +1,27 @@
-//! The per-user daemon: owns every session and outlives every SSH connection.
+//! The per-user daemon's lifecycle: it owns every session and outlives every SSH connection.
 //!
-//! Lifecycle: take the pid-file lock (a second daemon exits quietly), remove a stale socket,
-//! bind, serve connections until SIGTERM/SIGINT, then stop every runspace and remove the socket.
-//! Every connection is checked to come from our own uid before a byte is read.
+//! Take the pid-file lock (a second daemon exits quietly), remove a stale socket, bind, serve
+//! connections until SIGTERM/SIGINT, then stop every runspace, wait (bounded) for their commands'
+//! output to be saved, and remove the socket. Every connection is checked to come from our own
+//! uid before a byte is read.
 
 mod accept;
 mod reaper;
-mod state;
 
-use std::{fs, io::Write, os::unix::fs::PermissionsExt, sync::Arc};
+use std::{fs, io::Write, os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{net::UnixListener, signal::unix::SignalKind};
 use tracing::{info, warn};
 
-pub use state::Daemon;
-
 use crate::{
     error::{AgentError, Result},
     paths::StatePaths,
+    state::Daemon,
 };
+
+/// How long a stopping daemon waits for runspaces to end and their output to be saved.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
 /// Runs the daemon in the foreground until it is told to stop.
 pub async fn run(paths: StatePaths) -> Result<()> {
@@ -30,6 +32,7 @@ pub async fn run(paths: StatePaths) -> Result<()> {
     };
     let listener = bind_socket(&paths)?;
     let daemon = Arc::new(Daemon::load(&paths)?);
+    daemon.restore_sessions();
     info!(socket = %paths.socket().display(), agent_id = %daemon.agent_id, "daemon listening");
     daemon.tasks.spawn(reaper::run(daemon.clone()));
     serve(&listener, &daemon).await;
@@ -64,13 +67,22 @@ async fn recv_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// Stops every session's runspace (running commands end Stopped and are saved) and waits,
+/// within [`SHUTDOWN_BOUND`], for every task — runspaces, streams, persisters — to end.
 async fn shutdown(daemon: &Arc<Daemon>, paths: &StatePaths) {
     info!("daemon stopping: ending {} sessions", daemon.registry.len());
     daemon.shutdown.cancel();
-    daemon.registry.clear();
+    drop(daemon.registry.clear());
     daemon.tasks.close();
-    daemon.tasks.wait().await;
+    if tokio::time::timeout(SHUTDOWN_BOUND, daemon.tasks.wait()).await.is_err() {
+        warn!(
+            "{} tasks still running after {} s; exiting anyway",
+            daemon.tasks.len(),
+            SHUTDOWN_BOUND.as_secs()
+        );
+    }
     let _ = fs::remove_file(paths.socket());
+    info!("daemon stopped");
 }
 
 /// Takes the daemon's lifetime lock and records our pid; `None` if another daemon holds it.

@@ -1,0 +1,155 @@
+//! A session's disk work, done in order, off the session's lock and off the async workers.
+//!
+//! Every change to a session returns its effects; `Session` turns them into [`Job`]s on this
+//! queue. One task per session takes them in order and runs each batch on a blocking thread, so
+//! a 1 GiB journal being saved never holds up `ls`, a stream or the reaper, and an ack file is
+//! never overwritten by an older position. The task ends once the session is dropped and its
+//! queue is empty, so a daemon that stops waits for every session's last save.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{
+    journal::{Data, Entry, EntryKind},
+    spill::{Spill, SpillRead},
+    store::{CommandSnapshot, SessionStore, StoredSession},
+};
+
+/// One piece of disk work.
+#[derive(Debug)]
+pub enum Job {
+    SaveSession(StoredSession),
+    SaveCommand(CommandSnapshot),
+    SaveAck {
+        command: u64,
+        seq: u64,
+        offset: u64,
+        fully_acked: bool,
+    },
+    ReleaseSpill(usize),
+    /// The session is removed for good: delete its files; later jobs are moot.
+    Remove,
+}
+
+/// The sending side, held by the session.
+pub type Queue = mpsc::UnboundedSender<Job>;
+
+/// The receiving side and what it works on.
+#[derive(Debug)]
+pub struct Persister {
+    jobs: mpsc::UnboundedReceiver<Job>,
+    worker: Worker,
+}
+
+#[derive(Debug)]
+struct Worker {
+    session: String,
+    store: Option<SessionStore>,
+    spill: Arc<Spill>,
+    removed: bool,
+}
+
+/// A queue and the persister that serves it.
+pub fn channel(session: &str, store: Option<SessionStore>, spill: Arc<Spill>) -> (Queue, Persister) {
+    let (tx, jobs) = mpsc::unbounded_channel();
+    let worker = Worker {
+        session: session.to_string(),
+        store,
+        spill,
+        removed: false,
+    };
+    (tx, Persister { jobs, worker })
+}
+
+impl Persister {
+    /// Carries out jobs until the session is gone and the queue is empty.
+    pub async fn run(mut self) {
+        while let Some(first) = self.jobs.recv().await {
+            let mut batch = vec![first];
+            while let Ok(job) = self.jobs.try_recv() {
+                batch.push(job);
+            }
+            let mut worker = self.worker;
+            worker = match tokio::task::spawn_blocking(move || {
+                for job in batch {
+                    worker.carry_out(job);
+                }
+                worker
+            })
+            .await
+            {
+                Ok(worker) => worker,
+                Err(err) => {
+                    tracing::error!("a session's disk work panicked: {err}");
+                    return;
+                }
+            };
+            self.worker = worker;
+        }
+    }
+}
+
+impl Worker {
+    fn carry_out(&mut self, job: Job) {
+        if self.removed {
+            return;
+        }
+        let result = match (&job, &self.store) {
+            (Job::ReleaseSpill(bytes), _) => self.spill.release(*bytes).map_err(|err| {
+                crate::AgentError::io("cannot empty the spill file", self.spill.path())(err)
+            }),
+            (Job::Remove, store) => {
+                if let Some(store) = store {
+                    store.remove();
+                }
+                self.spill.discard();
+                self.removed = true;
+                Ok(())
+            }
+            (_, None) => Ok(()),
+            (Job::SaveSession(stored), Some(store)) => store.save_session(stored),
+            (Job::SaveCommand(snapshot), Some(store)) => store.save_command(snapshot, |e| load(&self.spill, e)),
+            (
+                Job::SaveAck {
+                    command,
+                    seq,
+                    offset,
+                    fully_acked,
+                },
+                Some(store),
+            ) => store.save_ack(*command, *seq, *offset, *fully_acked),
+        };
+        if let Err(err) = result {
+            tracing::error!(session = %self.session, "{err}; the session's saved state may be behind (it matters only if the agent restarts)");
+        }
+    }
+}
+
+/// The entry with its bytes in memory, read back from the spill file if needed; `None` when the
+/// chunk was released meanwhile (acknowledged, so nobody needs it). A chunk that cannot be read
+/// back is reported as dropped, never silently skipped.
+pub fn load(spill: &Spill, mut entry: Entry) -> Option<Entry> {
+    let EntryKind::Output {
+        data: Data::Spilled(chunk),
+        stream,
+    } = entry.kind
+    else {
+        return Some(entry);
+    };
+    entry.kind = match spill.read(chunk) {
+        Ok(SpillRead::Bytes(bytes)) => EntryKind::Output {
+            stream,
+            data: Data::Memory(bytes),
+        },
+        Ok(SpillRead::Released) => return None,
+        Err(err) => {
+            tracing::error!("cannot read spilled output back from {}: {err}", spill.path().display());
+            EntryKind::Dropped {
+                first_seq: entry.seq,
+                bytes: chunk.len as u64,
+            }
+        }
+    };
+    Some(entry)
+}

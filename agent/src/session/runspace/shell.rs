@@ -1,0 +1,255 @@
+//! The runspace's shell process: spawning it (status pipe on fd 3 via `pre_exec`), quieting it,
+//! and running one command to its end.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, OwnedFd},
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use nix::{
+    fcntl::OFlag,
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
+use remora_wire::Stream;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::unix::pipe,
+    process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
+};
+
+use super::{
+    pipes::{discard_fd, drain_fd, journal_read, read_some, top_up, READ_CHUNK},
+    stop::{self, Stopper},
+    RunspaceSpec,
+};
+use crate::{
+    error::{AgentError, Result},
+    session::Session,
+};
+
+/// Sent once to a new shell: no job control, history or history expansion, empty prompts, then
+/// a ready line on the status pipe.
+const INIT_SCRIPT: &str =
+    "set +m; set +H 2>/dev/null; set +o history 2>/dev/null; PS1=''; PS2=''; PS0=''\nprintf 'ready\\n' >&3\n";
+/// How long a new shell has to become ready.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How one command ended, as seen by the runspace.
+pub enum Outcome {
+    Exited(i32),
+    /// Ended after a stop request.
+    Stopped(i32),
+    ShellGone(i32),
+    Closed,
+}
+
+/// The shell process and its pipes.
+pub struct Shell {
+    pub(super) child: Child,
+    pgid: Pid,
+    stdin: ChildStdin,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    status: pipe::Receiver,
+    status_buf: Vec<u8>,
+}
+
+impl Shell {
+    /// Starts the shell in its own process group, with the status pipe as its fd 3.
+    pub fn spawn(spec: &RunspaceSpec) -> Result<Self> {
+        let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(AgentError::from)?;
+        let mut child = shell_command(spec, &status_write)
+            .spawn()
+            .map_err(AgentError::io("cannot start the runspace shell", &spec.shell.program))?;
+        drop(status_write);
+        let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
+        let status = pipe::Receiver::from_owned_fd(status_read).map_err(AgentError::io(
+            "cannot watch the runspace status pipe",
+            &spec.shell.program,
+        ))?;
+        Ok(Self {
+            pgid,
+            stdin: child.stdin.take().expect("stdin is piped"),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child,
+            status,
+            status_buf: Vec::new(),
+        })
+    }
+
+    /// Quiets the interactive shell (no prompts, job control or history expansion) and waits
+    /// until it is ready, discarding whatever it printed while starting.
+    pub async fn init(&mut self) -> Result<()> {
+        let gone = || AgentError::Runspace("exited while starting".into());
+        if self.stdin.write_all(INIT_SCRIPT.as_bytes()).await.is_err() {
+            return Err(gone());
+        }
+        let mut chunk = [0u8; 64];
+        let (mut out_noise, mut err_noise) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
+        let deadline = tokio::time::sleep(INIT_TIMEOUT);
+        tokio::pin!(deadline);
+        while self.take_status_line().is_none() {
+            tokio::select! {
+                read = self.status.read(&mut chunk) => match read {
+                    Ok(n) if n > 0 => self.status_buf.extend_from_slice(&chunk[..n]),
+                    _ => return Err(gone()),
+                },
+                _ = read_some(self.stdout.as_mut(), &mut out_noise), if self.stdout.is_some() => {}
+                _ = read_some(self.stderr.as_mut(), &mut err_noise), if self.stderr.is_some() => {}
+                _ = &mut deadline => return Err(AgentError::Runspace(format!("did not start within {INIT_TIMEOUT:?}"))),
+            }
+        }
+        self.stdout.iter().for_each(discard_fd);
+        self.stderr.iter().for_each(discard_fd);
+        Ok(())
+    }
+
+    /// Runs one command to its end, journaling its output into the session.
+    pub async fn execute(&mut self, session: &Session, id: u64, text: &str) -> Outcome {
+        if self.stdin.write_all(command_script(text).as_bytes()).await.is_err() {
+            return Outcome::ShellGone(self.wait_exit().await);
+        }
+        let mut out_buf = vec![0u8; READ_CHUNK];
+        let mut err_buf = vec![0u8; READ_CHUNK];
+        let mut status_chunk = [0u8; 64];
+        let mut stopper = Stopper::new(session, id);
+        loop {
+            if let Some(code) = self.take_status_line() {
+                self.drain(session, id);
+                session.clear_stop(id);
+                return if stopper.requested() {
+                    Outcome::Stopped(code)
+                } else {
+                    Outcome::Exited(code)
+                };
+            }
+            let paused = session.pause_reason().is_some();
+            let mut acks = session.subscribe();
+            tokio::select! {
+                biased;
+                _ = session.closed.cancelled() => return Outcome::Closed,
+                read = self.status.read(&mut status_chunk) => match read {
+                    Ok(n) if n > 0 => self.status_buf.extend_from_slice(&status_chunk[..n]),
+                    _ => {
+                        self.drain(session, id);
+                        return Outcome::ShellGone(self.wait_exit().await);
+                    }
+                },
+                read = read_some(self.stdout.as_mut(), &mut out_buf), if !paused && self.stdout.is_some() => {
+                    let read = top_up(read, self.stdout.as_ref(), &mut out_buf);
+                    journal_read(session, id, Stream::Stdout, read, &out_buf, &mut self.stdout);
+                }
+                read = read_some(self.stderr.as_mut(), &mut err_buf), if !paused && self.stderr.is_some() => {
+                    let read = top_up(read, self.stderr.as_ref(), &mut err_buf);
+                    journal_read(session, id, Stream::Stderr, read, &err_buf, &mut self.stderr);
+                }
+                _ = acks.changed(), if paused => {}
+                action = stopper.next(), if !stopper.done() => stop::apply(self.pgid, action),
+            }
+        }
+    }
+
+    /// Parses a complete `<status>\n` line from the status pipe, if one has arrived.
+    fn take_status_line(&mut self) -> Option<i32> {
+        let end = self.status_buf.iter().position(|&b| b == b'\n')?;
+        let line: Vec<u8> = self.status_buf.drain(..=end).collect();
+        let code = std::str::from_utf8(&line).ok().and_then(|s| s.trim().parse().ok());
+        Some(code.unwrap_or(-1))
+    }
+
+    /// Moves whatever the pipes hold right now into the journal, without waiting.
+    fn drain(&mut self, session: &Session, id: u64) {
+        if let Some(stdout) = &self.stdout {
+            drain_fd(stdout, session, id, Stream::Stdout);
+        }
+        if let Some(stderr) = &self.stderr {
+            drain_fd(stderr, session, id, Stream::Stderr);
+        }
+    }
+
+    /// Waits for the shell to exit; its status as a number.
+    pub async fn wait_exit(&mut self) -> i32 {
+        self.child.wait().await.map_or(-1, exit_code)
+    }
+
+    /// Kills the shell and everything in its process group, and reaps it.
+    pub async fn kill(&mut self) {
+        if self.pgid.as_raw() > 0 {
+            let _ = killpg(self.pgid, Signal::SIGKILL);
+        }
+        let _ = self.child.wait().await;
+    }
+}
+
+fn shell_command(spec: &RunspaceSpec, status_write: &OwnedFd) -> Command {
+    let status_fd = status_write.as_raw_fd();
+    let mut command = Command::new(&spec.shell.program);
+    command
+        .args(&spec.shell.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("BASH_ENV")
+        .env_remove("ENV")
+        .env_remove("PROMPT_COMMAND")
+        .env("PS1", "")
+        .env("PS2", "")
+        .process_group(0)
+        .envs(&spec.env)
+        .kill_on_drop(true);
+    match (&spec.cwd, std::env::var_os("HOME")) {
+        (Some(cwd), _) => command.current_dir(cwd),
+        (None, Some(home)) => command.current_dir(home),
+        (None, None) => &mut command,
+    };
+    // SAFETY: only async-signal-safe calls (dup2/fcntl) run between fork and exec.
+    unsafe {
+        command.pre_exec(move || install_status_fd(status_fd));
+    }
+    command
+}
+
+/// Makes the status pipe the child's fd 3, inheritable across exec.
+fn install_status_fd(fd: i32) -> io::Result<()> {
+    let result = if fd == 3 {
+        unsafe { nix::libc::fcntl(3, nix::libc::F_SETFD, 0) }
+    } else {
+        unsafe { nix::libc::dup2(fd, 3) }
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The text sent to the shell for one command.
+fn command_script(text: &str) -> String {
+    format!(
+        "eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n",
+        text.replace('\'', "'\\''")
+    )
+}
+
+/// A shell's exit status as a number: its code, or 128 + signal like shells report it.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_quotes_single_quotes() {
+        let script = command_script("echo 'a b'");
+        assert!(
+            script.starts_with("eval 'echo '\\''a b'\\''' </dev/null 3>&-\n"),
+            "{script}"
+        );
+    }
+}

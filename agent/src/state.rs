@@ -1,0 +1,184 @@
+//! What the daemon holds: the registry, its identity, its defaults and its tasks.
+//!
+//! A leaf of the layering (lifecycle → connection → handler → state → session/config): it knows
+//! sessions and configurations, never connections or handlers.
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+use crate::{
+    clock::now_millis,
+    config::ConfigStore,
+    error::{AgentError, Result},
+    paths::StatePaths,
+    registry::Registry,
+    session::{
+        runspace::{self, RunspaceSpec},
+        store, ConnId, Session,
+    },
+};
+
+/// The daemon's shared state.
+#[derive(Debug)]
+pub struct Daemon {
+    pub registry: Registry,
+    /// Stable id of this state directory, so a reconnecting client knows it reached the same agent.
+    pub agent_id: Uuid,
+    pub host: String,
+    pub user: String,
+    /// Session configurations, re-read from agent.toml when it changes.
+    pub config: ConfigStore,
+    /// Where sessions spill output past their memory limit.
+    pub spill_dir: PathBuf,
+    /// Where sessions are persisted across restarts; `None` keeps them in memory only.
+    pub store_root: Option<PathBuf>,
+    /// Cancelled when the daemon stops.
+    pub shutdown: CancellationToken,
+    /// Every connection, runspace, persister and background task, awaited at shutdown.
+    pub tasks: TaskTracker,
+    /// Woken when an idle clock may have started or changed, so the reaper re-plans.
+    pub idle_changed: Notify,
+    next_conn: AtomicU64,
+}
+
+impl Daemon {
+    /// Loads (or creates) the daemon's identity under `paths` and brings back saved sessions.
+    pub fn load(paths: &StatePaths) -> Result<Self> {
+        let spill_dir = crate::session::buffer::spill_dir(&paths.data_dir);
+        let mut daemon = Self::new(
+            load_agent_id(paths)?,
+            ConfigStore::open(&paths.config_file()),
+            spill_dir,
+        );
+        daemon.store_root = Some(paths.data_dir.join("sessions"));
+        Ok(daemon)
+    }
+
+    /// A daemon with no sessions.
+    pub fn new(agent_id: Uuid, config: ConfigStore, spill_dir: PathBuf) -> Self {
+        Self {
+            registry: Registry::default(),
+            agent_id,
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            user: current_user(),
+            config,
+            spill_dir,
+            store_root: None,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            idle_changed: Notify::new(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// Brings back the sessions a previous daemon saved, Broken (their shells are gone) with
+    /// their finished commands' output.
+    pub fn restore_sessions(&self) {
+        let Some(root) = &self.store_root else { return };
+        for (stored, commands) in store::load_all(root) {
+            let settings = store::settings_of(&stored, &self.spill_dir, root);
+            let session = Arc::new(Session::restore(&stored, commands, settings));
+            match self.adopt(session) {
+                Ok(session) => tracing::info!(session = %session.name, "restored a session saved by a previous daemon"),
+                Err(session) => {
+                    tracing::warn!(session = %session.name, "a stored session's name is taken; skipping it")
+                }
+            }
+        }
+    }
+
+    /// Registers a session and starts its persister; on a name clash returns the holder.
+    pub fn adopt(&self, session: Arc<Session>) -> std::result::Result<Arc<Session>, Arc<Session>> {
+        self.registry.insert(session.clone())?;
+        if let Some(persister) = session.take_persister() {
+            self.tasks.spawn(persister.run());
+        }
+        self.idle_changed.notify_one();
+        Ok(session)
+    }
+
+    /// Starts a registered session's runspace as one of the daemon's tasks.
+    pub fn start_runspace(&self, session: &Arc<Session>, spec: &RunspaceSpec) -> Result<()> {
+        let shell = runspace::Shell::spawn(spec)?;
+        self.tasks.spawn(runspace::run(session.clone(), shell));
+        Ok(())
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Removes a session, logging why.
+    pub fn remove_session(&self, id: Uuid, why: &str) {
+        if let Some(session) = self.registry.remove(id) {
+            session.discard_stored();
+            tracing::info!(session = %session.name, instance_id = %session.id, "session removed: {why}");
+        }
+    }
+
+    /// A client let go of a session or changed an idle timeout: the reaper re-plans.
+    pub fn idle_clocks_changed(&self) {
+        self.idle_changed.notify_one();
+    }
+
+    /// Removes every session whose idle timeout has passed; returns the next expiry, if any.
+    pub fn remove_expired(&self) -> Option<remora_wire::UnixMillis> {
+        let now = now_millis();
+        let mut next = None;
+        for session in self.registry.list(None) {
+            match session.expires_at() {
+                Some(at) if at <= now => self.remove_session(session.id, "idle timeout expired"),
+                Some(at) => next = Some(next.map_or(at, |n: u64| n.min(at))),
+                None => {}
+            }
+        }
+        next
+    }
+}
+
+fn load_agent_id(paths: &StatePaths) -> Result<Uuid> {
+    let path = paths.data_dir.join("agent-id");
+    if let Ok(text) = fs::read_to_string(&path) {
+        if let Ok(id) = text.trim().parse() {
+            return Ok(id);
+        }
+    }
+    write_agent_id(&path)
+}
+
+fn write_agent_id(path: &Path) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(AgentError::io("cannot write", path))?;
+    writeln!(file, "{id}").map_err(AgentError::io("cannot write", path))?;
+    Ok(id)
+}
+
+fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
