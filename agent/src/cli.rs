@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{lifecycle, launcher, paths::StatePaths, serve, subsystem};
+use crate::{launcher, lifecycle, paths::StatePaths, serve, subsystem};
 
 /// `remora-agent subsystem`: log to stderr (sshd forwards it), hand the channel to the daemon.
 pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ pub fn daemon(paths: StatePaths) -> anyhow::Result<()> {
 /// `remora-agent config check`: validate agent.toml and print the effective values.
 pub fn config_check(paths: StatePaths) -> anyhow::Result<()> {
     let path = paths.config_file();
-    let config = crate::config::load(&path).map_err(anyhow::Error::msg)?;
+    let config = crate::config::load(&path)?;
     let origin = if path.exists() {
         ""
     } else {

@@ -34,6 +34,28 @@ use std::{
 use remora_wire::Buffering;
 use serde::Deserialize;
 
+/// What is wrong with `agent.toml` or a configuration name. Messages name the key and say what
+/// is expected.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    #[error("configurations.{configuration}: {problem}")]
+    Invalid { configuration: String, problem: String },
+    #[error("default = {0:?} names no configuration")]
+    NoDefault(String),
+    #[error("no configuration named {name:?}; this agent has: {known}")]
+    Unknown { name: String, known: String },
+    #[error("{0}")]
+    Value(String),
+    #[error("invalid agent config {path}: {problem}")]
+    File { path: PathBuf, problem: Box<ConfigError> },
+    #[error("cannot read agent config {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::sync::Arc<std::io::Error>,
+    },
+}
 
 /// Which shell a runspace runs.
 #[derive(Debug, Clone)]
@@ -126,19 +148,20 @@ impl Default for AgentConfig {
 
 impl AgentConfig {
     /// Parses and validates `agent.toml` text. Errors name the key and say what is expected.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: FileConfig = toml::from_str(text).map_err(|err| err.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text)?;
         let mut configurations = BTreeMap::new();
         configurations.insert(DEFAULT_NAME.to_string(), Configuration::builtin(DEFAULT_NAME));
         for (name, raw) in file.configurations {
-            let resolved = raw
-                .resolve(&name)
-                .map_err(|err| format!("configurations.{name}: {err}"))?;
+            let resolved = raw.resolve(&name).map_err(|problem| ConfigError::Invalid {
+                configuration: name.clone(),
+                problem: problem.to_string(),
+            })?;
             configurations.insert(name, resolved);
         }
         let default = file.default.unwrap_or_else(|| DEFAULT_NAME.into());
         if !configurations.contains_key(&default) {
-            return Err(format!("default = {default:?} names no configuration"));
+            return Err(ConfigError::NoDefault(default));
         }
         Ok(Self {
             default,
@@ -147,11 +170,14 @@ impl AgentConfig {
     }
 
     /// The configuration called `name`, or the default one.
-    pub fn get(&self, name: Option<&str>) -> Result<&Configuration, String> {
+    pub fn get(&self, name: Option<&str>) -> Result<&Configuration, ConfigError> {
         let name = name.unwrap_or(&self.default);
         self.configurations.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.configurations.keys().map(String::as_str).collect();
-            format!("no configuration named {name:?}; this agent has: {}", known.join(", "))
+            ConfigError::Unknown {
+                name: name.to_string(),
+                known: known.join(", "),
+            }
         })
     }
 
@@ -167,7 +193,7 @@ impl AgentConfig {
                 c.env,
                 humantime::format_duration(std::time::Duration::from_secs(c.idle_timeout_secs)).to_string(),
                 humantime::format_duration(std::time::Duration::from_secs(c.max_idle_timeout_secs)).to_string(),
-                format!("{:?}", c.buffering).to_lowercase(),
+                c.buffering.to_string(),
                 c.buffer_limit,
                 c.spill_quota,
                 c.max_sessions,
@@ -203,10 +229,12 @@ struct FileConfiguration {
 }
 
 impl FileConfiguration {
-    fn resolve(self, name: &str) -> Result<Configuration, String> {
+    fn resolve(self, name: &str) -> Result<Configuration, ConfigError> {
         let base = Configuration::builtin(name);
         let shell = match self.shell {
-            Some(path) if !path.is_absolute() => return Err(format!("shell {path:?} must be an absolute path")),
+            Some(path) if !path.is_absolute() => {
+                return Err(ConfigError::Value(format!("shell {path:?} must be an absolute path")))
+            }
             Some(path) => ShellSpec::for_program(path),
             None => base.shell,
         };
@@ -223,7 +251,9 @@ impl FileConfiguration {
             .transpose()?
             .unwrap_or(base.max_idle_timeout_secs);
         if idle_timeout_secs > max_idle_timeout_secs {
-            return Err("idle_timeout is longer than max_idle_timeout".into());
+            return Err(ConfigError::Value(
+                "idle_timeout is longer than max_idle_timeout".into(),
+            ));
         }
         Ok(Configuration {
             name: name.into(),
@@ -252,48 +282,53 @@ impl FileConfiguration {
                 .unwrap_or(base.spill_quota),
             max_sessions: self.max_sessions.unwrap_or(base.max_sessions),
             max_queued: match self.max_queued {
-                Some(0) => return Err("max_queued must be at least 1".into()),
+                Some(0) => return Err(ConfigError::Value("max_queued must be at least 1".into())),
                 other => other.unwrap_or(base.max_queued),
             },
         })
     }
 }
 
-fn duration(text: &str) -> Result<u64, String> {
+fn duration(text: &str) -> Result<u64, ConfigError> {
     match humantime::parse_duration(text) {
         Ok(d) if d.as_secs() > 0 => Ok(d.as_secs()),
-        _ => Err(format!("{text:?} is not a duration like 90s, 15m, 2h or 1d")),
+        _ => Err(ConfigError::Value(format!(
+            "{text:?} is not a duration like 90s, 15m, 2h or 1d"
+        ))),
     }
 }
 
-fn buffering(text: &str) -> Result<Buffering, String> {
+fn buffering(text: &str) -> Result<Buffering, ConfigError> {
     match text {
         "block" => Ok(Buffering::Block),
         "drop" => Ok(Buffering::Drop),
         "spill" => Ok(Buffering::Spill),
-        _ => Err(format!("buffering {text:?} is not one of block, drop, spill")),
+        _ => Err(ConfigError::Value(format!(
+            "buffering {text:?} is not one of block, drop, spill"
+        ))),
     }
 }
 
 /// `65536`, `64KiB`, `64MiB`, `1GiB` (also KB/MB/GB as powers of two, like most admins mean).
-pub fn size(text: &str) -> Result<u64, String> {
+pub fn size(text: &str) -> Result<u64, ConfigError> {
     let text = text.trim();
+    let bad = |why: String| ConfigError::Value(why);
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a size like 64MiB"))?;
+        .map_err(|_| bad(format!("{text:?} is not a size like 64MiB")))?;
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("{text:?} has an unknown unit; use KiB, MiB or GiB")),
+        _ => return Err(bad(format!("{text:?} has an unknown unit; use KiB, MiB or GiB"))),
     };
     number
         .checked_shl(shift)
         .filter(|n| n >> shift == number)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| bad(format!("{text:?} is too large")))
 }
 
 /// The configuration in force, re-read from its file when the file changes.
@@ -307,7 +342,7 @@ pub struct ConfigStore {
 struct Loaded {
     config: Arc<AgentConfig>,
     stamp: Option<SystemTime>,
-    error: Option<String>,
+    error: Option<ConfigError>,
 }
 
 impl ConfigStore {
@@ -357,17 +392,23 @@ impl ConfigStore {
     }
 
     /// The last load error, if the file in force is not the file on disk.
-    pub fn error(&self) -> Option<String> {
+    pub fn error(&self) -> Option<ConfigError> {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).error.clone()
     }
 }
 
 /// Loads and validates a config file; a missing file is the built-in configuration.
-pub fn load(path: &Path) -> Result<AgentConfig, String> {
+pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
     match fs::read_to_string(path) {
-        Ok(text) => AgentConfig::parse(&text).map_err(|err| format!("invalid agent config {}: {err}", path.display())),
+        Ok(text) => AgentConfig::parse(&text).map_err(|problem| ConfigError::File {
+            path: path.to_path_buf(),
+            problem: Box::new(problem),
+        }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(AgentConfig::default()),
-        Err(err) => Err(format!("cannot read agent config {}: {err}", path.display())),
+        Err(cause) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            cause: std::sync::Arc::new(cause),
+        }),
     }
 }
 
@@ -395,7 +436,11 @@ mod tests {
             (Buffering::Drop, 1 << 20, 2)
         );
         assert_eq!(config.get(Some("default")).unwrap().buffering, Buffering::Spill);
-        assert!(config.get(Some("nope")).unwrap_err().contains("build, default"));
+        assert!(config
+            .get(Some("nope"))
+            .unwrap_err()
+            .to_string()
+            .contains("build, default"));
     }
 
     #[test]
@@ -411,7 +456,7 @@ mod tests {
             ("default = \"x\"\n", "names no configuration"),
             ("[configurations.a]\nshell = \"bash\"\n", "absolute path"),
         ] {
-            let err = AgentConfig::parse(text).unwrap_err();
+            let err = AgentConfig::parse(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }
@@ -440,6 +485,6 @@ mod tests {
             .set_modified(later)
             .unwrap();
         assert!(store.current().get(Some("fast")).is_ok(), "still the last good one");
-        assert!(store.error().unwrap().contains("invalid agent config"));
+        assert!(store.error().unwrap().to_string().contains("invalid agent config"));
     }
 }

@@ -23,8 +23,8 @@ use tracing::{debug, info};
 
 use crate::{
     clock::now_millis,
-    state::Daemon,
     handler::{self, Ctx},
+    state::Daemon,
 };
 
 /// Time a client has to send its hello.
@@ -123,7 +123,7 @@ async fn handshake<R: AsyncRead + Unpin>(
                     .ok()?;
                     return Some(hello);
                 }
-                Err(message) => refuse(ErrorCode::VersionMismatch, message),
+                Err(err) => refuse(ErrorCode::VersionMismatch, err.to_string()),
             },
             Ok(_) => refuse(
                 ErrorCode::HelloRequired,
@@ -140,8 +140,13 @@ async fn handshake<R: AsyncRead + Unpin>(
     None
 }
 
+/// No protocol version both sides speak; the message says which side to upgrade.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NoCommonVersion(String);
+
 /// Picks the protocol version both sides speak.
-fn negotiate(hello: &Hello) -> Result<u32, String> {
+fn negotiate(hello: &Hello) -> Result<u32, NoCommonVersion> {
     let client_min = if hello.min_protocol == 0 {
         hello.protocol
     } else {
@@ -154,11 +159,11 @@ fn negotiate(hello: &Hello) -> Result<u32, String> {
         } else {
             "the remora client"
         };
-        return Err(format!(
+        return Err(NoCommonVersion(format!(
             "no common protocol version: client speaks {client_min}..={}, remora-agent {} speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; upgrade {newer}",
             hello.protocol,
             env!("CARGO_PKG_VERSION"),
-        ));
+        )));
     }
     Ok(version)
 }

@@ -34,8 +34,8 @@ pub enum AgentError {
         what: &'static str,
         cause: rmp_serde::encode::Error,
     },
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("the runspace shell {0}")]
     Runspace(String),
     #[error("protocol error: {0}")]

@@ -7,6 +7,7 @@
 //!   `AsyncRead`/`AsyncWrite`, and agent state types convert into these messages at the edge.
 //! - Decoding never panics; every malformed input is a [`WireError`].
 
+mod display;
 mod error;
 mod frame;
 mod message;

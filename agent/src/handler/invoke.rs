@@ -6,8 +6,7 @@ use remora_wire::{AgentBody, ErrorCode, Invoke, Invoked, NewSession, RequestId, 
 
 use super::{
     new::{check_idle_timeout, create_session},
-    refusal_for,
-    stream, Ctx, Refusal,
+    refusal_for, stream, Ctx, Refusal,
 };
 use crate::session::{Scope, Session};
 

@@ -19,9 +19,11 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(),
 
 /// Validates, registers and starts a session.
 pub fn create_session(ctx: &Ctx, name: &str, temporary: bool, options: &NewSession) -> Result<Arc<Session>, Refusal> {
-    validate_name(name).map_err(|message| Refusal::new(ErrorCode::InvalidName, message))?;
+    validate_name(name).map_err(|err| Refusal::new(ErrorCode::InvalidName, err.to_string()))?;
     let config = ctx.daemon.config.current();
-    let configuration = config.get(options.configuration.as_deref()).map_err(invalid)?;
+    let configuration = config
+        .get(options.configuration.as_deref())
+        .map_err(|err| invalid(err.to_string()))?;
     check_session_limit(ctx, configuration)?;
     let settings = SessionSettings {
         store_root: ctx.daemon.store_root.clone(),

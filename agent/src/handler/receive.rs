@@ -6,10 +6,7 @@ use std::sync::Arc;
 
 use remora_wire::{AgentBody, ErrorCode, Receive, Receiving, RequestId};
 
-use super::{
-    new::check_idle_timeout,
-    refusal_for, stream, Ctx, Refusal,
-};
+use super::{new::check_idle_timeout, refusal_for, stream, Ctx, Refusal};
 use crate::session::Scope;
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {

@@ -17,7 +17,7 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: StopCommand) -> Result<()
                     session.name
                 )
             }
-            StopRefusal::AlreadyEnded(job, state) => format!("job {job} already ended ({state:?})"),
+            StopRefusal::AlreadyEnded(job, state) => format!("job {job} already ended ({state})"),
         };
         Refusal::new(ErrorCode::InvalidRequest, message)
     })?;

@@ -62,7 +62,18 @@ impl AuthorizedKeys {
     }
 }
 
-fn parse_line(line: &str) -> Result<Option<PublicKey>, String> {
+/// Why a line of authorized_keys is not used.
+#[derive(Debug, thiserror::Error)]
+enum BadLine {
+    #[error("not a `type base64-key [comment]` line")]
+    Shape,
+    #[error("the key does not parse ({0})")]
+    Key(String),
+    #[error("option {0} is not supported by remora-agent serve, so this key is refused")]
+    Option(String),
+}
+
+fn parse_line(line: &str) -> Result<Option<PublicKey>, BadLine> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
@@ -73,11 +84,11 @@ fn parse_line(line: &str) -> Result<Option<PublicKey>, String> {
     }
     let mut fields = rest.split_whitespace();
     let (Some(_algorithm), Some(blob)) = (fields.next(), fields.next()) else {
-        return Err("not a `type base64-key [comment]` line".into());
+        return Err(BadLine::Shape);
     };
     parse_public_key_base64(blob)
         .map(Some)
-        .map_err(|err| format!("the key does not parse ({err})"))
+        .map_err(|err| BadLine::Key(err.to_string()))
 }
 
 /// Splits leading options (anything not starting like a key type) from the key.
@@ -97,13 +108,11 @@ fn split_options(line: &str) -> (Option<&str>, &str) {
     (Some(line), "")
 }
 
-fn check_options(options: &str) -> Result<(), String> {
+fn check_options(options: &str) -> Result<(), BadLine> {
     for option in split_commas(options) {
         let name = option.split('=').next().unwrap_or_default().to_ascii_lowercase();
         if !HARMLESS_OPTIONS.contains(&name.as_str()) {
-            return Err(format!(
-                "option {option} is not supported by remora-agent serve, so this key is refused"
-            ));
+            return Err(BadLine::Option(option.to_string()));
         }
     }
     Ok(())

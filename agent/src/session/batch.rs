@@ -84,7 +84,10 @@ pub fn next_batch(
         if cursor.ended {
             continue;
         }
-        let Some(record) = commands.get(&command).filter(|r| !(r.is_ended() && r.journal.fully_acked())) else {
+        let Some(record) = commands
+            .get(&command)
+            .filter(|r| !(r.is_ended() && r.journal.fully_acked()))
+        else {
             cursor.ended = true;
             continue;
         };
@@ -155,7 +158,9 @@ impl Cursors {
         self.commands
             .iter()
             .map(|(command, cursor)| {
-                let acked = commands.get(command).map_or(cursor.offset, |c| c.journal.acked_offset());
+                let acked = commands
+                    .get(command)
+                    .map_or(cursor.offset, |c| c.journal.acked_offset());
                 cursor.offset.saturating_sub(acked)
             })
             .sum()
@@ -209,11 +214,21 @@ mod tests {
     fn commands_are_delivered_in_order_and_a_running_one_holds_back_the_next() {
         let commands = commands(&[(&["a"], true), (&["b"], false), (&["c"], true)]);
         let mut cursors = Cursors::default();
-        let batch = next_batch(&commands, Scope::Pending { follow: true }, &mut cursors, Some(MIN_WINDOW));
+        let batch = next_batch(
+            &commands,
+            Scope::Pending { follow: true },
+            &mut cursors,
+            Some(MIN_WINDOW),
+        );
         assert_eq!(seqs(&batch), [(1, 1), (1, 2), (2, 1)]);
         assert_eq!(cursors.last_exit, Some(1));
         assert!(!batch.finished);
-        let again = next_batch(&commands, Scope::Pending { follow: true }, &mut cursors, Some(MIN_WINDOW));
+        let again = next_batch(
+            &commands,
+            Scope::Pending { follow: true },
+            &mut cursors,
+            Some(MIN_WINDOW),
+        );
         assert_eq!(again.progress, Progress::Idle, "command 2 is still running");
     }
 
@@ -237,9 +252,19 @@ mod tests {
         let mut commands = commands(&[(&["a", "b", "c"], true)]);
         commands.get_mut(&1).unwrap().journal.ack(2);
         let mut cursors = Cursors::default();
-        let batch = next_batch(&commands, Scope::Pending { follow: false }, &mut cursors, Some(MIN_WINDOW));
+        let batch = next_batch(
+            &commands,
+            Scope::Pending { follow: false },
+            &mut cursors,
+            Some(MIN_WINDOW),
+        );
         assert_eq!(seqs(&batch), [(1, 3), (1, 4)]);
-        let done = next_batch(&commands, Scope::Pending { follow: false }, &mut cursors, Some(MIN_WINDOW));
+        let done = next_batch(
+            &commands,
+            Scope::Pending { follow: false },
+            &mut cursors,
+            Some(MIN_WINDOW),
+        );
         assert!(done.finished && done.entries.is_empty());
     }
 

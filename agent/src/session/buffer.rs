@@ -106,7 +106,11 @@ mod tests {
         };
         assert_eq!(buffer.placement(&settings, false, 2), Placement::Memory);
         assert_eq!(buffer.placement(&settings, false, 3), Placement::Spill);
-        assert_eq!(buffer.placement(&settings, true, 3), Placement::Memory, "attached: pace instead");
+        assert_eq!(
+            buffer.placement(&settings, true, 3),
+            Placement::Memory,
+            "attached: pace instead"
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ mod tests {
         let second = session.attach(1, "a", None, false).unwrap();
         assert!(session.expires_at().is_none());
         drop(first);
-        assert!(session.expires_at().is_none(), "the connection's other stream still holds it");
+        assert!(
+            session.expires_at().is_none(),
+            "the connection's other stream still holds it"
+        );
         assert!(session.attach(2, "b", None, false).is_err(), "still busy");
         drop(second);
         assert!(session.expires_at().is_some());

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use remora_wire::{
-    Attachment as WireAttachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo, SessionState as
-    WireState, Stream, UnixMillis,
+    Attachment as WireAttachment, Availability, Buffering, CommandInfo, CommandState, SessionInfo,
+    SessionState as WireState, Stream, UnixMillis,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -197,12 +197,9 @@ impl Session {
     fn carry_out(&self, effects: Effects) {
         for effect in effects.0 {
             let job = match effect {
-                Effect::SaveSession(settings) => Job::SaveSession(store::stored_session(
-                    self.id,
-                    &self.name,
-                    self.created_at,
-                    &settings,
-                )),
+                Effect::SaveSession(settings) => {
+                    Job::SaveSession(store::stored_session(self.id, &self.name, self.created_at, &settings))
+                }
                 Effect::SaveCommand(snapshot) => Job::SaveCommand(snapshot),
                 Effect::SaveAck {
                     command,
@@ -330,7 +327,12 @@ impl Session {
         client: Option<Uuid>,
         force: bool,
     ) -> Result<Attachment, SessionRefusal> {
-        let token = self.change(|state| (state.attach(conn, from, client, force, now_millis()), Effects::default()))?;
+        let token = self.change(|state| {
+            (
+                state.attach(conn, from, client, force, now_millis()),
+                Effects::default(),
+            )
+        })?;
         Ok(Attachment::new(self.clone(), conn, token))
     }
 

@@ -3,28 +3,38 @@
 /// Longest accepted session name.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Why a session name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    #[error("session name is empty")]
+    Empty,
+    #[error("session name is {0} bytes long; the limit is {MAX_NAME_LEN}")]
+    TooLong(usize),
+    #[error("session name {0:?} must not start with '.' or '-'")]
+    BadStart(String),
+    #[error("session name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'")]
+    BadChar { name: String, bad: char },
+}
+
 /// Accepts names of ASCII letters, digits, `.`, `_` and `-`, not starting with `.` or `-`.
-/// Returns a message for people on refusal.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     if name.is_empty() {
-        return Err("session name is empty".into());
+        return Err(InvalidName::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "session name is {} bytes long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        ));
+        return Err(InvalidName::TooLong(name.len()));
     }
     if name.starts_with(['.', '-']) {
-        return Err(format!("session name {name:?} must not start with '.' or '-'"));
+        return Err(InvalidName::BadStart(name.to_string()));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
-            "session name {name:?} contains {bad:?}; use letters, digits, '.', '_' and '-'"
-        ));
+        return Err(InvalidName::BadChar {
+            name: name.to_string(),
+            bad,
+        });
     }
     Ok(())
 }

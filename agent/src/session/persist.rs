@@ -96,9 +96,10 @@ impl Worker {
             return;
         }
         let result = match (&job, &self.store) {
-            (Job::ReleaseSpill(bytes), _) => self.spill.release(*bytes).map_err(|err| {
-                crate::AgentError::io("cannot empty the spill file", self.spill.path())(err)
-            }),
+            (Job::ReleaseSpill(bytes), _) => self
+                .spill
+                .release(*bytes)
+                .map_err(|err| crate::AgentError::io("cannot empty the spill file", self.spill.path())(err)),
             (Job::Remove, store) => {
                 if let Some(store) = store {
                     store.remove();

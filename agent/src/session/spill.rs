@@ -177,7 +177,11 @@ mod tests {
         let spill = Spill::new(dir.path(), Uuid::new_v4());
         let old = spill.append(b"old").unwrap();
         spill.release(3).unwrap();
-        assert_eq!(fs::metadata(spill.path()).unwrap().len(), 0, "emptied once nothing is live");
+        assert_eq!(
+            fs::metadata(spill.path()).unwrap().len(),
+            0,
+            "emptied once nothing is live"
+        );
         let new = spill.append(b"new").unwrap();
         assert_eq!(new.offset, old.offset);
         assert!(matches!(spill.read(old).unwrap(), SpillRead::Released));

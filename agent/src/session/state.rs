@@ -103,7 +103,11 @@ impl SessionState {
             return Err(SessionRefusal::Broken(reason.clone()));
         }
         let limit = self.settings.max_queued;
-        let queued = self.commands.values().filter(|c| c.state == CommandState::Queued).count();
+        let queued = self
+            .commands
+            .values()
+            .filter(|c| c.state == CommandState::Queued)
+            .count();
         if queued >= limit {
             return Err(SessionRefusal::QueueFull { limit });
         }
@@ -385,7 +389,11 @@ mod tests {
     }
 
     fn output(state: &mut SessionState, command: u64, text: &str) -> Effects {
-        state.push_output(command, Stream::Stdout, Data::Memory(Bytes::copy_from_slice(text.as_bytes())))
+        state.push_output(
+            command,
+            Stream::Stdout,
+            Data::Memory(Bytes::copy_from_slice(text.as_bytes())),
+        )
     }
 
     fn saved_commands(effects: &Effects) -> Vec<u64> {
@@ -405,7 +413,10 @@ mod tests {
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
         assert_eq!(state.start_next(2_000), Some((1, "a".into())));
-        assert!(output(&mut state, 1, "hi").is_empty(), "output is kept in memory, no disk work");
+        assert!(
+            output(&mut state, 1, "hi").is_empty(),
+            "output is kept in memory, no disk work"
+        );
         let effects = state.finish(1, CommandState::Completed, Some(0));
         assert_eq!(saved_commands(&effects), [1]);
         assert!(state.finish(1, CommandState::Failed, None).is_empty(), "ends once");
@@ -439,7 +450,10 @@ mod tests {
         assert!(state.push_output(1, Stream::Stdout, Data::Spilled(chunk)).is_empty());
         assert_eq!(state.buffer.spilled, 5);
         let effects = state.ack(1, 1);
-        assert!(matches!(effects.0[..], [Effect::ReleaseSpill(5)]), "running: no ack file yet");
+        assert!(
+            matches!(effects.0[..], [Effect::ReleaseSpill(5)]),
+            "running: no ack file yet"
+        );
         let _ = state.finish(1, CommandState::Completed, Some(0));
         let effects = state.ack(1, 2);
         assert!(matches!(
@@ -490,7 +504,11 @@ mod tests {
         assert!(old.is_cancelled());
         assert_eq!(state.released_by.as_deref(), Some("taken over by b"));
         state.detach(7, 12);
-        assert_eq!(state.lease.as_ref().map(|l| l.conn), Some(8), "the old holder's detach is a no-op");
+        assert_eq!(
+            state.lease.as_ref().map(|l| l.conn),
+            Some(8),
+            "the old holder's detach is a no-op"
+        );
     }
 
     #[test]

@@ -112,10 +112,7 @@ impl SessionStore {
             .mode(0o700)
             .create(&self.dir)
             .map_err(AgentError::io("cannot create", &self.dir))?;
-        let bytes = rmp_serde::to_vec_named(stored).map_err(|cause| AgentError::Encode {
-            what: "session",
-            cause,
-        })?;
+        let bytes = rmp_serde::to_vec_named(stored).map_err(|cause| AgentError::Encode { what: "session", cause })?;
         write_file(&path, &bytes).map_err(AgentError::io("cannot write", &path))
     }
 

@@ -122,6 +122,42 @@ fn sessions_and_finished_output_survive_a_killed_daemon() {
 }
 
 #[test]
+fn sigterm_stops_running_commands_and_keeps_their_output_for_the_next_daemon() {
+    use nix::{sys::signal::Signal, unistd::Pid};
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let started = sshd.dir().join("started");
+    let command = format!(
+        "echo before-term; echo err-before >&2; touch {}; sleep 613; echo never",
+        started.display()
+    );
+    remora(
+        &sshd,
+        &["invoke", host, "--name", "term", "--disconnected", "--", &command],
+    )
+    .ok();
+    crate::support::wait_until("the command to start", || started.exists()).unwrap();
+    let daemon = sshd.daemon_pid().unwrap();
+    nix::sys::signal::kill(Pid::from_raw(daemon), Signal::SIGTERM).unwrap();
+    // The daemon bounds its shutdown at 10 s; it has no reason to take that long here.
+    crate::support::wait_until("the daemon to exit", || !crate::support::process_alive(daemon)).unwrap();
+    assert!(
+        !live_command_lines().iter().any(|c| c.contains("sleep 613")),
+        "the running command's processes ended with the daemon"
+    );
+    assert!(sshd.daemon_log().contains("daemon stopped"), "{}", sshd.daemon_log());
+
+    let jobs = remora(&sshd, &["jobs", host, "--name", "term", "--json"]).ok();
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    assert_eq!(jobs[0]["state"], "Stopped", "{jobs}");
+    assert_ne!(sshd.daemon_pid(), Some(daemon), "a new daemon answered");
+    let received = remora(&sshd, &["receive", host, "--name", "term"]);
+    assert_eq!(received.stdout, "before-term\n", "{received:?}");
+    assert!(received.stderr.contains("err-before\n"), "{received:?}");
+    assert_eq!(session(&sshd, "term")["state"], "Broken");
+}
+
+#[test]
 fn the_daemon_log_is_private_and_holds_no_command_text_or_output() {
     use std::os::unix::fs::PermissionsExt;
     let sshd = Sshd::start().unwrap();

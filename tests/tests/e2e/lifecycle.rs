@@ -145,6 +145,27 @@ fn an_expired_idle_timeout_removes_the_session_and_its_processes() {
 }
 
 #[test]
+fn an_idle_timeout_expires_at_its_deadline_not_at_the_next_check() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    remora(&sshd, &["new", host, "--name", "brief", "--idle-timeout", "1s"]).ok();
+    let listed = session(&sshd, "brief");
+    let expires_at = humantime::parse_rfc3339(listed["expires_at"].as_str().unwrap()).unwrap();
+    // `expires_at` is printed to the second: the deadline has passed one second after it.
+    let passed = expires_at + std::time::Duration::from_secs(1);
+    if let Ok(left) = passed.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left); // the behaviour under test is the deadline itself
+    }
+    assert!(
+        ls_json(&sshd).is_empty(),
+        "a session past its expires_at is never listed"
+    );
+    let missing = remora(&sshd, &["receive", host, "--name", "brief"]);
+    assert!(missing.stderr.contains("no session named"), "{missing:?}");
+    assert!(sshd.daemon_log().contains("idle timeout expired"), "expiry is logged");
+}
+
+#[test]
 fn idle_timeouts_are_validated() {
     let sshd = Sshd::start().unwrap();
     let nonsense = remora(&sshd, &["new", sshd.alias(), "--name", "x", "--idle-timeout", "soon"]);
