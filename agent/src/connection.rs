@@ -53,7 +53,7 @@ where
 {
     let mut frames = FrameReader::new(reader);
     let (tx, rx) = mpsc::channel(OUTBOX);
-    let closed = daemon.shutdown.child_token();
+    let closed = daemon.connection_token();
     let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer), rx, closed.clone()));
     if let Some(hello) = handshake(&daemon, &mut frames, &tx).await {
         frames.set_max_len(MAX_FRAME_LEN);

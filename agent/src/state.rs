@@ -10,7 +10,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 
@@ -50,6 +50,14 @@ pub struct Daemon {
     pub tasks: TaskTracker,
     /// Woken when an idle clock may have started or changed, so the reaper re-plans.
     pub idle_changed: Notify,
+    /// Every runspace task (also in `tasks`' care at shutdown: see [`Daemon::wait_all`]).
+    pub runspaces: TaskTracker,
+    /// Client connections, ended together for a handover.
+    pub connections: TaskTracker,
+    /// Cancelled to make runspaces park their shells for a handover; replaced if it fails.
+    handover: Mutex<CancellationToken>,
+    /// Cancelled to end every client connection for a handover; replaced if it fails.
+    connections_closed: Mutex<CancellationToken>,
     next_conn: AtomicU64,
 }
 
@@ -68,6 +76,7 @@ impl Daemon {
 
     /// A daemon with no sessions.
     pub fn new(agent_id: Uuid, config: ConfigStore, spill_dir: PathBuf) -> Self {
+        let shutdown = CancellationToken::new();
         Self {
             registry: Registry::default(),
             agent_id,
@@ -78,9 +87,13 @@ impl Daemon {
             config,
             spill_dir,
             store_root: None,
-            shutdown: CancellationToken::new(),
+            connections_closed: Mutex::new(shutdown.child_token()),
+            shutdown,
             tasks: TaskTracker::new(),
             idle_changed: Notify::new(),
+            runspaces: TaskTracker::new(),
+            connections: TaskTracker::new(),
+            handover: Mutex::new(CancellationToken::new()),
             next_conn: AtomicU64::new(1),
         }
     }
@@ -114,8 +127,53 @@ impl Daemon {
     /// Starts a registered session's runspace as one of the daemon's tasks.
     pub fn start_runspace(&self, session: &Arc<Session>, spec: &RunspaceSpec) -> Result<()> {
         let shell = runspace::Shell::spawn(spec)?;
-        self.tasks.spawn(runspace::run(session.clone(), shell));
+        self.runspaces
+            .spawn(runspace::run(session.clone(), shell, self.handover_token()));
         Ok(())
+    }
+
+    /// Goes on with a parked shell (after a handover, or one that did not happen).
+    pub fn resume_runspace(&self, session: &Arc<Session>, parked: runspace::Parked) {
+        self.runspaces
+            .spawn(runspace::resume(session.clone(), parked, self.handover_token()));
+    }
+
+    fn handover_token(&self) -> CancellationToken {
+        self.handover.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The token a new connection closes on: the daemon stopping, or a handover.
+    pub fn connection_token(&self) -> CancellationToken {
+        self.connections_closed.lock().unwrap_or_else(|p| p.into_inner()).child_token()
+    }
+
+    /// Ends every connection and parks every runspace, for a handover.
+    pub fn quiesce(&self) {
+        self.connections_closed.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+        self.handover.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+        self.connections.close();
+        self.runspaces.close();
+    }
+
+    /// Serves again after a handover that did not happen: new tokens, parked shells resumed.
+    pub fn unquiesce(&self) {
+        *self.connections_closed.lock().unwrap_or_else(|p| p.into_inner()) = self.shutdown.child_token();
+        *self.handover.lock().unwrap_or_else(|p| p.into_inner()) = CancellationToken::new();
+        self.connections.reopen();
+        self.runspaces.reopen();
+        for session in self.registry.list(None) {
+            if let Some(parked) = session.take_parked() {
+                self.resume_runspace(&session, parked);
+            }
+        }
+    }
+
+    /// Waits for every task the daemon started: connections, runspaces, persisters, the reaper.
+    pub async fn wait_all(&self) {
+        for tracker in [&self.connections, &self.runspaces, &self.tasks] {
+            tracker.close();
+            tracker.wait().await;
+        }
     }
 
     /// A fresh connection id.

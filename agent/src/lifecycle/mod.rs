@@ -47,7 +47,7 @@ async fn serve(listener: &UnixListener, daemon: &Arc<Daemon>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    daemon.tasks.spawn(accept::handle(daemon.clone(), stream));
+                    daemon.connections.spawn(accept::handle(daemon.clone(), stream));
                 }
                 Err(err) => warn!("accept failed: {err}"),
             },
@@ -73,11 +73,9 @@ async fn shutdown(daemon: &Arc<Daemon>, paths: &StatePaths) {
     info!("daemon stopping: ending {} sessions", daemon.registry.len());
     daemon.shutdown.cancel();
     drop(daemon.registry.clear());
-    daemon.tasks.close();
-    if tokio::time::timeout(SHUTDOWN_BOUND, daemon.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_BOUND, daemon.wait_all()).await.is_err() {
         warn!(
-            "{} tasks still running after {} s; exiting anyway",
-            daemon.tasks.len(),
+            "tasks still running after {} s; exiting anyway",
             SHUTDOWN_BOUND.as_secs()
         );
     }

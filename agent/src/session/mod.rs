@@ -111,6 +111,8 @@ pub struct Session {
     jobs: Queue,
     /// The persister until the daemon starts it (see [`Session::take_persister`]).
     persister: Mutex<Option<Persister>>,
+    /// The shell, parked by its runspace for a handover.
+    parked: Mutex<Option<runspace::Parked>>,
 }
 
 impl Session {
@@ -146,6 +148,7 @@ impl Session {
             spill,
             jobs,
             persister: Mutex::new(Some(persister)),
+            parked: Mutex::new(None),
         }
     }
 
@@ -165,6 +168,24 @@ impl Session {
     /// The persister, once: the daemon runs it as one of its tracked tasks.
     pub fn take_persister(&self) -> Option<Persister> {
         self.persister.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Keeps the runspace's shell while the daemon hands over.
+    pub fn park(&self, parked: runspace::Parked) {
+        *self.parked.lock().unwrap_or_else(|p| p.into_inner()) = Some(parked);
+    }
+
+    /// The parked shell, once.
+    pub fn take_parked(&self) -> Option<runspace::Parked> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Waits until every disk job queued so far is done.
+    pub async fn flush(&self) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Flush(done)).is_ok() {
+            let _ = finished.await;
+        }
     }
 
     /// Asks for the session's description to be saved (a new session).

@@ -30,6 +30,8 @@ pub enum Job {
     ReleaseSpill(usize),
     /// The session is removed for good: delete its files; later jobs are moot.
     Remove,
+    /// Says when every job before it is done.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The sending side, held by the session.
@@ -92,10 +94,15 @@ impl Persister {
 
 impl Worker {
     fn carry_out(&mut self, job: Job) {
+        if let Job::Flush(done) = job {
+            let _ = done.send(());
+            return;
+        }
         if self.removed {
             return;
         }
         let result = match (&job, &self.store) {
+            (Job::Flush(_), _) => Ok(()),
             (Job::ReleaseSpill(bytes), _) => self
                 .spill
                 .release(*bytes)

@@ -12,20 +12,25 @@
 //! A shell that exits (`exit 3`) ends the running command with the shell's status and marks the
 //! session Broken: the state the user built up is gone, and pretending otherwise would be worse.
 //!
-//! Files: `shell.rs` (spawning, init, one command), `pipes.rs` (raw pipe reads), `stop.rs`
-//! (interrupting a command).
+//! A handover to a new agent binary (`handover` cancelled) parks the shell in the session
+//! between two reads, the running command still running; the new program adopts it and goes on.
+//!
+//! Files: `shell.rs` (spawning, init, one command, handing over), `process.rs` (the shell as a
+//! spawned or adopted process), `pipes.rs` (raw pipe reads), `stop.rs` (interrupting a command).
 
 mod pipes;
+mod process;
 mod shell;
 mod stop;
 
 use std::{path::PathBuf, sync::Arc};
 
 use remora_wire::CommandState;
+use tokio_util::sync::CancellationToken;
 
-pub use shell::Shell;
+pub use shell::{Shell, ShellFds};
 
-use self::shell::{exit_code, Outcome};
+use self::shell::Outcome;
 use super::Session;
 use crate::config::ShellSpec;
 
@@ -38,16 +43,49 @@ pub struct RunspaceSpec {
     pub cwd: Option<PathBuf>,
 }
 
+/// A shell parked for a handover, with the command it was running.
+pub struct Parked {
+    pub shell: Shell,
+    pub running: Option<u64>,
+}
+
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("pid", &self.shell.fds().pid)
+            .field("running", &self.running)
+            .finish()
+    }
+}
+
 /// Feeds the session's shell commands until the session closes or the shell dies. Run it as a
 /// tracked task: when the session closes, the shell is killed and unended commands are stopped.
-pub async fn run(session: Arc<Session>, mut shell: Shell) {
+pub async fn run(session: Arc<Session>, mut shell: Shell, handover: CancellationToken) {
     if let Err(err) = shell.init().await {
         session.mark_broken(err.to_string());
         shell.kill().await;
         return;
     }
-    while let Some((id, text)) = next_command(&session, &mut shell).await {
-        match shell.execute(&session, id, &text).await {
+    drive(session, shell, None, handover).await;
+}
+
+/// Goes on with a parked shell: after a handover that did not happen, or in the new program.
+pub async fn resume(session: Arc<Session>, parked: Parked, handover: CancellationToken) {
+    drive(session, parked.shell, parked.running, handover).await;
+}
+
+async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>, handover: CancellationToken) {
+    loop {
+        let (id, outcome) = match running.take() {
+            Some(id) => (id, shell.follow(&session, id, &handover).await),
+            None => match next_command(&session, &mut shell, &handover).await {
+                Next::Command(id, text) => (id, shell.execute(&session, id, &text, &handover).await),
+                Next::Closed => break,
+                Next::ShellGone => return,
+                Next::HandOver => return session.park(Parked { shell, running: None }),
+            },
+        };
+        match outcome {
             Outcome::Exited(code) => session.finish(id, CommandState::Completed, Some(code)),
             Outcome::Stopped(code) => session.finish(id, CommandState::Stopped, Some(code)),
             Outcome::ShellGone(code) => {
@@ -58,29 +96,46 @@ pub async fn run(session: Arc<Session>, mut shell: Shell) {
                 return;
             }
             Outcome::Closed => break,
+            Outcome::HandOver => {
+                return session.park(Parked {
+                    shell,
+                    running: Some(id),
+                })
+            }
         }
     }
     shell.kill().await;
     session.stop_all();
 }
 
-/// Waits for the next queued command; `None` when the session closed or the shell died idle.
-async fn next_command(session: &Session, shell: &mut Shell) -> Option<(u64, String)> {
+/// What the runspace does next.
+enum Next {
+    Command(u64, String),
+    Closed,
+    ShellGone,
+    HandOver,
+}
+
+/// Waits for the next queued command.
+async fn next_command(session: &Session, shell: &mut Shell, handover: &CancellationToken) -> Next {
     loop {
         let mut changed = session.subscribe();
         if session.closed.is_cancelled() {
-            return None;
+            return Next::Closed;
         }
-        if let Some(next) = session.start_next() {
-            return Some(next);
+        if handover.is_cancelled() {
+            return Next::HandOver;
+        }
+        if let Some((id, text)) = session.start_next() {
+            return Next::Command(id, text);
         }
         tokio::select! {
             _ = changed.changed() => {}
-            _ = session.closed.cancelled() => return None,
-            status = shell.child.wait() => {
-                let code = status.map_or(-1, exit_code);
+            _ = session.closed.cancelled() => return Next::Closed,
+            _ = handover.cancelled() => return Next::HandOver,
+            code = shell.process.wait() => {
                 session.mark_broken(format!("the runspace shell exited with status {code} while idle"));
-                return None;
+                return Next::ShellGone;
             }
         }
     }

@@ -3,13 +3,13 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd, RawFd},
     process::{ExitStatus, Stdio},
     time::Duration,
 };
 
 use nix::{
-    fcntl::OFlag,
+    fcntl::{fcntl, FcntlArg, OFlag},
     sys::signal::{killpg, Signal},
     unistd::Pid,
 };
@@ -17,11 +17,13 @@ use remora_wire::Stream;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::unix::pipe,
-    process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
+    process::Command,
 };
+use tokio_util::sync::CancellationToken;
 
 use super::{
     pipes::{discard_fd, drain_fd, journal_read, read_some, top_up, READ_CHUNK},
+    process::ShellProcess,
     stop::{self, Stopper},
     RunspaceSpec,
 };
@@ -44,17 +46,32 @@ pub enum Outcome {
     Stopped(i32),
     ShellGone(i32),
     Closed,
+    /// The daemon is handing over to a new binary; the command keeps running.
+    HandOver,
 }
 
 /// The shell process and its pipes.
 pub struct Shell {
-    pub(super) child: Child,
+    pub(super) process: ShellProcess,
     pgid: Pid,
-    stdin: ChildStdin,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    stdin: pipe::Sender,
+    stdout: Option<pipe::Receiver>,
+    stderr: Option<pipe::Receiver>,
     status: pipe::Receiver,
     status_buf: Vec<u8>,
+}
+
+/// A shell's process and descriptors as numbers, for a handover by `exec`: the new program
+/// adopts them with [`Shell::adopt`]. `-1` stands for a pipe already closed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShellFds {
+    pub pid: i32,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+    pub status: RawFd,
+    /// Status-pipe bytes read but not yet parsed.
+    pub status_buf: Vec<u8>,
 }
 
 impl Shell {
@@ -66,18 +83,77 @@ impl Shell {
             .map_err(AgentError::io("cannot start the runspace shell", &spec.shell.program))?;
         drop(status_write);
         let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
-        let status = pipe::Receiver::from_owned_fd(status_read).map_err(AgentError::io(
-            "cannot watch the runspace status pipe",
-            &spec.shell.program,
-        ))?;
+        let io = |action| AgentError::io(action, &spec.shell.program);
+        let status = pipe::Receiver::from_owned_fd(status_read).map_err(io("cannot watch the status pipe of"))?;
+        let stdin = child.stdin.take().expect("stdin is piped").into_owned_fd();
+        let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd();
+        let stderr = child.stderr.take().expect("stderr is piped").into_owned_fd();
+        let pipes = (|| Ok::<_, io::Error>((sender(stdin?)?, receiver(stdout?)?, receiver(stderr?)?)))();
+        let (stdin, stdout, stderr) = pipes.map_err(io("cannot use the pipes of"))?;
         Ok(Self {
             pgid,
-            stdin: child.stdin.take().expect("stdin is piped"),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            child,
+            stdin,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            process: ShellProcess::Spawned(child),
             status,
             status_buf: Vec::new(),
+        })
+    }
+
+    /// The process and descriptors to hand to a new program; they must survive `exec` (see
+    /// [`Shell::inherit`]).
+    pub fn fds(&self) -> ShellFds {
+        let raw = |pipe: &Option<pipe::Receiver>| pipe.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        ShellFds {
+            pid: self.process.pid(),
+            stdin: self.stdin.as_raw_fd(),
+            stdout: raw(&self.stdout),
+            stderr: raw(&self.stderr),
+            status: self.status.as_raw_fd(),
+            status_buf: self.status_buf.clone(),
+        }
+    }
+
+    /// Lets the descriptors survive `exec` (`inherit`), or closes them on `exec` again after a
+    /// handover that did not happen.
+    pub fn inherit(&self, inherit: bool) -> io::Result<()> {
+        let fds = self.fds();
+        for fd in [fds.stdin, fds.stdout, fds.stderr, fds.status].into_iter().filter(|fd| *fd >= 0) {
+            let flags = if inherit { nix::fcntl::FdFlag::empty() } else { nix::fcntl::FdFlag::FD_CLOEXEC };
+            fcntl(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, FcntlArg::F_SETFD(flags))?;
+        }
+        Ok(())
+    }
+
+    /// Takes over a shell that a previous program of this process started and handed over.
+    ///
+    /// # Safety
+    /// The descriptors in `fds` must be open, owned by nobody else in this process, and be the
+    /// handed-over shell's pipes; `fds.pid` must be a child of this process.
+    pub unsafe fn adopt(fds: ShellFds) -> io::Result<Self> {
+        // SAFETY: the caller vouches that the descriptors are ours alone.
+        let own = |fd: RawFd| -> io::Result<Option<OwnedFd>> {
+            if fd < 0 {
+                return Ok(None);
+            }
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            fcntl(&fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+            Ok(Some(fd))
+        };
+        let missing = |what: &str| io::Error::other(format!("the runspace's {what} was not handed over"));
+        let stdin = own(fds.stdin)?.ok_or_else(|| missing("stdin"))?;
+        let status = own(fds.status)?.ok_or_else(|| missing("status pipe"))?;
+        let stdout = own(fds.stdout)?.map(receiver).transpose()?;
+        let stderr = own(fds.stderr)?.map(receiver).transpose()?;
+        Ok(Self {
+            process: ShellProcess::adopt(fds.pid)?,
+            pgid: Pid::from_raw(fds.pid),
+            stdin: sender(stdin)?,
+            stdout,
+            stderr,
+            status: receiver(status)?,
+            status_buf: fds.status_buf,
         })
     }
 
@@ -109,10 +185,15 @@ impl Shell {
     }
 
     /// Runs one command to its end, journaling its output into the session.
-    pub async fn execute(&mut self, session: &Session, id: u64, text: &str) -> Outcome {
+    pub async fn execute(&mut self, session: &Session, id: u64, text: &str, handover: &CancellationToken) -> Outcome {
         if self.stdin.write_all(command_script(text).as_bytes()).await.is_err() {
             return Outcome::ShellGone(self.wait_exit().await);
         }
+        self.follow(session, id, handover).await
+    }
+
+    /// Journals the running command's output until it ends (or the daemon hands over).
+    pub async fn follow(&mut self, session: &Session, id: u64, handover: &CancellationToken) -> Outcome {
         let mut out_buf = vec![0u8; READ_CHUNK];
         let mut err_buf = vec![0u8; READ_CHUNK];
         let mut status_chunk = [0u8; 64];
@@ -132,6 +213,7 @@ impl Shell {
             tokio::select! {
                 biased;
                 _ = session.closed.cancelled() => return Outcome::Closed,
+                _ = handover.cancelled() => return Outcome::HandOver,
                 read = self.status.read(&mut status_chunk) => match read {
                     Ok(n) if n > 0 => self.status_buf.extend_from_slice(&status_chunk[..n]),
                     _ => {
@@ -173,7 +255,7 @@ impl Shell {
 
     /// Waits for the shell to exit; its status as a number.
     pub async fn wait_exit(&mut self) -> i32 {
-        self.child.wait().await.map_or(-1, exit_code)
+        self.process.wait().await
     }
 
     /// Kills the shell and everything in its process group, and reaps it.
@@ -181,7 +263,7 @@ impl Shell {
         if self.pgid.as_raw() > 0 {
             let _ = killpg(self.pgid, Signal::SIGKILL);
         }
-        let _ = self.child.wait().await;
+        self.process.wait().await;
     }
 }
 
@@ -223,6 +305,22 @@ fn install_status_fd(fd: i32) -> io::Result<()> {
     if result < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+fn sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
+    set_nonblocking(&fd)?;
+    pipe::Sender::from_owned_fd_unchecked(fd)
+}
+
+fn receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    set_nonblocking(&fd)?;
+    pipe::Receiver::from_owned_fd_unchecked(fd)
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
