@@ -8,7 +8,7 @@ use super::{
     new::{buffering, parse_idle_timeout, print_sessions},
     with_client,
 };
-use crate::cli::{Cli, DisconnectArgs};
+use crate::args::{Cli, DisconnectArgs};
 
 pub async fn run(cli: &Cli, args: &DisconnectArgs) -> anyhow::Result<u8> {
     let request = Disconnect {

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use anyhow::bail;
 
-use crate::ClientError;
+use remora_client::ClientError;
 
 /// One host's outcome.
 pub struct HostResult<T> {

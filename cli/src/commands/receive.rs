@@ -9,7 +9,7 @@ use super::{
     with_client,
 };
 use crate::{
-    cli::{Cli, ReceiveArgs},
+    args::{Cli, ReceiveArgs},
     output::StdSink,
 };
 

@@ -8,7 +8,7 @@ use std::{
 
 use remora_wire::{CommandEnded, CommandInfo, Output, OutputDropped, SessionInfo, Stream, UnixMillis};
 
-use crate::OutputSink;
+use remora_client::OutputSink;
 
 /// Writes command output to our stdout/stderr, keeping the streams apart. With a prefix (many
 /// hosts at once) every line starts with `host: `; bytes are written as they come, never held

@@ -11,10 +11,9 @@ use super::{
     new::print_sessions,
     with_client,
 };
-use crate::{
-    cli::{Cli, LsArgs},
-    registry::LocalRegistry,
-};
+use remora_client::registry::LocalRegistry;
+
+use crate::args::{Cli, LsArgs};
 
 pub async fn run(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     let (hosts, only) = targets(args)?;

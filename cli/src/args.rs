@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
-use crate::ssh::SshOptions;
+use remora_client::ssh::SshOptions;
 
 /// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
 #[derive(Debug, Parser)]

@@ -10,10 +10,11 @@ use super::{
     new::parse_idle_timeout,
     with_client,
 };
+use remora_client::{registry, InvokeOutcome};
+
 use crate::{
-    cli::{Cli, InvokeArgs},
+    args::{Cli, InvokeArgs},
     output::{self, StdSink},
-    registry, InvokeOutcome,
 };
 
 pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {

@@ -5,7 +5,7 @@ use super::{
     with_client,
 };
 use crate::{
-    cli::{Cli, JobsArgs},
+    args::{Cli, JobsArgs},
     output,
 };
 

@@ -11,7 +11,7 @@ use super::{
     with_client,
 };
 use crate::{
-    cli::{Cli, RmArgs},
+    args::{Cli, RmArgs},
     output,
 };
 

@@ -4,7 +4,7 @@ use super::{
     fanout::{on_each, report_failures, split_hosts, successes},
     with_client,
 };
-use crate::cli::{Cli, StopArgs};
+use crate::args::{Cli, StopArgs};
 
 pub async fn run(cli: &Cli, args: &StopArgs) -> anyhow::Result<u8> {
     let session = args.session.reference();

@@ -4,7 +4,6 @@ mod config;
 mod connect;
 mod demo;
 mod disconnect;
-mod fanout;
 mod install;
 mod invoke;
 mod jobs;
@@ -14,10 +13,14 @@ mod receive;
 mod rm;
 mod stop;
 
-use crate::{
-    cli::{Cli, Verb},
+use remora_client::{
     resume::{ReconnectEvent, ReconnectPolicy},
     Client,
+};
+
+use crate::{
+    args::{Cli, Verb},
+    fanout,
 };
 
 /// Runs the verb; returns the process exit status.
@@ -35,8 +38,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
         Verb::Install(args) => install::run(cli, args).await,
-        Verb::Completions(args) => crate::cli::completions(args.shell),
-        Verb::Man => crate::cli::man_page(),
+        Verb::Completions(args) => crate::completions(args.shell),
+        Verb::Man => crate::man_page(),
     }
 }
 
@@ -78,7 +81,7 @@ fn reconnect_policy(cli: &Cli, host: &str) -> anyhow::Result<ReconnectPolicy> {
 async fn with_client<T>(
     cli: &Cli,
     host: &str,
-    work: impl AsyncFnOnce(&mut Client) -> crate::Result<T>,
+    work: impl AsyncFnOnce(&mut Client) -> remora_client::Result<T>,
 ) -> anyhow::Result<T> {
     let mut client = connect(cli, host).await?;
     let value = work(&mut client).await?;

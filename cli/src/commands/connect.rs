@@ -4,7 +4,7 @@
 use remora_wire::Receive;
 
 use super::{new::parse_idle_timeout, receive::receive_on_hosts};
-use crate::cli::{Cli, ConnectArgs};
+use crate::args::{Cli, ConnectArgs};
 
 pub async fn run(cli: &Cli, args: &ConnectArgs) -> anyhow::Result<u8> {
     let request = Receive {

@@ -8,9 +8,11 @@ use super::{
     fanout::{on_each, report_failures, split_hosts, successes},
     with_client,
 };
+use remora_client::registry;
+
 use crate::{
-    cli::{BufferingArg, Cli, NewArgs},
-    output, registry,
+    args::{BufferingArg, Cli, NewArgs},
+    output,
 };
 
 pub async fn run(cli: &Cli, args: &NewArgs) -> anyhow::Result<u8> {
