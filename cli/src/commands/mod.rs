@@ -20,7 +20,7 @@ use remora_client::{
 
 use crate::{
     args::{Cli, Verb},
-    fanout,
+    output,
 };
 
 /// Runs the verb; returns the process exit status.
@@ -46,18 +46,18 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 /// Connects to one host with the command line's SSH settings and reconnect policy.
 async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
     let mut client = Client::connect(host, &cli.ssh_options()).await?;
-    client.set_reconnect(reconnect_policy(cli, host)?);
+    client.set_reconnect(reconnect_policy(cli, host));
     Ok(client)
 }
 
 /// `--reconnect-for`, reporting each step on stderr.
-fn reconnect_policy(cli: &Cli, host: &str) -> anyhow::Result<ReconnectPolicy> {
-    let window = crate::output::parse_duration(&cli.reconnect_for).map_err(anyhow::Error::msg)?;
+fn reconnect_policy(cli: &Cli, host: &str) -> ReconnectPolicy {
+    let window = cli.reconnect_for;
     let host = host.to_string();
     let report = move |event: &ReconnectEvent| match event {
         ReconnectEvent::LinkLost { error } => eprintln!(
             "remora: {host}: link lost ({error}); reconnecting for up to {}",
-            crate::output::duration(window.as_secs())
+            output::duration(window.as_secs())
         ),
         ReconnectEvent::Retrying { elapsed, .. } => {
             eprintln!("remora: {host}: link lost, retrying ({}s)...", elapsed.as_secs())
@@ -70,11 +70,11 @@ fn reconnect_policy(cli: &Cli, host: &str) -> anyhow::Result<ReconnectPolicy> {
             eprintln!("remora: {host}: gave up reconnecting after {}s", after.as_secs())
         }
     };
-    Ok(ReconnectPolicy {
+    ReconnectPolicy {
         window,
         on_event: Some(std::sync::Arc::new(report)),
         ..ReconnectPolicy::default()
-    })
+    }
 }
 
 /// Connects to `host`, runs `work`, and closes the connection cleanly.
