@@ -194,6 +194,14 @@ pub struct InvokeArgs {
     /// Set the session's idle timeout (e.g. 90s, 15m, 2h, 1d).
     #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
     pub idle_timeout: Option<IdleTimeout>,
+    /// Configuration on the host to take defaults from, when invoke creates the session; an
+    /// existing session with another configuration is refused.
+    #[arg(long = "config", value_name = "NAME")]
+    pub configuration: Option<String>,
+    /// Buffering mode, when invoke creates the session; an existing session with another mode is
+    /// refused.
+    #[arg(long, value_enum)]
+    pub buffering: Option<BufferingArg>,
     /// Start as a job and return at once with its id (like -AsJob); collect with `receive --job ID`.
     #[arg(long, conflicts_with = "disconnected")]
     pub job: bool,

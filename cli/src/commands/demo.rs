@@ -135,6 +135,8 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         follow,
         window: DEFAULT_WINDOW,
         idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
     }
 }
 

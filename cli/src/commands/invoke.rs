@@ -1,6 +1,7 @@
 //! `remora invoke HOST[,HOST…] [--name N] [--disconnected | --job] -- CMD…`: run a command
 //! (Invoke-Command, -InDisconnectedSession, -AsJob). With several hosts the command runs on all
-//! at once and output lines are prefixed with the host.
+//! at once and output lines are prefixed with the host. `--config` and `--buffering` apply when
+//! invoke creates the session; the agent refuses them for an existing session set otherwise.
 
 use remora_wire::{Invoke, SessionRef, DEFAULT_WINDOW};
 
@@ -22,6 +23,8 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         follow: !(args.disconnected || args.job),
         window: DEFAULT_WINDOW,
         idle_timeout_secs: args.idle_timeout.map(IdleTimeout::secs),
+        configuration: args.configuration.clone(),
+        buffering: args.buffering.map(Into::into),
     };
     let prefixed = args.host.is_many();
     let gathered = fan_out(&args.host, |host| {
