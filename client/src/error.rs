@@ -39,12 +39,6 @@ pub enum ClientError {
     /// `remora install` could not put the agent on the host.
     #[error("cannot install remora-agent on {host}: {reason}")]
     Install { host: String, reason: String },
-    /// The local session registry (`remora ls` without a host) could not be updated.
-    #[error("cannot update the session registry {}: {cause}; check that its directory is yours and writable", .path.display())]
-    Registry {
-        path: std::path::PathBuf,
-        cause: std::io::Error,
-    },
     /// Writing received output locally failed; nothing was acknowledged past what was written.
     #[error("cannot write received output: {0}")]
     Output(std::io::Error),

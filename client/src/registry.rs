@@ -22,7 +22,17 @@ use remora_wire::SessionInfo;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{ClientError, Result};
+/// The registry could not be updated (reading it never fails: a missing or unreadable file is
+/// an empty registry).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot update the session registry {}: {cause}; check that its directory is yours and writable", .path.display())]
+pub struct RegistryError {
+    /// The directory or file that failed.
+    pub path: PathBuf,
+    pub cause: io::Error,
+}
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// One session this client created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +107,7 @@ impl LocalRegistry {
     fn update(&self, change: impl FnOnce(&mut Vec<Known>)) -> Result<()> {
         let failed = |path: &Path| {
             let path = path.to_path_buf();
-            move |cause| ClientError::Registry { path, cause }
+            move |cause| RegistryError { path, cause }
         };
         private_dir(&self.dir).map_err(failed(&self.dir))?;
         let lock_path = self.dir.join("sessions.lock");
