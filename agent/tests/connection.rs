@@ -210,6 +210,8 @@ async fn invalid_names_and_empty_commands_are_refused_with_codes() {
         follow: true,
         window: DEFAULT_WINDOW,
         idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
     };
     peer.send(&ClientFrame {
         id: 6,

@@ -253,7 +253,7 @@ impl Client {
                     return Err(ClientError::GaveUp {
                         host: target,
                         session: resume.session,
-                        source: Box::new(err),
+                        cause: Box::new(err),
                     });
                 }
             }

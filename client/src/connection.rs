@@ -273,7 +273,7 @@ impl<S: Transport> Connection<S> {
     fn wire_error(&self, source: remora_wire::WireError) -> ClientError {
         ClientError::Wire {
             host: self.host.clone(),
-            source,
+            cause: source,
         }
     }
 

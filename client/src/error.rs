@@ -1,4 +1,7 @@
 //! The client library's error type. Messages say what failed, on which host, and what to do.
+//!
+//! A message that includes its cause does not also chain it as `source()`, so printing the chain
+//! (`{:#}`) never repeats it; [`ClientError::Ssh`] is transparent and so is its message.
 
 use remora_wire::{ErrorCode, WireError};
 
@@ -18,12 +21,8 @@ pub enum ClientError {
         message: String,
     },
     /// The byte stream to the agent broke or carried something unreadable.
-    #[error("{host}: connection to remora-agent failed: {source}")]
-    Wire {
-        host: String,
-        #[source]
-        source: WireError,
-    },
+    #[error("{host}: connection to remora-agent failed: {cause}")]
+    Wire { host: String, cause: WireError },
     /// The agent closed the connection before answering.
     #[error("{host}: remora-agent closed the connection unexpectedly{hint}")]
     Closed { host: String, hint: String },
@@ -31,19 +30,18 @@ pub enum ClientError {
     #[error("{host}: unexpected reply from remora-agent ({what}); are client and agent versions compatible?")]
     Unexpected { host: String, what: String },
     /// The link broke and reconnecting did not succeed within the policy's window.
-    #[error("{host}: the link broke and reconnecting failed ({source}); the session is still on the host: collect its output with `remora receive {host} --id {session}`")]
+    #[error("{host}: the link broke and reconnecting failed ({cause}); the session is still on the host: collect its output with `remora receive {host} --id {session}`")]
     GaveUp {
         host: String,
         session: uuid::Uuid,
-        #[source]
-        source: Box<ClientError>,
+        cause: Box<ClientError>,
     },
     /// `remora install` could not put the agent on the host.
     #[error("cannot install remora-agent on {host}: {reason}")]
     Install { host: String, reason: String },
     /// Writing received output locally failed; nothing was acknowledged past what was written.
     #[error("cannot write received output: {0}")]
-    Output(#[source] std::io::Error),
+    Output(std::io::Error),
 }
 
 impl ClientError {
@@ -76,3 +74,90 @@ impl ClientError {
 
 /// Result alias for the client library.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::{error::Error, io};
+
+    use super::*;
+
+    /// The error and its chain of causes, as `anyhow` prints them with `{:#}`.
+    fn chain(err: &dyn Error) -> String {
+        let mut text = err.to_string();
+        let mut next = err.source();
+        while let Some(cause) = next {
+            text = format!("{text}: {cause}");
+            next = cause.source();
+        }
+        text
+    }
+
+    const LOOKUP: &str = "failed to lookup address information: Name or service not known";
+
+    fn unresolvable() -> SshError {
+        SshError::Connect {
+            host: "nosuchhost".into(),
+            port: 22,
+            cause: io::Error::other(LOOKUP),
+        }
+    }
+
+    #[test]
+    fn an_unresolvable_host_is_reported_once_with_the_next_step() {
+        let err = ClientError::from(unresolvable());
+        assert_eq!(
+            chain(&err),
+            format!(
+                "cannot connect to nosuchhost port 22: {LOOKUP}; check the host name, the port and that sshd runs there"
+            )
+        );
+    }
+
+    #[test]
+    fn no_message_repeats_its_cause() {
+        let cause = || io::Error::other("the cause");
+        let errors: Vec<Box<dyn Error>> = vec![
+            Box::new(SshError::ConfigRead {
+                path: "/c".into(),
+                cause: cause(),
+            }),
+            Box::new(unresolvable()),
+            Box::new(SshError::KnownHostsWrite {
+                host: "h".into(),
+                path: "/k".into(),
+                cause: cause(),
+            }),
+            Box::new(SshError::JumpHost {
+                hop: "bastion".into(),
+                cause: Box::new(unresolvable()),
+            }),
+            Box::new(SshError::ProxyCommandStart {
+                command: "nc".into(),
+                cause: cause(),
+            }),
+            Box::new(SshError::Protocol {
+                host: "h".into(),
+                cause: russh::Error::IO(cause()),
+            }),
+            Box::new(ClientError::Wire {
+                host: "h".into(),
+                cause: WireError::from(cause()),
+            }),
+            Box::new(ClientError::GaveUp {
+                host: "h".into(),
+                session: uuid::Uuid::nil(),
+                cause: Box::new(ClientError::from(unresolvable())),
+            }),
+            Box::new(ClientError::Output(cause())),
+            Box::new(ClientError::from(unresolvable())),
+        ];
+        for err in errors {
+            let text = chain(err.as_ref());
+            let repeated = ["the cause", LOOKUP]
+                .iter()
+                .any(|cause| text.matches(cause).count() > 1);
+            assert!(!repeated, "{text}");
+            assert!(text.contains("the cause") || text.contains(LOOKUP), "{text}");
+        }
+    }
+}

@@ -1,14 +1,14 @@
 //! remora's client library: reach a host's agent over SSH and drive its sessions.
 //!
-//! [`Client`] is the API; the `remora` binary is a thin layer over it (see [`cli`]).
+//! [`Client`] is the API; the `remora` command (crate `remora-cli`) is a thin layer over it.
+//! It has no command-line parsing and prints only what ssh itself would (host-key notices,
+//! passphrase and password prompts); results are values, progress goes to callbacks
+//! ([`resume::ReconnectPolicy`], [`OutputSink`]) and diagnostics to `tracing`.
 
-pub mod cli;
 mod client;
-mod commands;
 pub mod connection;
 mod error;
 pub mod install;
-pub mod output;
 pub mod registry;
 pub mod resume;
 pub mod ssh;

@@ -1,4 +1,7 @@
 //! Errors of the codec. They describe the bytes, not the session they belong to.
+//!
+//! Each message includes its cause's text, so the cause is not also chained as `source()`: a
+//! printed error chain would repeat it.
 
 use std::io;
 
@@ -7,7 +10,7 @@ use std::io;
 pub enum WireError {
     /// The underlying stream failed.
     #[error("connection I/O failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The peer announced a frame larger than this side accepts.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes; is the peer speaking the remora protocol?")]
     FrameTooLarge { len: u64, max: usize },
@@ -16,8 +19,38 @@ pub enum WireError {
     Truncated { expected: usize, got: usize },
     /// A message could not be turned into MessagePack.
     #[error("cannot encode message: {0}")]
-    Encode(#[from] rmp_serde::encode::Error),
+    Encode(rmp_serde::encode::Error),
     /// A frame body is not a message this side understands.
     #[error("cannot decode message: {0}")]
-    Decode(#[from] rmp_serde::decode::Error),
+    Decode(rmp_serde::decode::Error),
+}
+
+impl From<io::Error> for WireError {
+    fn from(err: io::Error) -> Self {
+        WireError::Io(err)
+    }
+}
+
+impl From<rmp_serde::encode::Error> for WireError {
+    fn from(err: rmp_serde::encode::Error) -> Self {
+        WireError::Encode(err)
+    }
+}
+
+impl From<rmp_serde::decode::Error> for WireError {
+    fn from(err: rmp_serde::decode::Error) -> Self {
+        WireError::Decode(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_hold_their_cause_once_and_chain_nothing() {
+        let err = WireError::from(io::Error::other("broken pipe"));
+        assert_eq!(err.to_string(), "connection I/O failed: broken pipe");
+        assert!(std::error::Error::source(&err).is_none());
+    }
 }

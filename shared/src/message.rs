@@ -121,6 +121,18 @@ pub enum Buffering {
     Unknown,
 }
 
+impl Buffering {
+    /// The mode's name as the wire, agent.toml and `--buffering` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Buffering::Block => "block",
+            Buffering::Drop => "drop",
+            Buffering::Spill => "spill",
+            Buffering::Unknown => "unknown",
+        }
+    }
+}
+
 /// Request: create a session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewSession {
@@ -161,6 +173,14 @@ pub struct Invoke {
     /// Set the session's idle timeout (a created session's, or an existing one's).
     #[serde(default)]
     pub idle_timeout_secs: Option<u64>,
+    /// Configuration of a session this request creates (`None`: the agent's default); an
+    /// existing session with another configuration is refused (`invalid_request`).
+    #[serde(default)]
+    pub configuration: Option<String>,
+    /// Buffering mode of a session this request creates (`None`: the configuration's); an
+    /// existing session with another mode is refused (`invalid_request`).
+    #[serde(default)]
+    pub buffering: Option<Buffering>,
 }
 
 /// Request: deliver output not yet acknowledged.

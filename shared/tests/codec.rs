@@ -15,6 +15,8 @@ fn invoke_frame() -> ClientFrame {
             follow: true,
             window: DEFAULT_WINDOW,
             idle_timeout_secs: None,
+            configuration: None,
+            buffering: None,
         }),
     }
 }

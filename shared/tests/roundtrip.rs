@@ -60,15 +60,19 @@ fn invoke() -> impl Strategy<Value = Invoke> {
         text(),
         any::<(bool, bool, u64)>(),
         option::of(any::<u64>()),
+        option::of(text()),
+        option::of(buffering()),
     )
         .prop_map(
-            |(session, command, (create, follow, window), idle_timeout_secs)| Invoke {
+            |(session, command, (create, follow, window), idle_timeout_secs, configuration, buffering)| Invoke {
                 session,
                 command,
                 create,
                 follow,
                 window,
                 idle_timeout_secs,
+                configuration,
+                buffering,
             },
         )
 }

@@ -98,6 +98,8 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     follow: false,
                     window: DEFAULT_WINDOW,
                     idle_timeout_secs: None,
+                    configuration: None,
+                    buffering: None,
                 }),
             ),
         ),

@@ -75,22 +75,48 @@ fn validate_command(command: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The session to run in: named (created when asked), or a new one when unnamed.
+/// The session to run in: named (created when asked), or a new one when unnamed. `configuration`
+/// and `buffering` shape a session this creates; an existing session they do not describe is
+/// refused rather than used as if they had been honoured.
 fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal> {
+    let options = NewSession {
+        configuration: request.configuration.clone(),
+        buffering: request.buffering,
+        ..NewSession::default()
+    };
     let Some(reference) = &request.session else {
         let name = generated_name(request.follow);
-        return create_session(ctx, &name, request.follow, &NewSession::default());
+        return create_session(ctx, &name, request.follow, &options);
     };
-    if let Some(session) = ctx.daemon.registry.find(reference) {
-        return Ok(session);
+    let session = match ctx.daemon.registry.find(reference) {
+        Some(session) => session,
+        None => {
+            if let (SessionRef::Name(name), true) = (reference, request.create) {
+                match create_session(ctx, name, false, &options) {
+                    Err(refusal) if refusal.code == ErrorCode::SessionExists => {}
+                    created => return created,
+                }
+            }
+            ctx.find_session(reference)?
+        }
+    };
+    let settings = session.settings();
+    let other_configuration = request
+        .configuration
+        .as_ref()
+        .is_some_and(|c| *c != settings.configuration);
+    let other_buffering = request.buffering.is_some_and(|b| b != settings.buffering);
+    if other_configuration || other_buffering {
+        let message = format!(
+            "session {} already exists with configuration {} and buffering {}; --config and --buffering \
+             apply only when invoke creates the session: leave them out, or pick another --name",
+            session.name,
+            settings.configuration,
+            settings.buffering.as_str()
+        );
+        return Err(Refusal::new(ErrorCode::InvalidRequest, message));
     }
-    match reference {
-        SessionRef::Name(name) if request.create => match create_session(ctx, name, false, &NewSession::default()) {
-            Err(refusal) if refusal.code == ErrorCode::SessionExists => ctx.find_session(reference),
-            created => created,
-        },
-        _ => ctx.find_session(reference),
-    }
+    Ok(session)
 }
 
 /// `tmp-…` for temporary sessions of attached invokes, `job-…` for disconnected ones.

@@ -66,6 +66,8 @@ fn in_connection(bench: &Bench) -> anyhow::Result<Stats> {
                 follow: true,
                 window: remora_wire::DEFAULT_WINDOW,
                 idle_timeout_secs: None,
+                configuration: None,
+                buffering: None,
             };
             client.invoke(request, &mut Discard).await?;
             samples.push(secs(start.elapsed()) * 1e3);

@@ -113,6 +113,8 @@ async fn complete_commands(client: &mut Client, count: usize) -> anyhow::Result<
             follow: false,
             window: remora_wire::DEFAULT_WINDOW,
             idle_timeout_secs: None,
+            configuration: None,
+            buffering: None,
         };
         client.invoke(request, &mut Discard).await?;
     }

@@ -391,7 +391,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, SshError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SshError::ConfigRead {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }),
     }
 }

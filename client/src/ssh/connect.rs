@@ -138,7 +138,7 @@ impl SshLink {
     pub(super) fn protocol(&self, source: russh::Error) -> SshError {
         SshError::Protocol {
             host: self.host.clone(),
-            source,
+            cause: source,
         }
     }
 }
@@ -152,7 +152,7 @@ async fn handshake(settings: &HostSettings, transport: Box<dyn Transport>) -> Re
         .map_err(|source| {
             rejection.take().unwrap_or(SshError::Protocol {
                 host: settings.hostname.clone(),
-                source,
+                cause: source,
             })
         })
 }

@@ -1,6 +1,10 @@
 //! Errors of the SSH transport. Messages are shown to users verbatim, so each says what failed,
 //! for which host or file, and what to do next.
 //!
+//! A variant that wraps a cause prints it in its own message, in the middle where it reads best,
+//! and so does not also expose it as [`std::error::Error::source`]: an error chain printed with
+//! `{:#}` would repeat it.
+//!
 //! Every variant means the host could not be reached, trusted or logged into; the CLI exits 255
 //! for all of them, like ssh (see [`SshError::is_connection_failure`]).
 
@@ -15,12 +19,8 @@ pub enum SshError {
     #[error("invalid target {target:?}: {reason}; use [user@]host[:port] or an ssh_config alias")]
     BadTarget { target: String, reason: String },
     /// An ssh_config file (or one it includes) exists but cannot be read.
-    #[error("cannot read ssh config {path}: {source}; fix its permissions or pass another file with -F")]
-    ConfigRead {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot read ssh config {path}: {cause}; fix its permissions or pass another file with -F")]
+    ConfigRead { path: PathBuf, cause: io::Error },
     /// A line of an ssh_config file is malformed or has a value remora cannot use.
     #[error("{path}:{line}: {reason}")]
     ConfigLine { path: PathBuf, line: usize, reason: String },
@@ -28,13 +28,8 @@ pub enum SshError {
     #[error("option -o {option:?}: {reason}")]
     BadOption { option: String, reason: String },
     /// The TCP connection failed.
-    #[error("cannot connect to {host} port {port}: {source}; check the host name, the port and that sshd runs there")]
-    Connect {
-        host: String,
-        port: u16,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot connect to {host} port {port}: {cause}; check the host name, the port and that sshd runs there")]
+    Connect { host: String, port: u16, cause: io::Error },
     /// TCP or the SSH handshake did not finish in time.
     #[error(
         "connecting to {host} port {port} timed out after {secs} s; check that the host is up and reachable \
@@ -101,12 +96,11 @@ pub enum SshError {
     #[error("{host} presented a host certificate; remora does not verify host certificates yet")]
     HostCertificate { host: String },
     /// `accept-new` could not record the key.
-    #[error("cannot record the host key of {host} in {path}: {source}; check that the file is writable")]
+    #[error("cannot record the host key of {host} in {path}: {cause}; check that the file is writable")]
     KnownHostsWrite {
         host: String,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// No identity was accepted.
     #[error(
@@ -150,12 +144,8 @@ pub enum SshError {
     #[error("{host}'s sshd refused to run a command (exec request); check ForceCommand and the account's shell")]
     ExecRefused { host: String },
     /// Reaching or logging into a jump host failed.
-    #[error("jump host {hop}: {source}")]
-    JumpHost {
-        hop: String,
-        #[source]
-        source: Box<SshError>,
-    },
+    #[error("jump host {hop}: {cause}")]
+    JumpHost { hop: String, cause: Box<SshError> },
     /// A jump host would not open a TCP channel to the next host.
     #[error(
         "jump host {hop} could not connect to {host} port {port} ({reason}); check that the host is reachable \
@@ -174,22 +164,14 @@ pub enum SshError {
     )]
     JumpLoop { max: usize },
     /// ProxyCommand could not be started.
-    #[error("cannot run ProxyCommand `{command}`: {source}; check the command and $SHELL")]
-    ProxyCommandStart {
-        command: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot run ProxyCommand `{command}`: {cause}; check the command and $SHELL")]
+    ProxyCommandStart { command: String, cause: io::Error },
     /// ProxyCommand ended before the SSH handshake finished.
     #[error("ProxyCommand `{command}` ended ({status}) before the SSH handshake finished; run it by hand to see why")]
     ProxyCommandExited { command: String, status: String },
     /// The SSH connection failed after the TCP connection was made.
-    #[error("SSH connection to {host} failed: {source} (run with -vv for details)")]
-    Protocol {
-        host: String,
-        #[source]
-        source: russh::Error,
-    },
+    #[error("SSH connection to {host} failed: {cause} (run with -vv for details)")]
+    Protocol { host: String, cause: russh::Error },
 }
 
 impl SshError {
@@ -202,7 +184,7 @@ impl SshError {
     /// refusal that would only repeat (host key, authentication, configuration).
     pub fn is_transient(&self) -> bool {
         match self {
-            SshError::JumpHost { source, .. } => source.is_transient(),
+            SshError::JumpHost { cause, .. } => cause.is_transient(),
             other => matches!(
                 other,
                 SshError::Connect { .. }

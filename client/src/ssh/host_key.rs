@@ -110,7 +110,7 @@ fn unknown(
             known_hosts::learn(file, &host, port, key).map_err(|source| SshError::KnownHostsWrite {
                 host: shown.clone(),
                 path: file.clone(),
-                source,
+                cause: source,
             })?;
             // ssh's own wording; the user should see which key was trusted on first use.
             eprintln!("Warning: Permanently added '{shown}' ({algorithm}) to the list of known hosts.");

@@ -32,7 +32,7 @@ pub async fn authenticate<H: Handler>(
     let _turn = TERMINAL.lock().await;
     let broken = |err: russh::Error| SshError::Protocol {
         host: settings.hostname.clone(),
-        source: err,
+        cause: err,
     };
     let user = settings.user.clone();
     if !settings.kbd_interactive_authentication {
@@ -78,7 +78,7 @@ async fn password<H: Handler>(
     }
     let broken = |err: russh::Error| SshError::Protocol {
         host: settings.hostname.clone(),
-        source: err,
+        cause: err,
     };
     let user = settings.user.clone();
     for _ in 0..PASSWORD_ATTEMPTS {
@@ -114,7 +114,7 @@ async fn blocking<T: Send + 'static>(prompt: impl FnOnce() -> T + Send + 'static
         .await
         .map_err(|err| SshError::Protocol {
             host: "the terminal".into(),
-            source: russh::Error::IO(std::io::Error::other(err)),
+            cause: russh::Error::IO(std::io::Error::other(err)),
         })
 }
 

@@ -53,7 +53,7 @@ impl Carrier {
             },
             Carrier::Jump { hop, link } if link.is_closed() => SshError::JumpHost {
                 hop: hop.clone(),
-                source: Box::new(err),
+                cause: Box::new(err),
             },
             Carrier::Direct | Carrier::Jump { .. } => err,
         }
@@ -83,7 +83,7 @@ async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
     let stream = TcpStream::connect(address).await.map_err(|source| SshError::Connect {
         host: settings.hostname.clone(),
         port: settings.port,
-        source,
+        cause: source,
     })?;
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!("cannot set TCP_NODELAY: {err}");
@@ -108,7 +108,7 @@ async fn through_jump_hosts(
     let hop = last.to_string();
     let within_hop = |source| SshError::JumpHost {
         hop: hop.clone(),
-        source: Box::new(source),
+        cause: Box::new(source),
     };
     let mut hop_settings = resolve(last, &settings.jump_options).map_err(within_hop)?;
     if !before.is_empty() {
@@ -152,7 +152,7 @@ fn spawn_proxy_command(command: &str) -> Result<(Box<dyn Transport>, Carrier), S
         .spawn();
     let mut child = spawned.map_err(|source| SshError::ProxyCommandStart {
         command: command.to_string(),
-        source,
+        cause: source,
     })?;
     let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
         unreachable!("both pipes were requested");

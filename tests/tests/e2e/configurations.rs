@@ -125,3 +125,48 @@ fn config_check_validates_and_a_bad_file_keeps_the_last_good_one() {
         "the daemon reports it"
     );
 }
+
+#[test]
+fn invoke_creates_its_session_with_the_configuration_and_buffering_given() {
+    let sshd = Sshd::start().unwrap();
+    write_agent_config(&sshd, CONFIG);
+    let host = sshd.alias();
+    let create = [
+        "invoke",
+        host,
+        "--name",
+        "x",
+        "--config",
+        "build",
+        "--buffering",
+        "drop",
+    ];
+    remora(&sshd, &[&create[..], &["--", "true"]].concat()).ok();
+    let listed = session(&sshd, "x");
+    assert_eq!(
+        (listed["configuration"].as_str(), listed["buffering"].as_str()),
+        (Some("build"), Some("drop"))
+    );
+    assert_eq!(
+        remora(&sshd, &[&create[..], &["--", "echo same"]].concat()).ok(),
+        "same\n"
+    );
+
+    let other = remora(
+        &sshd,
+        &["invoke", host, "--name", "x", "--config", "tiny", "--", "echo ran"],
+    );
+    assert_eq!(other.status, 1, "{other:?}");
+    assert!(
+        other
+            .stderr
+            .contains("session x already exists with configuration build and buffering drop"),
+        "{other:?}"
+    );
+    assert_eq!(other.stdout, "", "nothing ran: {other:?}");
+    let other = remora(
+        &sshd,
+        &["invoke", host, "--name", "x", "--buffering", "spill", "--", "true"],
+    );
+    assert_eq!(other.status, 1, "{other:?}");
+}

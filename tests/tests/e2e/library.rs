@@ -45,6 +45,8 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         follow,
         window: remora_wire::DEFAULT_WINDOW,
         idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
     }
 }
 

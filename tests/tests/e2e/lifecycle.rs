@@ -168,9 +168,13 @@ fn an_idle_timeout_expires_at_its_deadline_not_at_the_next_check() {
 #[test]
 fn idle_timeouts_are_validated() {
     let sshd = Sshd::start().unwrap();
+    // A value that is no duration is a usage error, refused before connecting.
     let nonsense = remora(&sshd, &["new", sshd.alias(), "--name", "x", "--idle-timeout", "soon"]);
-    assert_eq!(nonsense.status, 1);
+    assert_eq!(nonsense.status, 2);
     assert!(nonsense.stderr.contains("90s, 15m, 2h or 1d"), "{nonsense:?}");
+    let zero = remora(&sshd, &["new", sshd.alias(), "--name", "x", "--idle-timeout", "0s"]);
+    assert_eq!(zero.status, 2);
+    assert!(zero.stderr.contains("too short; give at least 1s"), "{zero:?}");
     let too_long = remora(&sshd, &["new", sshd.alias(), "--name", "x", "--idle-timeout", "13h"]);
     assert_eq!(too_long.status, 1);
     assert!(too_long.stderr.contains("maximum"), "{too_long:?}");

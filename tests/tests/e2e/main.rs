@@ -16,6 +16,7 @@ mod library;
 mod lifecycle;
 mod many_hosts;
 mod reconnect;
+mod registry;
 mod robustness;
 mod runspace;
 mod sessions;

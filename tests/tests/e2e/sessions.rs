@@ -119,3 +119,34 @@ fn rm_by_id_stops_the_running_command() {
     .unwrap();
     assert!(ls_json(&sshd).is_empty());
 }
+
+#[test]
+fn ls_on_hosts_that_all_failed_prints_no_listing() {
+    let sshd = Sshd::start().unwrap();
+    for args in [
+        &["ls", "nosuchhost.invalid"][..],
+        &["ls", "nosuchhost.invalid", "--json"],
+    ] {
+        let failed = remora(&sshd, args);
+        assert_eq!(failed.status, 255, "{failed:?}");
+        assert_eq!(failed.stdout, "", "a failed listing is not an empty one: {failed:?}");
+        assert!(!failed.stderr.contains("no sessions"), "{failed:?}");
+        // The cause is named once, between what failed and what to do next.
+        let (_, after) = failed
+            .stderr
+            .split_once("cannot connect to nosuchhost.invalid port 22: ")
+            .unwrap_or_else(|| panic!("{failed:?}"));
+        let (cause, _) = after.split_once("; check the host name").unwrap();
+        assert_eq!(failed.stderr.matches(cause).count(), 1, "{failed:?}");
+    }
+
+    remora(&sshd, &["new", sshd.alias(), "--name", "kept"]).ok();
+    let some = remora(
+        &sshd,
+        &["ls", &format!("{},nosuchhost.invalid", sshd.alias()), "--json"],
+    );
+    assert_eq!(some.status, 255, "{some:?}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&some.stdout).unwrap();
+    assert_eq!(listed.len(), 1, "{some:?}");
+    assert_eq!(listed[0]["name"], "kept");
+}

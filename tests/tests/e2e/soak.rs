@@ -133,6 +133,8 @@ async fn queue_everything(sshd: &Sshd, size: &Size) {
                 follow: false,
                 window: remora_wire::DEFAULT_WINDOW,
                 idle_timeout_secs: None,
+                configuration: None,
+                buffering: None,
             };
             client.invoke(invoke, &mut Lines::default()).await.unwrap();
         }

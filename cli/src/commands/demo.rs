@@ -18,7 +18,9 @@ use nix::{sys::signal::Signal, unistd::Pid};
 use remora_wire::{Invoke, NewSession, Receive, RemoveSessions, SessionRef, DEFAULT_WINDOW};
 use russh::keys::{ssh_key::LineEnding, Algorithm, PrivateKey};
 
-use crate::{cli::DemoArgs, output, output::StdSink, ssh::SshOptions, Client};
+use remora_client::{ssh::SshOptions, Client};
+
+use crate::{args::DemoArgs, output, output::StdSink};
 
 const HOST: &str = "demo-host";
 const SESSION: &str = "build";
@@ -133,6 +135,8 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         follow,
         window: DEFAULT_WINDOW,
         idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
     }
 }
 
@@ -179,7 +183,7 @@ fn write_ssh_config(dir: &Path, server: &DemoServer, identity: &Path) -> anyhow:
         host_key.public_key().to_openssh()?
     );
     fs::write(&known_hosts, line)?;
-    let user = crate::ssh::local_user();
+    let user = remora_client::ssh::local_user();
     let config = format!(
         "Host {HOST}\n  HostName 127.0.0.1\n  Port {}\n  User {user}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n",
         server.addr.port(),

@@ -1,15 +1,19 @@
-//! The `remora` command line: argument definitions and dispatch to one module per verb.
+//! The `remora` command: argument definitions, one module per verb, and the printing only the
+//! command does. Everything it does to hosts goes through the `remora-client` library.
 //!
 //! Exit codes: a remote command's status for `invoke`/`receive`; 255 when the host cannot be
 //! reached or authentication fails (like ssh); 1 for every other error, 2 for usage errors.
 
 mod args;
+mod commands;
+mod fanout;
+mod output;
+pub mod values;
 
 use std::process::ExitCode;
 
 pub use args::*;
-
-use crate::{commands, ClientError};
+use remora_client::ClientError;
 
 /// Exit status for connection and authentication failures, as ssh uses.
 pub const EXIT_CONNECTION: u8 = 255;

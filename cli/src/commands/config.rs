@@ -1,10 +1,9 @@
 //! `remora config HOST [--json]`: the SSH settings remora would use for a host, like `ssh -G`,
 //! after ssh_config and the command line's `-F -i -p -l -o -J`. Connects nowhere.
 
-use crate::{
-    cli::{Cli, ConfigArgs},
-    ssh::{self, Target},
-};
+use remora_client::ssh::{self, Target};
+
+use crate::args::{Cli, ConfigArgs};
 
 pub fn run(cli: &Cli, args: &ConfigArgs) -> anyhow::Result<u8> {
     let target: Target = args.host.parse()?;

@@ -1,19 +1,18 @@
 //! `remora invoke HOST[,HOST…] [--name N] [--disconnected | --job] -- CMD…`: run a command
 //! (Invoke-Command, -InDisconnectedSession, -AsJob). With several hosts the command runs on all
-//! at once and output lines are prefixed with the host.
+//! at once and output lines are prefixed with the host. `--config` and `--buffering` apply when
+//! invoke creates the session; the agent refuses them for an existing session set otherwise.
 
 use remora_wire::{Invoke, SessionRef, DEFAULT_WINDOW};
 
-use super::{
-    combined_status, exit_status,
-    fanout::{on_each, report_failures, split_hosts, successes},
-    new::parse_idle_timeout,
-    with_client,
-};
+use remora_client::{registry, InvokeOutcome};
+
+use super::{combined_status, exit_status, with_client};
 use crate::{
-    cli::{Cli, InvokeArgs},
+    args::{Cli, InvokeArgs},
+    fanout::fan_out,
     output::{self, StdSink},
-    registry, InvokeOutcome,
+    values::IdleTimeout,
 };
 
 pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
@@ -23,11 +22,12 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         create: true,
         follow: !(args.disconnected || args.job),
         window: DEFAULT_WINDOW,
-        idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
+        idle_timeout_secs: args.idle_timeout.map(IdleTimeout::secs),
+        configuration: args.configuration.clone(),
+        buffering: args.buffering.map(Into::into),
     };
-    let hosts = split_hosts(&args.host)?;
-    let prefixed = hosts.len() > 1;
-    let results = on_each(&hosts, |host| {
+    let prefixed = args.host.is_many();
+    let gathered = fan_out(&args.host, |host| {
         let request = request.clone();
         async move {
             let mut sink = StdSink::for_host(&host, prefixed);
@@ -36,19 +36,20 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         }
     })
     .await;
-    let failures = report_failures(&results);
     let mut statuses = Vec::new();
     let mut started = Vec::new();
-    for (host, (outcome, last_exit)) in successes(results) {
+    for (host, (outcome, last_exit)) in gathered.answers {
         registry::remember(&host, std::slice::from_ref(&outcome.invoked.session));
         match &outcome.end {
             Some(end) => statuses.push(exit_status(last_exit.or(end.last_exit_code))),
             None => started.push((host, outcome)),
         }
     }
-    report_started(&started, args, prefixed)?;
+    if !started.is_empty() {
+        report_started(&started, args, prefixed)?;
+    }
     statuses.extend(started.iter().map(|_| 0));
-    Ok(combined_status(failures, &statuses))
+    Ok(combined_status(gathered.status, &statuses))
 }
 
 /// Tells the user where disconnected commands run and how to collect them. stdout gets the

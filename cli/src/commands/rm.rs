@@ -6,25 +6,24 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::bail;
 use remora_wire::{RemoveSessions, SessionInfo};
 
-use super::{
-    fanout::{on_each, report_failures, split_hosts, successes},
-    with_client,
-};
+use super::with_client;
 use crate::{
-    cli::{Cli, RmArgs},
+    args::{Cli, RmArgs},
+    fanout::fan_out,
     output,
+    values::HostList,
 };
 
 pub async fn run(cli: &Cli, args: &RmArgs) -> anyhow::Result<u8> {
-    let hosts = split_hosts(&args.host)?;
+    let hosts = &args.host;
     let dry_run = RemoveSessions {
         names: args.name.clone(),
         ids: args.id.clone(),
         dry_run: true,
     };
     if !args.dry_run && !args.yes {
-        let (matched, status) = remove_on(cli, &hosts, &dry_run).await;
-        confirm_running(&matched)?;
+        let (matched, status) = remove_on(cli, hosts, &dry_run).await;
+        confirm_running(&matched.unwrap_or_default())?;
         if status != 0 {
             return Ok(status);
         }
@@ -33,19 +32,26 @@ pub async fn run(cli: &Cli, args: &RmArgs) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         ..dry_run
     };
-    let (removed, status) = remove_on(cli, &hosts, &request).await;
-    print_removed(&removed, args)?;
+    let (removed, status) = remove_on(cli, hosts, &request).await;
+    if let Some(removed) = removed {
+        print_removed(&removed, args)?;
+    }
     Ok(status)
 }
 
-async fn remove_on(cli: &Cli, hosts: &[String], request: &RemoveSessions) -> (Vec<SessionInfo>, u8) {
-    let results = on_each(hosts, |host| {
+/// The sessions removed (or matched, on a dry run) on every host that answered, `None` when no
+/// host did; and the exit status of the failures.
+async fn remove_on(cli: &Cli, hosts: &HostList, request: &RemoveSessions) -> (Option<Vec<SessionInfo>>, u8) {
+    let gathered = fan_out(hosts, |host| {
         let request = request.clone();
         async move { with_client(cli, &host, async move |client| client.remove(request).await).await }
     })
     .await;
-    let status = report_failures(&results);
-    let sessions = successes(results)
+    if gathered.all_failed() {
+        return (None, gathered.status);
+    }
+    let sessions = gathered
+        .answers
         .into_iter()
         .flat_map(|(host, sessions)| {
             sessions.into_iter().map(move |s| SessionInfo {
@@ -54,7 +60,7 @@ async fn remove_on(cli: &Cli, hosts: &[String], request: &RemoveSessions) -> (Ve
             })
         })
         .collect();
-    (sessions, status)
+    (Some(sessions), gathered.status)
 }
 
 /// Asks on the terminal before removing sessions with running or queued commands; without a

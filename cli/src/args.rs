@@ -1,11 +1,12 @@
 //! Every flag and verb of `remora`, PowerShell verbs with Linux spelling.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use remora_client::ssh::SshOptions;
 use uuid::Uuid;
 
-use crate::ssh::SshOptions;
+use crate::values::{self, BufferingArg, HostList, IdleTimeout};
 
 /// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
 #[derive(Debug, Parser)]
@@ -31,8 +32,8 @@ pub struct Cli {
     pub options: Vec<String>,
     /// When the link breaks during invoke, receive or connect, keep reconnecting this long
     /// (every second) and resume; `0` disables.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "4m")]
-    pub reconnect_for: String,
+    #[arg(long, global = true, value_name = "DURATION", default_value = "4m", value_parser = values::duration)]
+    pub reconnect_for: Duration,
     /// More diagnostics on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -114,14 +115,6 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// How a session holds output nobody has received yet.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum BufferingArg {
-    Block,
-    Drop,
-    Spill,
-}
-
 /// Which session: by name or by instance id.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -154,8 +147,9 @@ impl SessionSelect {
 
 #[derive(Debug, Args)]
 pub struct NewArgs {
-    /// `[user@]host[:port]` or an ssh_config alias.
-    pub host: String,
+    /// `[user@]host[:port]` or an ssh_config alias; comma-separated for several hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     /// Session name: letters, digits, '.', '_' and '-'.
     #[arg(long)]
     pub name: String,
@@ -163,8 +157,8 @@ pub struct NewArgs {
     #[arg(long = "config", value_name = "NAME")]
     pub configuration: Option<String>,
     /// Remove the session this long after its last client detaches (e.g. 90s, 15m, 2h, 1d).
-    #[arg(long, value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
+    pub idle_timeout: Option<IdleTimeout>,
     /// What to do when unreceived output reaches the memory limit.
     #[arg(long, value_enum)]
     pub buffering: Option<BufferingArg>,
@@ -175,8 +169,9 @@ pub struct NewArgs {
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Hosts to ask.
-    pub hosts: Vec<String>,
+    /// Hosts to ask (each may be comma-separated); none: the hosts of sessions created here.
+    #[arg(value_parser = HostList::parse)]
+    pub hosts: Vec<HostList>,
     /// Only sessions whose name matches this glob.
     #[arg(long, value_name = "GLOB")]
     pub name: Option<String>,
@@ -187,7 +182,9 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts to run on all at once.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     /// Run in this session, creating it if missing; without it a temporary session is used.
     #[arg(long)]
     pub name: Option<String>,
@@ -195,8 +192,16 @@ pub struct InvokeArgs {
     #[arg(long)]
     pub disconnected: bool,
     /// Set the session's idle timeout (e.g. 90s, 15m, 2h, 1d).
-    #[arg(long, value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
+    pub idle_timeout: Option<IdleTimeout>,
+    /// Configuration on the host to take defaults from, when invoke creates the session; an
+    /// existing session with another configuration is refused.
+    #[arg(long = "config", value_name = "NAME")]
+    pub configuration: Option<String>,
+    /// Buffering mode, when invoke creates the session; an existing session with another mode is
+    /// refused.
+    #[arg(long, value_enum)]
+    pub buffering: Option<BufferingArg>,
     /// Start as a job and return at once with its id (like -AsJob); collect with `receive --job ID`.
     #[arg(long, conflicts_with = "disconnected")]
     pub job: bool,
@@ -210,7 +215,9 @@ pub struct InvokeArgs {
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
     /// Only this job (command id, from `invoke --job` or `jobs`), followed to its end.
@@ -223,25 +230,29 @@ pub struct ReceiveArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
     /// Take the session over from the client attached to it (that client is told).
     #[arg(long)]
     pub force: bool,
     /// Change the session's idle timeout (e.g. 90s, 15m, 2h, 1d).
-    #[arg(long, value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
+    pub idle_timeout: Option<IdleTimeout>,
 }
 
 #[derive(Debug, Args)]
 pub struct DisconnectArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
     /// New idle timeout, counted from now (e.g. 90s, 15m, 2h, 1d).
-    #[arg(long, value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
+    pub idle_timeout: Option<IdleTimeout>,
     /// New buffering mode.
     #[arg(long, value_enum)]
     pub buffering: Option<BufferingArg>,
@@ -252,7 +263,9 @@ pub struct DisconnectArgs {
 
 #[derive(Debug, Args)]
 pub struct JobsArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
     /// Print a JSON array.
@@ -262,7 +275,9 @@ pub struct JobsArgs {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
     /// The job to stop (default: the running one).
@@ -273,7 +288,9 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("which").required(true).multiple(true))]
 pub struct RmArgs {
-    pub host: String,
+    /// The host, or comma-separated hosts.
+    #[arg(value_parser = HostList::parse)]
+    pub host: HostList,
     /// Session name or glob (`build-*`); may be repeated.
     #[arg(long, group = "which", value_name = "GLOB")]
     pub name: Vec<String>,

@@ -1,12 +1,11 @@
 //! `remora install HOST [--agent PATH] [--json]`: copy remora-agent to `~/.local/bin` on a host
-//! (see [`crate::install`]) and print the optional sshd_config line.
+//! (see [`remora_client::install`]) and print the optional sshd_config line.
 
 use anyhow::Context;
 
-use crate::{
-    cli::{Cli, InstallArgs},
-    install::{default_agent_binary, install_agent},
-};
+use remora_client::install::{default_agent_binary, install_agent};
+
+use crate::args::{Cli, InstallArgs};
 
 pub async fn run(cli: &Cli, args: &InstallArgs) -> anyhow::Result<u8> {
     let agent = match &args.agent {

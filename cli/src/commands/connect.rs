@@ -3,13 +3,16 @@
 
 use remora_wire::Receive;
 
-use super::{new::parse_idle_timeout, receive::receive_on_hosts};
-use crate::cli::{Cli, ConnectArgs};
+use super::receive::receive_on_hosts;
+use crate::{
+    args::{Cli, ConnectArgs},
+    values::IdleTimeout,
+};
 
 pub async fn run(cli: &Cli, args: &ConnectArgs) -> anyhow::Result<u8> {
     let request = Receive {
         force: args.force,
-        idle_timeout_secs: args.idle_timeout.as_deref().map(parse_idle_timeout).transpose()?,
+        idle_timeout_secs: args.idle_timeout.map(IdleTimeout::secs),
         ..Receive::follow_all(args.session.reference())
     };
     let name = args.session.label();

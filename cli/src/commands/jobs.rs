@@ -1,24 +1,23 @@
 //! `remora jobs HOST[,HOST…] --name N [--json]`: a session's commands (Get-Job).
 
-use super::{
-    fanout::{on_each, report_failures, split_hosts, successes},
-    with_client,
-};
+use super::with_client;
 use crate::{
-    cli::{Cli, JobsArgs},
+    args::{Cli, JobsArgs},
+    fanout::fan_out,
     output,
 };
 
 pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
     let session = args.session.reference();
-    let hosts = split_hosts(&args.host)?;
-    let results = on_each(&hosts, |host| {
+    let gathered = fan_out(&args.host, |host| {
         let session = session.clone();
         async move { with_client(cli, &host, async move |client| client.commands(session).await).await }
     })
     .await;
-    let status = report_failures(&results);
-    let lists = successes(results);
+    if gathered.all_failed() {
+        return Ok(gathered.status);
+    }
+    let (lists, status) = (gathered.answers, gathered.status);
     if args.json {
         let mut objects = Vec::new();
         for (host, list) in &lists {
@@ -33,7 +32,7 @@ pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
         return Ok(status);
     }
     for (host, list) in &lists {
-        if hosts.len() > 1 {
+        if args.host.is_many() {
             println!("{host}:");
         }
         match list.commands.is_empty() {

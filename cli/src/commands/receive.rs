@@ -3,14 +3,12 @@
 
 use remora_wire::Receive;
 
-use super::{
-    combined_status, exit_status,
-    fanout::{on_each, report_failures, split_hosts, successes},
-    with_client,
-};
+use super::{combined_status, exit_status, with_client};
 use crate::{
-    cli::{Cli, ReceiveArgs},
+    args::{Cli, ReceiveArgs},
+    fanout::fan_out,
     output::StdSink,
+    values::HostList,
 };
 
 pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
@@ -23,10 +21,9 @@ pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
 }
 
 /// Receives on every host at once, prefixing lines when there are several; used by `connect` too.
-pub async fn receive_on_hosts(cli: &Cli, host_spec: &str, request: Receive) -> anyhow::Result<u8> {
-    let hosts = split_hosts(host_spec)?;
-    let prefixed = hosts.len() > 1;
-    let results = on_each(&hosts, |host| {
+pub async fn receive_on_hosts(cli: &Cli, hosts: &HostList, request: Receive) -> anyhow::Result<u8> {
+    let prefixed = hosts.is_many();
+    let gathered = fan_out(hosts, |host| {
         let request = request.clone();
         async move {
             let mut sink = StdSink::for_host(&host, prefixed);
@@ -44,7 +41,6 @@ pub async fn receive_on_hosts(cli: &Cli, host_spec: &str, request: Receive) -> a
         }
     })
     .await;
-    let failures = report_failures(&results);
-    let statuses: Vec<u8> = successes(results).into_iter().map(|(_, status)| status).collect();
-    Ok(combined_status(failures, &statuses))
+    let statuses: Vec<u8> = gathered.answers.into_iter().map(|(_, status)| status).collect();
+    Ok(combined_status(gathered.status, &statuses))
 }

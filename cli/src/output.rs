@@ -8,7 +8,7 @@ use std::{
 
 use remora_wire::{CommandEnded, CommandInfo, Output, OutputDropped, SessionInfo, Stream, UnixMillis};
 
-use crate::OutputSink;
+use remora_client::OutputSink;
 
 /// Writes command output to our stdout/stderr, keeping the streams apart. With a prefix (many
 /// hosts at once) every line starts with `host: `; bytes are written as they come, never held
@@ -96,10 +96,15 @@ pub fn duration(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-/// Parses `90s`, `15m`, `2h`, `1d` (and combinations like `1h30m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("invalid duration {text:?} ({err}); use a number with a unit, like 90s, 15m, 2h or 1d"))
+/// The session table, or a JSON array with `--json`.
+pub fn print_sessions(sessions: &[SessionInfo], json: bool) -> serde_json::Result<()> {
+    if json {
+        let objects: Vec<_> = sessions.iter().map(session_json).collect();
+        println!("{}", serde_json::to_string_pretty(&objects)?);
+    } else if !sessions.is_empty() {
+        print!("{}", session_table(sessions));
+    }
+    Ok(())
 }
 
 /// The `ls` table, like Get-PSSession (Id is the instance id) plus command counts and expiry.
@@ -199,7 +204,7 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "configuration": s.configuration,
         "idle_timeout_secs": s.idle_timeout_secs,
         "expires_at": s.expires_at.map(timestamp),
-        "buffering": format!("{:?}", s.buffering).to_lowercase(),
+        "buffering": s.buffering.as_str(),
         "commands_running": s.commands_running,
         "commands_queued": s.commands_queued,
         "commands_completed": s.commands_completed,
@@ -213,18 +218,4 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "dropped_bytes": s.dropped_bytes,
         "blocked_reason": s.blocked_reason,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_the_documented_units() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
-        assert!(parse_duration("soon").unwrap_err().contains("90s"));
-    }
 }

@@ -4,7 +4,6 @@ mod config;
 mod connect;
 mod demo;
 mod disconnect;
-mod fanout;
 mod install;
 mod invoke;
 mod jobs;
@@ -14,10 +13,14 @@ mod receive;
 mod rm;
 mod stop;
 
-use crate::{
-    cli::{Cli, Verb},
+use remora_client::{
     resume::{ReconnectEvent, ReconnectPolicy},
     Client,
+};
+
+use crate::{
+    args::{Cli, Verb},
+    output,
 };
 
 /// Runs the verb; returns the process exit status.
@@ -35,26 +38,26 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
         Verb::Install(args) => install::run(cli, args).await,
-        Verb::Completions(args) => crate::cli::completions(args.shell),
-        Verb::Man => crate::cli::man_page(),
+        Verb::Completions(args) => crate::completions(args.shell),
+        Verb::Man => crate::man_page(),
     }
 }
 
 /// Connects to one host with the command line's SSH settings and reconnect policy.
 async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
     let mut client = Client::connect(host, &cli.ssh_options()).await?;
-    client.set_reconnect(reconnect_policy(cli, host)?);
+    client.set_reconnect(reconnect_policy(cli, host));
     Ok(client)
 }
 
 /// `--reconnect-for`, reporting each step on stderr.
-fn reconnect_policy(cli: &Cli, host: &str) -> anyhow::Result<ReconnectPolicy> {
-    let window = crate::output::parse_duration(&cli.reconnect_for).map_err(anyhow::Error::msg)?;
+fn reconnect_policy(cli: &Cli, host: &str) -> ReconnectPolicy {
+    let window = cli.reconnect_for;
     let host = host.to_string();
     let report = move |event: &ReconnectEvent| match event {
         ReconnectEvent::LinkLost { error } => eprintln!(
             "remora: {host}: link lost ({error}); reconnecting for up to {}",
-            crate::output::duration(window.as_secs())
+            output::duration(window.as_secs())
         ),
         ReconnectEvent::Retrying { elapsed, .. } => {
             eprintln!("remora: {host}: link lost, retrying ({}s)...", elapsed.as_secs())
@@ -67,18 +70,18 @@ fn reconnect_policy(cli: &Cli, host: &str) -> anyhow::Result<ReconnectPolicy> {
             eprintln!("remora: {host}: gave up reconnecting after {}s", after.as_secs())
         }
     };
-    Ok(ReconnectPolicy {
+    ReconnectPolicy {
         window,
         on_event: Some(std::sync::Arc::new(report)),
         ..ReconnectPolicy::default()
-    })
+    }
 }
 
 /// Connects to `host`, runs `work`, and closes the connection cleanly.
 async fn with_client<T>(
     cli: &Cli,
     host: &str,
-    work: impl AsyncFnOnce(&mut Client) -> crate::Result<T>,
+    work: impl AsyncFnOnce(&mut Client) -> remora_client::Result<T>,
 ) -> anyhow::Result<T> {
     let mut client = connect(cli, host).await?;
     let value = work(&mut client).await?;

@@ -3,5 +3,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    remora_client::cli::run(remora_client::cli::Cli::parse())
+    remora_cli::run(remora_cli::Cli::parse())
 }

@@ -1,38 +1,42 @@
 //! `remora ls [HOST[,HOST…]…] [--name GLOB] [--json]`: list sessions (Get-PSSession). Without a
 //! host, the sessions this machine's client created, wherever they are.
+//!
+//! A host that could not be asked is an error on stderr, never an empty listing: when no host
+//! answered, stdout stays empty (no table, no `[]`) and no "no sessions" line is printed.
 
 use std::collections::BTreeSet;
 
+use remora_client::registry::LocalRegistry;
 use remora_wire::SessionInfo;
 use uuid::Uuid;
 
-use super::{
-    fanout::{on_each, report_failures, split_hosts, successes},
-    new::print_sessions,
-    with_client,
-};
+use super::with_client;
 use crate::{
-    cli::{Cli, LsArgs},
-    registry::LocalRegistry,
+    args::{Cli, LsArgs},
+    fanout::fan_out,
+    output,
+    values::HostList,
 };
 
 pub async fn run(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
-    let (hosts, only) = targets(args)?;
-    if hosts.is_empty() {
+    let (hosts, only) = targets(args);
+    if hosts.0.is_empty() {
         eprintln!("no sessions created from this machine yet; to ask a host: remora ls HOST");
         return Ok(0);
     }
-    let results = on_each(&hosts, |host| {
+    let gathered = fan_out(&hosts, |host| {
         let glob = args.name.clone();
         async move { with_client(cli, &host, async move |client| client.list(glob).await).await }
     })
     .await;
-    let status = report_failures(&results);
-    let answered: Vec<(String, Vec<SessionInfo>)> = successes(results);
-    if let Some(only) = &only {
-        forget_vanished(&answered, only);
+    if gathered.all_failed() {
+        return Ok(gathered.status);
     }
-    let sessions: Vec<SessionInfo> = answered
+    if let Some(only) = &only {
+        forget_vanished(&gathered.answers, only);
+    }
+    let sessions: Vec<SessionInfo> = gathered
+        .answers
         .into_iter()
         .flat_map(|(host, sessions)| {
             sessions.into_iter().map(move |s| SessionInfo {
@@ -45,32 +49,21 @@ pub async fn run(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     if sessions.is_empty() && !args.json {
         eprintln!("no sessions");
     }
-    print_sessions(&sessions, args.json)?;
-    Ok(status)
+    output::print_sessions(&sessions, args.json)?;
+    Ok(gathered.status)
 }
 
 /// The hosts to ask, and (without hosts on the command line) the sessions to show.
-fn targets(args: &LsArgs) -> anyhow::Result<(Vec<String>, Option<BTreeSet<Uuid>>)> {
+fn targets(args: &LsArgs) -> (HostList, Option<BTreeSet<Uuid>>) {
     if !args.hosts.is_empty() {
-        let mut hosts = Vec::new();
-        for spec in &args.hosts {
-            hosts.extend(
-                split_hosts(spec)?
-                    .into_iter()
-                    .filter(|h| !hosts.contains(h))
-                    .collect::<Vec<_>>(),
-            );
-        }
-        return Ok((hosts, None));
+        return (HostList::merge(&args.hosts), None);
     }
     let known = LocalRegistry::open().map(|r| r.entries()).unwrap_or_default();
-    let hosts = known
-        .iter()
-        .map(|k| k.host.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    Ok((hosts, Some(known.iter().map(|k| k.instance_id).collect())))
+    let hosts: BTreeSet<String> = known.iter().map(|k| k.host.clone()).collect();
+    (
+        HostList(hosts.into_iter().collect()),
+        Some(known.iter().map(|k| k.instance_id).collect()),
+    )
 }
 
 /// Drops registry entries for sessions that hosts which answered no longer have.
