@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{launcher, lifecycle, paths::StatePaths, serve, subsystem};
+use crate::{handover, launcher, lifecycle, paths::StatePaths, serve, subsystem};
 
 /// `remora-agent subsystem`: log to stderr (sshd forwards it), hand the channel to the daemon.
 pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
@@ -14,12 +14,61 @@ pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `remora-agent daemon`: log to the state dir's log file and serve until stopped.
-pub fn daemon(paths: StatePaths) -> anyhow::Result<()> {
+/// `remora-agent daemon [--resume SNAPSHOT]`: log to the state dir's log file and serve until
+/// stopped; with `--resume`, carry on from the program that handed this process over.
+pub fn daemon(paths: StatePaths, resume: Option<PathBuf>) -> anyhow::Result<()> {
+    // Before any thread or runtime opens a descriptor: keep exactly what was handed over.
+    let handed = resume.map(|file| handover::DaemonSnapshot::read_and_remove(&file));
+    match &handed {
+        Some(Ok(snapshot)) => handover::close_stray_fds(&snapshot.kept_fds()),
+        Some(Err(_)) => handover::close_stray_fds(&[]),
+        None => {}
+    }
     paths.prepare()?;
     init_file_log(&paths)?;
+    let handed = match handed.transpose() {
+        Ok(handed) => handed,
+        Err(err) => {
+            tracing::error!("{err}; starting afresh: saved sessions come back Broken");
+            None
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(lifecycle::run(paths))?;
+    runtime.block_on(lifecycle::run(paths, handed))?;
+    Ok(())
+}
+
+/// `remora-agent upgrade`: hand the running daemon over to this binary, keeping its sessions,
+/// running commands and unreceived output.
+pub fn upgrade(paths: StatePaths) -> anyhow::Result<()> {
+    init_stderr_log();
+    let binary = handover::own_binary()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let version = env!("CARGO_PKG_VERSION");
+        let Some(answer) = handover::request(&paths, &binary).await? else {
+            println!(
+                "no remora daemon is running; the next connection starts remora-agent {version} from {}",
+                binary.display()
+            );
+            return Ok(());
+        };
+        let last = answer.lines().last().unwrap_or_default();
+        if let Some(reason) = last.strip_prefix("refused: ") {
+            anyhow::bail!("{reason}");
+        }
+        let welcome = handover::confirm(&paths).await?;
+        println!(
+            "handed over: the daemon (pid {}) now runs remora-agent {}; its sessions, running commands and unreceived output carried on",
+            welcome.daemon_pid, welcome.agent_version
+        );
+        Ok(())
+    })
+}
+
+/// `remora-agent handover-check`: which handover snapshots this binary reads.
+pub fn handover_check() -> anyhow::Result<()> {
+    handover::print_formats();
     Ok(())
 }
 

@@ -55,7 +55,7 @@ where
     let (tx, rx) = mpsc::channel(OUTBOX);
     let closed = daemon.connection_token();
     let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer), rx, closed.clone()));
-    if let Some(hello) = handshake(&daemon, &mut frames, &tx).await {
+    if let Some(hello) = handshake(&daemon, &mut frames, &tx, &closed).await {
         frames.set_max_len(MAX_FRAME_LEN);
         let ctx = Arc::new(Ctx {
             conn: daemon.next_conn_id(),
@@ -91,11 +91,12 @@ async fn handshake<R: AsyncRead + Unpin>(
     daemon: &Daemon,
     frames: &mut FrameReader<R>,
     tx: &mpsc::Sender<AgentFrame>,
+    closed: &CancellationToken,
 ) -> Option<Hello> {
     let first = tokio::select! {
         first = tokio::time::timeout(HELLO_TIMEOUT, frames.read_frame()) => first,
-        // A daemon shutting down does not wait for a client that has not said hello yet.
-        _ = daemon.shutdown.cancelled() => return None,
+        // A daemon stopping or handing over does not wait for a client that has not said hello.
+        _ = closed.cancelled() => return None,
     };
     let refuse = |code, message: String| AgentFrame {
         id: 0,
@@ -177,6 +178,8 @@ fn welcome(daemon: &Daemon, protocol: u32) -> Welcome {
         host: daemon.host.clone(),
         user: daemon.user.clone(),
         max_frame: MAX_FRAME_LEN as u64,
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        daemon_pid: std::process::id(),
     }
 }
 

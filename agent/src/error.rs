@@ -38,6 +38,10 @@ pub enum AgentError {
     Config(#[from] crate::config::ConfigError),
     #[error("the runspace shell {0}")]
     Runspace(String),
+    #[error("cannot hand the daemon over to {binary}: {reason}")]
+    HandoverRefused { binary: PathBuf, reason: String },
+    #[error("the handover failed: {0}; the daemon keeps serving")]
+    Handover(String),
     #[error("protocol error: {0}")]
     Wire(#[from] remora_wire::WireError),
     #[error("{0}")]

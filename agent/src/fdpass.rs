@@ -35,6 +35,9 @@ pub fn foreign_uid(stream: &UnixStream) -> io::Result<Option<(u32, u32)>> {
 pub const MODE_PROTOCOL: u8 = b'P';
 /// Tag: descriptors for the protocol stream accompany this byte.
 pub const MODE_HANDOFF: u8 = b'F';
+/// Tag: hand the daemon over to the binary whose path follows (as a length-prefixed text); the
+/// daemon answers with one line, then (on success) re-executes and the socket closes.
+pub const MODE_UPGRADE: u8 = b'U';
 /// Longest origin description accepted.
 const MAX_ORIGIN: usize = 512;
 
@@ -89,7 +92,21 @@ fn recv_tag_now(fd: RawFd) -> io::Result<Tag> {
     Ok(Tag { mode: byte[0], fds })
 }
 
-/// Reads the origin description that follows a handoff tag.
+/// Sends the upgrade tag and the path of the binary to hand over to.
+pub async fn send_upgrade(stream: &mut UnixStream, binary: &str) -> io::Result<()> {
+    if binary.len() > MAX_ORIGIN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the path {binary} is longer than {MAX_ORIGIN} bytes"),
+        ));
+    }
+    stream.write_all(&[MODE_UPGRADE]).await?;
+    let binary = binary.as_bytes();
+    stream.write_all(&(binary.len() as u16).to_be_bytes()).await?;
+    stream.write_all(binary).await
+}
+
+/// Reads the origin description that follows a handoff tag (or the path after an upgrade tag).
 pub async fn recv_origin(stream: &mut UnixStream) -> io::Result<String> {
     let len = stream.read_u16().await? as usize;
     if len > MAX_ORIGIN {

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod error;
 pub mod fdpass;
 mod handler;
+pub mod handover;
 pub mod launcher;
 pub mod lifecycle;
 pub mod logfile;

@@ -25,7 +25,19 @@ enum Command {
     Daemon {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Carry on from a handover snapshot (the previous binary of this process passes it).
+        #[arg(long, value_name = "SNAPSHOT", hide = true)]
+        resume: Option<PathBuf>,
     },
+    /// Hand the running daemon over to this binary: sessions, running commands and unreceived
+    /// output carry on (run after replacing remora-agent; `remora install` runs it).
+    Upgrade {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Print which handover formats this binary reads (a daemon handing over asks).
+    #[command(hide = true)]
+    HandoverCheck,
     /// Validate agent.toml and print the effective session configurations.
     Config {
         #[command(subcommand)]
@@ -60,7 +72,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Subsystem { state_dir } => paths(state_dir).and_then(cli::subsystem),
-        Command::Daemon { state_dir } => paths(state_dir).and_then(cli::daemon),
+        Command::Daemon { state_dir, resume } => paths(state_dir).and_then(|paths| cli::daemon(paths, resume)),
+        Command::Upgrade { state_dir } => paths(state_dir).and_then(cli::upgrade),
+        Command::HandoverCheck => cli::handover_check(),
         Command::Config {
             action: ConfigAction::Check { state_dir },
         } => paths(state_dir).and_then(cli::config_check),

@@ -30,6 +30,13 @@ use crate::{
     },
 };
 
+/// A request to hand the daemon over to a new binary, with the socket to answer on.
+#[derive(Debug)]
+pub struct UpgradeRequest {
+    pub binary: PathBuf,
+    pub requester: tokio::net::UnixStream,
+}
+
 /// The daemon's shared state.
 #[derive(Debug)]
 pub struct Daemon {
@@ -54,6 +61,10 @@ pub struct Daemon {
     pub runspaces: TaskTracker,
     /// Client connections, ended together for a handover.
     pub connections: TaskTracker,
+    /// Upgrade requests, for the lifecycle loop (which owns the socket and the lock).
+    pub upgrades: tokio::sync::mpsc::Sender<UpgradeRequest>,
+    /// The receiving end, until the lifecycle loop takes it.
+    upgrade_requests: Mutex<Option<tokio::sync::mpsc::Receiver<UpgradeRequest>>>,
     /// Cancelled to make runspaces park their shells for a handover; replaced if it fails.
     handover: Mutex<CancellationToken>,
     /// Cancelled to end every client connection for a handover; replaced if it fails.
@@ -77,7 +88,10 @@ impl Daemon {
     /// A daemon with no sessions.
     pub fn new(agent_id: Uuid, config: ConfigStore, spill_dir: PathBuf) -> Self {
         let shutdown = CancellationToken::new();
+        let (upgrades, upgrade_requests) = tokio::sync::mpsc::channel(4);
         Self {
+            upgrades,
+            upgrade_requests: Mutex::new(Some(upgrade_requests)),
             registry: Registry::default(),
             agent_id,
             host: nix::unistd::gethostname()
@@ -144,12 +158,18 @@ impl Daemon {
 
     /// The token a new connection closes on: the daemon stopping, or a handover.
     pub fn connection_token(&self) -> CancellationToken {
-        self.connections_closed.lock().unwrap_or_else(|p| p.into_inner()).child_token()
+        self.connections_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .child_token()
     }
 
     /// Ends every connection and parks every runspace, for a handover.
     pub fn quiesce(&self) {
-        self.connections_closed.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+        self.connections_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
         self.handover.lock().unwrap_or_else(|p| p.into_inner()).cancel();
         self.connections.close();
         self.runspaces.close();
@@ -174,6 +194,11 @@ impl Daemon {
             tracker.close();
             tracker.wait().await;
         }
+    }
+
+    /// Upgrade requests, once (for the lifecycle loop).
+    pub fn take_upgrade_requests(&self) -> Option<tokio::sync::mpsc::Receiver<UpgradeRequest>> {
+        self.upgrade_requests.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// A fresh connection id.

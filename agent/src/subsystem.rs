@@ -10,12 +10,13 @@ use tokio::io::AsyncReadExt;
 
 use crate::{
     error::{AgentError, Result},
-    fdpass, launcher,
+    fdpass, handover, launcher,
     paths::StatePaths,
 };
 
 /// Runs one subsystem process to its end.
 pub async fn run(paths: StatePaths) -> Result<()> {
+    handover::upgrade_if_replaced(&paths).await;
     let mut stream = match launcher::connect_or_start(&paths).await {
         Ok(stream) => stream,
         Err(err) => {

@@ -43,12 +43,21 @@ where
         match result {
             Ok(value) => gathered.answers.push((host, value)),
             Err(err) => {
-                eprintln!("remora: {host}: {err:#}");
+                eprintln!("remora: {}", host_message(&host, &err));
                 gathered.status = gathered.status.max(failure_status(&err));
             }
         }
     }
     gathered
+}
+
+/// `host: error`, naming the host once: the library's errors often name it already.
+fn host_message(host: &str, err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    match text.strip_prefix(host).and_then(|rest| rest.strip_prefix(": ")) {
+        Some(_) => text,
+        None => format!("{host}: {text}"),
+    }
 }
 
 /// 255 for a host that could not be reached, 1 for any other failure.
@@ -66,6 +75,14 @@ fn failure_status(err: &anyhow::Error) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_is_named_once() {
+        let named = anyhow::anyhow!("web1: session \"x\" is broken");
+        assert_eq!(host_message("web1", &named), "web1: session \"x\" is broken");
+        let bare = anyhow::anyhow!("no such file");
+        assert_eq!(host_message("web1", &bare), "web1: no such file");
+    }
 
     #[tokio::test]
     async fn failures_are_gathered_apart_from_answers() {

@@ -140,9 +140,9 @@ fn session_row(s: &SessionInfo) -> [String; 9] {
         s.instance_id.to_string(),
         s.name.clone(),
         s.host.clone(),
-        format!("{:?}", s.state),
+        s.state.to_string(),
         s.configuration.clone(),
-        format!("{:?}", s.availability),
+        s.availability.to_string(),
         (s.commands_running + s.commands_queued).to_string(),
         s.commands_completed.to_string(),
         s.expires_at.map_or_else(|| "-".into(), timestamp),
@@ -170,7 +170,7 @@ pub fn command_table(commands: &[CommandInfo]) -> String {
         let started = c.started_at.map_or_else(|| "-".into(), timestamp);
         let ended = c.ended_at.map_or_else(|| "-".into(), timestamp);
         let text: String = c.command.replace('\n', "; ").chars().take(60).collect();
-        let state = format!("{:?}", c.state);
+        let state = c.state.to_string();
         out.push_str(&format!(
             "{:<5} {state:<10} {exit:<5} {started:<20} {ended:<20} {text}\n",
             c.id
@@ -184,7 +184,7 @@ pub fn command_json(c: &CommandInfo) -> serde_json::Value {
     serde_json::json!({
         "id": c.id,
         "command": c.command,
-        "state": format!("{:?}", c.state),
+        "state": c.state.to_string(),
         "exit_code": c.exit_code,
         "queued_at": timestamp(c.queued_at),
         "started_at": c.started_at.map(timestamp),
@@ -199,8 +199,8 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "name": s.name,
         "instance_id": s.instance_id,
         "host": s.host,
-        "state": format!("{:?}", s.state),
-        "availability": format!("{:?}", s.availability),
+        "state": s.state.to_string(),
+        "availability": s.availability.to_string(),
         "configuration": s.configuration,
         "idle_timeout_secs": s.idle_timeout_secs,
         "expires_at": s.expires_at.map(timestamp),
@@ -217,5 +217,6 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "spilled_bytes": s.spilled_bytes,
         "dropped_bytes": s.dropped_bytes,
         "blocked_reason": s.blocked_reason,
+        "agent_version": s.agent_version,
     })
 }

@@ -333,6 +333,8 @@ fn placeholder_welcome() -> Welcome {
         host: String::new(),
         user: String::new(),
         max_frame: 0,
+        agent_version: String::new(),
+        daemon_pid: 0,
     }
 }
 

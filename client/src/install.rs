@@ -5,7 +5,8 @@
 //! Invariants: the binary is checked to be an ELF executable for the host's machine before it is
 //! sent; it lands under a temporary name, is compared by SHA-256 with what was sent and run once
 //! (`--version`) before it replaces the installed one in a single rename, so a failed or partial
-//! copy never leaves a broken agent behind.
+//! copy never leaves a broken agent behind. A daemon already running there is then handed over
+//! to the new binary (`remora-agent upgrade`): its sessions and running commands carry on.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,9 @@ pub struct Installed {
     pub bytes: u64,
     /// The line an admin may add to sshd_config to make it a subsystem.
     pub subsystem_line: String,
+    /// What became of the daemon already running there: handed over to the new binary (its
+    /// sessions and running commands carry on), none running, or why it was not.
+    pub daemon: String,
 }
 
 /// Copies `agent` (a local file) to `~/.local/bin/remora-agent` on `target`.
@@ -68,7 +72,7 @@ pub async fn install_agent(target: &str, options: &SshOptions, agent: &Path) -> 
     }
     let text = output.text();
     let mut lines = text.lines();
-    let (Some(path), Some(version)) = (lines.next(), lines.next()) else {
+    let (Some(path), Some(version), daemon) = (lines.next(), lines.next(), lines.next()) else {
         return Err(fail(format!(
             "the install script printed {text:?}, not the agent's path and version"
         )));
@@ -78,6 +82,7 @@ pub async fn install_agent(target: &str, options: &SshOptions, agent: &Path) -> 
         subsystem_line: format!("Subsystem remora {path} subsystem"),
         path: path.to_string(),
         version: version.to_string(),
+        daemon: daemon.unwrap_or_default().trim().to_string(),
         sha256,
         bytes: binary.len() as u64,
     })
@@ -112,7 +117,8 @@ sum=${{sum%% *}}
 chmod 755 "$tmp" || exit 11
 version=$("$tmp" --version) || exit 14
 mv -f "$tmp" "$dir/remora-agent" || exit 11
-printf '%s\n%s\n' "$dir/remora-agent" "$version"
+daemon=$("$dir/remora-agent" upgrade 2>&1) || daemon="the running daemon was not handed over: $daemon"
+printf '%s\n%s\n%s\n' "$dir/remora-agent" "$version" "$(printf '%s' "$daemon" | tr '\n' ' ')"
 "#
     )
 }

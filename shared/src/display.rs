@@ -12,15 +12,7 @@ fn word(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
 
 impl fmt::Display for Buffering {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        word(
-            f,
-            match self {
-                Buffering::Block => "block",
-                Buffering::Drop => "drop",
-                Buffering::Spill => "spill",
-                Buffering::Unknown => "unknown",
-            },
-        )
+        word(f, self.as_str())
     }
 }
 

@@ -334,6 +334,12 @@ pub struct Welcome {
     /// Largest frame body the agent accepts from now on.
     #[serde(default)]
     pub max_frame: u64,
+    /// The agent's version (`0.1.0`); it changes when a handover replaces the binary.
+    #[serde(default)]
+    pub agent_version: String,
+    /// The daemon's process id: the same before and after a handover.
+    #[serde(default)]
+    pub daemon_pid: u32,
 }
 
 /// Lifecycle of a session, relative to the client asking (PowerShell's `State`).
@@ -416,6 +422,9 @@ pub struct SessionInfo {
     /// Why commands are paused, when buffering limits hold them (block mode full, spill quota).
     #[serde(default)]
     pub blocked_reason: Option<String>,
+    /// Version of the agent holding the session.
+    #[serde(default)]
+    pub agent_version: String,
 }
 
 /// Reply listing sessions.

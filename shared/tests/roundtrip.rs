@@ -187,7 +187,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
     let times = (any::<(u64, u64)>(), option::of(any::<u64>()), option::of(any::<u64>()));
     let attached = option::of((text(), any::<u64>()).prop_map(|(from, since)| Attachment { from, since }));
     let counts = any::<(u32, u32, u32, u64, u64, u64)>();
-    let reasons = (option::of(text()), option::of(text()));
+    let reasons = (option::of(text()), option::of(text()), text());
     (names, states, times, attached, counts, reasons).prop_map(
         |(
             (name, instance_id, host, configuration),
@@ -195,7 +195,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
             ((created_at, idle_timeout_secs), disconnected_at, expires_at),
             attached,
             (commands_running, commands_queued, commands_completed, unacked_bytes, spilled_bytes, dropped_bytes),
-            (broken_reason, blocked_reason),
+            (broken_reason, blocked_reason, agent_version),
         )| SessionInfo {
             name,
             instance_id,
@@ -218,6 +218,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
             spilled_bytes,
             dropped_bytes,
             blocked_reason,
+            agent_version,
         },
     )
 }
@@ -249,19 +250,30 @@ fn command_info() -> impl Strategy<Value = CommandInfo> {
 fn agent_body() -> impl Strategy<Value = AgentBody> {
     let sessions = || vec(session_info(), 0..3).prop_map(|sessions| SessionList { sessions });
     prop_oneof![
-        (any::<(u32, u64)>(), text(), vec(text(), 0..3), uuid(), text(), text()).prop_map(
-            |((protocol, max_frame), software, capabilities, agent_id, host, user)| {
-                AgentBody::Welcome(Welcome {
-                    protocol,
-                    software,
-                    capabilities,
-                    agent_id,
-                    host,
-                    user,
-                    max_frame,
-                })
-            }
-        ),
+        (
+            any::<(u32, u64, u32)>(),
+            text(),
+            vec(text(), 0..3),
+            uuid(),
+            text(),
+            text(),
+            text()
+        )
+            .prop_map(
+                |((protocol, max_frame, daemon_pid), software, capabilities, agent_id, host, user, agent_version)| {
+                    AgentBody::Welcome(Welcome {
+                        protocol,
+                        software,
+                        capabilities,
+                        agent_id,
+                        host,
+                        user,
+                        max_frame,
+                        agent_version,
+                        daemon_pid,
+                    })
+                }
+            ),
         session_info().prop_map(AgentBody::Session),
         sessions().prop_map(AgentBody::Sessions),
         (session_info(), command_info())

@@ -35,6 +35,8 @@ fn session_info() -> SessionInfo {
         spilled_bytes: 0,
         dropped_bytes: 0,
         blocked_reason: None,
+        // Added after this sample was written: older frames decode with the default.
+        agent_version: String::new(),
     }
 }
 
@@ -182,6 +184,9 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
         host: "web01".into(),
         user: "ada".into(),
         max_frame: MAX_FRAME_LEN as u64,
+        // Added after this sample was written: older frames decode with the defaults.
+        agent_version: String::new(),
+        daemon_pid: 0,
     };
     let frame = |id, body| AgentFrame { id, body };
     vec![

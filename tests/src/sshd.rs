@@ -277,6 +277,14 @@ impl Sshd {
         command
     }
 
+    /// Another `remora-agent` binary (a copy standing for a newer version), tagged like
+    /// [`Sshd::agent`].
+    pub fn agent_at(&self, binary: &Path) -> Command {
+        let mut command = Command::new(binary);
+        self.client_environment(&mut command);
+        command
+    }
+
     /// The built `remora` reading the private HOME's `~/.ssh/config`, as a user runs it.
     pub fn remora_as_user(&self) -> Command {
         let mut command = Command::new(&self.binaries.remora);

@@ -51,7 +51,9 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         .await;
         drop(attachment);
         ctx.daemon.idle_clocks_changed();
-        ctx.send(id, AgentBody::StreamEnd(end)).await?;
+        if let Some(end) = end {
+            ctx.send(id, AgentBody::StreamEnd(end)).await?;
+        }
     }
     Ok(())
 }

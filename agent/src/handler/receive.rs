@@ -38,6 +38,8 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<()
     let end = stream::run(&ctx, id, &session, scope, window, &attachment).await;
     drop(attachment);
     ctx.daemon.idle_clocks_changed();
-    ctx.send(id, AgentBody::StreamEnd(end)).await?;
+    if let Some(end) = end {
+        ctx.send(id, AgentBody::StreamEnd(end)).await?;
+    }
     Ok(())
 }

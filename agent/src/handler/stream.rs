@@ -14,7 +14,9 @@ use crate::session::{
     Attachment, Cursors, Entry, EntryKind, Scope, Session,
 };
 
-/// Streams until the scope is delivered, the session is removed or the client goes.
+/// Streams until the scope is delivered, the session is removed or the client goes. Returns
+/// `None` when the connection is closing (the client went, the daemon stops or hands over): no
+/// end is reported then, so a client still there sees its link drop, reconnects and resumes.
 ///
 /// `window: None` is keep mode: the client will not acknowledge, so nothing is discarded and
 /// only the connection's own backpressure paces the stream.
@@ -28,7 +30,7 @@ pub async fn run(
     scope: Scope,
     window: Option<u64>,
     attachment: &Attachment,
-) -> StreamEnd {
+) -> Option<StreamEnd> {
     let window = window.map(|w| w.clamp(MIN_WINDOW, MAX_WINDOW));
     let lost = attachment.lost();
     let mut cursors = Cursors::default();
@@ -44,12 +46,15 @@ pub async fn run(
         tokio::select! {
             _ = changed.changed() => {}
             _ = session.closed.cancelled() => break,
-            _ = ctx.closed.cancelled() => break,
+            _ = ctx.closed.cancelled() => return None,
             _ = lost.cancelled() => break,
         }
     }
+    if ctx.closed.is_cancelled() {
+        return None;
+    }
     let (fallback, commands_pending) = session.stream_end_facts(scope);
-    StreamEnd {
+    Some(StreamEnd {
         last_exit_code: cursors.last_exit.or(fallback),
         commands_pending,
         released_by: if lost.is_cancelled() {
@@ -57,7 +62,7 @@ pub async fn run(
         } else {
             None
         },
-    }
+    })
 }
 
 /// Sends a batch; spilled chunks are read back here, outside the session's lock.

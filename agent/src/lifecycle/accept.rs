@@ -3,13 +3,13 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::net::UnixStream;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     connection,
     error::{AgentError, Result},
-    fdpass::{self, MODE_HANDOFF, MODE_PROTOCOL},
-    state::Daemon,
+    fdpass::{self, MODE_HANDOFF, MODE_PROTOCOL, MODE_UPGRADE},
+    state::{Daemon, UpgradeRequest},
 };
 
 /// Time a connecting process has to send its mode tag.
@@ -30,8 +30,13 @@ pub async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
 
 async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
     let io_err = |action| AgentError::io(action, "daemon socket");
-    let tag = tokio::time::timeout(TAG_TIMEOUT, fdpass::recv_tag(&stream))
-        .await
+    let closed = daemon.connection_token();
+    let tag = tokio::select! {
+        tag = tokio::time::timeout(TAG_TIMEOUT, fdpass::recv_tag(&stream)) => tag,
+        // A daemon stopping or handing over does not wait for the tag; the peer reconnects.
+        _ = closed.cancelled() => return Ok(()),
+    };
+    let tag = tag
         .map_err(|_| io_err("timed out waiting for a mode tag on")(std::io::ErrorKind::TimedOut.into()))?
         .map_err(io_err("cannot read the mode tag from"))?;
     match (tag.mode, tag.fds.len()) {
@@ -49,6 +54,17 @@ async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
                 fdpass::into_halves(read_fd, write_fd).map_err(io_err("cannot use descriptors from"))?;
             connection::serve(daemon, reader, writer, origin).await;
             debug!("handed-off connection ended; releasing its subsystem process");
+        }
+        (MODE_UPGRADE, 0) => {
+            let binary = fdpass::recv_origin(&mut stream)
+                .await
+                .map_err(io_err("cannot read the binary to hand over to from"))?;
+            info!(binary = %binary, "asked to hand the daemon over");
+            let request = UpgradeRequest {
+                binary: binary.into(),
+                requester: stream,
+            };
+            let _ = daemon.upgrades.send(request).await;
         }
         (mode, fds) => {
             warn!("refusing daemon connection with mode tag {mode:#04x} and {fds} descriptors")

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::{
     error::{AgentError, Result},
+    handover::{self, DaemonSnapshot, Inherited},
     paths::StatePaths,
     state::Daemon,
 };
@@ -23,26 +24,45 @@ use crate::{
 /// How long a stopping daemon waits for runspaces to end and their output to be saved.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
-/// Runs the daemon in the foreground until it is told to stop.
-pub async fn run(paths: StatePaths) -> Result<()> {
+/// Runs the daemon in the foreground until it is told to stop; `handed` is what a previous
+/// program of this process handed over (see `handover`).
+pub async fn run(paths: StatePaths, handed: Option<DaemonSnapshot>) -> Result<()> {
     paths.prepare()?;
-    let Some(_pid_lock) = lock_pid_file(&paths)? else {
-        info!("another daemon holds {}; exiting", paths.pid_file().display());
-        return Ok(());
+    let (pid_lock, listener, daemon) = match handed {
+        Some(snapshot) => {
+            let pid_lock = handover::adopt_pid_lock(&snapshot)?;
+            let listener = handover::adopt_listener(&snapshot)?;
+            let daemon = Arc::new(Daemon::load(&paths)?);
+            handover::adopt_sessions(&daemon, snapshot);
+            (pid_lock, listener, daemon)
+        }
+        None => {
+            let Some(pid_lock) = lock_pid_file(&paths)? else {
+                info!("another daemon holds {}; exiting", paths.pid_file().display());
+                return Ok(());
+            };
+            let listener = bind_socket(&paths)?;
+            let daemon = Arc::new(Daemon::load(&paths)?);
+            daemon.restore_sessions();
+            (pid_lock, listener, daemon)
+        }
     };
-    let listener = bind_socket(&paths)?;
-    let daemon = Arc::new(Daemon::load(&paths)?);
-    daemon.restore_sessions();
-    info!(socket = %paths.socket().display(), agent_id = %daemon.agent_id, "daemon listening");
+    info!(socket = %paths.socket().display(), agent_id = %daemon.agent_id, version = env!("CARGO_PKG_VERSION"), "daemon listening");
     daemon.tasks.spawn(reaper::run(daemon.clone()));
-    serve(&listener, &daemon).await;
+    let inherited = Inherited {
+        paths: &paths,
+        listener: handover::raw(&listener),
+        pid_lock: handover::raw(&*pid_lock),
+    };
+    serve(&listener, &daemon, &inherited).await;
     shutdown(&daemon, &paths).await;
     Ok(())
 }
 
-async fn serve(listener: &UnixListener, daemon: &Arc<Daemon>) {
+async fn serve(listener: &UnixListener, daemon: &Arc<Daemon>, inherited: &Inherited<'_>) {
     let mut terminate = tokio::signal::unix::signal(SignalKind::terminate()).ok();
     let mut interrupt = tokio::signal::unix::signal(SignalKind::interrupt()).ok();
+    let mut upgrades = daemon.take_upgrade_requests();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -51,10 +71,22 @@ async fn serve(listener: &UnixListener, daemon: &Arc<Daemon>) {
                 }
                 Err(err) => warn!("accept failed: {err}"),
             },
+            Some(request) = recv_upgrade(&mut upgrades) => {
+                handover::serve_request(daemon, inherited, request).await;
+            }
             _ = recv_signal(&mut terminate) => break,
             _ = recv_signal(&mut interrupt) => break,
             _ = daemon.shutdown.cancelled() => break,
         }
+    }
+}
+
+async fn recv_upgrade(
+    upgrades: &mut Option<tokio::sync::mpsc::Receiver<crate::state::UpgradeRequest>>,
+) -> Option<crate::state::UpgradeRequest> {
+    match upgrades {
+        Some(upgrades) => upgrades.recv().await,
+        None => std::future::pending().await,
     }
 }
 

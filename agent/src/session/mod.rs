@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod buffer;
 mod command;
+pub mod handover;
 pub mod journal;
 mod lease;
 mod name;
@@ -119,7 +120,9 @@ impl Session {
     /// A new, empty, unattached session. Nothing is written or started: the daemon starts its
     /// persister and runspace when it registers it.
     pub fn new(name: String, temporary: bool, settings: SessionSettings) -> Self {
-        Self::with_identity(Uuid::new_v4(), name, temporary, now_millis(), settings)
+        let id = Uuid::new_v4();
+        let spill = Arc::new(Spill::new(&settings.spill_dir, id));
+        Self::with_identity(id, name, temporary, now_millis(), settings, spill)
     }
 
     fn with_identity(
@@ -128,13 +131,13 @@ impl Session {
         temporary: bool,
         created_at: UnixMillis,
         settings: SessionSettings,
+        spill: Arc<Spill>,
     ) -> Self {
         let store = settings
             .store_root
             .as_deref()
             .filter(|_| !temporary)
             .map(|root| store::SessionStore::new(root, id));
-        let spill = Arc::new(Spill::new(&settings.spill_dir, id));
         let (jobs, persister) = persist::channel(&name, store, spill.clone());
         Self {
             id,
@@ -155,7 +158,15 @@ impl Session {
     /// A session read back from disk after the daemon restarted: Broken, its shell gone, its
     /// finished commands' unreceived output still there.
     pub fn restore(stored: &store::StoredSession, commands: Vec<CommandRecord>, settings: SessionSettings) -> Self {
-        let session = Self::with_identity(stored.id, stored.name.clone(), false, stored.created_at, settings);
+        let spill = Arc::new(Spill::new(&settings.spill_dir, stored.id));
+        let session = Self::with_identity(
+            stored.id,
+            stored.name.clone(),
+            false,
+            stored.created_at,
+            settings,
+            spill,
+        );
         let mut state = session.lock();
         state.buffer.memory = commands.iter().map(|c| c.journal.memory_bytes()).sum();
         state.next_command = commands.last().map_or(1, |c| c.id + 1);
@@ -461,6 +472,7 @@ impl Session {
             dropped_bytes: tally.dropped_bytes,
             blocked_reason: state.pause_reason(),
             temporary: self.temporary,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
         }
     }
 }

@@ -111,10 +111,42 @@ impl Spill {
         }
     }
 
-    /// The file's path (for the handover, which keeps the file).
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Where the file stands, for a handover (which keeps the file): `None` if there is none.
+    pub fn handover_state(&self) -> Option<SpillState> {
+        self.lock().as_ref().map(|spill| SpillState {
+            len: spill.len,
+            live: spill.live,
+            generation: spill.generation,
+        })
+    }
+
+    /// The spill file a previous program of this process handed over, as it stood.
+    pub fn adopt(dir: &Path, session: Uuid, state: Option<SpillState>) -> io::Result<Self> {
+        let spill = Self::new(dir, session);
+        if let Some(state) = state {
+            let file = fs::OpenOptions::new().read(true).write(true).open(&spill.path)?;
+            *spill.lock() = Some(SpillFile {
+                file,
+                len: state.len,
+                live: state.live,
+                generation: state.generation,
+            });
+        }
+        Ok(spill)
+    }
+}
+
+/// A spill file's bookkeeping, as handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpillState {
+    pub len: u64,
+    pub live: u64,
+    pub generation: u64,
 }
 
 impl Drop for Spill {

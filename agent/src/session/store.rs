@@ -29,6 +29,7 @@ use crate::error::{AgentError, Result};
 use super::{
     command::CommandRecord,
     journal::{Data, Entry, EntryKind, Journal},
+    spill::SpillRef,
     SessionSettings,
 };
 
@@ -93,6 +94,15 @@ enum StoredEntry {
         state: CommandState,
         exit_code: Option<i32>,
         ended_at: UnixMillis,
+    },
+    /// Output in the session's spill file; only in a handover, which keeps the file.
+    Spilled {
+        seq: u64,
+        end_offset: u64,
+        stream: Stream,
+        generation: u64,
+        offset: u64,
+        len: usize,
     },
 }
 
@@ -303,6 +313,28 @@ pub fn settings_of(stored: &StoredSession, spill_dir: &Path, root: &Path) -> Ses
     }
 }
 
+/// A command in full for a handover: its header and every unacknowledged entry, spilled ones by
+/// reference (the spill file is handed over with it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HandedCommand {
+    header: StoredCommand,
+    entries: Vec<StoredEntry>,
+}
+
+/// The handover form of a command (queued, running or ended).
+pub fn hand_command(record: &CommandRecord) -> HandedCommand {
+    let CommandSnapshot { header, entries } = snapshot(record);
+    HandedCommand {
+        header,
+        entries: entries.iter().filter_map(stored_entry).collect(),
+    }
+}
+
+/// A command from its handover form.
+pub fn take_command(handed: HandedCommand) -> CommandRecord {
+    restore_command(handed.header, handed.entries, None)
+}
+
 /// The stored form of the session's settings.
 pub fn stored_session(id: Uuid, name: &str, created_at: UnixMillis, settings: &SessionSettings) -> StoredSession {
     StoredSession {
@@ -332,8 +364,16 @@ fn stored_entry(entry: &Entry) -> Option<StoredEntry> {
             data: serde_bytes::ByteBuf::from(bytes.to_vec()),
         },
         EntryKind::Output {
-            data: Data::Spilled(_), ..
-        } => return None,
+            stream,
+            data: Data::Spilled(chunk),
+        } => StoredEntry::Spilled {
+            seq,
+            end_offset,
+            stream: *stream,
+            generation: chunk.generation,
+            offset: chunk.offset,
+            len: chunk.len,
+        },
         EntryKind::Dropped { first_seq, bytes } => StoredEntry::Dropped {
             seq,
             end_offset,
@@ -356,6 +396,25 @@ fn stored_entry(entry: &Entry) -> Option<StoredEntry> {
 
 fn entry_of(stored: StoredEntry) -> Entry {
     match stored {
+        StoredEntry::Spilled {
+            seq,
+            end_offset,
+            stream,
+            generation,
+            offset,
+            len,
+        } => Entry {
+            seq,
+            end_offset,
+            kind: EntryKind::Output {
+                stream,
+                data: Data::Spilled(SpillRef {
+                    generation,
+                    offset,
+                    len,
+                }),
+            },
+        },
         StoredEntry::Output {
             seq,
             end_offset,

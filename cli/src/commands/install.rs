@@ -22,6 +22,9 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> anyhow::Result<u8> {
         "installed {} at {} on {} ({} bytes, sha256 {})",
         installed.version, installed.path, installed.host, installed.bytes, installed.sha256
     );
+    if !installed.daemon.is_empty() {
+        println!("{}", installed.daemon);
+    }
     println!("remora now finds it there by itself. To make it a subsystem, an admin can add to sshd_config:");
     println!("    {}", installed.subsystem_line);
     Ok(0)

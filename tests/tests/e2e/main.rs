@@ -23,3 +23,4 @@ mod sessions;
 mod soak;
 mod ssh_world;
 mod support;
+mod upgrade;

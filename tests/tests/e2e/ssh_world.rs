@@ -82,9 +82,40 @@ fn a_host_without_the_subsystem_line_gets_the_agent_by_install_and_exec() {
     assert_eq!(fs::metadata(&agent).unwrap().permissions().mode() & 0o777, 0o755);
 
     round_trip(|| sshd.remora(), "testhost");
+
+    // Installing again replaces the binary under the running daemon: it hands over.
+    let gate = sshd.dir().join("gate");
+    let waiting = format!(
+        "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after",
+        gate.display()
+    );
+    outcome(
+        sshd.remora()
+            .args(["invoke", "testhost", "--name", "up", "--disconnected", "--", &waiting]),
+    )
+    .ok();
+    let daemon = remote_daemon_pid(&sshd);
     let again = outcome(sshd.remora().args(["install", "testhost", "--json"])).ok();
     let report: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_eq!(report["path"], agent.display().to_string());
+    assert!(report["daemon"].as_str().unwrap().contains("handed over"), "{report}");
+    assert_eq!(remote_daemon_pid(&sshd), daemon, "the same daemon process");
+    let exe = fs::read_link(format!("/proc/{daemon}/exe")).unwrap();
+    assert_eq!(exe, agent, "it runs the installed binary, not the replaced one");
+    fs::write(&gate, "").unwrap();
+    let received = outcome(sshd.remora().args(["receive", "testhost", "--name", "up"])).ok();
+    assert_eq!(received, "before\nafter\n", "the running command carried on");
+}
+
+/// The pid of the daemon the exec-started agent runs under the remote home's default paths.
+fn remote_daemon_pid(sshd: &Sshd) -> i32 {
+    let pids: Vec<i32> = sshd
+        .processes()
+        .into_iter()
+        .filter(|pid| remora_testkit::command_line(*pid).is_some_and(|args| args.get(1).is_some_and(|a| a == "daemon")))
+        .collect();
+    assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+    pids[0]
 }
 
 #[test]

@@ -18,7 +18,11 @@ use super::shell::exit_code;
 pub enum ShellProcess {
     Spawned(Child),
     /// Adopted after a handover: waited for through a pidfd, reaped with `waitpid`.
-    Adopted { pid: Pid, exited: AsyncFd<OwnedFd>, code: Option<i32> },
+    Adopted {
+        pid: Pid,
+        exited: AsyncFd<OwnedFd>,
+        code: Option<i32>,
+    },
 }
 
 impl ShellProcess {

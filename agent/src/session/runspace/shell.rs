@@ -119,9 +119,19 @@ impl Shell {
     /// handover that did not happen.
     pub fn inherit(&self, inherit: bool) -> io::Result<()> {
         let fds = self.fds();
-        for fd in [fds.stdin, fds.stdout, fds.stderr, fds.status].into_iter().filter(|fd| *fd >= 0) {
-            let flags = if inherit { nix::fcntl::FdFlag::empty() } else { nix::fcntl::FdFlag::FD_CLOEXEC };
-            fcntl(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, FcntlArg::F_SETFD(flags))?;
+        for fd in [fds.stdin, fds.stdout, fds.stderr, fds.status]
+            .into_iter()
+            .filter(|fd| *fd >= 0)
+        {
+            let flags = if inherit {
+                nix::fcntl::FdFlag::empty()
+            } else {
+                nix::fcntl::FdFlag::FD_CLOEXEC
+            };
+            fcntl(
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                FcntlArg::F_SETFD(flags),
+            )?;
         }
         Ok(())
     }

@@ -116,7 +116,13 @@ impl Background {
     }
 
     /// Waits (bounded) for the process to end; returns its status and stderr.
-    pub fn finish(mut self) -> (i32, String) {
+    pub fn finish(self) -> (i32, String) {
+        let (status, stderr, _) = self.finish_with_lines();
+        (status, stderr)
+    }
+
+    /// Like [`Background::finish`], with every stdout line the process printed.
+    pub fn finish_with_lines(mut self) -> (i32, String, Vec<String>) {
         let stderr = self.child.stderr.take();
         let output = run_child(self.child, TIMEOUT).expect("remora ended");
         let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -125,7 +131,7 @@ impl Background {
             let _ = stderr.read_to_string(&mut text);
         }
         self.seen.extend(self.lines.try_iter());
-        (output.status.code().unwrap_or(-1), text)
+        (output.status.code().unwrap_or(-1), text, self.seen)
     }
 }
 
