@@ -477,3 +477,109 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     fs::rename(&temp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use remora_wire::{CommandState, Stream};
+
+    use super::*;
+    use crate::session::test_settings;
+
+    fn ended_command(id: u64, chunks: &[&str]) -> CommandRecord {
+        let mut record = CommandRecord::queued(id, format!("echo {id}"));
+        for chunk in chunks {
+            record
+                .journal
+                .push_output(Stream::Stdout, Data::Memory(Bytes::copy_from_slice(chunk.as_bytes())));
+        }
+        record.finish(CommandState::Completed, Some(3));
+        record
+    }
+
+    fn texts(record: &CommandRecord) -> Vec<String> {
+        record
+            .journal
+            .entries_after(0, u64::MAX)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Output {
+                    data: Data::Memory(bytes),
+                    ..
+                } => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_saved_session_comes_back_with_its_unacknowledged_output_and_acks() {
+        let root = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let store = SessionStore::new(root.path(), id);
+        store
+            .save_session(&stored_session(id, "kept", 7, &test_settings()))
+            .unwrap();
+        let record = ended_command(1, &["a", "b", "c"]);
+        store.save_command(&snapshot(&record), Some).unwrap();
+        store.save_ack(1, 1, 1, false).unwrap();
+
+        let loaded = load_all(root.path());
+        let (session, commands) = &loaded[0];
+        assert_eq!((session.id, session.name.as_str(), session.created_at), (id, "kept", 7));
+        assert_eq!(commands[0].state, CommandState::Completed);
+        assert_eq!(texts(&commands[0]), ["b", "c"], "the acknowledged chunk is gone");
+        let mode = |path: &Path| std::os::unix::fs::PermissionsExt::mode(&fs::metadata(path).unwrap().permissions());
+        assert_eq!(mode(&root.path().join(id.to_string()).join("1.journal")) & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_fully_acknowledged_journal_is_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let store = SessionStore::new(root.path(), id);
+        store
+            .save_session(&stored_session(id, "s", 0, &test_settings()))
+            .unwrap();
+        store.save_command(&snapshot(&ended_command(1, &["x"])), Some).unwrap();
+        store.save_ack(1, 2, 1, true).unwrap();
+        assert!(load_all(root.path())[0].1.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_journal_names_the_file_and_the_entry() {
+        let root = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let store = SessionStore::new(root.path(), id);
+        store
+            .save_session(&stored_session(id, "s", 0, &test_settings()))
+            .unwrap();
+        store.save_command(&snapshot(&ended_command(1, &["x"])), Some).unwrap();
+        let journal = root.path().join(id.to_string()).join("1.journal");
+        let mut bytes = fs::read(&journal).unwrap();
+        bytes.extend([0xc1, 0xc1]); // never-used MessagePack markers
+        fs::write(&journal, bytes).unwrap();
+        let err = load_session(&root.path().join(id.to_string())).unwrap_err().to_string();
+        assert!(err.contains("1.journal") && err.contains("entry 3"), "{err}");
+        assert!(load_all(root.path()).is_empty(), "left there, not restored half");
+    }
+
+    #[test]
+    fn a_command_in_full_survives_the_handover_form_with_spilled_references() {
+        let mut record = CommandRecord::queued(4, "make".into());
+        record.state = CommandState::Running;
+        let chunk = SpillRef {
+            generation: 2,
+            offset: 10,
+            len: 5,
+        };
+        record.journal.push_output(Stream::Stderr, Data::Spilled(chunk));
+        let back =
+            take_command(rmp_serde::from_slice(&rmp_serde::to_vec_named(&hand_command(&record)).unwrap()).unwrap());
+        assert_eq!((back.id, back.state), (4, CommandState::Running));
+        let entries = back.journal.entries_after(0, u64::MAX);
+        assert!(matches!(
+            entries[0].kind,
+            EntryKind::Output { stream: Stream::Stderr, data: Data::Spilled(c) } if c == chunk
+        ));
+    }
+}
