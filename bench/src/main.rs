@@ -16,10 +16,11 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "stream",
     "replay",
     "roundtrip",
+    "warm",
     "reattach",
     "reconnect",
     "scale",
@@ -131,6 +132,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("roundtrip") {
         progress("roundtrip");
         rows.extend(workloads::roundtrip::run(&bench, args)?);
+    }
+    if args.wants("warm") {
+        progress("warm");
+        rows.extend(workloads::warm::run(&bench, args)?);
     }
     if args.wants("reattach") {
         progress("reattach");

@@ -54,8 +54,16 @@ impl Bench {
         )
     }
 
-    /// The built `remora` for this sshd.
+    /// The built `remora` for this sshd, connecting on its own each time (`--no-reuse`): the
+    /// cold path every workload but `warm` measures.
     pub fn remora(&self, args: &[&str]) -> Command {
+        let mut command = self.sshd.remora();
+        command.arg("--no-reuse").args(args);
+        command
+    }
+
+    /// The built `remora` for this sshd, through the connection holder when it holds one.
+    pub fn remora_warm(&self, args: &[&str]) -> Command {
         let mut command = self.sshd.remora();
         command.args(args);
         command

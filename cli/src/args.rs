@@ -34,6 +34,10 @@ pub struct Cli {
     /// (every second) and resume; `0` disables.
     #[arg(long, global = true, value_name = "DURATION", default_value = "4m", value_parser = values::duration)]
     pub reconnect_for: Duration,
+    /// Connect on its own, without the connection holder that keeps connections warm between
+    /// calls (like `-o ControlPersist=no`).
+    #[arg(long, global = true)]
+    pub no_reuse: bool,
     /// More diagnostics on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -86,6 +90,42 @@ pub enum Verb {
     Completions(CompletionsArgs),
     /// Print the man page (roff): `remora man | man -l -`.
     Man,
+    /// The warm connections the connection holder keeps (`ls`), or close them (`stop`).
+    Conn(ConnArgs),
+    /// Run the connection holder (started by remora itself; not for people).
+    #[command(name = "__hold", hide = true)]
+    Hold(HoldArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    #[command(subcommand)]
+    pub action: ConnAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnAction {
+    /// List held connections: host, since, idle, calls served.
+    Ls {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close held connections: one host's (as you typed it), or all.
+    Stop {
+        /// The host whose connection to close.
+        host: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// Connect to this host at once.
+    #[arg(long, value_name = "HOST")]
+    pub warm: Option<String>,
+    /// The SSH options (JSON) for `--warm`.
+    #[arg(long, value_name = "JSON", requires = "warm")]
+    pub warm_options: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -120,7 +120,11 @@ pub fn session_table(sessions: &[SessionInfo]) -> String {
         "Done",
         "Expires",
     ];
-    let rows: Vec<[String; 9]> = sessions.iter().map(session_row).collect();
+    table(header, sessions.iter().map(session_row).collect())
+}
+
+/// Columns padded to their widest cell.
+fn table<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) -> String {
     let mut widths = header.map(str::len);
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -149,7 +153,7 @@ fn session_row(s: &SessionInfo) -> [String; 9] {
     ]
 }
 
-fn push_row(out: &mut String, cells: &[String; 9], widths: &[usize; 9]) {
+fn push_row<const N: usize>(out: &mut String, cells: &[String; N], widths: &[usize; N]) {
     let line: Vec<String> = cells
         .iter()
         .zip(widths)
@@ -219,4 +223,48 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "blocked_reason": s.blocked_reason,
         "agent_version": s.agent_version,
     })
+}
+
+/// `remora conn ls`: one row per held connection.
+pub fn held_table(held: &[remora_client::holder::Held]) -> String {
+    let header = ["Host", "Since", "Idle", "Calls", "Running", "Persist"];
+    let rows = held
+        .iter()
+        .map(|h| {
+            [
+                h.host.clone(),
+                timestamp(h.since),
+                duration(h.idle_secs),
+                h.requests.to_string(),
+                h.active.to_string(),
+                persist_text(&h.persist),
+            ]
+        })
+        .collect();
+    table(header, rows)
+}
+
+/// `remora conn ls --json`.
+pub fn held_json(held: &[remora_client::holder::Held]) -> serde_json::Value {
+    held.iter()
+        .map(|h| {
+            serde_json::json!({
+                "host": h.host,
+                "since": timestamp(h.since),
+                "idle_secs": h.idle_secs,
+                "requests": h.requests,
+                "active": h.active,
+                "connections": h.connections,
+                "persist": h.persist,
+            })
+        })
+        .collect()
+}
+
+/// ControlPersist for people: `until stopped`, or a duration.
+fn persist_text(persist: &str) -> String {
+    match persist.parse::<u64>() {
+        Ok(secs) => duration(secs),
+        Err(_) => "until stopped".into(),
+    }
 }

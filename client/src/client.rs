@@ -23,6 +23,7 @@ use crate::{
     connection::{Connection, OutputSink, Transport},
     error::ClientError,
     error::Result,
+    holder::Holder,
     resume::{OnceSink, ReconnectEvent, ReconnectPolicy},
     ssh::{self, SshLink, SshOptions, Target},
 };
@@ -59,7 +60,43 @@ impl Client {
     pub async fn connect(target_text: &str, options: &SshOptions) -> Result<Self> {
         let target: Target = target_text.parse()?;
         let settings = ssh::resolve(&target, options)?;
-        let link = SshLink::connect(&settings).await?;
+        Self::connect_with(target_text, &target, options, &settings).await
+    }
+
+    /// Like [`Client::connect`], through the user's connection holder when it holds (or can
+    /// make, without asking anything) a connection to the host; otherwise directly, after which
+    /// the holder is asked to keep one for the next call. ControlPersist `no` connects directly.
+    pub async fn connect_reusing(target_text: &str, options: &SshOptions, holder: &Holder) -> Result<Self> {
+        let target: Target = target_text.parse()?;
+        let settings = ssh::resolve(&target, options)?;
+        if settings.control_persist == ssh::Persist::Off {
+            return Self::connect_with(target_text, &target, options, &settings).await;
+        }
+        if let Some(stream) = holder.open(target_text, options).await {
+            match Connection::open(Box::new(stream) as BoxedTransport, &target.host).await {
+                Ok(connection) => {
+                    return Ok(Self {
+                        connection,
+                        link: None,
+                        target: Some((target_text.to_string(), options.clone())),
+                        reconnect: ReconnectPolicy::disabled(),
+                    })
+                }
+                Err(err) => tracing::debug!("the held connection failed ({err}); connecting directly"),
+            }
+        }
+        let client = Self::connect_with(target_text, &target, options, &settings).await?;
+        holder.warm(target_text, options).await;
+        Ok(client)
+    }
+
+    async fn connect_with(
+        target_text: &str,
+        target: &Target,
+        options: &SshOptions,
+        settings: &ssh::HostSettings,
+    ) -> Result<Self> {
+        let link = SshLink::connect(settings).await?;
         let stream = match link.open_subsystem(SUBSYSTEM_NAME).await {
             // Users who cannot edit sshd_config still get everything.
             Err(ssh::SshError::SubsystemRefused { .. }) => link.open_agent_by_exec().await?,

@@ -39,6 +39,9 @@ pub enum ClientError {
     /// `remora install` could not put the agent on the host.
     #[error("cannot install remora-agent on {host}: {reason}")]
     Install { host: String, reason: String },
+    /// The connection holder could not be used or started (callers connect on their own).
+    #[error("connection holder: {0}")]
+    Holder(String),
     /// Writing received output locally failed; nothing was acknowledged past what was written.
     #[error("cannot write received output: {0}")]
     Output(std::io::Error),

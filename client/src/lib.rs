@@ -8,6 +8,7 @@
 mod client;
 pub mod connection;
 mod error;
+pub mod holder;
 pub mod install;
 pub mod registry;
 pub mod resume;

@@ -304,6 +304,8 @@ impl Sshd {
     fn client_environment(&self, command: &mut Command) {
         command
             .env("HOME", self.home())
+            // The connection holder lives under HOME then, private to this test.
+            .env_remove("XDG_RUNTIME_DIR")
             .env_remove("SSH_AUTH_SOCK")
             .env(MARKER_VAR, &self.marker)
             .stdin(Stdio::null());

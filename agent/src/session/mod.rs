@@ -262,9 +262,14 @@ impl Session {
         self.change(|state| (state.enqueue(text), Effects::default()))
     }
 
-    /// Marks the oldest queued command Running and returns its id and text.
+    /// Marks the oldest queued command Running and returns its id and text. Wakes waiters only
+    /// when it started one: the runspace asks in a loop that waits for changes.
     pub fn start_next(&self) -> Option<(u64, String)> {
-        self.change(|state| (state.start_next(now_millis()), Effects::default()))
+        let next = self.lock().start_next(now_millis());
+        if next.is_some() {
+            self.notify();
+        }
+        next
     }
 
     /// Appends output of a running command to its journal. A chunk bound for the spill file is
@@ -515,5 +520,25 @@ pub fn test_settings() -> SessionSettings {
         max_queued: 100,
         spill_dir: std::env::temp_dir(),
         store_root: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asking_for_the_next_command_wakes_nobody_when_there_is_none() {
+        let session = Session::new("s".into(), false, test_settings());
+        let changes = session.subscribe();
+        assert_eq!(session.start_next(), None);
+        assert!(
+            !changes.has_changed().unwrap(),
+            "a runspace waiting for work would spin"
+        );
+        session.enqueue("true".into()).unwrap();
+        let changes = session.subscribe();
+        assert!(session.start_next().is_some());
+        assert!(changes.has_changed().unwrap(), "starting a command is news");
     }
 }

@@ -1,6 +1,7 @@
 //! One module per verb, mirroring the agent's `handler/`.
 
 mod config;
+mod conn;
 mod connect;
 mod demo;
 mod disconnect;
@@ -14,6 +15,7 @@ mod rm;
 mod stop;
 
 use remora_client::{
+    holder::Holder,
     resume::{ReconnectEvent, ReconnectPolicy},
     Client,
 };
@@ -40,14 +42,28 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Install(args) => install::run(cli, args).await,
         Verb::Completions(args) => crate::completions(args.shell),
         Verb::Man => crate::man_page(),
+        Verb::Conn(args) => conn::run(cli, args).await,
+        Verb::Hold(args) => conn::hold(args).await,
     }
 }
 
 /// Connects to one host with the command line's SSH settings and reconnect policy.
 async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
-    let mut client = Client::connect(host, &cli.ssh_options()).await?;
+    let options = cli.ssh_options();
+    let mut client = match holder(cli) {
+        Some(holder) => Client::connect_reusing(host, &options, &holder).await?,
+        None => Client::connect(host, &options).await?,
+    };
     client.set_reconnect(reconnect_policy(cli, host));
     Ok(client)
+}
+
+/// The user's connection holder, started from this program; `None` with `--no-reuse`.
+fn holder(cli: &Cli) -> Option<Holder> {
+    if cli.no_reuse {
+        return None;
+    }
+    std::env::current_exe().ok().map(Holder::new)
 }
 
 /// `--reconnect-for`, reporting each step on stderr.

@@ -39,6 +39,7 @@ const SINGLE_WORD_KEYS: &[&str] = &[
 
 /// Keys remora honours (besides `Host`, `Match` and `Include`, which shape the file).
 const HONOURED_KEYS: &[&str] = &[
+    "controlpersist",
     "hostname",
     "port",
     "user",
@@ -67,7 +68,6 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "compression",
     "controlmaster",
     "controlpath",
-    "controlpersist",
     "dynamicforward",
     "enableescapecommandline",
     "escapechar",

@@ -124,7 +124,7 @@ impl SshLink {
     }
 
     /// Whether the connection has ended.
-    pub(super) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
 

@@ -27,6 +27,6 @@ pub use connect::{preferred_cipher, SshLink, SubsystemStream};
 pub use error::SshError;
 pub use exec::{sh_command, ExecOutput};
 pub use settings::{
-    home_dir, local_user, resolve, AgentSocket, HostSettings, Route, SshOptions, StrictHostKeyChecking,
+    home_dir, local_user, resolve, AgentSocket, HostSettings, Persist, Route, SshOptions, StrictHostKeyChecking,
 };
 pub use target::Target;

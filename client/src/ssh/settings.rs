@@ -13,7 +13,7 @@ use super::{
 };
 
 /// Settings given on the command line; they win over ssh_config like ssh's own flags.
-#[derive(Default, Clone, Debug)]
+#[derive(Default, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SshOptions {
     /// `-F`: config file instead of ~/.ssh/config (a missing file is an empty config); `none` reads none.
     pub config_file: Option<PathBuf>,
@@ -119,6 +119,35 @@ pub struct HostSettings {
     pub password_authentication: bool,
     /// KbdInteractiveAuthentication (ChallengeResponseAuthentication), on a terminal.
     pub kbd_interactive_authentication: bool,
+    /// ControlPersist: how long a held connection stays open after its last use.
+    pub control_persist: Persist,
+}
+
+/// How long the connection holder keeps a host's connection after its last use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Every call connects on its own (`ControlPersist no`).
+    Off,
+    /// Until the holder is stopped (`ControlPersist yes` or `0`).
+    Forever,
+    /// This long after the last call ends (`ControlPersist 10m`); 10 minutes when unset.
+    For(Duration),
+}
+
+impl Default for Persist {
+    fn default() -> Self {
+        Persist::For(Duration::from_secs(600))
+    }
+}
+
+impl std::fmt::Display for Persist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Persist::Off => f.write_str("no"),
+            Persist::Forever => f.write_str("yes"),
+            Persist::For(duration) => write!(f, "{}", duration.as_secs()),
+        }
+    }
 }
 
 impl HostSettings {
@@ -154,6 +183,7 @@ impl HostSettings {
         lines.push(("passwordauthentication", yes_or_no(self.password_authentication).into()));
         let kbd = yes_or_no(self.kbd_interactive_authentication);
         lines.push(("kbdinteractiveauthentication", kbd.into()));
+        lines.push(("controlpersist", self.control_persist.to_string()));
         lines
     }
 }
@@ -181,6 +211,7 @@ impl HostSettings {
             batch_mode: true,
             password_authentication: false,
             kbd_interactive_authentication: false,
+            control_persist: Persist::Off,
         }
     }
 }
@@ -260,6 +291,11 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             Some((_, entry)) => yes_no(entry)?,
             None => true,
         },
+        control_persist: applied
+            .get("controlpersist")
+            .map(persist)
+            .transpose()?
+            .unwrap_or_default(),
         hostname,
         port,
         user,
@@ -378,6 +414,48 @@ fn yes_no(entry: &Entry) -> Result<bool, SshError> {
         "no" | "false" => Ok(false),
         _ => Err(invalid(entry, "yes or no")),
     }
+}
+
+/// ControlPersist: `yes`/`no`, or a time like ssh's (`600`, `10m`, `1h30m`); `0` is `yes`.
+fn persist(entry: &Entry) -> Result<Persist, SshError> {
+    let value = entry.value().to_ascii_lowercase();
+    match value.as_str() {
+        "yes" | "true" => return Ok(Persist::Forever),
+        "no" | "false" => return Ok(Persist::Off),
+        _ => {}
+    }
+    let secs = ssh_time(&value).ok_or_else(|| invalid(entry, "yes, no or a time like 600, 10m or 1h30m"))?;
+    Ok(match secs {
+        0 => Persist::Forever,
+        secs => Persist::For(Duration::from_secs(secs)),
+    })
+}
+
+/// A time as sshd_config(5) spells it: seconds, or numbers with `s`, `m`, `h`, `d`, `w` run
+/// together (`1h30m`).
+fn ssh_time(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 604800,
+            _ => return None,
+        };
+        total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        number.clear();
+    }
+    if !number.is_empty() {
+        total = total.checked_add(number.parse().ok()?)?;
+    }
+    (!text.is_empty()).then_some(total)
 }
 
 /// Whole seconds; 0 and `none` mean unset.

@@ -24,16 +24,22 @@ use crate::support::{binaries, remora, run, write_agent_config, Sshd, TIMEOUT};
 const OTHER: &str = "remora-e2e-other";
 
 /// A throw-away Unix account, deleted when dropped.
-struct OtherUser {
-    uid: u32,
+pub(crate) struct OtherUser {
+    pub(crate) uid: u32,
     gid: u32,
+    name: String,
 }
 
 impl OtherUser {
     fn create() -> OtherUser {
-        let _ = run(Command::new("userdel").arg(OTHER), TIMEOUT);
+        Self::create_named(OTHER)
+    }
+
+    /// A system account `name` (recreated), for tests that need a second uid.
+    pub(crate) fn create_named(name: &str) -> OtherUser {
+        let _ = run(Command::new("userdel").arg(name), TIMEOUT);
         let made = run(
-            Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", OTHER]),
+            Command::new("useradd").args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]),
             TIMEOUT,
         )
         .unwrap();
@@ -42,10 +48,11 @@ impl OtherUser {
             "useradd: {}",
             String::from_utf8_lossy(&made.stderr)
         );
-        let user = nix::unistd::User::from_name(OTHER).unwrap().expect("just created");
+        let user = nix::unistd::User::from_name(name).unwrap().expect("just created");
         OtherUser {
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
+            name: name.to_string(),
         }
     }
 
@@ -58,7 +65,7 @@ impl OtherUser {
 
     /// Connects to a Unix socket as this user in a forked child: `Ok(true)` when the peer then
     /// closed the connection at once, `Ok(false)` if it talked, `Err(errno)` if connect failed.
-    fn connect(&self, socket_path: &Path) -> Result<bool, i32> {
+    pub(crate) fn connect(&self, socket_path: &Path) -> Result<bool, i32> {
         let address = UnixAddr::new(socket_path).unwrap();
         let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
         // Safety: the child only makes system calls and exits; it allocates nothing.
@@ -92,7 +99,7 @@ impl OtherUser {
 
 impl Drop for OtherUser {
     fn drop(&mut self) {
-        let _ = run(Command::new("userdel").arg(OTHER), TIMEOUT);
+        let _ = run(Command::new("userdel").arg(&self.name), TIMEOUT);
     }
 }
 

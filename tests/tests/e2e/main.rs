@@ -24,3 +24,4 @@ mod soak;
 mod ssh_world;
 mod support;
 mod upgrade;
+mod warm;

@@ -79,9 +79,14 @@ pub struct Background {
 impl Background {
     /// Starts `remora ARGS` against this sshd.
     pub fn start(sshd: &Sshd, args: &[&str]) -> Background {
-        let mut child = sshd
-            .remora()
-            .args(args)
+        let mut command = sshd.remora();
+        command.args(args);
+        Background::spawn(command)
+    }
+
+    /// Starts `command` (a `remora` made by the harness) with its stdout read line by line.
+    pub fn spawn(mut command: std::process::Command) -> Background {
+        let mut child = command
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -1,0 +1,98 @@
+//! Workload 9 (warm): calls from new processes once the connection holder keeps the host's
+//! connection — `invoke --name S -- true`, `ls HOST` and `receive` of a finished command —
+//! against `ssh` over a warm ControlMaster and `ssh HOST true`; and the holder's memory.
+
+use anyhow::{ensure, Context};
+
+use super::roundtrip::millis;
+use crate::{
+    measure::{secs, timed, Row, Stats},
+    setup::{Bench, WAIT},
+    Args,
+};
+
+pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
+    let host = bench.sshd.alias();
+    timed(&mut bench.remora_warm(&["new", host, "--name", "warm"]))?;
+    wait_held(bench)?;
+    let master = bench.ssh_master()?;
+    let mut samples = Samples::default();
+    for _ in 0..args.reps.max(5) {
+        samples.invoke.push(millis(
+            &mut bench.remora_warm(&["invoke", host, "--name", "warm", "--", "true"]),
+        )?);
+        samples.ls.push(millis(&mut bench.remora_warm(&["ls", host]))?);
+        timed(&mut bench.remora_warm(&["invoke", host, "--name", "warm", "--disconnected", "--", "echo done"]))?;
+        let run = timed(&mut bench.remora_warm(&["receive", host, "--name", "warm"]))?;
+        ensure!(
+            run.stdout == b"done\n",
+            "receive printed {:?}",
+            String::from_utf8_lossy(&run.stdout)
+        );
+        samples.receive.push(secs(run.elapsed) * 1e3);
+        samples.muxed.push(millis(&mut master.ssh(&[host, "true"]))?);
+        samples.ssh.push(millis(&mut bench.ssh(&[host, "true"]))?);
+    }
+    drop(master);
+    let memory = holder_rss_mib(bench)?;
+    timed(&mut bench.remora_warm(&["conn", "stop"]))?;
+    let mut rows = Vec::new();
+    for (what, stats) in [
+        ("invoke --name S -- true, new process", &samples.invoke),
+        ("ls HOST, new process", &samples.ls),
+        ("receive of a finished command, new process", &samples.receive),
+    ] {
+        rows.extend(versus(what, Stats::of(stats), &samples));
+    }
+    rows.push(
+        Row::new(
+            "9 warm",
+            "connection holder memory per held connection",
+            "MiB",
+            Stats::of(&[memory]),
+        )
+        .target("<= 2 MiB", memory <= 2.0),
+    );
+    Ok(rows)
+}
+
+#[derive(Default)]
+struct Samples {
+    invoke: Vec<f64>,
+    ls: Vec<f64>,
+    receive: Vec<f64>,
+    muxed: Vec<f64>,
+    ssh: Vec<f64>,
+}
+
+/// A warm call against a ControlMaster (<= 1.2x) and against a fresh `ssh HOST true` (<= 0.1x).
+fn versus(what: &str, remora: Stats, samples: &Samples) -> [Row; 2] {
+    let muxed = Row::new("9 warm", what, "ms", remora).against(Stats::of(&samples.muxed));
+    let muxed_met = muxed.ratio.unwrap_or(f64::MAX) <= 1.2;
+    let fresh = Row::new("9 warm", "  same, vs a new ssh HOST true", "ms", remora).against(Stats::of(&samples.ssh));
+    let fresh_met = fresh.ratio.unwrap_or(f64::MAX) <= 0.1;
+    [
+        muxed.target("<= 1.2x ssh via ControlMaster", muxed_met),
+        fresh.target("<= 0.1x ssh host true", fresh_met),
+    ]
+}
+
+/// Waits until the holder holds the host (the first call started it and asked it to connect).
+fn wait_held(bench: &Bench) -> anyhow::Result<()> {
+    remora_testkit::wait_until(WAIT, "the connection holder to hold the host", || {
+        timed(&mut bench.remora_warm(&["conn", "ls", "--json"]))
+            .is_ok_and(|run| String::from_utf8_lossy(&run.stdout).contains(bench.sshd.alias()))
+    })
+}
+
+/// The holder's resident memory (it holds one connection here).
+fn holder_rss_mib(bench: &Bench) -> anyhow::Result<f64> {
+    let pid = bench
+        .sshd
+        .processes()
+        .into_iter()
+        .find(|pid| remora_testkit::command_line(*pid).is_some_and(|args| args.iter().any(|a| a == "__hold")))
+        .context("the connection holder is not running")?;
+    let kib = remora_testkit::rss_kib(pid).context("cannot read the holder's memory")?;
+    Ok(kib as f64 / 1024.0)
+}

@@ -1,0 +1,249 @@
+//! Warm connections: a small per-user process (the *holder*) keeps each host's SSH connection
+//! open after a call, and later calls — from any `remora` process — reach the host's agent
+//! through it, over a unix socket, without a new SSH handshake (ssh's ControlMaster with
+//! ControlPersist, without its failure modes).
+//!
+//! Invariants:
+//! - An optimisation, never a dependency: a holder that is absent, stale, of another version,
+//!   or that cannot reach the host, makes the call connect on its own, quietly.
+//! - Prompts happen in the foreground: the holder never asks anything (batch mode); the first
+//!   call connects directly — host-key questions, passphrases, `accept-new` notices included —
+//!   and only then asks the holder to warm up.
+//! - Private: the socket sits in a 0700 directory of the user's, is 0600, and the holder serves
+//!   only its own uid (peer credentials); the caller checks the holder's uid too.
+//! - Detached: the holder's stdio is /dev/null and it runs in its own session, so no caller ever
+//!   waits on it for end-of-file.
+//! - No channel ceiling: when sshd refuses another channel (MaxSessions) the holder opens another
+//!   connection to the host.
+
+mod protocol;
+mod serve;
+
+use std::{
+    os::unix::{fs::DirBuilderExt, fs::MetadataExt, fs::PermissionsExt},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::UnixStream,
+};
+
+pub use protocol::Held;
+pub use serve::serve;
+
+use self::protocol::{Envelope, Reply, Request};
+use crate::{error::Result, ssh::SshOptions, ClientError};
+
+/// This library's version: holders of other versions are not used.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How long a call waits for the holder to open a channel (it may have to connect first).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long a quick request (list, stop, warm) may take.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where this user's holder lives and how to start it.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    dir: PathBuf,
+    /// The program that runs the holder as `PROGRAM __hold …` (the `remora` binary).
+    program: PathBuf,
+}
+
+impl Holder {
+    /// The holder of this user and version, started from `program` when needed. Its directory is
+    /// `$XDG_RUNTIME_DIR/remora-client`, else `~/.cache/remora/holder`.
+    pub fn new(program: PathBuf) -> Self {
+        let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(runtime) => PathBuf::from(runtime).join("remora-client"),
+            None => crate::ssh::home_dir().join(".cache/remora/holder"),
+        };
+        Self { dir, program }
+    }
+
+    /// The holder's directory (socket, lock).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The same holder in another directory.
+    pub fn with_dir(self, dir: PathBuf) -> Self {
+        Self { dir, ..self }
+    }
+
+    fn socket(&self) -> PathBuf {
+        socket_in(&self.dir)
+    }
+
+    /// A channel to `target`'s agent through a held connection, or `None` when the holder is
+    /// not there or cannot get one (the caller then connects itself).
+    pub async fn open(&self, target: &str, options: &SshOptions) -> Option<UnixStream> {
+        let request = Request::Open {
+            target: target.to_string(),
+            options: options.clone(),
+        };
+        match self.ask(request, OPEN_TIMEOUT).await {
+            Ok((Reply::Opened, stream)) => Some(stream),
+            Ok((Reply::Refused { reason }, _)) => {
+                tracing::debug!("the connection holder did not open a channel: {reason}");
+                None
+            }
+            Ok(_) => None,
+            Err(HolderAbsent) => {
+                tracing::debug!("no connection holder answered");
+                None
+            }
+        }
+    }
+
+    /// Makes the holder connect to `target` now (starting the holder if it is not running), so
+    /// the next call is warm. Best effort and quick; never prompts.
+    pub async fn warm(&self, target: &str, options: &SshOptions) {
+        let request = Request::Warm {
+            target: target.to_string(),
+            options: options.clone(),
+        };
+        if self.ask(request, QUICK_TIMEOUT).await.is_ok() {
+            return;
+        }
+        if let Err(err) = self.start(target, options) {
+            tracing::debug!("cannot start the connection holder: {err}");
+        }
+    }
+
+    /// The held connections; empty when no holder runs.
+    pub async fn list(&self) -> Result<Vec<Held>> {
+        match self.ask(Request::List, QUICK_TIMEOUT).await {
+            Ok((Reply::Held(held), _)) => Ok(held),
+            Ok(_) => Ok(Vec::new()),
+            Err(HolderAbsent) => Ok(Vec::new()),
+        }
+    }
+
+    /// Closes held connections (one host's, or all); returns how many.
+    pub async fn stop(&self, host: Option<&str>) -> Result<u32> {
+        let request = Request::Stop {
+            host: host.map(str::to_string),
+        };
+        match self.ask(request, QUICK_TIMEOUT).await {
+            Ok((Reply::Stopped { count }, _)) => Ok(count),
+            _ => Ok(0),
+        }
+    }
+
+    async fn ask(&self, request: Request, limit: Duration) -> std::result::Result<(Reply, UnixStream), HolderAbsent> {
+        let exchange = async {
+            let mut stream = UnixStream::connect(self.socket()).await.map_err(|_| HolderAbsent)?;
+            if !same_uid(&stream) {
+                return Err(HolderAbsent);
+            }
+            let envelope = Envelope {
+                version: VERSION.to_string(),
+                request,
+            };
+            write_frame(&mut stream, &envelope).await.map_err(|_| HolderAbsent)?;
+            let reply = read_frame(&mut stream).await.map_err(|_| HolderAbsent)?;
+            Ok((reply, stream))
+        };
+        tokio::time::timeout(limit, exchange).await.map_err(|_| HolderAbsent)?
+    }
+
+    /// Starts the holder detached (own session, stdio on /dev/null), warming `target`.
+    fn start(&self, target: &str, options: &SshOptions) -> std::result::Result<(), HolderError> {
+        prepare_dir(&self.dir)?;
+        let options = serde_json::to_string(options).map_err(|err| HolderError(err.to_string()))?;
+        let mut command = std::process::Command::new(&self.program);
+        command
+            .args(["__hold", "--warm", target, "--warm-options", &options])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe; the holder leaves the caller's session and
+        // terminal so it outlives the call and never holds its stdio.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+            });
+        }
+        command
+            .spawn()
+            .map(drop)
+            .map_err(|err| HolderError(format!("cannot start {}: {err}", self.program.display())))
+    }
+}
+
+/// Why the holder could not do something (kept small: it is returned by synchronous helpers).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HolderError(String);
+
+impl From<HolderError> for ClientError {
+    fn from(err: HolderError) -> Self {
+        ClientError::Holder(err.0)
+    }
+}
+
+/// The holder could not be asked: not running, stale, another version, or another uid.
+#[derive(Debug)]
+struct HolderAbsent;
+
+impl From<HolderAbsent> for ClientError {
+    fn from(_: HolderAbsent) -> Self {
+        ClientError::Holder("no connection holder answered".into())
+    }
+}
+
+/// Largest request or reply between a caller and the holder.
+const MAX_FRAME: usize = 1 << 20;
+
+/// Writes one length-prefixed MessagePack frame.
+async fn write_frame<T: serde::Serialize>(stream: &mut UnixStream, message: &T) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    remora_wire::encode(message, &mut bytes).map_err(std::io::Error::other)?;
+    stream.write_all(&bytes).await
+}
+
+/// Reads exactly one frame, and nothing after it: the agent's byte stream may follow.
+async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut UnixStream) -> std::io::Result<T> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "a {len}-byte frame from the holder's socket"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    remora_wire::decode(&body).map_err(std::io::Error::other)
+}
+
+fn socket_in(dir: &Path) -> PathBuf {
+    dir.join(format!("holder-{VERSION}.sock"))
+}
+
+/// Whether the peer of `stream` runs as this user.
+fn same_uid(stream: &UnixStream) -> bool {
+    stream
+        .peer_cred()
+        .is_ok_and(|cred| cred.uid() == nix::unistd::getuid().as_raw())
+}
+
+/// Creates the holder's directory 0700 and checks it is ours and private.
+fn prepare_dir(dir: &Path) -> std::result::Result<(), HolderError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|err| HolderError(format!("cannot create {}: {err}", dir.display())))?;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|err| HolderError(format!("cannot inspect {}: {err}", dir.display())))?;
+    let private =
+        meta.is_dir() && meta.uid() == nix::unistd::getuid().as_raw() && meta.permissions().mode() & 0o077 == 0;
+    if !private {
+        return Err(HolderError(format!(
+            "{} is not a private directory of yours (it must be 0700 and owned by you); remove it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}

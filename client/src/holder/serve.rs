@@ -1,0 +1,328 @@
+//! The holder process (`remora __hold`): holds SSH connections by host and carries callers'
+//! byte streams to channels on them, until every connection has been idle past its
+//! ControlPersist.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::{
+    prepare_dir,
+    protocol::{Envelope, Held, Reply, Request},
+    read_frame, same_uid, socket_in, write_frame, HolderError, VERSION,
+};
+use crate::{
+    error::{ClientError, Result},
+    ssh::{self, Persist, SshLink, SshOptions, SubsystemStream, Target},
+};
+
+/// Connections one host key may use at once: sshd's MaxSessions caps channels per connection.
+const MAX_LINKS: usize = 16;
+/// How often idle connections are looked at.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the holder in `dir` until nothing is held; `warm` is connected to first.
+pub async fn serve(dir: PathBuf, warm: Option<(String, SshOptions)>) -> Result<()> {
+    prepare_dir(&dir)?;
+    let Some(_lock) = take_lock(&dir)? else {
+        // Another holder of this version runs: it serves; warm it instead.
+        if let Some((target, options)) = warm {
+            super::Holder::new(PathBuf::new())
+                .with_dir(dir)
+                .warm(&target, &options)
+                .await;
+        }
+        return Ok(());
+    };
+    let listener = bind(&socket_in(&dir))?;
+    let holder = Arc::new(State::default());
+    if let Some((target, options)) = warm {
+        let holder = holder.clone();
+        tokio::spawn(async move { holder.warm(target, options).await });
+    }
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let holder = holder.clone();
+                    tokio::spawn(async move { holder.serve_caller(stream).await });
+                }
+            }
+            _ = tokio::time::sleep(REAP_EVERY) => {
+                if holder.reap() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(socket_in(&dir));
+    Ok(())
+}
+
+/// Takes the holder's lifetime lock; `None` if another holder has it.
+fn take_lock(dir: &Path) -> std::result::Result<Option<Flock<std::fs::File>>, HolderError> {
+    let path = dir.join(format!("holder-{VERSION}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| HolderError(format!("cannot open {}: {err}", path.display())))?;
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(HolderError(format!("cannot lock {}: {errno}", path.display()))),
+    }
+}
+
+/// Binds the socket 0600, replacing a stale one (we hold the lock, so nobody serves it).
+fn bind(path: &Path) -> std::result::Result<UnixListener, HolderError> {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).map_err(|err| HolderError(format!("cannot bind {}: {err}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|err| HolderError(format!("cannot protect {}: {err}", path.display())))?;
+    Ok(listener)
+}
+
+/// Everything held, by host key.
+#[derive(Default)]
+struct State {
+    hosts: Mutex<HashMap<String, Arc<HostLinks>>>,
+    /// Callers being served now: the holder does not exit under them.
+    callers: AtomicU32,
+}
+
+/// The connections to one host (as typed, with the caller's options).
+struct HostLinks {
+    target: String,
+    options: SshOptions,
+    persist: Persist,
+    since: remora_wire::UnixMillis,
+    links: tokio::sync::Mutex<Vec<Arc<SshLink>>>,
+    last_used: Mutex<Instant>,
+    requests: AtomicU64,
+    active: AtomicU32,
+}
+
+impl State {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HostLinks>>> {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn serve_caller(self: Arc<Self>, stream: UnixStream) {
+        if !same_uid(&stream) {
+            return;
+        }
+        self.callers.fetch_add(1, Ordering::Relaxed);
+        self.answer(stream).await;
+        self.callers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn answer(&self, mut stream: UnixStream) {
+        let Ok(envelope) = read_frame::<Envelope>(&mut stream).await else {
+            return;
+        };
+        if envelope.version != VERSION {
+            let reason = format!("this holder runs remora {VERSION}, the caller {}", envelope.version);
+            let _ = write_frame(&mut stream, &Reply::Refused { reason }).await;
+            return;
+        }
+        match envelope.request {
+            Request::Open { target, options } => self.open(stream, target, options).await,
+            Request::Warm { target, options } => {
+                let _ = write_frame(&mut stream, &Reply::Accepted).await;
+                self.warm(target, options).await;
+            }
+            Request::List => {
+                let _ = write_frame(&mut stream, &Reply::Held(self.list())).await;
+            }
+            Request::Stop { host } => {
+                let count = self.stop(host.as_deref());
+                let _ = write_frame(&mut stream, &Reply::Stopped { count }).await;
+            }
+        }
+    }
+
+    /// Connects to the host unless it is held already.
+    async fn warm(&self, target: String, options: SshOptions) {
+        if let Ok(host) = self.host(&target, &options) {
+            if let Err(err) = host.link(false).await {
+                tracing::debug!(%target, "warming failed: {err}");
+            }
+        }
+    }
+
+    async fn open(&self, mut stream: UnixStream, target: String, options: SshOptions) {
+        let host = match self.host(&target, &options) {
+            Ok(host) => host,
+            Err(err) => {
+                let reason = err.to_string();
+                let _ = write_frame(&mut stream, &Reply::Refused { reason }).await;
+                return;
+            }
+        };
+        let mut channel = match host.channel().await {
+            Ok(channel) => channel,
+            Err(err) => {
+                let reason = err.to_string();
+                let _ = write_frame(&mut stream, &Reply::Refused { reason }).await;
+                return;
+            }
+        };
+        if write_frame(&mut stream, &Reply::Opened).await.is_err() {
+            return;
+        }
+        host.requests.fetch_add(1, Ordering::Relaxed);
+        host.active.fetch_add(1, Ordering::Relaxed);
+        let _ = tokio::io::copy_bidirectional(&mut stream, &mut channel).await;
+        host.active.fetch_sub(1, Ordering::Relaxed);
+        *host.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// The host's entry, made on first use.
+    fn host(&self, target: &str, options: &SshOptions) -> std::result::Result<Arc<HostLinks>, HolderError> {
+        let key = serde_json::to_string(&(target, options)).map_err(|err| HolderError(err.to_string()))?;
+        if let Some(host) = self.lock().get(&key) {
+            return Ok(host.clone());
+        }
+        let parsed: Target = target
+            .parse()
+            .map_err(|err: ssh::SshError| HolderError(err.to_string()))?;
+        let settings = ssh::resolve(&parsed, options).map_err(|err| HolderError(err.to_string()))?;
+        let persist = settings.control_persist;
+        if persist == Persist::Off {
+            return Err(HolderError(format!("ControlPersist is off for {target}")));
+        }
+        let host = Arc::new(HostLinks {
+            target: target.to_string(),
+            options: options.clone(),
+            persist,
+            since: now_millis(),
+            links: tokio::sync::Mutex::new(Vec::new()),
+            last_used: Mutex::new(Instant::now()),
+            requests: AtomicU64::new(0),
+            active: AtomicU32::new(0),
+        });
+        Ok(self.lock().entry(key).or_insert(host).clone())
+    }
+
+    fn list(&self) -> Vec<Held> {
+        let mut held: Vec<Held> = self.lock().values().map(|host| host.describe()).collect();
+        held.sort_by(|a, b| a.host.cmp(&b.host));
+        held
+    }
+
+    fn stop(&self, host: Option<&str>) -> u32 {
+        let mut hosts = self.lock();
+        let before = hosts.len();
+        hosts.retain(|_, held| host.is_some_and(|h| h != held.target));
+        (before - hosts.len()) as u32
+    }
+
+    /// Forgets hosts idle past their ControlPersist and hosts whose connection is gone (or never
+    /// came); true when nothing is held and nobody is being served (the holder exits).
+    fn reap(&self) -> bool {
+        let mut hosts = self.lock();
+        hosts.retain(|_, host| !host.expired());
+        hosts.is_empty() && self.callers.load(Ordering::Relaxed) == 0
+    }
+}
+
+impl HostLinks {
+    /// A live connection (the newest), connecting when there is none; with `fresh`, always a
+    /// new one (the others refuse channels).
+    async fn link(&self, fresh: bool) -> Result<Arc<SshLink>> {
+        let mut links = self.links.lock().await;
+        links.retain(|link| !link.is_closed());
+        if !fresh {
+            if let Some(link) = links.last() {
+                return Ok(link.clone());
+            }
+        }
+        if links.len() >= MAX_LINKS {
+            return Err(ClientError::Holder(format!(
+                "{MAX_LINKS} connections to {} are busy",
+                self.target
+            )));
+        }
+        let target: Target = self.target.parse()?;
+        let mut settings = ssh::resolve(&target, &self.options)?;
+        // The holder has nobody to ask: a host that needs a question is left to the caller.
+        settings.batch_mode = true;
+        let link = Arc::new(SshLink::connect(&settings).await?);
+        links.push(link.clone());
+        Ok(link)
+    }
+
+    /// A channel to the agent: on the held connection, or on a new one if it refuses (sshd's
+    /// MaxSessions) or is gone.
+    async fn channel(&self) -> Result<SubsystemStream> {
+        let link = self.link(false).await?;
+        match open_agent(&link).await {
+            Ok(channel) => Ok(channel),
+            Err(_) => open_agent(&*self.link(true).await?).await,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        let Ok(links) = self.links.try_lock() else {
+            return false; // connecting
+        };
+        if links.iter().all(|link| link.is_closed()) {
+            return true;
+        }
+        drop(links);
+        let idle = self.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        match self.persist {
+            Persist::For(limit) => idle >= limit,
+            Persist::Forever | Persist::Off => false,
+        }
+    }
+
+    fn describe(&self) -> Held {
+        let active = self.active.load(Ordering::Relaxed);
+        let idle = self.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let connections = self
+            .links
+            .try_lock()
+            .map_or(0, |links| links.iter().filter(|link| !link.is_closed()).count() as u32);
+        Held {
+            connections,
+            host: self.target.clone(),
+            since: self.since,
+            idle_secs: if active > 0 { 0 } else { idle.as_secs() },
+            requests: self.requests.load(Ordering::Relaxed),
+            active,
+            persist: self.persist.to_string(),
+        }
+    }
+}
+
+/// The agent's channel: the `remora` subsystem, else the agent started by exec.
+async fn open_agent(link: &SshLink) -> Result<SubsystemStream> {
+    match link.open_subsystem(remora_wire::SUBSYSTEM_NAME).await {
+        Err(ssh::SshError::SubsystemRefused { .. }) => Ok(link.open_agent_by_exec().await?),
+        opened => Ok(opened?),
+    }
+}
+
+fn now_millis() -> remora_wire::UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as remora_wire::UnixMillis)
+}
