@@ -23,7 +23,7 @@ use tracing::{debug, info};
 
 use crate::{
     clock::now_millis,
-    handler::{self, Ctx},
+    handler::{self, Ctx, Outgoing},
     state::Daemon,
 };
 
@@ -90,7 +90,7 @@ where
 async fn handshake<R: AsyncRead + Unpin>(
     daemon: &Daemon,
     frames: &mut FrameReader<R>,
-    tx: &mpsc::Sender<AgentFrame>,
+    tx: &mpsc::Sender<Outgoing>,
     closed: &CancellationToken,
 ) -> Option<Hello> {
     let first = tokio::select! {
@@ -116,10 +116,13 @@ async fn handshake<R: AsyncRead + Unpin>(
             }) => match negotiate(&hello) {
                 Ok(version) => {
                     let welcome = welcome(daemon, version);
-                    tx.send(AgentFrame {
-                        id,
-                        body: AgentBody::Welcome(welcome),
-                    })
+                    tx.send(
+                        AgentFrame {
+                            id,
+                            body: AgentBody::Welcome(welcome),
+                        }
+                        .into(),
+                    )
                     .await
                     .ok()?;
                     return Some(hello);
@@ -137,7 +140,7 @@ async fn handshake<R: AsyncRead + Unpin>(
         },
     };
     debug!("refusing connection: {:?}", reply.body);
-    let _ = tx.send(reply).await;
+    let _ = tx.send(reply.into()).await;
     None
 }
 
@@ -227,7 +230,7 @@ async fn request_loop<R: AsyncRead + Unpin>(
                     return LoopEnd::Closed;
                 }
                 if heartbeat {
-                    let _ = ctx.tx.try_send(AgentFrame { id: 0, body: AgentBody::Ping(Heartbeat { sent_at: now_millis() }) });
+                    let _ = ctx.tx.try_send(AgentFrame { id: 0, body: AgentBody::Ping(Heartbeat { sent_at: now_millis() }) }.into());
                 }
                 continue;
             }
@@ -300,22 +303,36 @@ where
     streams.spawn(async move { ctx.finish(id, task.await).await });
 }
 
+/// Queues one outgoing frame; output payloads go beside their header, uncopied.
+fn queue<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, outgoing: Outgoing) -> Result<(), remora_wire::WireError> {
+    match outgoing {
+        Outgoing::Frame(frame) => writer.queue(&frame),
+        Outgoing::Output { id, header, payload } => {
+            let frame = AgentFrame {
+                id,
+                body: AgentBody::Output(header),
+            };
+            writer.queue_with_payload(&frame, payload)
+        }
+    }
+}
+
 /// Writes queued frames in batches until the connection closes. A peer that accepts nothing for
 /// [`WRITE_STALL`], or a failed write, closes the connection (`closed`), so a client that sends
 /// requests without reading the replies cannot hold the daemon's resources forever.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: FrameWriter<W>,
-    mut rx: mpsc::Receiver<AgentFrame>,
+    mut rx: mpsc::Receiver<Outgoing>,
     closed: CancellationToken,
 ) {
-    while let Some(frame) = rx.recv().await {
-        if writer.queue(&frame).is_err() {
+    while let Some(outgoing) = rx.recv().await {
+        if queue(&mut writer, outgoing).is_err() {
             break;
         }
         while writer.pending() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(frame) if writer.queue(&frame).is_ok() => {}
-                _ => break,
+            let Ok(outgoing) = rx.try_recv() else { break };
+            if queue(&mut writer, outgoing).is_err() {
+                break;
             }
         }
         match tokio::time::timeout(WRITE_STALL, writer.flush()).await {

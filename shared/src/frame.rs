@@ -4,6 +4,9 @@
 //! an unauthenticated or confused peer can never make this side allocate more than
 //! [`MAX_HELLO_FRAME_LEN`] bytes.
 
+use std::{collections::VecDeque, io::IoSlice};
+
+use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -17,6 +20,8 @@ pub const MAX_HELLO_FRAME_LEN: usize = 64 * 1024;
 const BODY_CHUNK: usize = 256 * 1024;
 
 const LEN_PREFIX: usize = 4;
+/// Chunks handed to one vectored write (well under every system's IOV_MAX).
+const MAX_SLICES: usize = 64;
 /// Read-ahead buffer, so small frames cost one read call per batch rather than two per frame.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -26,6 +31,40 @@ pub fn encode<T: Serialize>(message: &T, out: &mut Vec<u8>) -> Result<(), WireEr
     out.extend_from_slice(&[0; LEN_PREFIX]);
     rmp_serde::encode::write_named(out, message)?;
     let body_len = out.len() - start - LEN_PREFIX;
+    let prefix = u32::try_from(body_len).map_err(|_| WireError::FrameTooLarge {
+        len: body_len as u64,
+        max: MAX_FRAME_LEN,
+    })?;
+    out[start..start + LEN_PREFIX].copy_from_slice(&prefix.to_be_bytes());
+    Ok(())
+}
+
+/// MessagePack for an empty byte string (`bin 8`, length 0).
+const EMPTY_BIN: [u8; 2] = [0xc4, 0x00];
+/// MessagePack marker of a byte string with a 32-bit length.
+const BIN32: u8 = 0xc6;
+
+/// Appends the header of a frame whose body is `message` with `payload` as its last value, for
+/// writing `payload` beside it without copying it into the frame: `message` must end with an
+/// empty byte string (the field `payload` stands for, e.g. `Output::data`, declared last).
+/// `header` followed by `payload` is exactly a frame that [`decode`] reads back whole.
+pub fn encode_with_payload<T: Serialize>(message: &T, payload_len: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    encode(message, out)?;
+    if !out.ends_with(&EMPTY_BIN) {
+        out.truncate(start);
+        return Err(WireError::Encode(rmp_serde::encode::Error::Syntax(
+            "a payload frame's message must end with an empty byte string".into(),
+        )));
+    }
+    out.truncate(out.len() - EMPTY_BIN.len());
+    let payload_len32 = u32::try_from(payload_len).map_err(|_| WireError::FrameTooLarge {
+        len: payload_len as u64,
+        max: MAX_FRAME_LEN,
+    })?;
+    out.push(BIN32);
+    out.extend_from_slice(&payload_len32.to_be_bytes());
+    let body_len = out.len() - start - LEN_PREFIX + payload_len;
     let prefix = u32::try_from(body_len).map_err(|_| WireError::FrameTooLarge {
         len: body_len as u64,
         max: MAX_FRAME_LEN,
@@ -155,31 +194,77 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-/// Writes frames to a byte stream, reusing one encode buffer.
+/// Writes frames to a byte stream: small frames are encoded into one buffer; payloads queued with
+/// [`FrameWriter::queue_with_payload`] are written as they are, beside their header, in one
+/// vectored write.
 pub struct FrameWriter<W> {
     inner: W,
     buf: Vec<u8>,
+    /// Encoded frames and payloads waiting to be written, in order (before `buf`).
+    chunks: VecDeque<Bytes>,
+    queued: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Wraps a byte stream.
     pub fn new(inner: W) -> Self {
-        Self { inner, buf: Vec::new() }
+        Self {
+            inner,
+            buf: Vec::new(),
+            chunks: VecDeque::new(),
+            queued: 0,
+        }
     }
 
     /// Encodes `message` into the pending buffer without writing it yet.
     pub fn queue<T: Serialize>(&mut self, message: &T) -> Result<(), WireError> {
-        encode(message, &mut self.buf)
+        let before = self.buf.len();
+        encode(message, &mut self.buf)?;
+        self.queued += self.buf.len() - before;
+        Ok(())
+    }
+
+    /// Queues the frame of `message` followed by `payload`, uncopied (see
+    /// [`encode_with_payload`]).
+    pub fn queue_with_payload<T: Serialize>(&mut self, message: &T, payload: Bytes) -> Result<(), WireError> {
+        let before = self.buf.len();
+        encode_with_payload(message, payload.len(), &mut self.buf)?;
+        self.queued += self.buf.len() - before + payload.len();
+        self.chunks.push_back(Bytes::from(std::mem::take(&mut self.buf)));
+        self.chunks.push_back(payload);
+        Ok(())
     }
 
     /// Writes every queued frame and flushes the stream.
     pub async fn flush(&mut self) -> Result<(), WireError> {
         if !self.buf.is_empty() {
-            self.inner.write_all(&self.buf).await?;
-            self.buf.clear();
+            self.chunks.push_back(Bytes::from(std::mem::take(&mut self.buf)));
         }
+        while !self.chunks.is_empty() {
+            let slices: Vec<IoSlice<'_>> = self.chunks.iter().take(MAX_SLICES).map(|c| IoSlice::new(c)).collect();
+            let written = self.inner.write_vectored(&slices).await?;
+            if written == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+            }
+            self.advance(written);
+        }
+        self.queued = 0;
         self.inner.flush().await?;
         Ok(())
+    }
+
+    /// Drops `written` bytes from the front of the queued chunks.
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let front = self.chunks.front_mut().expect("wrote no more than was queued");
+            if front.len() <= written {
+                written -= front.len();
+                self.chunks.pop_front();
+            } else {
+                bytes::Buf::advance(front, written);
+                written = 0;
+            }
+        }
     }
 
     /// Encodes, writes and flushes one message.
@@ -190,7 +275,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Bytes queued but not yet written.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.queued
     }
 
     /// Shuts the write side down after flushing.

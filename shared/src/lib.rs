@@ -13,5 +13,5 @@ mod frame;
 mod message;
 
 pub use error::WireError;
-pub use frame::{decode, encode, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
+pub use frame::{decode, encode, encode_with_payload, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
 pub use message::*;

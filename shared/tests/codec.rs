@@ -276,3 +276,60 @@ async fn a_frame_that_stops_arriving_is_seen_mid_frame_and_large_ones_arrive_who
     assert!(!reader.mid_frame());
     drop(writer.await.unwrap());
 }
+
+fn output(data: Vec<u8>) -> AgentFrame {
+    AgentFrame {
+        id: 7,
+        body: AgentBody::Output(Output {
+            session: uuid::Uuid::from_u128(42),
+            command: 3,
+            seq: 9,
+            stream: Stream::Stderr,
+            data,
+        }),
+    }
+}
+
+#[test]
+fn a_payload_frame_is_the_same_message_with_its_bytes_beside_the_header() {
+    for len in [0usize, 1, 255, 256, 70_000] {
+        let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut header = Vec::new();
+        encode_with_payload(&output(Vec::new()), payload.len(), &mut header).unwrap();
+        let frame = [header, payload.clone()].concat();
+        let body_len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(body_len, frame.len() - 4);
+        assert_eq!(decode::<AgentFrame>(&frame[4..]).unwrap(), output(payload));
+    }
+}
+
+#[test]
+fn a_message_that_does_not_end_with_an_empty_byte_string_cannot_carry_a_payload() {
+    let mut out = Vec::new();
+    assert!(encode_with_payload(&output(b"x".to_vec()), 3, &mut out).is_err());
+    assert!(out.is_empty(), "nothing half-written");
+}
+
+#[tokio::test]
+async fn payload_frames_and_ordinary_frames_arrive_in_order() {
+    let (client, agent) = tokio::io::duplex(1 << 10);
+    let mut writer = FrameWriter::new(agent);
+    let big = vec![5u8; 100_000];
+    writer.queue(&output(b"small".to_vec())).unwrap();
+    writer
+        .queue_with_payload(&output(Vec::new()), bytes::Bytes::from(big.clone()))
+        .unwrap();
+    writer.queue(&output(b"after".to_vec())).unwrap();
+    assert!(writer.pending() > 100_000);
+    let writing = tokio::spawn(async move {
+        writer.flush().await.unwrap();
+        writer
+    });
+    let mut reader = FrameReader::new(client);
+    reader.set_max_len(MAX_FRAME_LEN);
+    for expected in [b"small".to_vec(), big, b"after".to_vec()] {
+        let frame: AgentFrame = reader.read_message().await.unwrap().unwrap();
+        assert_eq!(frame, output(expected));
+    }
+    assert_eq!(writing.await.unwrap().pending(), 0);
+}

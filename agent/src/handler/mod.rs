@@ -14,7 +14,8 @@ mod stream;
 
 use std::sync::Arc;
 
-use remora_wire::{AgentBody, AgentFrame, ErrorCode, ErrorReply, RequestId, SessionRef};
+use bytes::Bytes;
+use remora_wire::{AgentBody, AgentFrame, ErrorCode, ErrorReply, Output, RequestId, SessionRef};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +32,28 @@ pub struct Ctx {
     pub from: String,
     /// The client process's id: the same client reconnecting takes its own attachment back.
     pub client_id: Option<uuid::Uuid>,
-    pub tx: mpsc::Sender<AgentFrame>,
+    pub tx: mpsc::Sender<Outgoing>,
     /// Cancelled when the connection ends.
     pub closed: CancellationToken,
+}
+
+/// What a connection's writer sends: a frame, or an output event whose bytes (journal `Bytes`)
+/// are written beside its header, uncopied.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(AgentFrame),
+    Output {
+        id: RequestId,
+        /// The event with empty `data`: the payload takes its place on the wire.
+        header: Output,
+        payload: Bytes,
+    },
+}
+
+impl From<AgentFrame> for Outgoing {
+    fn from(frame: AgentFrame) -> Self {
+        Outgoing::Frame(frame)
+    }
 }
 
 /// The connection's writer is gone; stop producing frames.
@@ -65,7 +85,13 @@ impl From<Closed> for Refusal {
 impl Ctx {
     /// Queues a frame for the client.
     pub async fn send(&self, id: RequestId, body: AgentBody) -> Result<(), Closed> {
-        self.tx.send(AgentFrame { id, body }).await.map_err(|_| Closed)
+        self.tx.send(AgentFrame { id, body }.into()).await.map_err(|_| Closed)
+    }
+
+    /// Queues an output event; `payload` goes out as it is (no copy into the frame).
+    pub async fn send_output(&self, id: RequestId, header: Output, payload: Bytes) -> Result<(), Closed> {
+        let outgoing = Outgoing::Output { id, header, payload };
+        self.tx.send(outgoing).await.map_err(|_| Closed)
     }
 
     /// Sends an error reply (best effort: the client may be gone).

@@ -28,6 +28,8 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: RemoveSessions) -> Result
         if !request.dry_run {
             ctx.daemon
                 .remove_session(session.id, &format!("removed by {}", ctx.from));
+            // Its files are deleted by its persister; answer once they are gone.
+            session.flush().await;
             info.state = SessionState::Closed;
         }
         sessions.push(info);

@@ -70,7 +70,22 @@ async fn send(ctx: &Ctx, id: RequestId, session: &Session, entries: Vec<(u64, En
     for (command, entry) in entries {
         // A chunk released meanwhile was acknowledged by someone: nobody needs it sent.
         let Some(entry) = session.load(entry) else { continue };
-        ctx.send(id, entry_body(session, command, entry)).await?;
+        match entry.kind {
+            EntryKind::Output {
+                stream,
+                data: Data::Memory(bytes),
+            } => {
+                let header = Output {
+                    session: session.id,
+                    command,
+                    seq: entry.seq,
+                    stream,
+                    data: Vec::new(),
+                };
+                ctx.send_output(id, header, bytes).await?
+            }
+            _ => ctx.send(id, entry_body(session, command, entry)).await?,
+        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use super::journal::Journal;
 use crate::clock::now_millis;
 
 /// A command and everything it produced.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CommandRecord {
     pub id: u64,
     pub text: String,
@@ -44,10 +44,14 @@ impl CommandRecord {
     /// Records the final state and appends the journal's end entry (once); false if it had
     /// already ended.
     pub fn finish(&mut self, state: CommandState, exit_code: Option<i32>) -> bool {
+        self.finish_at(state, exit_code, now_millis())
+    }
+
+    /// [`CommandRecord::finish`] at a given time.
+    pub fn finish_at(&mut self, state: CommandState, exit_code: Option<i32>, now: UnixMillis) -> bool {
         if self.is_ended() {
             return false;
         }
-        let now = now_millis();
         self.state = state;
         self.exit_code = exit_code;
         self.ended_at = Some(now);

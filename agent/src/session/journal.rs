@@ -88,7 +88,7 @@ impl Freed {
 }
 
 /// The ordered, acknowledgement-aware output of one command.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Journal {
     entries: VecDeque<Entry>,
     last_seq: u64,

@@ -114,6 +114,8 @@ pub struct Session {
     persister: Mutex<Option<Persister>>,
     /// The shell, parked by its runspace for a handover.
     parked: Mutex<Option<runspace::Parked>>,
+    /// Saved to disk (a named session with a store).
+    stored: bool,
 }
 
 impl Session {
@@ -138,6 +140,7 @@ impl Session {
             .as_deref()
             .filter(|_| !temporary)
             .map(|root| store::SessionStore::new(root, id));
+        let stored = store.is_some();
         let (jobs, persister) = persist::channel(&name, store, spill.clone());
         Self {
             id,
@@ -152,6 +155,7 @@ impl Session {
             jobs,
             persister: Mutex::new(Some(persister)),
             parked: Mutex::new(None),
+            stored,
         }
     }
 
@@ -292,6 +296,21 @@ impl Session {
     /// Ends a command with its final state; the end becomes its journal's last entry.
     pub fn finish(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
         self.change(|s| ((), s.finish(command, state, exit_code)));
+    }
+
+    /// Ends a command, its ended journal saved first (for a stored session): a command that
+    /// clients see Completed survives a crash of the daemon right after.
+    pub async fn finish_durably(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
+        let now = now_millis();
+        if self.stored {
+            if let Some(snapshot) = self.read(|s| s.ended_snapshot(command, state, exit_code, now)) {
+                let _ = self.jobs.send(Job::SaveCommand(snapshot));
+                self.flush().await;
+            }
+            self.change(|s| ((), s.finish_saved(command, state, exit_code, now)));
+        } else {
+            self.finish(command, state, exit_code);
+        }
     }
 
     /// Marks the runspace gone: unended commands Failed and the session Broken with `reason`.

@@ -168,6 +168,42 @@ impl SessionState {
         effects
     }
 
+    /// What `command` will look like once ended at `now`, for saving it before the end is
+    /// published (see `Session::finish_durably`); `None` if it has ended already.
+    pub fn ended_snapshot(
+        &self,
+        command: u64,
+        state: CommandState,
+        exit_code: Option<i32>,
+        now: UnixMillis,
+    ) -> Option<CommandSnapshot> {
+        let mut ended = self.commands.get(&command)?.clone();
+        ended.finish_at(state, exit_code, now).then(|| store::snapshot(&ended))
+    }
+
+    /// Ends a command whose ended form is already saved: only how far it is acknowledged (acks
+    /// may have come in while it was being saved) is left to record.
+    pub fn finish_saved(
+        &mut self,
+        command: u64,
+        state: CommandState,
+        exit_code: Option<i32>,
+        now: UnixMillis,
+    ) -> Effects {
+        let mut effects = Effects::default();
+        if let Some(record) = self.commands.get_mut(&command) {
+            if record.finish_at(state, exit_code, now) {
+                effects.push(Effect::SaveAck {
+                    command,
+                    seq: record.journal.acked_seq(),
+                    offset: record.journal.acked_offset(),
+                    fully_acked: record.journal.fully_acked(),
+                });
+            }
+        }
+        effects
+    }
+
     /// Ends every command that has not ended with `state`.
     fn finish_all(&mut self, state: CommandState) -> Effects {
         let mut effects = Effects::default();
@@ -422,6 +458,27 @@ mod tests {
         assert!(state.finish(1, CommandState::Failed, None).is_empty(), "ends once");
         assert_eq!(state.start_next(3_000), Some((2, "b".into())));
         assert_eq!(state.active_commands(), 1);
+    }
+
+    #[test]
+    fn a_command_saved_before_its_end_is_published_records_the_acks_that_came_meanwhile() {
+        let mut state = state(test_settings());
+        state.enqueue("a".into()).unwrap();
+        state.start_next(0);
+        let _ = output(&mut state, 1, "x");
+        let snapshot = state
+            .ended_snapshot(1, CommandState::Completed, Some(0), 5)
+            .expect("not ended yet");
+        assert_eq!(snapshot.id(), 1);
+        assert_eq!(state.commands[&1].state, CommandState::Running, "nothing published yet");
+        let _ = state.ack(1, 1);
+        let effects = state.finish_saved(1, CommandState::Completed, Some(0), 5);
+        assert!(matches!(effects.0[..], [Effect::SaveAck { command: 1, seq: 1, .. }]));
+        assert_eq!(state.commands[&1].ended_at, Some(5));
+        assert!(
+            state.ended_snapshot(1, CommandState::Failed, None, 6).is_none(),
+            "ended once"
+        );
     }
 
     #[test]

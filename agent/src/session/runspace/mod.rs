@@ -86,8 +86,8 @@ async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>
             },
         };
         match outcome {
-            Outcome::Exited(code) => session.finish(id, CommandState::Completed, Some(code)),
-            Outcome::Stopped(code) => session.finish(id, CommandState::Stopped, Some(code)),
+            Outcome::Exited(code) => session.finish_durably(id, CommandState::Completed, Some(code)).await,
+            Outcome::Stopped(code) => session.finish_durably(id, CommandState::Stopped, Some(code)).await,
             Outcome::ShellGone(code) => {
                 session.finish(id, CommandState::Completed, Some(code));
                 session.mark_broken(format!(
