@@ -41,7 +41,7 @@ pub struct Ctx {
 /// are written beside its header, uncopied.
 #[derive(Debug)]
 pub enum Outgoing {
-    Frame(AgentFrame),
+    Frame(Box<AgentFrame>),
     Output {
         id: RequestId,
         /// The event with empty `data`: the payload takes its place on the wire.
@@ -52,7 +52,7 @@ pub enum Outgoing {
 
 impl From<AgentFrame> for Outgoing {
     fn from(frame: AgentFrame) -> Self {
-        Outgoing::Frame(frame)
+        Outgoing::Frame(Box::new(frame))
     }
 }
 
