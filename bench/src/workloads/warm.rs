@@ -34,7 +34,7 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
         samples.ssh.push(millis(&mut bench.ssh(&[host, "true"]))?);
     }
     drop(master);
-    let memory = holder_rss_mib(bench)?;
+    let memory = holder_mib_per_connection(bench)?;
     timed(&mut bench.remora_warm(&["conn", "stop"]))?;
     let mut rows = Vec::new();
     for (what, stats) in [
@@ -77,15 +77,41 @@ fn versus(what: &str, remora: Stats, samples: &Samples) -> [Row; 2] {
     ]
 }
 
-/// Waits until the holder holds the host (the first call started it and asked it to connect).
+/// Waits until the holder has made its connection to the host (the first call started it and
+/// asked it to connect).
 fn wait_held(bench: &Bench) -> anyhow::Result<()> {
-    remora_testkit::wait_until(WAIT, "the connection holder to hold the host", || {
-        timed(&mut bench.remora_warm(&["conn", "ls", "--json"]))
-            .is_ok_and(|run| String::from_utf8_lossy(&run.stdout).contains(bench.sshd.alias()))
+    wait_connections(bench, 1)
+}
+
+fn wait_connections(bench: &Bench, count: usize) -> anyhow::Result<()> {
+    remora_testkit::wait_until(WAIT, "the connection holder's connections", || {
+        timed(&mut bench.remora_warm(&["conn", "ls", "--json"])).is_ok_and(|run| {
+            String::from_utf8_lossy(&run.stdout)
+                .matches("\"connections\": 1")
+                .count()
+                >= count
+        })
     })
 }
 
-/// The holder's resident memory (it holds one connection here).
+/// Hosts the holder is made to hold for its memory figure.
+const MORE_HOSTS: usize = 20;
+
+/// What each further held connection costs the holder: its memory holding one connection, then
+/// holding [`MORE_HOSTS`] more (ssh_config aliases of the same sshd), divided out.
+fn holder_mib_per_connection(bench: &Bench) -> anyhow::Result<f64> {
+    let one = holder_rss_mib(bench)?;
+    for n in 1..=MORE_HOSTS {
+        let alias = format!("held{n}");
+        bench.sshd.add_alias(&alias, bench.sshd.port())?;
+        timed(&mut bench.remora_warm(&["ls", &alias]))?;
+    }
+    wait_connections(bench, MORE_HOSTS + 1)?;
+    let many = holder_rss_mib(bench)?;
+    Ok(((many - one) / MORE_HOSTS as f64).max(0.0))
+}
+
+/// The holder's resident memory.
 fn holder_rss_mib(bench: &Bench) -> anyhow::Result<f64> {
     let pid = bench
         .sshd

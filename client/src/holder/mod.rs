@@ -20,7 +20,7 @@ mod protocol;
 mod serve;
 
 use std::{
-    os::unix::{fs::DirBuilderExt, fs::MetadataExt, fs::PermissionsExt},
+    os::unix::{fs::DirBuilderExt, fs::MetadataExt, fs::OpenOptionsExt, fs::PermissionsExt},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -154,11 +154,18 @@ impl Holder {
         prepare_dir(&self.dir)?;
         let options = serde_json::to_string(options).map_err(|err| HolderError(err.to_string()))?;
         let mut command = std::process::Command::new(&self.program);
+        let log = self.dir.join("holder.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log)
+            .map_err(|err| HolderError(format!("cannot open {}: {err}", log.display())))?;
         command
             .args(["__hold", "--warm", target, "--warm-options", &options])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(log);
         // SAFETY: setsid is async-signal-safe; the holder leaves the caller's session and
         // terminal so it outlives the call and never holds its stdio.
         unsafe {

@@ -160,6 +160,7 @@ impl State {
         if let Ok(host) = self.host(&target, &options) {
             if let Err(err) = host.link(false).await {
                 tracing::debug!(%target, "warming failed: {err}");
+                self.forget(&host);
             }
         }
     }
@@ -176,6 +177,7 @@ impl State {
         let mut channel = match host.channel().await {
             Ok(channel) => channel,
             Err(err) => {
+                self.forget(&host);
                 let reason = err.to_string();
                 let _ = write_frame(&mut stream, &Reply::Refused { reason }).await;
                 return;
@@ -216,6 +218,11 @@ impl State {
             active: AtomicU32::new(0),
         });
         Ok(self.lock().entry(key).or_insert(host).clone())
+    }
+
+    /// Drops a host whose connection could not be made (it is listed no more).
+    fn forget(&self, host: &Arc<HostLinks>) {
+        self.lock().retain(|_, held| !Arc::ptr_eq(held, host));
     }
 
     fn list(&self) -> Vec<Held> {

@@ -3,7 +3,7 @@
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command, time::Duration};
 
-use crate::support::{remora, session, wait_until, wait_until_within, Background, FaultyLink, Sshd};
+use crate::support::{binaries, remora, session, wait_until, wait_until_within, Background, FaultyLink, Sshd};
 
 /// SSH logins sshd has accepted so far.
 fn logins(sshd: &Sshd) -> usize {
@@ -233,4 +233,49 @@ fn the_first_call_still_shows_the_host_key_notice() {
         (0, "no sessions\n"),
         "{second:?}"
     );
+}
+
+#[test]
+fn a_passphrase_prompt_still_reaches_the_user_on_a_terminal() {
+    let sshd = Sshd::start().unwrap();
+    let key = sshd.dir().join("locked_key");
+    remora_testkit::generate_key(&key, "secret words").unwrap();
+    let mut authorized = std::fs::read_to_string(sshd.dir().join("authorized_keys")).unwrap();
+    authorized.push_str(&std::fs::read_to_string(key.with_extension("pub")).unwrap());
+    std::fs::write(sshd.dir().join("authorized_keys"), authorized).unwrap();
+    let config = sshd.dir().join("locked_config");
+    let block = format!(
+        "Host locked\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  UserKnownHostsFile {}\n  IdentityFile {}\n  IdentitiesOnly yes\n",
+        sshd.port(),
+        sshd.user(),
+        sshd.known_hosts().display(),
+        key.display()
+    );
+    std::fs::write(&config, block).unwrap();
+    // `script` gives remora a real terminal; the passphrase is typed on it.
+    let program = binaries().remora.display().to_string();
+    let line = format!("{program} -F {} ls locked", config.display());
+    for _ in 0..2 {
+        let mut command = sshd.agent_at(std::path::Path::new("script"));
+        command
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"secret words\n").unwrap();
+        let output = crate::support::run_child(child, crate::support::TIMEOUT).unwrap();
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{shown}");
+        assert!(
+            shown.contains("Enter passphrase for key"),
+            "the prompt reached the terminal: {shown}"
+        );
+    }
+    // The holder could not use the key without asking, so each call asked; it holds nothing.
+    wait_until("the holder to give the host up", || {
+        remora(&sshd, &["conn", "ls", "--json"]).stdout.trim() == "[]"
+    })
+    .unwrap();
 }
