@@ -72,6 +72,7 @@ impl Persister {
             while let Ok(job) = self.jobs.try_recv() {
                 batch.push(job);
             }
+            let batch = coalesce(batch);
             let mut worker = self.worker;
             worker = match tokio::task::spawn_blocking(move || {
                 for job in batch {
@@ -134,6 +135,26 @@ impl Worker {
     }
 }
 
+/// Drops acknowledgement saves that a later one in the same batch supersedes: a client acks every
+/// few hundred KiB, and only the newest position needs to reach the disk.
+fn coalesce(batch: Vec<Job>) -> Vec<Job> {
+    let mut last = std::collections::HashMap::new();
+    for (index, job) in batch.iter().enumerate() {
+        if let Job::SaveAck { command, .. } = job {
+            last.insert(*command, index);
+        }
+    }
+    batch
+        .into_iter()
+        .enumerate()
+        .filter(|(index, job)| match job {
+            Job::SaveAck { command, .. } => last.get(command) == Some(index),
+            _ => true,
+        })
+        .map(|(_, job)| job)
+        .collect()
+}
+
 /// The entry with its bytes in memory, read back from the spill file if needed; `None` when the
 /// chunk was released meanwhile (acknowledged, so nobody needs it). A chunk that cannot be read
 /// back is reported as dropped, never silently skipped.
@@ -160,4 +181,35 @@ pub fn load(spill: &Spill, mut entry: Entry) -> Option<Entry> {
         }
     };
     Some(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(command: u64, seq: u64) -> Job {
+        Job::SaveAck {
+            command,
+            seq,
+            offset: seq,
+            fully_acked: false,
+        }
+    }
+
+    fn acks(jobs: &[Job]) -> Vec<(u64, u64)> {
+        jobs.iter()
+            .filter_map(|job| match job {
+                Job::SaveAck { command, seq, .. } => Some((*command, *seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_newest_ack_of_each_command_is_written() {
+        let batch = vec![ack(1, 1), ack(2, 5), Job::ReleaseSpill(3), ack(1, 2), ack(1, 3)];
+        let kept = coalesce(batch);
+        assert_eq!(acks(&kept), [(2, 5), (1, 3)]);
+        assert_eq!(kept.len(), 3, "other jobs stay, in order");
+    }
 }
