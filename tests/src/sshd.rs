@@ -63,16 +63,27 @@ impl Sshd {
     /// value it reads for most keywords, so they override the harness's. No `Match` blocks (they
     /// would swallow the lines after them), and `Subsystem remora` cannot be redefined.
     pub fn start_with(extra: &str) -> anyhow::Result<Sshd> {
-        Sshd::launch(extra, true)
+        Sshd::launch(extra, true, |_| Ok(String::new()))
+    }
+
+    /// Like [`Sshd::start`], after `prepare` ran on the test's directory once the host key
+    /// (`host_key`, `host_key.pub`) exists; the sshd_config lines it returns come first (a
+    /// `HostCertificate` made by signing the host key, say).
+    pub fn start_prepared(prepare: impl FnOnce(&Path) -> anyhow::Result<String>) -> anyhow::Result<Sshd> {
+        Sshd::launch("", true, prepare)
     }
 
     /// An sshd without the `Subsystem remora` line, like a host whose admin has not added it:
     /// remora must find the agent itself (exec request), after `remora install` put it there.
     pub fn start_without_subsystem() -> anyhow::Result<Sshd> {
-        Sshd::launch("", false)
+        Sshd::launch("", false, |_| Ok(String::new()))
     }
 
-    fn launch(extra: &str, subsystem: bool) -> anyhow::Result<Sshd> {
+    fn launch(
+        extra: &str,
+        subsystem: bool,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Sshd> {
         let binaries = binaries()?;
         let program = files::sshd_program()?;
         let user = current_user()?;
@@ -90,6 +101,7 @@ impl Sshd {
         fs::create_dir(dir.path().join("home"))?;
         fs::create_dir(dir.path().join(REMOTE_HOME))?;
         ensure_privsep_dir()?;
+        let extra = prepare(dir.path())? + extra;
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let settings = ServerSettings {
             dir: dir.path(),
@@ -97,7 +109,7 @@ impl Sshd {
             agent: &binaries.agent,
             marker: &marker,
             has_penalties: files::has_penalties(&program),
-            extra,
+            extra: &extra,
             subsystem,
         };
         let (child, port) = launch(&program, settings)?;

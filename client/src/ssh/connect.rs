@@ -166,6 +166,7 @@ fn client_config(settings: &HostSettings) -> client::Config {
         nodelay: true,
         preferred: Preferred {
             key: Cow::Owned(host_key::host_key_preference(settings)),
+            host_key_certificates: Cow::Owned(host_key::host_certificate_preference(settings)),
             cipher: Cow::Owned(cipher_preference(aes_in_hardware())),
             ..Preferred::DEFAULT
         },

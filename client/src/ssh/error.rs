@@ -42,7 +42,7 @@ pub enum SshError {
          then connect once with `-o StrictHostKeyChecking=accept-new`, or add the key with \
          `ssh-keyscan -p {port} {host} >> {known_hosts}`",
         host_pattern(.host, *.port),
-        if *.asked { "; remora cannot ask, so StrictHostKeyChecking=ask refuses like yes" } else { "" }
+        if *.asked { "; StrictHostKeyChecking=ask, but there is no terminal to ask on" } else { "" }
     )]
     HostKeyUnknown {
         host: String,
@@ -50,7 +50,7 @@ pub enum SshError {
         algorithm: &'static str,
         fingerprint: String,
         known_hosts: String,
-        /// The policy was `ask`, which remora treats as `yes`.
+        /// The policy was `ask`, and there was no terminal to ask on.
         asked: bool,
     },
     /// known_hosts records a different key for the host: refused, whatever the policy.
@@ -92,9 +92,12 @@ pub enum SshError {
         file: String,
         line: usize,
     },
-    /// The host presented a certificate instead of a plain key.
-    #[error("{host} presented a host certificate; remora does not verify host certificates yet")]
-    HostCertificate { host: String },
+    /// The host's certificate is not one an `@cert-authority` line lets remora trust.
+    #[error("the host certificate of {host} is refused: {reason}")]
+    HostCertificateRefused { host: String, reason: String },
+    /// The user answered no to StrictHostKeyChecking=ask.
+    #[error("host key for {host} not accepted: you answered no; nothing was recorded")]
+    HostKeyDeclined { host: String },
     /// `accept-new` could not record the key.
     #[error("cannot record the host key of {host} in {path}: {cause}; check that the file is writable")]
     KnownHostsWrite {

@@ -1,15 +1,28 @@
-//! Host-key verification: what known_hosts says, combined with StrictHostKeyChecking, decided
-//! inside russh's `check_server_key` callback.
+//! Host-key verification: what the user's and the global known_hosts files say, combined with
+//! StrictHostKeyChecking, decided inside russh's `check_server_key` callback.
 //!
 //! russh turns a refusal into a bare `UnknownKey` error, so the [`Verifier`] keeps the precise
 //! reason in a [`Rejection`] for `connect` to return instead. Changed and revoked keys are refused
-//! whatever the policy; `accept-new` records unknown keys in the first known_hosts file.
+//! whatever the policy; `accept-new` records unknown keys in the first user known_hosts file;
+//! `ask` asks on the terminal as ssh does (fingerprint, then yes / no / the fingerprint typed
+//! back) and refuses without one. A host certificate is trusted when an `@cert-authority` line
+//! for the host names its signing CA, its principals name the host, it is valid now, and neither
+//! the CA nor the host key is `@revoked`; remora offers certificate algorithms only to hosts that
+//! have such a line.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    io::{BufRead, Write},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use russh::{
     client,
-    keys::{ssh_key::PublicKey, Algorithm, HashAlg, PublicKeyOrCertificate},
+    keys::{
+        ssh_key::{certificate::CertType, Certificate, PublicKey},
+        Algorithm, HashAlg, PublicKeyOrCertificate,
+    },
     Preferred,
 };
 
@@ -58,12 +71,24 @@ impl client::Handler for Verifier {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let verdict = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => verify(&self.settings, key),
-            PublicKeyOrCertificate::Certificate(_) => Err(SshError::HostCertificate {
-                host: self.settings.alias.clone(),
-            }),
+        let settings = self.settings.clone();
+        // Reading files, and maybe asking on the terminal, off the async workers.
+        let check = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                let key = key.clone();
+                tokio::task::spawn_blocking(move || verify(&settings, &key))
+            }
+            PublicKeyOrCertificate::Certificate(cert) => {
+                let cert = cert.clone();
+                tokio::task::spawn_blocking(move || verify_certificate(&settings, &cert, SystemTime::now()))
+            }
         };
+        let verdict = check.await.unwrap_or_else(|err| {
+            Err(SshError::HostCertificateRefused {
+                host: self.settings.alias.clone(),
+                reason: format!("the check failed: {err}"),
+            })
+        });
         match verdict {
             Ok(()) => Ok(true),
             Err(refusal) => {
@@ -74,12 +99,19 @@ impl client::Handler for Verifier {
     }
 }
 
-/// Decides whether `key` may be trusted for the host of `settings`, recording it under `accept-new`.
+/// Every known_hosts file to read: the user's, then the global ones.
+fn all_files(settings: &HostSettings) -> Vec<PathBuf> {
+    let user = settings.known_hosts_files.iter();
+    user.chain(&settings.global_known_hosts_files).cloned().collect()
+}
+
+/// Decides whether `key` may be trusted for the host of `settings`, recording it under `accept-new`
+/// (or a `yes` to `ask`).
 pub fn verify(settings: &HostSettings, key: &PublicKey) -> Result<(), SshError> {
     let (host, port) = (settings.hostname.clone(), settings.port);
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     let algorithm = known_hosts::key_type(&key.algorithm());
-    match known_hosts::check(&settings.known_hosts_files, &host, port, key) {
+    match known_hosts::check(&all_files(settings), &host, port, key) {
         HostKeyStatus::Known => Ok(()),
         HostKeyStatus::Changed { file, line, recorded } => Err(SshError::HostKeyChanged {
             host,
@@ -105,16 +137,24 @@ fn unknown(
     let (host, port) = (settings.hostname.clone(), settings.port);
     let shown = known_hosts::host_pattern(&host, port);
     let first_file = settings.known_hosts_files.first();
+    let learn = |file: &PathBuf| -> Result<(), SshError> {
+        known_hosts::learn(file, &host, port, key).map_err(|source| SshError::KnownHostsWrite {
+            host: shown.clone(),
+            path: file.clone(),
+            cause: source,
+        })?;
+        // ssh's own wording; the user should see which key was trusted on first use.
+        eprintln!("Warning: Permanently added '{shown}' ({algorithm}) to the list of known hosts.");
+        Ok(())
+    };
     match (settings.strict_host_key_checking, first_file) {
-        (StrictHostKeyChecking::AcceptNew, Some(file)) => {
-            known_hosts::learn(file, &host, port, key).map_err(|source| SshError::KnownHostsWrite {
-                host: shown.clone(),
-                path: file.clone(),
-                cause: source,
-            })?;
-            // ssh's own wording; the user should see which key was trusted on first use.
-            eprintln!("Warning: Permanently added '{shown}' ({algorithm}) to the list of known hosts.");
-            Ok(())
+        (StrictHostKeyChecking::AcceptNew, Some(file)) => learn(file),
+        (StrictHostKeyChecking::Ask, Some(file)) if !settings.batch_mode => {
+            match ask_on_terminal(&shown, algorithm, &fingerprint) {
+                Some(true) => learn(file),
+                Some(false) => Err(SshError::HostKeyDeclined { host: shown }),
+                None => Err(unknown_error(settings, algorithm, fingerprint, true)),
+            }
         }
         (StrictHostKeyChecking::No, _) => {
             tracing::warn!(
@@ -122,24 +162,122 @@ fn unknown(
             );
             Ok(())
         }
-        (strictness, _) => Err(SshError::HostKeyUnknown {
-            host,
-            port,
+        (strictness, _) => Err(unknown_error(
+            settings,
             algorithm,
             fingerprint,
-            known_hosts: first_file.map_or_else(
-                || "any known_hosts file (UserKnownHostsFile is none)".into(),
-                |f| f.display().to_string(),
-            ),
-            asked: strictness == StrictHostKeyChecking::Ask,
-        }),
+            strictness == StrictHostKeyChecking::Ask,
+        )),
     }
+}
+
+fn unknown_error(settings: &HostSettings, algorithm: &'static str, fingerprint: String, asked: bool) -> SshError {
+    SshError::HostKeyUnknown {
+        host: settings.hostname.clone(),
+        port: settings.port,
+        algorithm,
+        fingerprint,
+        known_hosts: settings.known_hosts_files.first().map_or_else(
+            || "any known_hosts file (UserKnownHostsFile is none)".into(),
+            |f| f.display().to_string(),
+        ),
+        asked,
+    }
+}
+
+/// Asks on the controlling terminal, as ssh does: `Some(true)` for yes (or the fingerprint typed
+/// back), `Some(false)` for no, `None` when there is no terminal.
+fn ask_on_terminal(shown: &str, algorithm: &str, fingerprint: &str) -> Option<bool> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let mut out = tty.try_clone().ok()?;
+    let mut input = std::io::BufReader::new(tty);
+    write!(
+        out,
+        "The authenticity of host '{shown}' can't be established.\r\n{algorithm} key fingerprint is {fingerprint}.\r\nAre you sure you want to continue connecting (yes/no/[fingerprint])? "
+    )
+    .ok()?;
+    loop {
+        out.flush().ok()?;
+        let mut answer = String::new();
+        if input.read_line(&mut answer).ok()? == 0 {
+            return None;
+        }
+        match answer.trim() {
+            "yes" => return Some(true),
+            "no" => return Some(false),
+            typed if typed == fingerprint => return Some(true),
+            _ => write!(out, "Please type 'yes', 'no' or the fingerprint: ").ok()?,
+        }
+    }
+}
+
+/// Decides whether a host certificate may be trusted for the host of `settings` at `now`.
+pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: SystemTime) -> Result<(), SshError> {
+    let (host, port) = (settings.hostname.as_str(), settings.port);
+    let refuse = |reason: String| SshError::HostCertificateRefused {
+        host: known_hosts::host_pattern(host, port),
+        reason,
+    };
+    let files = all_files(settings);
+    if cert.cert_type() != CertType::Host {
+        return Err(refuse("it is a user certificate, not a host certificate".into()));
+    }
+    let ca = PublicKey::from(cert.signature_key().clone());
+    let ca_fingerprint = ca.fingerprint(HashAlg::Sha256);
+    if !known_hosts::authorities(&files, host, port)
+        .iter()
+        .any(|trusted| trusted.key_data() == ca.key_data())
+    {
+        return Err(refuse(format!(
+            "it is signed by the CA {ca_fingerprint}, which no @cert-authority line for this host trusts"
+        )));
+    }
+    for (what, key) in [
+        ("its CA", &ca),
+        ("the host key", &PublicKey::from(cert.public_key().clone())),
+    ] {
+        if let Some((file, line)) = known_hosts::revoked(&files, host, port, key) {
+            return Err(refuse(format!("{what} is marked @revoked in {file}:{line}")));
+        }
+    }
+    let unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let when = |secs: u64| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string();
+    if unix < cert.valid_after() {
+        return Err(refuse(format!("it is not valid before {}", when(cert.valid_after()))));
+    }
+    if unix >= cert.valid_before() {
+        return Err(refuse(format!("it expired at {}", when(cert.valid_before()))));
+    }
+    let principals = cert.valid_principals();
+    if !principals.is_empty() && !principals.iter().any(|p| p == host || *p == settings.alias) {
+        return Err(refuse(format!("it names {}, not {host}", principals.join(", "))));
+    }
+    if !cert.critical_options().is_empty() {
+        return Err(refuse(
+            "it carries critical options, which host certificates must not".into(),
+        ));
+    }
+    cert.validate_at(unix, [&ca_fingerprint])
+        .map_err(|_| refuse("its signature does not verify".into()))
+}
+
+/// Host-key algorithms to ask certificates for: those of the plain-key preference, for hosts that
+/// an `@cert-authority` line covers; none otherwise (a certificate nobody can check is no use).
+pub fn host_certificate_preference(settings: &HostSettings) -> Vec<Algorithm> {
+    if known_hosts::authorities(&all_files(settings), &settings.hostname, settings.port).is_empty() {
+        return Vec::new();
+    }
+    host_key_preference(settings)
 }
 
 /// russh's host-key algorithms with those known_hosts records for the host first, so a host with a
 /// recorded key presents that one (OpenSSH does the same).
 pub fn host_key_preference(settings: &HostSettings) -> Vec<Algorithm> {
-    let recorded = known_hosts::recorded_algorithms(&settings.known_hosts_files, &settings.hostname, settings.port);
+    let recorded = known_hosts::recorded_algorithms(&all_files(settings), &settings.hostname, settings.port);
     let is_rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
     let same_family = |a: &Algorithm, b: &Algorithm| a == b || (is_rsa(a) && is_rsa(b));
     let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = Preferred::DEFAULT

@@ -3,7 +3,10 @@
 //! lists, wildcards and negation, and `@revoked`. russh's own helpers fail on the first line they
 //! cannot parse and know no markers, hence this module.
 //!
-//! Invariant: a line remora cannot use (`@cert-authority`, garbage) is skipped with a warning
+//! `@cert-authority` lines name the CAs whose host certificates are trusted for the hosts they
+//! match.
+//!
+//! Invariant: a line remora cannot use (an unknown marker, garbage) is skipped with a warning
 //! naming file and line, never misread. The trust policy built on this lives in `host_key.rs`.
 
 use std::{
@@ -64,7 +67,7 @@ pub fn check(files: &[impl AsRef<Path>], host: &str, port: u16, key: &PublicKey)
     let mut known = false;
     let mut same_type = None;
     let mut other_type = None;
-    for found in recorded(files, host, port) {
+    for found in recorded(files, host, port).into_iter().filter(|f| !f.authority) {
         let same_key = found.key.key_data() == key.key_data();
         match (found.revoked, same_key) {
             (true, true) => {
@@ -94,10 +97,30 @@ pub fn check(files: &[impl AsRef<Path>], host: &str, port: u16, key: &PublicKey)
     }
 }
 
+/// The certificate authorities `@cert-authority` lines trust for `host:port`.
+pub fn authorities(files: &[impl AsRef<Path>], host: &str, port: u16) -> Vec<PublicKey> {
+    recorded(files, host, port)
+        .into_iter()
+        .filter(|f| f.authority)
+        .map(|f| f.key)
+        .collect()
+}
+
+/// Where `key` is marked `@revoked` for `host:port`, if it is.
+pub fn revoked(files: &[impl AsRef<Path>], host: &str, port: u16, key: &PublicKey) -> Option<(String, usize)> {
+    recorded(files, host, port)
+        .into_iter()
+        .find(|f| f.revoked && f.key.key_data() == key.key_data())
+        .map(|f| (f.file, f.line))
+}
+
 /// The algorithms of the (not revoked) keys recorded for `host:port`, first recorded first.
 pub fn recorded_algorithms(files: &[impl AsRef<Path>], host: &str, port: u16) -> Vec<Algorithm> {
     let mut algorithms = Vec::new();
-    for found in recorded(files, host, port).into_iter().filter(|f| !f.revoked) {
+    for found in recorded(files, host, port)
+        .into_iter()
+        .filter(|f| !f.revoked && !f.authority)
+    {
         if !algorithms.contains(&found.key.algorithm()) {
             algorithms.push(found.key.algorithm());
         }
@@ -128,6 +151,8 @@ struct Found {
     line: usize,
     key: PublicKey,
     revoked: bool,
+    /// An `@cert-authority` line: `key` is a CA.
+    authority: bool,
 }
 
 /// Every usable line of `files` that names `host:port`, in order.
@@ -154,6 +179,7 @@ fn recorded(files: &[impl AsRef<Path>], host: &str, port: u16) -> Vec<Found> {
                     line: index + 1,
                     key: entry.key,
                     revoked: entry.revoked,
+                    authority: entry.authority,
                 });
             }
         }
@@ -166,6 +192,7 @@ struct KnownHost {
     hosts: String,
     key: PublicKey,
     revoked: bool,
+    authority: bool,
 }
 
 fn parse_line(line: &str, file: &Path, number: usize) -> Option<KnownHost> {
@@ -175,22 +202,16 @@ fn parse_line(line: &str, file: &Path, number: usize) -> Option<KnownHost> {
     }
     let mut fields = line.split_whitespace();
     let mut hosts = fields.next()?;
-    let revoked = match hosts {
-        "@revoked" => true,
-        "@cert-authority" => {
-            tracing::warn!(
-                "{}:{number}: @cert-authority lines are not supported yet; skipping it",
-                file.display()
-            );
-            return None;
-        }
+    let (revoked, authority) = match hosts {
+        "@revoked" => (true, false),
+        "@cert-authority" => (false, true),
         _ if hosts.starts_with('@') => {
             tracing::warn!("{}:{number}: unknown marker {hosts}; skipping the line", file.display());
             return None;
         }
-        _ => false,
+        _ => (false, false),
     };
-    if revoked {
+    if revoked || authority {
         hosts = fields.next().unwrap_or_default();
     }
     let (_algorithm, blob) = (fields.next(), fields.next());
@@ -199,6 +220,7 @@ fn parse_line(line: &str, file: &Path, number: usize) -> Option<KnownHost> {
             hosts: hosts.to_string(),
             key,
             revoked,
+            authority,
         }),
         _ => {
             tracing::warn!(

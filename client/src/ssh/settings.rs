@@ -99,6 +99,8 @@ pub struct HostSettings {
     pub identities_only: bool,
     /// UserKnownHostsFile (several allowed); new keys are recorded in the first.
     pub known_hosts_files: Vec<PathBuf>,
+    /// GlobalKnownHostsFile: read too, never written (`/etc/ssh/ssh_known_hosts{,2}` by default).
+    pub global_known_hosts_files: Vec<PathBuf>,
     /// What to do with unknown host keys.
     pub strict_host_key_checking: StrictHostKeyChecking,
     /// ServerAliveInterval; `None` for 0 or unset (the connection then picks remora's default).
@@ -175,6 +177,8 @@ impl HostSettings {
         }
         let known_hosts: Vec<String> = self.known_hosts_files.iter().map(path).collect();
         lines.push(("userknownhostsfile", known_hosts.join(" ")));
+        let global: Vec<String> = self.global_known_hosts_files.iter().map(path).collect();
+        lines.push(("globalknownhostsfile", global.join(" ")));
         lines.push(("stricthostkeychecking", self.strict_host_key_checking.to_string()));
         lines.push(("serveraliveinterval", secs(self.server_alive_interval)));
         lines.push(("serveralivecountmax", self.server_alive_count_max.to_string()));
@@ -201,6 +205,7 @@ impl HostSettings {
             identity_files: Vec::new(),
             identities_only: true,
             known_hosts_files: vec![known_hosts],
+            global_known_hosts_files: Vec::new(),
             strict_host_key_checking: StrictHostKeyChecking::Yes,
             server_alive_interval: None,
             server_alive_count_max: 3,
@@ -272,6 +277,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         identity_files: identity_files(options, &applied, &tokens)?,
         identities_only: applied.get("identitiesonly").map(yes_no).transpose()?.unwrap_or(false),
         known_hosts_files: known_hosts_files(&applied, &tokens)?,
+        global_known_hosts_files: global_known_hosts_files(&applied, &tokens)?,
         strict_host_key_checking: applied
             .get("stricthostkeychecking")
             .map(strictness)
@@ -331,9 +337,23 @@ fn identity_files(options: &SshOptions, applied: &Applied, tokens: &PathTokens) 
 }
 
 /// UserKnownHostsFile's words; `none` stands for no file.
+/// UserKnownHostsFile; OpenSSH's default is `~/.ssh/known_hosts ~/.ssh/known_hosts2`.
 fn known_hosts_files(applied: &Applied, tokens: &PathTokens) -> Result<Vec<PathBuf>, SshError> {
     let Some(entry) = applied.get("userknownhostsfile") else {
-        return Ok(vec![home_dir().join(".ssh").join("known_hosts")]);
+        let ssh_dir = home_dir().join(".ssh");
+        return Ok(vec![ssh_dir.join("known_hosts"), ssh_dir.join("known_hosts2")]);
+    };
+    let words = entry.args.iter().filter(|word| !word.eq_ignore_ascii_case("none"));
+    words.map(|word| tokens.expand_path(word, entry)).collect()
+}
+
+/// GlobalKnownHostsFile; OpenSSH's default is `/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2`.
+fn global_known_hosts_files(applied: &Applied, tokens: &PathTokens) -> Result<Vec<PathBuf>, SshError> {
+    let Some(entry) = applied.get("globalknownhostsfile") else {
+        return Ok(vec![
+            PathBuf::from("/etc/ssh/ssh_known_hosts"),
+            PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+        ]);
     };
     let words = entry.args.iter().filter(|word| !word.eq_ignore_ascii_case("none"));
     words.map(|word| tokens.expand_path(word, entry)).collect()
@@ -613,7 +633,20 @@ mod tests {
         assert_eq!((settings.hostname.as_str(), settings.port), ("plain", 22));
         assert_eq!(settings.user, local_user());
         assert_eq!(settings.strict_host_key_checking, StrictHostKeyChecking::Yes);
-        assert_eq!(settings.known_hosts_files, [home_dir().join(".ssh/known_hosts")]);
+        assert_eq!(
+            settings.known_hosts_files,
+            [
+                home_dir().join(".ssh/known_hosts"),
+                home_dir().join(".ssh/known_hosts2")
+            ]
+        );
+        assert_eq!(
+            settings.global_known_hosts_files,
+            [
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2")
+            ]
+        );
         assert_eq!(
             (settings.server_alive_interval, settings.server_alive_count_max),
             (None, 3)

@@ -23,5 +23,6 @@ mod sessions;
 mod soak;
 mod ssh_world;
 mod support;
+mod trust;
 mod upgrade;
 mod warm;

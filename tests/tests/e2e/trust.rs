@@ -1,0 +1,159 @@
+//! Host trust the way OpenSSH does it for fleets: global known-hosts files, host certificates
+//! through `@cert-authority`, and StrictHostKeyChecking=ask on a terminal.
+
+use std::{path::Path, process::Command};
+
+use crate::support::{remora, run, Sshd, TIMEOUT};
+
+/// A file of known_hosts `text`, and the `-o` options that make it the only one read.
+fn only_known_hosts(sshd: &Sshd, name: &str, text: &str) -> [String; 2] {
+    let path = sshd.dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    [
+        format!("UserKnownHostsFile={}", path.display()),
+        "GlobalKnownHostsFile=none".into(),
+    ]
+}
+
+fn ls_with(sshd: &Sshd, options: &[String]) -> crate::support::Run {
+    let mut args: Vec<&str> = Vec::new();
+    for option in options {
+        args.extend(["-o", option]);
+    }
+    args.extend(["--no-reuse", "ls", sshd.alias()]);
+    remora(sshd, &args)
+}
+
+#[test]
+fn a_host_known_only_through_a_global_known_hosts_file_is_trusted() {
+    let sshd = Sshd::start().unwrap();
+    let empty = sshd.dir().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let global = sshd.dir().join("ssh_known_hosts");
+    std::fs::copy(sshd.known_hosts(), &global).unwrap();
+    let user = format!("UserKnownHostsFile={}", empty.display());
+    let refused = ls_with(&sshd, &[user.clone(), "GlobalKnownHostsFile=none".into()]);
+    assert_eq!(refused.status, 255, "{refused:?}");
+    let trusted = ls_with(&sshd, &[user, format!("GlobalKnownHostsFile={}", global.display())]);
+    assert_eq!(trusted.status, 0, "{trusted:?}");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "nothing is learned into the user file"
+    );
+}
+
+/// A CA key pair in `dir`.
+fn certificate_authority(dir: &Path) -> (std::path::PathBuf, String) {
+    let ca = dir.join("host_ca");
+    remora_testkit::generate_key(&ca, "").unwrap();
+    let public = std::fs::read_to_string(ca.with_extension("pub")).unwrap();
+    (ca, public.trim().to_string())
+}
+
+/// An sshd whose host key is certified by `ca` for `principals`, valid over `validity`.
+fn certified_sshd(ca: &Path, principals: &str, validity: &str) -> Sshd {
+    let (ca, principals, validity) = (ca.to_path_buf(), principals.to_string(), validity.to_string());
+    Sshd::start_prepared(move |dir| {
+        let signed = run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-s"])
+                .arg(&ca)
+                .args(["-I", "test host", "-h", "-n", &principals, "-V", &validity])
+                .arg(dir.join("host_key.pub")),
+            TIMEOUT,
+        )?;
+        anyhow::ensure!(
+            signed.status.success(),
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&signed.stderr)
+        );
+        Ok(format!("HostCertificate {}\n", dir.join("host_key-cert.pub").display()))
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_host_certificate_signed_by_a_trusted_ca_is_accepted_and_bad_ones_are_refused() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, ca_public) = certificate_authority(ca_dir.path());
+    let authority = format!("@cert-authority * {ca_public}\n");
+
+    let good = certified_sshd(&ca, "127.0.0.1", "-5m:+1h");
+    let trusted = ls_with(&good, &only_known_hosts(&good, "ca_known_hosts", &authority));
+    assert_eq!(trusted.status, 0, "{trusted:?}");
+    let untrusted = ls_with(&good, &only_known_hosts(&good, "no_ca", ""));
+    assert_eq!(untrusted.status, 255, "no CA line, no plain key: unknown as before");
+    let revoked = format!("{authority}@revoked * {ca_public}\n");
+    let refused = ls_with(&good, &only_known_hosts(&good, "revoked_ca", &revoked));
+    assert_eq!(refused.status, 255);
+    assert!(refused.stderr.contains("its CA is marked @revoked"), "{refused:?}");
+
+    let elsewhere = certified_sshd(&ca, "db.example.com", "-5m:+1h");
+    let refused = ls_with(&elsewhere, &only_known_hosts(&elsewhere, "ca", &authority));
+    assert_eq!(refused.status, 255);
+    assert!(
+        refused.stderr.contains("it names db.example.com, not 127.0.0.1"),
+        "{refused:?}"
+    );
+
+    let expired = certified_sshd(&ca, "127.0.0.1", "20200101:20200102");
+    let refused = ls_with(&expired, &only_known_hosts(&expired, "ca", &authority));
+    assert_eq!(refused.status, 255);
+    assert!(refused.stderr.contains("it expired at 2020-01-02"), "{refused:?}");
+}
+
+#[test]
+fn ask_asks_on_a_terminal_and_refuses_without_one() {
+    let sshd = Sshd::start().unwrap();
+    let known = sshd.dir().join("asked_known_hosts");
+    std::fs::write(&known, "").unwrap();
+    let options = format!(
+        "-o UserKnownHostsFile={} -o GlobalKnownHostsFile=none -o StrictHostKeyChecking=ask",
+        known.display()
+    );
+    let mut headless = sshd.remora();
+    // No controlling terminal, as under cron or CI.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut headless, || {
+            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+        });
+    }
+    headless
+        .args(options.split(' '))
+        .args(["--no-reuse", "ls", sshd.alias()]);
+    let refused = run(&mut headless, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(255), "{stderr}");
+    assert!(stderr.contains("no terminal to ask on"), "{stderr}");
+
+    // `script` gives remora a real terminal; `yes` is typed on it.
+    let line = format!(
+        "{} -F {} {options} --no-reuse ls {}",
+        crate::support::binaries().remora.display(),
+        sshd.ssh_config().display(),
+        sshd.alias()
+    );
+    let mut command = sshd.agent_at(Path::new("script"));
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"yes\n").unwrap();
+    let output = crate::support::run_child(child, TIMEOUT).unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(
+        shown.contains("Are you sure you want to continue connecting (yes/no/[fingerprint])?"),
+        "{shown}"
+    );
+    assert!(shown.contains("key fingerprint is SHA256:"), "{shown}");
+    let recorded = std::fs::read_to_string(&known).unwrap();
+    assert!(
+        recorded.contains(sshd.host_public_key().split_whitespace().nth(1).unwrap()),
+        "{recorded}"
+    );
+}
