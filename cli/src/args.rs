@@ -38,6 +38,8 @@ pub struct Cli {
     /// calls (like `-o ControlPersist=no`).
     #[arg(long, global = true)]
     pub no_reuse: bool,
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
     /// More diagnostics on stderr (-v, -vv, -vvv).
     #[arg(short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -188,7 +190,7 @@ impl SessionSelect {
 #[derive(Debug, Args)]
 pub struct NewArgs {
     /// `[user@]host[:port]` or an ssh_config alias; comma-separated for several hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     /// Session name: letters, digits, '.', '_' and '-'.
     #[arg(long)]
@@ -223,7 +225,7 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
     /// The host, or comma-separated hosts to run on all at once.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     /// Run in this session, creating it if missing; without it a temporary session is used.
     #[arg(long)]
@@ -256,7 +258,7 @@ pub struct InvokeArgs {
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
     /// The host, or comma-separated hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
@@ -271,7 +273,7 @@ pub struct ReceiveArgs {
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// The host, or comma-separated hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
@@ -286,7 +288,7 @@ pub struct ConnectArgs {
 #[derive(Debug, Args)]
 pub struct DisconnectArgs {
     /// The host, or comma-separated hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
@@ -304,7 +306,7 @@ pub struct DisconnectArgs {
 #[derive(Debug, Args)]
 pub struct JobsArgs {
     /// The host, or comma-separated hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
@@ -316,7 +318,7 @@ pub struct JobsArgs {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// The host, or comma-separated hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     #[command(flatten)]
     pub session: SessionSelect,
@@ -329,7 +331,7 @@ pub struct StopArgs {
 #[command(group = clap::ArgGroup::new("which").required(true).multiple(true))]
 pub struct RmArgs {
     /// The host, or comma-separated hosts.
-    #[arg(value_parser = HostList::parse)]
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
     pub host: HostList,
     /// Session name or glob (`build-*`); may be repeated.
     #[arg(long, group = "which", value_name = "GLOB")]

@@ -7,6 +7,8 @@
 mod args;
 mod commands;
 mod fanout;
+mod fleet;
+mod inventory;
 mod output;
 pub mod values;
 

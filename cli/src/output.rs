@@ -16,6 +16,8 @@ use remora_client::OutputSink;
 #[derive(Default)]
 pub struct StdSink {
     prefix: Option<String>,
+    /// Where the bytes go: this terminal, a host's files, or memory (`--group`).
+    target: SinkTarget,
     /// Whether the next byte on stdout / stderr starts a line.
     mid_line: [bool; 2],
     /// Exit code of the last command that ended.
@@ -24,12 +26,68 @@ pub struct StdSink {
     pub bytes: u64,
 }
 
+/// Where a [`StdSink`] writes.
+#[derive(Default)]
+enum SinkTarget {
+    #[default]
+    Terminal,
+    Files(std::fs::File, std::fs::File),
+    Memory(Vec<u8>, Vec<u8>),
+}
+
 impl StdSink {
     /// A sink that prefixes lines with `host: ` when `prefixed`.
     pub fn for_host(host: &str, prefixed: bool) -> Self {
         Self {
             prefix: prefixed.then(|| format!("{host}: ")),
             ..Self::default()
+        }
+    }
+
+    /// A sink for `host` in the fleet output `mode`: the terminal, the host's files, or memory.
+    pub fn for_mode(mode: &crate::fleet::OutputMode, host: &str, prefixed: bool) -> io::Result<Self> {
+        use crate::fleet::OutputMode;
+        Ok(match mode {
+            OutputMode::Live => Self::for_host(host, prefixed),
+            OutputMode::Dir(dir) => {
+                let (stdout, stderr) = crate::fleet::output_files(dir, host)?;
+                Self {
+                    target: SinkTarget::Files(stdout, stderr),
+                    ..Self::default()
+                }
+            }
+            OutputMode::Group => Self {
+                target: SinkTarget::Memory(Vec::new(), Vec::new()),
+                ..Self::default()
+            },
+        })
+    }
+
+    /// What a `--group` sink held: stdout and stderr.
+    pub fn take_held(&mut self) -> (Vec<u8>, Vec<u8>) {
+        match &mut self.target {
+            SinkTarget::Memory(stdout, stderr) => (std::mem::take(stdout), std::mem::take(stderr)),
+            _ => (Vec::new(), Vec::new()),
+        }
+    }
+
+    fn write_stream(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
+        match (&mut self.target, stream) {
+            (SinkTarget::Files(stdout, _), Stream::Stdout) => stdout.write_all(data),
+            (SinkTarget::Files(_, stderr), Stream::Stderr) => stderr.write_all(data),
+            (SinkTarget::Memory(stdout, _), Stream::Stdout) => {
+                stdout.extend_from_slice(data);
+                Ok(())
+            }
+            (SinkTarget::Memory(_, stderr), Stream::Stderr) => {
+                stderr.extend_from_slice(data);
+                Ok(())
+            }
+            (SinkTarget::Terminal, Stream::Stdout) => self.write_prefixed(&mut io::stdout().lock(), 0, data),
+            (SinkTarget::Terminal, Stream::Stderr) => {
+                io::stdout().lock().flush()?;
+                self.write_prefixed(&mut io::stderr().lock(), 1, data)
+            }
         }
     }
 
@@ -51,16 +109,17 @@ impl StdSink {
 impl OutputSink for StdSink {
     fn output(&mut self, output: &Output) -> io::Result<()> {
         self.bytes += output.data.len() as u64;
-        match output.stream {
-            Stream::Stdout => self.write_prefixed(&mut io::stdout().lock(), 0, &output.data),
-            Stream::Stderr => {
-                io::stdout().lock().flush()?;
-                self.write_prefixed(&mut io::stderr().lock(), 1, &output.data)
-            }
-        }
+        self.write_stream(output.stream, &output.data)
     }
 
     fn dropped(&mut self, dropped: &OutputDropped) -> io::Result<()> {
+        let note = format!(
+            "remora: {} bytes of job {}'s output were dropped (entries {}..={}; buffering mode drop)\n",
+            dropped.bytes, dropped.command, dropped.first_seq, dropped.seq
+        );
+        if !matches!(self.target, SinkTarget::Terminal) {
+            return self.write_stream(Stream::Stderr, note.as_bytes());
+        }
         io::stdout().lock().flush()?;
         let prefix = self.prefix.as_deref().unwrap_or("");
         let mut stderr = io::stderr().lock();
@@ -68,11 +127,7 @@ impl OutputSink for StdSink {
             writeln!(stderr)?;
             self.mid_line[1] = false;
         }
-        writeln!(
-            stderr,
-            "{prefix}remora: {} bytes of job {}'s output were dropped (entries {}..={}; buffering mode drop)",
-            dropped.bytes, dropped.command, dropped.first_seq, dropped.seq
-        )
+        write!(stderr, "{prefix}{note}")
     }
 
     fn ended(&mut self, ended: &CommandEnded) -> io::Result<()> {
@@ -81,8 +136,17 @@ impl OutputSink for StdSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stdout().lock().flush()?;
-        io::stderr().lock().flush()
+        match &mut self.target {
+            SinkTarget::Files(stdout, stderr) => {
+                stdout.flush()?;
+                stderr.flush()
+            }
+            SinkTarget::Memory(..) => Ok(()),
+            SinkTarget::Terminal => {
+                io::stdout().lock().flush()?;
+                io::stderr().lock().flush()
+            }
+        }
     }
 }
 

@@ -18,6 +18,9 @@ pub enum ValueError {
         text: String,
         cause: humantime::DurationError,
     },
+    /// `--throttle` must let at least one host through.
+    #[error("\"{0}\" is not a number of hosts; give 1 or more")]
+    Throttle(String),
     /// An idle timeout of less than a second would remove the session at once.
     #[error("idle timeout \"{0}\" is too short; give at least 1s")]
     IdleTooShort(String),
@@ -28,9 +31,13 @@ pub enum ValueError {
 pub struct HostList(pub Vec<String>);
 
 impl HostList {
-    /// Parses a comma-separated host list, refusing empty entries.
+    /// Parses a comma-separated host list, refusing empty entries; an empty argument is an
+    /// empty list (the hosts then come from `-H` or `--inventory`).
     pub fn parse(spec: &str) -> Result<HostList, ValueError> {
         let mut hosts: Vec<String> = Vec::new();
+        if spec.trim().is_empty() {
+            return Ok(HostList(hosts));
+        }
         for host in spec.split(',').map(str::trim) {
             if host.is_empty() {
                 return Err(ValueError::EmptyHost(spec.to_string()));

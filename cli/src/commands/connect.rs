@@ -16,14 +16,12 @@ pub async fn run(cli: &Cli, args: &ConnectArgs) -> anyhow::Result<u8> {
         ..Receive::follow_all(args.session.reference())
     };
     let name = args.session.label();
-    eprintln!(
-        "remora: attached to {name} on {}; Ctrl-C detaches, commands keep running",
-        args.host
-    );
+    let hosts = cli.fleet.resolve(&args.host)?;
+    eprintln!("remora: attached to {name} on {hosts}; Ctrl-C detaches, commands keep running");
     tokio::select! {
-        status = receive_on_hosts(cli, &args.host, request) => status,
+        status = receive_on_hosts(cli, &hosts, request) => status,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("\nremora: detached from {name}; reattach with `remora connect {} --name {name}`", args.host);
+            eprintln!("\nremora: detached from {name}; reattach with `remora connect {hosts} --name {name}`");
             Ok(0)
         }
     }

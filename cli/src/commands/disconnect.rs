@@ -17,7 +17,8 @@ pub async fn run(cli: &Cli, args: &DisconnectArgs) -> anyhow::Result<u8> {
         idle_timeout_secs: args.idle_timeout.map(IdleTimeout::secs),
         buffering: args.buffering.map(Into::into),
     };
-    let gathered = fan_out(&args.host, |host| {
+    let hosts = cli.fleet.resolve(&args.host)?;
+    let gathered = fan_out(cli, &hosts, |host| {
         let request = request.clone();
         async move { with_client(cli, &host, async move |client| client.disconnect(request).await).await }
     })

@@ -11,6 +11,7 @@ use super::{combined_status, exit_status, with_client};
 use crate::{
     args::{Cli, InvokeArgs},
     fanout::fan_out,
+    fleet,
     output::{self, StdSink},
     values::IdleTimeout,
 };
@@ -26,25 +27,33 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         configuration: args.configuration.clone(),
         buffering: args.buffering.map(Into::into),
     };
-    let prefixed = args.host.is_many();
-    let gathered = fan_out(&args.host, |host| {
-        let request = request.clone();
+    let hosts = cli.fleet.resolve(&args.host)?;
+    let prefixed = hosts.is_many();
+    let mode = cli.fleet.output();
+    let gathered = fan_out(cli, &hosts, |host| {
+        let (request, mode) = (request.clone(), &mode);
         async move {
-            let mut sink = StdSink::for_host(&host, prefixed);
+            let mut sink = StdSink::for_mode(mode, &host, prefixed)?;
             let outcome = with_client(cli, &host, async |client| client.invoke(request, &mut sink).await).await?;
-            Ok((outcome, sink.last_exit))
+            Ok((outcome, sink))
         }
     })
     .await;
     let mut statuses = Vec::new();
     let mut started = Vec::new();
-    for (host, (outcome, last_exit)) in gathered.answers {
+    let mut finished = Vec::new();
+    for (host, (outcome, sink)) in gathered.answers {
         registry::remember(&host, std::slice::from_ref(&outcome.invoked.session));
         match &outcome.end {
-            Some(end) => statuses.push(exit_status(last_exit.or(end.last_exit_code))),
+            Some(end) => {
+                let status = exit_status(sink.last_exit.or(end.last_exit_code));
+                statuses.push(status);
+                finished.push((host, sink, status));
+            }
             None => started.push((host, outcome)),
         }
     }
+    fleet::deliver(&mode, finished)?;
     if !started.is_empty() {
         report_started(&started, args, prefixed)?;
     }

@@ -9,7 +9,8 @@ use crate::{
 
 pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
     let session = args.session.reference();
-    let gathered = fan_out(&args.host, |host| {
+    let hosts = cli.fleet.resolve(&args.host)?;
+    let gathered = fan_out(cli, &hosts, |host| {
         let session = session.clone();
         async move { with_client(cli, &host, async move |client| client.commands(session).await).await }
     })
@@ -32,7 +33,7 @@ pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
         return Ok(status);
     }
     for (host, list) in &lists {
-        if args.host.is_many() {
+        if hosts.is_many() {
             println!("{host}:");
         }
         match list.commands.is_empty() {

@@ -19,12 +19,12 @@ use crate::{
 };
 
 pub async fn run(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
-    let (hosts, only) = targets(args);
+    let (hosts, only) = targets(cli, args)?;
     if hosts.0.is_empty() {
         eprintln!("no sessions created from this machine yet; to ask a host: remora ls HOST");
         return Ok(0);
     }
-    let gathered = fan_out(&hosts, |host| {
+    let gathered = fan_out(cli, &hosts, |host| {
         let glob = args.name.clone();
         async move { with_client(cli, &host, async move |client| client.list(glob).await).await }
     })
@@ -53,17 +53,19 @@ pub async fn run(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
     Ok(gathered.status)
 }
 
-/// The hosts to ask, and (without hosts on the command line) the sessions to show.
-fn targets(args: &LsArgs) -> (HostList, Option<BTreeSet<Uuid>>) {
-    if !args.hosts.is_empty() {
-        return (HostList::merge(&args.hosts), None);
+/// The hosts to ask, and (without hosts on the command line or in host files) the sessions to
+/// show.
+fn targets(cli: &Cli, args: &LsArgs) -> anyhow::Result<(HostList, Option<BTreeSet<Uuid>>)> {
+    let named = HostList::merge(&args.hosts);
+    if !named.0.is_empty() || cli.fleet.from_files() {
+        return Ok((cli.fleet.resolve(&named)?, None));
     }
     let known = LocalRegistry::open().map(|r| r.entries()).unwrap_or_default();
     let hosts: BTreeSet<String> = known.iter().map(|k| k.host.clone()).collect();
-    (
+    Ok((
         HostList(hosts.into_iter().collect()),
         Some(known.iter().map(|k| k.instance_id).collect()),
-    )
+    ))
 }
 
 /// Drops registry entries for sessions that hosts which answered no longer have.

@@ -7,6 +7,7 @@ use super::{combined_status, exit_status, with_client};
 use crate::{
     args::{Cli, ReceiveArgs},
     fanout::fan_out,
+    fleet,
     output::StdSink,
     values::HostList,
 };
@@ -17,30 +18,38 @@ pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
         keep: args.keep,
         ..Receive::follow_all(args.session.reference())
     };
-    receive_on_hosts(cli, &args.host, request).await
+    receive_on_hosts(cli, &cli.fleet.resolve(&args.host)?, request).await
 }
 
 /// Receives on every host at once, prefixing lines when there are several; used by `connect` too.
 pub async fn receive_on_hosts(cli: &Cli, hosts: &HostList, request: Receive) -> anyhow::Result<u8> {
     let prefixed = hosts.is_many();
-    let gathered = fan_out(hosts, |host| {
-        let request = request.clone();
+    let mode = cli.fleet.output();
+    let gathered = fan_out(cli, hosts, |host| {
+        let (request, mode) = (request.clone(), &mode);
         async move {
-            let mut sink = StdSink::for_host(&host, prefixed);
+            let mut sink = StdSink::for_mode(mode, &host, prefixed)?;
             let (receiving, end) =
                 with_client(cli, &host, async |client| client.receive(request, &mut sink).await).await?;
             let name = &receiving.session.name;
             if let Some(reason) = &end.released_by {
                 eprintln!("remora: {host}: session {name} was {reason}; its commands keep running there");
-                return Ok(1);
+                return Ok((sink, 1));
             }
             if let Some(reason) = &receiving.session.broken_reason {
                 eprintln!("remora: {host}: session {name} is broken: {reason}");
             }
-            Ok(exit_status(sink.last_exit.or(end.last_exit_code)))
+            let status = exit_status(sink.last_exit.or(end.last_exit_code));
+            Ok((sink, status))
         }
     })
     .await;
-    let statuses: Vec<u8> = gathered.answers.into_iter().map(|(_, status)| status).collect();
+    let statuses: Vec<u8> = gathered.answers.iter().map(|(_, (_, status))| *status).collect();
+    let finished = gathered
+        .answers
+        .into_iter()
+        .map(|(host, (sink, status))| (host, sink, status))
+        .collect();
+    fleet::deliver(&mode, finished)?;
     Ok(combined_status(gathered.status, &statuses))
 }

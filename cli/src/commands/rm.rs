@@ -15,7 +15,7 @@ use crate::{
 };
 
 pub async fn run(cli: &Cli, args: &RmArgs) -> anyhow::Result<u8> {
-    let hosts = &args.host;
+    let hosts = &cli.fleet.resolve(&args.host)?;
     let dry_run = RemoveSessions {
         names: args.name.clone(),
         ids: args.id.clone(),
@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, args: &RmArgs) -> anyhow::Result<u8> {
 /// The sessions removed (or matched, on a dry run) on every host that answered, `None` when no
 /// host did; and the exit status of the failures.
 async fn remove_on(cli: &Cli, hosts: &HostList, request: &RemoveSessions) -> (Option<Vec<SessionInfo>>, u8) {
-    let gathered = fan_out(hosts, |host| {
+    let gathered = fan_out(cli, hosts, |host| {
         let request = request.clone();
         async move { with_client(cli, &host, async move |client| client.remove(request).await).await }
     })

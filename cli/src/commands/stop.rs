@@ -8,7 +8,8 @@ use crate::{
 
 pub async fn run(cli: &Cli, args: &StopArgs) -> anyhow::Result<u8> {
     let session = args.session.reference();
-    let gathered = fan_out(&args.host, |host| {
+    let hosts = cli.fleet.resolve(&args.host)?;
+    let gathered = fan_out(cli, &hosts, |host| {
         let session = session.clone();
         async move { with_client(cli, &host, async move |client| client.stop(session, args.job).await).await }
     })

@@ -8,6 +8,7 @@ mod configurations;
 mod daemon;
 mod demo;
 mod disconnected;
+mod fleet;
 mod host_keys;
 mod hostile;
 mod isolation;

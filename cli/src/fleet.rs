@@ -1,0 +1,227 @@
+//! Fleets: where the hosts come from (the command line, `-H` files, an Ansible inventory), how
+//! many are contacted at once (`--throttle`), the live progress line on a terminal with the
+//! summary of failures after it, and where each host's output goes (`--output-dir`, `--group`).
+
+use std::{
+    fs,
+    io::{self, IsTerminal, Write},
+    path::{Path, PathBuf},
+};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{inventory, values::HostList};
+
+/// Hosts PowerShell's -ThrottleLimit and pssh contact at once by default.
+pub const DEFAULT_THROTTLE: usize = 32;
+
+/// The fleet flags, global to every verb that takes hosts.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Contact at most N hosts at once (like -ThrottleLimit, pssh -p).
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_THROTTLE, value_parser = throttle)]
+    pub throttle: usize,
+    /// Also the hosts listed in FILE, one host or alias per line, `#` comments; may be repeated.
+    #[arg(short = 'H', long = "hosts-file", global = true, value_name = "FILE")]
+    pub hosts_files: Vec<PathBuf>,
+    /// Also the hosts of an Ansible inventory (INI or YAML); ansible_host, ansible_port and
+    /// ansible_user are honoured.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// With --inventory: only this group (with its children) or host.
+    #[arg(long, global = true, value_name = "GROUP", requires = "inventory")]
+    pub limit: Option<String>,
+    /// Write each host's stdout, stderr and exit status to DIR/HOST.{stdout,stderr,exit} instead
+    /// of the terminal (like pssh -o -e).
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "group")]
+    pub output_dir: Option<PathBuf>,
+    /// Print identical output once, headed by the hosts that produced it (like dshbak -c).
+    #[arg(long, global = true)]
+    pub group: bool,
+}
+
+/// `--throttle N`: a whole number of hosts, at least 1.
+fn throttle(text: &str) -> Result<usize, crate::values::ValueError> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(crate::values::ValueError::Throttle(text.to_string())),
+    }
+}
+
+impl FleetArgs {
+    /// The hosts to contact: those named on the command line, then `-H` files, then the
+    /// inventory, in order, without repeats.
+    pub fn resolve(&self, named: &HostList) -> anyhow::Result<HostList> {
+        let mut lists = vec![named.clone()];
+        for file in &self.hosts_files {
+            lists.push(HostList(inventory::host_file(file)?));
+        }
+        if let Some(file) = &self.inventory {
+            lists.push(HostList(inventory::ansible(file, self.limit.as_deref())?));
+        }
+        let hosts = HostList::merge(&lists);
+        if hosts.0.is_empty() {
+            anyhow::bail!("no hosts: name them (web1,web2), or give -H FILE or --inventory FILE");
+        }
+        Ok(hosts)
+    }
+
+    /// Whether any host list comes from a file.
+    pub fn from_files(&self) -> bool {
+        !self.hosts_files.is_empty() || self.inventory.is_some()
+    }
+
+    /// Where each host's output goes.
+    pub fn output(&self) -> OutputMode {
+        match (&self.output_dir, self.group) {
+            (Some(dir), _) => OutputMode::Dir(dir.clone()),
+            (None, true) => OutputMode::Group,
+            (None, false) => OutputMode::Live,
+        }
+    }
+}
+
+/// Where a host's command output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputMode {
+    /// To this terminal as it arrives (`host: ` prefixes for several hosts).
+    Live,
+    /// To `DIR/HOST.stdout`, `.stderr` and `.exit`.
+    Dir(PathBuf),
+    /// Held until every host is done, then printed once per distinct output.
+    Group,
+}
+
+/// The live `done / failed / running` line, on a terminal only.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: usize,
+    failed: usize,
+}
+
+impl Progress {
+    /// A progress line for `total` hosts when stderr is a terminal and there are several.
+    pub fn start(total: usize) -> Self {
+        let bar = (total > 1 && io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("remora: {pos}/{len} hosts done {msg} [{elapsed}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let progress = Self { bar, total, failed: 0 };
+        progress.show(0);
+        progress
+    }
+
+    /// Whether the line is shown (failures then wait for the summary).
+    pub fn shown(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// One more host is done; `running` are still being contacted.
+    pub fn done(&mut self, failed: bool, running: usize) {
+        self.failed += usize::from(failed);
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        self.show(running);
+    }
+
+    fn show(&self, running: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("({} failed, {running} running)", self.failed));
+        }
+    }
+
+    /// Clears the line and prints the failures, each with its reason.
+    pub fn finish(self, failures: &[String]) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+            if !failures.is_empty() {
+                eprintln!("remora: {} of {} hosts failed:", failures.len(), self.total);
+                for failure in failures {
+                    eprintln!("  {failure}");
+                }
+            }
+        }
+    }
+}
+
+/// After every host is done: `--output-dir` gets each host's exit status beside its output,
+/// `--group` prints the held outputs grouped; live output was printed already.
+pub fn deliver(mode: &OutputMode, finished: Vec<(String, crate::output::StdSink, u8)>) -> io::Result<()> {
+    match mode {
+        OutputMode::Live => Ok(()),
+        OutputMode::Dir(dir) => finished
+            .iter()
+            .try_for_each(|(host, _, status)| write_exit(dir, host, *status)),
+        OutputMode::Group => print_grouped(
+            finished
+                .into_iter()
+                .map(|(host, mut sink, status)| {
+                    let (stdout, stderr) = sink.take_held();
+                    (host, stdout, stderr, status)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Writes one host's exit status beside its output files (`--output-dir`).
+fn write_exit(dir: &Path, host: &str, status: u8) -> io::Result<()> {
+    fs::write(dir.join(format!("{}.exit", file_name(host))), format!("{status}\n"))
+}
+
+/// The files of `host` in `dir`: `HOST.stdout` and `HOST.stderr`, created (truncated) now.
+pub fn output_files(dir: &Path, host: &str) -> io::Result<(fs::File, fs::File)> {
+    fs::create_dir_all(dir)?;
+    let name = file_name(host);
+    Ok((
+        fs::File::create(dir.join(format!("{name}.stdout")))?,
+        fs::File::create(dir.join(format!("{name}.stderr")))?,
+    ))
+}
+
+/// A host as a file name: `/` (and NUL) cannot be in one.
+fn file_name(host: &str) -> String {
+    host.replace(['/', '\0'], "_")
+}
+
+/// `--group`: prints each distinct (stdout, stderr, status) once, headed by its hosts.
+fn print_grouped(outputs: Vec<(String, Vec<u8>, Vec<u8>, u8)>) -> io::Result<()> {
+    let mut groups: Vec<(Vec<String>, Vec<u8>, Vec<u8>, u8)> = Vec::new();
+    for (host, stdout, stderr, status) in outputs {
+        match groups
+            .iter_mut()
+            .find(|(_, out, err, code)| *out == stdout && *err == stderr && *code == status)
+        {
+            Some((hosts, ..)) => hosts.push(host),
+            None => groups.push((vec![host], stdout, stderr, status)),
+        }
+    }
+    let mut out = io::stdout().lock();
+    for (hosts, stdout, stderr, status) in groups {
+        let rule = "-".repeat(40);
+        writeln!(out, "{rule}\n{} (exit {status})\n{rule}", hosts.join(","))?;
+        out.write_all(&stdout)?;
+        if !stderr.is_empty() {
+            writeln!(out, "[stderr]")?;
+            out.write_all(&stderr)?;
+        }
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_make_safe_file_names() {
+        assert_eq!(file_name("ops@web1:2222"), "ops@web1:2222");
+        assert_eq!(file_name("../etc"), ".._etc");
+    }
+}
