@@ -68,7 +68,7 @@ impl FleetArgs {
     }
 
     /// Whether any host list comes from a file.
-    pub fn from_files(&self) -> bool {
+    pub fn names_files(&self) -> bool {
         !self.hosts_files.is_empty() || self.inventory.is_some()
     }
 
@@ -163,7 +163,7 @@ pub fn deliver(mode: &OutputMode, finished: Vec<(String, crate::output::StdSink,
                 .into_iter()
                 .map(|(host, mut sink, status)| {
                     let (stdout, stderr) = sink.take_held();
-                    (host, stdout, stderr, status)
+                    (host, (stdout, stderr, status))
                 })
                 .collect(),
         ),
@@ -190,20 +190,20 @@ fn file_name(host: &str) -> String {
     host.replace(['/', '\0'], "_")
 }
 
+/// One host's held output: stdout, stderr and exit status.
+type Held = (Vec<u8>, Vec<u8>, u8);
+
 /// `--group`: prints each distinct (stdout, stderr, status) once, headed by its hosts.
-fn print_grouped(outputs: Vec<(String, Vec<u8>, Vec<u8>, u8)>) -> io::Result<()> {
-    let mut groups: Vec<(Vec<String>, Vec<u8>, Vec<u8>, u8)> = Vec::new();
-    for (host, stdout, stderr, status) in outputs {
-        match groups
-            .iter_mut()
-            .find(|(_, out, err, code)| *out == stdout && *err == stderr && *code == status)
-        {
-            Some((hosts, ..)) => hosts.push(host),
-            None => groups.push((vec![host], stdout, stderr, status)),
+fn print_grouped(outputs: Vec<(String, Held)>) -> io::Result<()> {
+    let mut groups: Vec<(Vec<String>, Held)> = Vec::new();
+    for (host, held) in outputs {
+        match groups.iter_mut().find(|(_, known)| *known == held) {
+            Some((hosts, _)) => hosts.push(host),
+            None => groups.push((vec![host], held)),
         }
     }
     let mut out = io::stdout().lock();
-    for (hosts, stdout, stderr, status) in groups {
+    for (hosts, (stdout, stderr, status)) in groups {
         let rule = "-".repeat(40);
         writeln!(out, "{rule}\n{} (exit {status})\n{rule}", hosts.join(","))?;
         out.write_all(&stdout)?;

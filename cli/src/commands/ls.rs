@@ -57,7 +57,7 @@ pub async fn run(cli: &Cli, args: &LsArgs) -> anyhow::Result<u8> {
 /// show.
 fn targets(cli: &Cli, args: &LsArgs) -> anyhow::Result<(HostList, Option<BTreeSet<Uuid>>)> {
     let named = HostList::merge(&args.hosts);
-    if !named.0.is_empty() || cli.fleet.from_files() {
+    if !named.0.is_empty() || cli.fleet.names_files() {
         return Ok((cli.fleet.resolve(&named)?, None));
     }
     let known = LocalRegistry::open().map(|r| r.entries()).unwrap_or_default();
