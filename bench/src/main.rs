@@ -16,7 +16,7 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 8] = [
+const WORKLOADS: [&str; 9] = [
     "stream",
     "replay",
     "roundtrip",
@@ -25,6 +25,7 @@ const WORKLOADS: [&str; 8] = [
     "reconnect",
     "scale",
     "fanout",
+    "fleet",
 ];
 
 /// remora vs OpenSSH on a loopback sshd.
@@ -152,6 +153,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("fanout") {
         progress("fanout");
         rows.extend(workloads::fanout::run(&bench, args)?);
+    }
+    if args.wants("fleet") {
+        progress("fleet");
+        rows.extend(workloads::fleet::run(&bench, args)?);
     }
     Ok((machine, rows))
 }

@@ -1,6 +1,7 @@
 //! One module per workload of the benchmark; each returns its rows of the results table.
 
 pub mod fanout;
+pub mod fleet;
 pub mod reattach;
 pub mod reconnect;
 pub mod replay;
