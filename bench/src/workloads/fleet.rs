@@ -35,7 +35,12 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     let warm = warm_runs(bench, &invoke, args)?;
     let cold = Stats::of(&cold);
     let mut rows = vec![
-        Row::new("10 fleet", &format!("invoke on {HOSTS} hosts, throttle {THROTTLE}, cold"), "s", cold),
+        Row::new(
+            "10 fleet",
+            &format!("invoke on {HOSTS} hosts, throttle {THROTTLE}, cold"),
+            "s",
+            cold,
+        ),
         Row::new("10 fleet", "  remora's own CPU per host", "ms", Stats::of(&cpu)),
     ];
     let warm_ratio = warm.median / cold.median;
@@ -68,7 +73,10 @@ fn warm_runs(bench: &Bench, invoke: &[&str], args: &Args) -> anyhow::Result<Stat
     timed(&mut bench.remora_warm(invoke))?;
     remora_testkit::wait_until(WAIT, "the holder to hold the fleet", || {
         timed(&mut bench.remora_warm(&["conn", "ls", "--json"])).is_ok_and(|run| {
-            String::from_utf8_lossy(&run.stdout).matches("\"connections\": 1").count() >= HOSTS
+            String::from_utf8_lossy(&run.stdout)
+                .matches("\"connections\": 1")
+                .count()
+                >= HOSTS
         })
     })?;
     let mut warm = Vec::new();
@@ -87,7 +95,10 @@ fn pssh(bench: &Bench, list: &std::path::Path) -> anyhow::Result<Option<Stats>> 
     command
         .args(["-p", &THROTTLE.to_string(), "-t", "0", "-h"])
         .arg(list)
-        .args(["-x", &format!("-F {} -o BatchMode=yes", bench.sshd.ssh_config().display())])
+        .args([
+            "-x",
+            &format!("-F {} -o BatchMode=yes", bench.sshd.ssh_config().display()),
+        ])
         .arg("true")
         .env("HOME", bench.sshd.home())
         .env_remove("SSH_AUTH_SOCK");
@@ -107,7 +118,10 @@ fn ansible(bench: &Bench, aliases: &[String]) -> anyhow::Result<Option<Stats>> {
         .arg(&inventory)
         .args(["-m", "command", "-a", "true", "-f", &THROTTLE.to_string()])
         .env("HOME", bench.sshd.home())
-        .env("ANSIBLE_SSH_ARGS", format!("-F {} -o BatchMode=yes", bench.sshd.ssh_config().display()))
+        .env(
+            "ANSIBLE_SSH_ARGS",
+            format!("-F {} -o BatchMode=yes", bench.sshd.ssh_config().display()),
+        )
         .env("ANSIBLE_HOST_KEY_CHECKING", "False")
         .env("ANSIBLE_PYTHON_INTERPRETER", "auto_silent")
         .env_remove("SSH_AUTH_SOCK");

@@ -55,7 +55,38 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<(Vec<Row>, f64)> {
         Stats::single(growth),
     )
     .target("flat: < 64 MiB limit", growth < 64.0);
-    Ok((vec![stream.target(">= 0.95x ssh", met), memory], throughput))
+    let other = other_cipher(bench, args, &command)?;
+    Ok((vec![stream.target(">= 0.95x ssh", met), other, memory], throughput))
+}
+
+/// The same stream with the other of AES-256-GCM and ChaCha20-Poly1305, both sides.
+fn other_cipher(bench: &Bench, args: &Args, command: &str) -> anyhow::Result<Row> {
+    let cipher = match bench.cipher.as_str() {
+        "chacha20-poly1305@openssh.com" => "aes256-gcm@openssh.com",
+        _ => "chacha20-poly1305@openssh.com",
+    };
+    let host = bench.sshd.alias();
+    let ciphers = format!("Ciphers={cipher}");
+    let (mut remora, mut ssh) = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        let run = timed(&mut bench.remora(&["-o", &ciphers, "invoke", host, "--", command]))?;
+        ensure!(
+            run.stdout_bytes == args.bytes,
+            "remora delivered {} bytes",
+            run.stdout_bytes
+        );
+        remora.push(mb_per_s(args.bytes, secs(run.elapsed)));
+        let run = timed(bench.sshd.ssh().args(["-c", cipher, host, command]))?;
+        ensure!(
+            run.stdout_bytes == args.bytes,
+            "ssh delivered {} bytes",
+            run.stdout_bytes
+        );
+        ssh.push(mb_per_s(args.bytes, secs(run.elapsed)));
+    }
+    let row = Row::new("1 stream", &format!("  same, {cipher}"), "MB/s", Stats::of(&remora)).against(Stats::of(&ssh));
+    let met = row.ratio.unwrap_or(0.0) >= 0.95;
+    Ok(row.target(">= 0.95x ssh", met))
 }
 
 pub fn mb_per_s(bytes: u64, secs: f64) -> f64 {

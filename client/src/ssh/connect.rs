@@ -167,7 +167,9 @@ fn client_config(settings: &HostSettings) -> client::Config {
         preferred: Preferred {
             key: Cow::Owned(host_key::host_key_preference(settings)),
             host_key_certificates: Cow::Owned(host_key::host_certificate_preference(settings)),
-            cipher: Cow::Owned(cipher_preference(aes_in_hardware())),
+            cipher: Cow::Owned(
+                configured_ciphers(&settings.ciphers).unwrap_or_else(|| cipher_preference(aes_in_hardware())),
+            ),
             ..Preferred::DEFAULT
         },
         ..client::Config::default()
@@ -182,6 +184,29 @@ fn cipher_preference(aes_in_hardware: bool) -> Vec<russh::cipher::Name> {
         ciphers.sort_by_key(|name| *name != russh::cipher::AES_256_GCM);
     }
     ciphers
+}
+
+/// The ciphers of a `Ciphers` list that russh speaks, in its order; `None` for an empty list.
+/// (The list is checked when the settings are resolved, so none of it is unknown here.)
+fn configured_ciphers(named: &[String]) -> Option<Vec<russh::cipher::Name>> {
+    if named.is_empty() {
+        return None;
+    }
+    let known = Preferred::DEFAULT.cipher;
+    let chosen: Vec<russh::cipher::Name> = named
+        .iter()
+        .filter_map(|name| known.iter().find(|k| k.as_ref() == name.as_str()).copied())
+        .collect();
+    (!chosen.is_empty()).then_some(chosen)
+}
+
+/// The ciphers remora can use, by their SSH names.
+pub fn supported_ciphers() -> Vec<String> {
+    Preferred::DEFAULT
+        .cipher
+        .iter()
+        .map(|c| c.as_ref().to_string())
+        .collect()
 }
 
 /// The cipher remora asks for first on this machine, by its SSH name (what `ssh -c` takes): a

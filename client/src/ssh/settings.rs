@@ -123,6 +123,8 @@ pub struct HostSettings {
     pub kbd_interactive_authentication: bool,
     /// ControlPersist: how long a held connection stays open after its last use.
     pub control_persist: Persist,
+    /// Ciphers, in the order asked for; empty means remora's own order.
+    pub ciphers: Vec<String>,
 }
 
 /// How long the connection holder keeps a host's connection after its last use.
@@ -188,6 +190,9 @@ impl HostSettings {
         let kbd = yes_or_no(self.kbd_interactive_authentication);
         lines.push(("kbdinteractiveauthentication", kbd.into()));
         lines.push(("controlpersist", self.control_persist.to_string()));
+        if !self.ciphers.is_empty() {
+            lines.push(("ciphers", self.ciphers.join(",")));
+        }
         lines
     }
 }
@@ -217,6 +222,7 @@ impl HostSettings {
             password_authentication: false,
             kbd_interactive_authentication: false,
             control_persist: Persist::Off,
+            ciphers: Vec::new(),
         }
     }
 }
@@ -302,6 +308,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             .map(persist)
             .transpose()?
             .unwrap_or_default(),
+        ciphers: applied.get("ciphers").map(ciphers).transpose()?.unwrap_or_default(),
         hostname,
         port,
         user,
@@ -449,6 +456,29 @@ fn persist(entry: &Entry) -> Result<Persist, SshError> {
         0 => Persist::Forever,
         secs => Persist::For(Duration::from_secs(secs)),
     })
+}
+
+/// Ciphers: a comma-separated list in order of preference. `+`/`-`/`^` edits of OpenSSH's
+/// default list are not taken: name the ciphers.
+fn ciphers(entry: &Entry) -> Result<Vec<String>, SshError> {
+    let value = entry.value();
+    if value.starts_with(['+', '-', '^']) {
+        return Err(invalid(
+            entry,
+            "a plain comma-separated list of ciphers (remora does not edit a default list)",
+        ));
+    }
+    let named: Vec<String> = value
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let supported = super::connect::supported_ciphers();
+    if !named.iter().any(|c| supported.contains(c)) {
+        let expected = format!("at least one cipher remora speaks ({})", supported.join(", "));
+        return Err(invalid(entry, &expected));
+    }
+    Ok(named)
 }
 
 /// A time as sshd_config(5) spells it: seconds, or numbers with `s`, `m`, `h`, `d`, `w` run
@@ -764,6 +794,31 @@ mod tests {
         assert!(settings.batch_mode && !settings.password_authentication && !settings.kbd_interactive_authentication);
         let err = try_resolve("BatchMode maybe\n", "h", SshOptions::default()).unwrap_err();
         assert!(err.to_string().contains("BatchMode"), "{err}");
+    }
+
+    #[test]
+    fn control_persist_and_ciphers_follow_the_config() {
+        let settings = resolve_with("", "h", SshOptions::default());
+        assert_eq!(settings.control_persist, Persist::For(Duration::from_secs(600)));
+        assert!(settings.ciphers.is_empty());
+        let config = "ControlPersist 1h30m\nCiphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com\n";
+        let settings = resolve_with(config, "h", SshOptions::default());
+        assert_eq!(settings.control_persist, Persist::For(Duration::from_secs(5400)));
+        assert_eq!(
+            settings.ciphers,
+            ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com"]
+        );
+        assert_eq!(
+            resolve_with("ControlPersist no\n", "h", SshOptions::default()).control_persist,
+            Persist::Off
+        );
+        assert_eq!(
+            resolve_with("ControlPersist yes\n", "h", SshOptions::default()).control_persist,
+            Persist::Forever
+        );
+        for bad in ["ControlPersist soon\n", "Ciphers 3des-cbc\n", "Ciphers +aes128-ctr\n"] {
+            assert!(try_resolve(bad, "h", SshOptions::default()).is_err(), "{bad}");
+        }
     }
 
     #[test]
