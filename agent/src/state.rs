@@ -26,7 +26,7 @@ use crate::{
     registry::Registry,
     session::{
         runspace::{self, RunspaceSpec},
-        store, ConnId, Session,
+        store, terminal, ConnId, Session,
     },
 };
 
@@ -144,6 +144,26 @@ impl Daemon {
         self.runspaces
             .spawn(runspace::run(session.clone(), shell, self.handover_token()));
         Ok(())
+    }
+
+    /// Starts a session's terminal: the shell on a new pty, its pump a tracked task that ends
+    /// the terminal's processes when the session closes.
+    pub fn start_terminal(
+        &self,
+        session: &Arc<Session>,
+        spec: &terminal::TermSpec,
+        scrollback: usize,
+    ) -> std::io::Result<Option<Arc<terminal::Terminal>>> {
+        let generation = session.next_terminal_generation();
+        let (terminal, child) = terminal::Terminal::spawn(spec, generation, scrollback)?;
+        if !session.set_terminal(terminal.clone()) {
+            // Another client started one first: this shell goes, theirs is used.
+            self.tasks.spawn(terminal::pump(terminal, child, cancelled_token()));
+            return Ok(None);
+        }
+        self.tasks
+            .spawn(terminal::pump(terminal.clone(), child, session.closed.clone()));
+        Ok(Some(terminal))
     }
 
     /// Goes on with a parked shell (after a handover, or one that did not happen).
@@ -264,4 +284,11 @@ fn current_user() -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// A token that is already cancelled.
+fn cancelled_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    token.cancel();
+    token
 }

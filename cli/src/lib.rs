@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod fanout;
 mod output;
+mod terminal;
 pub mod values;
 
 use std::process::ExitCode;

@@ -11,6 +11,7 @@ mod display;
 mod error;
 mod frame;
 mod message;
+mod terminal;
 
 pub use error::WireError;
 pub use frame::{decode, encode, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};

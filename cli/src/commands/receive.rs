@@ -1,6 +1,8 @@
 //! `remora receive HOST[,HOST…] (--name N | --id UUID) [--job ID] [--keep]`: print output not
 //! yet received (Receive-PSSession, Receive-Job).
 
+use std::io::Write;
+
 use remora_wire::Receive;
 
 use super::{combined_status, exit_status, with_client};
@@ -12,6 +14,9 @@ use crate::{
 };
 
 pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
+    if args.transcript.terminal {
+        return transcript_on_hosts(cli, args).await;
+    }
     let request = Receive {
         command: args.job,
         keep: args.keep,
@@ -38,6 +43,36 @@ pub async fn receive_on_hosts(cli: &Cli, hosts: &HostList, request: Receive) -> 
                 eprintln!("remora: {host}: session {name} is broken: {reason}");
             }
             Ok(exit_status(sink.last_exit.or(end.last_exit_code)))
+        }
+    })
+    .await;
+    let statuses: Vec<u8> = gathered.answers.into_iter().map(|(_, status)| status).collect();
+    Ok(combined_status(gathered.status, &statuses))
+}
+
+/// `receive --terminal`: each host's terminal transcript since the last one, as plain text.
+async fn transcript_on_hosts(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
+    let reference = args.session.reference();
+    let prefixed = args.host.is_many();
+    let gathered = fan_out(&args.host, |host| {
+        let reference = reference.clone();
+        async move {
+            let transcript =
+                with_client(cli, &host, async |client| client.transcript(reference).await).await?;
+            let mut out = std::io::stdout().lock();
+            for line in transcript.text.lines() {
+                match prefixed {
+                    true => writeln!(out, "{host}: {line}")?,
+                    false => writeln!(out, "{line}")?,
+                }
+            }
+            if transcript.lines_lost > 0 {
+                eprintln!(
+                    "remora: {host}: {} older lines were past the scrollback and are not in this transcript",
+                    transcript.lines_lost
+                );
+            }
+            Ok(0)
         }
     })
     .await;

@@ -40,6 +40,7 @@ const SINGLE_WORD_KEYS: &[&str] = &[
 /// Keys remora honours (besides `Host`, `Match` and `Include`, which shape the file).
 const HONOURED_KEYS: &[&str] = &[
     "hostname",
+    "escapechar",
     "port",
     "user",
     "identityfile",
@@ -70,7 +71,6 @@ const IRRELEVANT_KEYS: &[&str] = &[
     "controlpersist",
     "dynamicforward",
     "enableescapecommandline",
-    "escapechar",
     "exitonforwardfailure",
     "forkafterauthentication",
     "forwardagent",
