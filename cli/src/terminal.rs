@@ -22,14 +22,15 @@ impl RawMode {
         let saved = termios::tcgetattr(fd).ok()?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
-        termios::tcsetattr(fd, SetArg::TCSAFLUSH, &raw).ok()?;
+        // TCSADRAIN, like ssh: keys typed before raw mode starts are kept, not flushed.
+        termios::tcsetattr(fd, SetArg::TCSADRAIN, &raw).ok()?;
         Some(Self { fd, saved })
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = termios::tcsetattr(self.fd.as_fd(), SetArg::TCSAFLUSH, &self.saved);
+        let _ = termios::tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, &self.saved);
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::session::{
     terminal::{self, Next, TermSpec, Terminal},
-    Session,
+    Session, SessionRefusal,
 };
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) -> Result<(), Refusal> {
@@ -30,7 +30,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) -> Resu
         false => Some(
             session
                 .attach(ctx.conn, &ctx.from, ctx.client_id, request.force)
-                .map_err(|r| refusal_for(&session, r))?,
+                .map_err(|r| busy_terminal(&session, r))?,
         ),
     };
     let (terminal, started) = terminal_for(&ctx, &session, &request)?;
@@ -153,6 +153,21 @@ fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, b
     }
 }
 
+/// A refusal with the shell's way out: `--force` or `--watch`.
+fn busy_terminal(session: &Session, refusal: SessionRefusal) -> Refusal {
+    match refusal {
+        SessionRefusal::Busy { from, since } => Refusal::new(
+            ErrorCode::SessionBusy,
+            format!(
+                "session {:?} is attached to {from} since {}; take it over with `remora shell HOST --name {0} --force` (that client is told), or watch with --watch",
+                session.name,
+                crate::clock::format_millis(since)
+            ),
+        ),
+        other => refusal_for(session, other),
+    }
+}
+
 fn busy_retry() -> Refusal {
     Refusal::new(ErrorCode::Internal, "the session appeared while looking it up; try again")
 }
@@ -219,6 +234,7 @@ fn spec_for(
         true => "xterm-256color".to_string(),
         false => request.term.clone(),
     };
+    let has_home = env.iter().any(|(k, _)| k == "HOME");
     let mut set = |key: &str, value: OsString| {
         env.retain(|(k, _)| k != key);
         env.push((key.into(), value));
@@ -227,7 +243,10 @@ fn spec_for(
         set(key, value.into());
     }
     set("TERM", term.into());
-    set("HOME", user.dir.clone().into());
+    // HOME as the runspace (or the daemon) has it, else from passwd.
+    if !has_home {
+        set("HOME", user.dir.clone().into());
+    }
     set("USER", user.name.clone().into());
     set("LOGNAME", user.name.clone().into());
     set("SHELL", program.clone().into());
@@ -236,6 +255,7 @@ fn spec_for(
         .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
         .or(config_cwd)
         .filter(|p| p.is_dir())
+        .or_else(|| env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v)))
         .unwrap_or_else(|| user.dir.clone());
     Ok(TermSpec {
         program,
