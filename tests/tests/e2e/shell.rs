@@ -52,6 +52,12 @@ fn detach(pty: &mut PtyProgram) -> i32 {
     pty.wait_exit(SCREEN).unwrap().code().unwrap_or(-1)
 }
 
+/// Runs `cat` and waits until it is the terminal's foreground program.
+fn start_cat(sshd: &Sshd, pty: &mut PtyProgram, name: &str) {
+    pty.send(b"cat\r").unwrap();
+    wait_until("cat in the foreground", || terminal_of(sshd, name)["foreground"] == "cat").unwrap();
+}
+
 fn terminal_of(sshd: &Sshd, name: &str) -> serde_json::Value {
     session(sshd, name)["terminal"].clone()
 }
@@ -117,8 +123,8 @@ fn a_full_screen_program_is_redrawn_identically_after_a_same_size_reattach() {
     first.wait_for(SCREEN, "less at line 5", |s| s.contents().starts_with("line 5 bold")).unwrap();
     let before = first.screen(|s| (s.contents_formatted(), s.cursor_position(), s.alternate_screen()));
     assert_eq!(terminal_of(&sshd, "full")["foreground"], "less", "ls shows the foreground program");
-    // `~.` counts right after the command line's Enter: nothing was typed on a line since.
-    first.send(b"~.").unwrap();
+    // Any key would move less; the client detaches on SIGTERM as on `~.`.
+    first.signal(Signal::SIGTERM);
     assert_eq!(first.wait_exit(SCREEN).unwrap().code(), Some(0));
 
     let second = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "full"]);
@@ -144,7 +150,10 @@ fn output_made_while_detached_arrives_in_order_and_lands_in_the_scrollback() {
     first.send(format!("{line}\r").as_bytes()).unwrap();
     assert_eq!(detach(&mut first), 0);
     std::fs::write(&gate, "").unwrap();
-    wait_until("the shell to print 50,000 lines while detached", || done.exists()).unwrap();
+    crate::support::wait_until_within(Duration::from_secs(120), "the shell to print 50,000 lines while detached", || {
+        done.exists()
+    })
+    .unwrap();
 
     let second = shell_sized(second_home(&sshd), &[sshd.alias(), "--name", "bulk"], 24, 80);
     second.wait_for_text(SCREEN, "finished").unwrap();
@@ -247,17 +256,18 @@ fn every_escape_and_the_escape_char_settings() {
     ready(&mut pty);
     pty.send(b"\r~?").unwrap();
     pty.wait_for_text(SCREEN, "Supported escape sequences").unwrap();
-    run_line(&mut pty, "cat", "cat");
+    start_cat(&sshd, &mut pty, "esc");
     pty.send(b"~~lit''eral\r").unwrap();
     pty.wait_for(SCREEN, "a literal ~ passed through", |s| s.contents().matches("~lit''eral").count() >= 2)
         .unwrap();
     pty.send(b"\x04").unwrap();
+    run_line(&mut pty, "echo back-$((1+1))", "back-2");
     assert_eq!(detach(&mut pty), 0);
 
     // -e none: `~.` is just text; exit ends it.
     let mut none = shell(&sshd, &["--name", "esc", "-e", "none"]);
-    ready(&mut none);
-    run_line(&mut none, "cat", "cat");
+    run_line(&mut none, "echo none-$((2+2))", "none-4");
+    start_cat(&sshd, &mut none, "esc");
     none.send(b"~.x\r").unwrap();
     none.wait_for(SCREEN, "~. passed through", |s| s.contents().matches("~.x").count() >= 2).unwrap();
     none.send(b"\x04").unwrap();
