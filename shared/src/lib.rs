@@ -16,3 +16,5 @@ mod terminal;
 pub use error::WireError;
 pub use frame::{decode, encode, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
 pub use message::*;
+/// Raw byte strings in messages (scrollback lines of a redraw).
+pub use serde_bytes::ByteBuf;
