@@ -60,14 +60,15 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
     client.set_reconnect(reconnect_policy_ending(cli, &args.host, "\r\n"));
     let (opened, stream) = client.open_terminal(request).await?;
     let name = &opened.session.name;
-    if opened.created && args.name.is_none() {
-        eprintln!(
-            "remora: {}: opened session {name}; reattach with `remora shell {} --name {name}`",
+    // Shown after the first repaint, which would otherwise scroll it away.
+    let note = (opened.created && args.name.is_none()).then(|| {
+        format!(
+            "remora: {}: opened session {name}; reattach with `remora shell {} --name {name}`\r\n",
             args.host, args.host
-        );
-    }
+        )
+    });
     let raw = RawMode::enter();
-    let end = attached(stream, Escapes::new(escape), args.watch).await;
+    let end = attached(stream, Escapes::new(escape), args.watch, note).await;
     drop(raw);
     let end = end?;
     Ok(match end {
@@ -101,7 +102,12 @@ fn configured_escape(cli: &Cli, host: &str) -> anyhow::Result<EscapeChar> {
 ///
 /// Keystrokes and window changes are turned into commands by tasks of their own, so the stream
 /// is never interrupted mid-reconnect by typing; only the ways out cancel it.
-async fn attached(mut stream: TerminalStream, escapes: Escapes, watch: bool) -> anyhow::Result<End> {
+async fn attached(
+    mut stream: TerminalStream,
+    escapes: Escapes,
+    watch: bool,
+    mut note: Option<String>,
+) -> anyhow::Result<End> {
     let (commands_tx, mut commands) = mpsc::unbounded_channel();
     let (detach_tx, mut detach) = mpsc::unbounded_channel::<()>();
     let typing = tokio::spawn(forward_keys(escapes, watch, commands_tx.clone(), detach_tx));
@@ -120,7 +126,12 @@ async fn attached(mut stream: TerminalStream, escapes: Escapes, watch: bool) -> 
         tokio::select! {
             event = stream.next(&mut commands) => match event {
                 Ok(TermEvent::Output(bytes)) => write_out(&mut stdout, &bytes)?,
-                Ok(TermEvent::Redraw(redraw)) => write_out(&mut stdout, &repaint(&redraw))?,
+                Ok(TermEvent::Redraw(redraw)) => {
+                    write_out(&mut stdout, &repaint(&redraw))?;
+                    if let Some(note) = note.take() {
+                        eprint!("{note}");
+                    }
+                }
                 Ok(TermEvent::Ended(code)) => break Ok(End::ShellExited(code)),
                 Ok(TermEvent::Released(by)) => break Ok(End::TakenOver(by)),
                 Ok(TermEvent::StreamEnded(_)) => break Ok(End::Ended),

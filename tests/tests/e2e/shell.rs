@@ -346,3 +346,40 @@ fn invoke_and_the_terminal_live_side_by_side_and_receive_prints_the_transcript()
     assert!(!transcript.contains('\x1b'), "escape sequences stripped: {transcript:?}");
     assert!(!terminal_of(&sshd, "both").is_null());
 }
+
+#[test]
+fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "up"]);
+    ready(&mut pty);
+    let pid_file = sshd.dir().join("shell-pid");
+    run_line(
+        &mut pty,
+        &format!("echo $$ > {}; export KEPT=kept; echo before-upgrade-$((6*7))", pid_file.display()),
+        "before-upgrade-42",
+    );
+    let shell_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+
+    let new = sshd.dir().join("remora-agent-new");
+    std::fs::copy(&crate::support::binaries().agent, &new).unwrap();
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut upgrade = sshd.agent_at(&new);
+    upgrade.arg("upgrade").arg("--state-dir").arg(sshd.state_dir());
+    let upgraded = crate::support::run(&mut upgrade, crate::support::TIMEOUT).unwrap();
+    assert!(upgraded.status.success(), "{}", String::from_utf8_lossy(&upgraded.stderr));
+
+    // The attached client lost its link with the handover, reconnects and goes on.
+    pty.wait_for_text(SCREEN, "resumed after").unwrap();
+    run_line(&mut pty, "echo $KEPT-after-$((7*7))", "kept-after-49");
+    let screen = pty.screen(|s| s.contents());
+    assert_eq!(screen.matches("kept-after-49").count(), 1, "{screen}");
+    assert_eq!(detach(&mut pty), 0);
+    assert!(crate::support::process_alive(shell_pid), "the same shell process");
+
+    // A new client gets the screen back from the rebuilt model.
+    let mut again = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "up"]);
+    again.wait_for_text(SCREEN, "kept-after-49").unwrap();
+    run_line(&mut again, "echo $$-$((1+1))", &format!("{shell_pid}-2"));
+    assert_eq!(detach(&mut again), 0);
+}

@@ -28,6 +28,7 @@ use std::{path::PathBuf, sync::Arc};
 use remora_wire::CommandState;
 use tokio_util::sync::CancellationToken;
 
+pub use process::ShellProcess;
 pub use shell::{Shell, ShellFds};
 
 use self::shell::Outcome;

@@ -11,6 +11,7 @@
 //! - The shell and everything it started leave with the terminal: SIGHUP to the shell's and the
 //!   foreground process groups, then SIGKILL to every process of its session.
 
+pub mod handover;
 mod pty;
 pub mod screen;
 
@@ -33,7 +34,8 @@ use uuid::Uuid;
 pub use pty::TermSpec;
 use screen::Screen;
 
-use super::ConnId;
+use super::{runspace::ShellProcess, ConnId};
+use tokio_util::sync::CancellationToken;
 
 /// Raw output kept for clients that resume without a redraw.
 pub const RING_BYTES: usize = 512 * 1024;
@@ -53,6 +55,10 @@ pub struct Terminal {
     changed: watch::Sender<()>,
     /// Serialises keystrokes and remembers the last input seq taken.
     input: tokio::sync::Mutex<u64>,
+    /// The shell process while no pump runs (before the first, and parked for a handover).
+    process: Mutex<Option<ShellProcess>>,
+    /// Lines of history the screen model keeps.
+    scrollback: usize,
 }
 
 impl std::fmt::Debug for Terminal {
@@ -93,16 +99,32 @@ pub enum Next {
 }
 
 impl Terminal {
-    /// Starts the shell described by `spec`.
-    pub fn spawn(spec: &TermSpec, generation: u64, scrollback: usize) -> std::io::Result<(Arc<Self>, std::process::Child)> {
+    /// Starts the shell described by `spec`; run [`pump`] next.
+    pub fn spawn(spec: &TermSpec, generation: u64, scrollback: usize) -> std::io::Result<Arc<Self>> {
         let spawned = pty::spawn(spec)?;
-        let terminal = Arc::new(Self {
+        let pid = spawned.child.id() as i32;
+        // Waited for through a pidfd like a handed-over one, so both ways look the same.
+        let process = ShellProcess::adopt(pid)?;
+        drop(spawned.child);
+        let screen = Screen::new(spec.rows, spec.cols, scrollback);
+        Self::assemble(generation, pid, spawned.master, process, screen, scrollback)
+    }
+
+    fn assemble(
+        generation: u64,
+        pid: i32,
+        master: OwnedFd,
+        process: ShellProcess,
+        screen: Screen,
+        scrollback: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Self {
             generation,
-            pid: spawned.child.id() as i32,
+            pid,
             // SAFETY: the master is ours alone and stays open as long as the AsyncFd.
-            master: unsafe { AsyncFd::register(spawned.master) }.map_err(|err| err.into_parts().1)?,
+            master: unsafe { AsyncFd::register(master) }.map_err(|err| err.into_parts().1)?,
             state: Mutex::new(TermState {
-                screen: Screen::new(spec.rows, spec.cols, scrollback),
+                screen,
                 ring: VecDeque::new(),
                 ring_bytes: 0,
                 last_seq: 0,
@@ -113,8 +135,9 @@ impl Terminal {
             }),
             changed: watch::Sender::new(()),
             input: tokio::sync::Mutex::new(0),
-        });
-        Ok((terminal, spawned.child))
+            process: Mutex::new(Some(process)),
+            scrollback,
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, TermState> {
@@ -146,6 +169,11 @@ impl Terminal {
     fn set_exit(&self, code: Option<i32>) {
         self.lock().exit = Some(code);
         self.changed.send_replace(());
+    }
+
+    /// True while the shell runs with no pump reading (parked for a handover).
+    pub fn is_parked(&self) -> bool {
+        self.process.lock().unwrap_or_else(|p| p.into_inner()).is_some() && self.exit().is_none()
     }
 
     /// The shell's exit code once it ended.
@@ -339,48 +367,65 @@ impl Drop for Viewer {
     }
 }
 
-/// Reads the master into the terminal until the shell ends or `closed` fires; then ends the
-/// terminal's processes and records the exit code.
-pub async fn pump(terminal: Arc<Terminal>, child: std::process::Child, closed: tokio_util::sync::CancellationToken) {
-    let (exited_tx, mut exited) = tokio::sync::oneshot::channel();
-    let mut child = child;
-    std::thread::spawn(move || {
-        let _ = exited_tx.send(child.wait().ok());
-    });
+/// Why a pump stopped.
+enum Stop {
+    /// The shell exited with this status.
+    Exited(i32),
+    /// Every holder of the slave side closed it.
+    Hungup,
+    /// The session was removed or the daemon stops.
+    Closed,
+    /// A handover parks the terminal.
+    HandOver,
+}
+
+/// Reads the master into the terminal until the shell ends, the session closes (then ends
+/// the terminal's processes) or a handover parks it (then leaves everything running).
+pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: CancellationToken) {
+    let Some(mut process) = terminal.process.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return;
+    };
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut status = None;
-    loop {
+    let stop = loop {
         tokio::select! {
             ready = terminal.master.readable() => {
-                let Ok(mut guard) = ready else { break };
+                let Ok(mut guard) = ready else { break Stop::Hungup };
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
-                    Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave holder has gone
+                    Ok(Ok(0)) | Ok(Err(_)) => break Stop::Hungup, // EIO: the slave is closed
                     Ok(Ok(n)) => terminal.push(&buf[..n]),
                     Err(_would_block) => continue,
                 }
             }
-            done = &mut exited, if status.is_none() => {
-                status = Some(done.ok().flatten());
-                // The shell is gone: take what it wrote last, then hang up on what it left.
+            code = process.wait() => {
+                // The shell is gone: take what it wrote last.
                 drain(&terminal, &mut buf);
-                break;
+                break Stop::Exited(code);
             }
-            _ = closed.cancelled() => break,
+            _ = closed.cancelled() => break Stop::Closed,
+            _ = handover.cancelled() => break Stop::HandOver,
         }
-    }
-    terminal.hang_up();
-    let status = match status {
-        Some(status) => status,
-        None => match tokio::time::timeout(HANGUP_GRACE, &mut exited).await {
-            Ok(done) => done.ok().flatten(),
-            Err(_) => {
-                terminal.kill_all();
-                exited.await.ok().flatten()
-            }
-        },
     };
+    let code = match stop {
+        Stop::HandOver => {
+            *terminal.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process);
+            return;
+        }
+        Stop::Exited(code) => code,
+        Stop::Hungup | Stop::Closed => {
+            terminal.hang_up();
+            match tokio::time::timeout(HANGUP_GRACE, process.wait()).await {
+                Ok(code) => code,
+                Err(_) => {
+                    terminal.kill_all();
+                    process.wait().await
+                }
+            }
+        }
+    };
+    // Whatever the shell left on its terminal goes with it.
+    terminal.hang_up();
     terminal.kill_all();
-    terminal.set_exit(status.map(exit_code));
+    terminal.set_exit(Some(code));
 }
 
 fn drain(terminal: &Terminal, buf: &mut [u8]) {
@@ -390,11 +435,6 @@ fn drain(terminal: &Terminal, buf: &mut [u8]) {
         }
         terminal.push(&buf[..n]);
     }
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255)
 }
 
 /// Checks a window size: both sides 1 ..= 10,000.
