@@ -295,7 +295,9 @@ impl FileConfiguration {
             },
             scrollback: match self.scrollback {
                 Some(n) if n > MAX_SCROLLBACK => {
-                    return Err(ConfigError::Value(format!("scrollback must be at most {MAX_SCROLLBACK} lines")))
+                    return Err(ConfigError::Value(format!(
+                        "scrollback must be at most {MAX_SCROLLBACK} lines"
+                    )))
                 }
                 other => other.unwrap_or(base.scrollback),
             },

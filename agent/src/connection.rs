@@ -287,10 +287,7 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::TermInput(request) => ctx.finish(id, handler::term::input(ctx, id, request).await).await,
         ClientBody::TermResize(request) => ctx.finish(id, handler::term::resize(ctx, request)).await,
         ClientBody::TermAck(request) => handler::term::ack(ctx, request),
-        ClientBody::TermTranscript(request) => {
-            ctx.finish(id, handler::term::transcript(ctx, id, request).await)
-                .await
-        }
+        ClientBody::TermTranscript(request) => ctx.finish(id, handler::term::transcript(ctx, id, request).await).await,
     }
 }
 

@@ -160,7 +160,8 @@ impl Daemon {
         if !session.set_terminal(terminal.clone()) {
             let closed = CancellationToken::new();
             closed.cancel();
-            self.tasks.spawn(terminal::pump(terminal, closed, CancellationToken::new()));
+            self.tasks
+                .spawn(terminal::pump(terminal, closed, CancellationToken::new()));
             return Ok(None);
         }
         self.resume_terminal(session, terminal.clone());
@@ -296,4 +297,3 @@ fn current_user() -> String {
         .map(|u| u.name)
         .unwrap_or_else(|| uid.to_string())
 }
-

@@ -118,7 +118,7 @@ impl Escapes {
 
     /// The escapes, as `~?` shows them.
     pub fn help(&self) -> String {
-        let e = self.escape.map_or("~".to_string(), |b| display(b));
+        let e = self.escape.map_or("~".to_string(), display);
         format!(
             "Supported escape sequences (after a newline):\r\n {e}.   - detach (the shell keeps running)\r\n {e}?   - this message\r\n {e}{e}   - send the escape character by typing it twice\r\n"
         )
@@ -158,7 +158,8 @@ mod tests {
     #[test]
     fn another_escape_or_none() {
         let mut escapes = Escapes::new(EscapeChar::Byte(b'%'));
-        assert_eq!(escapes.feed(b"~.%."), vec![Key::Send(b"~.".to_vec())]);
+        assert_eq!(escapes.feed(b"~.%."), vec![Key::Send(b"~.%.".to_vec())]);
+        assert_eq!(escapes.feed(b"\r%."), vec![Key::Send(b"\r".to_vec()), Key::Detach]);
         let mut escapes = Escapes::new(EscapeChar::Byte(b'%'));
         assert_eq!(escapes.feed(b"%."), vec![Key::Detach]);
         let mut escapes = Escapes::new(EscapeChar::None);

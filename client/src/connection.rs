@@ -219,7 +219,7 @@ impl<S: Transport> Connection<S> {
     }
 
     /// A handle that queues frames while this connection is being read (terminal input).
-    pub(crate) fn sender(&self) -> Result<FrameSender> {
+    pub(crate) async fn sender(&self) -> Result<FrameSender> {
         let outbox = self.outbox.clone().ok_or_else(|| self.closed())?;
         Ok(FrameSender {
             outbox,
@@ -304,11 +304,13 @@ pub(crate) struct FrameSender {
 }
 
 impl FrameSender {
-    pub(crate) fn send(&self, id: RequestId, body: ClientBody) -> Result<()> {
-        self.outbox.send(ClientFrame { id, body }).map_err(|_| ClientError::Closed {
-            host: self.host.clone(),
-            hint: String::new(),
-        })
+    pub(crate) async fn send(&self, id: RequestId, body: ClientBody) -> Result<()> {
+        self.outbox
+            .send(ClientFrame { id, body })
+            .map_err(|_| ClientError::Closed {
+                host: self.host.clone(),
+                hint: String::new(),
+            })
     }
 }
 

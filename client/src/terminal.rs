@@ -17,8 +17,8 @@
 use std::{collections::VecDeque, time::Instant};
 
 use remora_wire::{
-    AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw,
-    TermResize, TermResume, TermTranscript, TerminalOpened, Transcript, MAX_TERM_INPUT,
+    AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
+    TermResume, TermTranscript, TerminalOpened, Transcript, MAX_TERM_INPUT,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -126,22 +126,24 @@ impl TerminalStream {
 
     /// One frame or one command; `None` when there is nothing for the caller.
     async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<Option<TermEvent>> {
-        let sender = self.client.connection.sender()?;
+        let sender = self.client.connection.sender().await?;
         if self.written > self.acked {
-            sender.send(
-                0,
-                ClientBody::TermAck(TermAck {
-                    session: self.session,
-                    seq: self.written,
-                }),
-            )?;
+            sender
+                .send(
+                    0,
+                    ClientBody::TermAck(TermAck {
+                        session: self.session,
+                        seq: self.written,
+                    }),
+                )
+                .await?;
             self.acked = self.written;
         }
         tokio::select! {
-            body = self.client.connection.next_reply(self.id) => self.on_frame(body?),
+            body = self.client.connection.next_reply(self.id) => self.on_frame(body?).await,
             command = commands.recv() => {
                 match command {
-                    Some(command) => self.on_command(&sender, command)?,
+                    Some(command) => self.on_command(&sender, command).await?,
                     None => std::future::pending::<()>().await,
                 }
                 Ok(None)
@@ -149,7 +151,7 @@ impl TerminalStream {
         }
     }
 
-    fn on_frame(&mut self, body: AgentBody) -> Result<Option<TermEvent>> {
+    async fn on_frame(&mut self, body: AgentBody) -> Result<Option<TermEvent>> {
         Ok(Some(match body {
             AgentBody::TermOutput(output) => {
                 if output.seq <= self.written {
@@ -177,7 +179,7 @@ impl TerminalStream {
         }))
     }
 
-    fn on_command(&mut self, sender: &crate::connection::FrameSender, command: TermCommand) -> Result<()> {
+    async fn on_command(&mut self, sender: &crate::connection::FrameSender, command: TermCommand) -> Result<()> {
         if self.request.watch {
             return Ok(()); // read-only: never types or resizes
         }
@@ -186,36 +188,40 @@ impl TerminalStream {
                 for piece in data.chunks(MAX_TERM_INPUT) {
                     self.input_seq += 1;
                     self.unacked.push_back((self.input_seq, piece.to_vec()));
-                    self.send_input(sender, self.input_seq, piece.to_vec())?;
+                    self.send_input(sender, self.input_seq, piece.to_vec()).await?;
                 }
             }
             TermCommand::Resize { rows, cols } => {
                 self.request.rows = rows;
                 self.request.cols = cols;
-                sender.send(
-                    0,
-                    ClientBody::TermResize(TermResize {
-                        session: self.session,
-                        rows,
-                        cols,
-                    }),
-                )?;
+                sender
+                    .send(
+                        0,
+                        ClientBody::TermResize(TermResize {
+                            session: self.session,
+                            rows,
+                            cols,
+                        }),
+                    )
+                    .await?;
             }
         }
         Ok(())
     }
 
-    fn send_input(&self, sender: &crate::connection::FrameSender, seq: u64, data: Vec<u8>) -> Result<()> {
+    async fn send_input(&self, sender: &crate::connection::FrameSender, seq: u64, data: Vec<u8>) -> Result<()> {
         // Id 0: the agent's acknowledgement (and any refusal) reaches whichever stream reads.
-        sender.send(
-            0,
-            ClientBody::TermInput(TermInput {
-                session: self.session,
-                generation: self.generation,
-                seq,
-                data,
-            }),
-        )
+        sender
+            .send(
+                0,
+                ClientBody::TermInput(TermInput {
+                    session: self.session,
+                    generation: self.generation,
+                    seq,
+                    data,
+                }),
+            )
+            .await
     }
 
     /// Reconnects within the policy and re-attaches after the last byte written.
@@ -259,7 +265,10 @@ impl TerminalStream {
         if fresh.agent().agent_id != agent_id {
             return Err(ClientError::Unexpected {
                 host: target.to_string(),
-                what: format!("a different agent answered ({} instead of {agent_id})", fresh.agent().agent_id),
+                what: format!(
+                    "a different agent answered ({} instead of {agent_id})",
+                    fresh.agent().agent_id
+                ),
             });
         }
         let request = OpenTerminal {
@@ -272,10 +281,7 @@ impl TerminalStream {
             }),
             ..self.request.clone()
         };
-        let (id, first) = fresh
-            .connection
-            .start_stream(ClientBody::OpenTerminal(request))
-            .await?;
+        let (id, first) = fresh.connection.start_stream(ClientBody::OpenTerminal(request)).await?;
         let AgentBody::TerminalOpened(opened) = first else {
             return Err(fresh.connection.unexpected(&first));
         };
@@ -291,10 +297,10 @@ impl TerminalStream {
             self.input_seq = opened.input_seq;
             return Ok(());
         }
-        let sender = self.client.connection.sender()?;
+        let sender = self.client.connection.sender().await?;
         self.unacked.retain(|(seq, _)| *seq > opened.input_seq);
         for (seq, data) in &self.unacked {
-            self.send_input(&sender, *seq, data.clone())?;
+            self.send_input(&sender, *seq, data.clone()).await?;
         }
         Ok(())
     }
@@ -306,8 +312,8 @@ impl TerminalStream {
                 session: self.session,
                 seq: self.written,
             };
-            if let Ok(sender) = self.client.connection.sender() {
-                let _ = sender.send(0, ClientBody::TermAck(ack));
+            if let Ok(sender) = self.client.connection.sender().await {
+                let _ = sender.send(0, ClientBody::TermAck(ack)).await;
             }
             self.acked = self.written;
         }

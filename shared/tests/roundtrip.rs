@@ -149,7 +149,15 @@ fn terminal_client_body() -> impl Strategy<Value = ClientBody> {
         (option::of(any::<u64>()), option::of(text()), option::of(buffering())),
     )
         .prop_map(
-            |(session, (create, force, watch), (rows, cols), term, resume, window, (idle_timeout_secs, configuration, buffering))| {
+            |(
+                session,
+                (create, force, watch),
+                (rows, cols),
+                term,
+                resume,
+                window,
+                (idle_timeout_secs, configuration, buffering),
+            )| {
                 ClientBody::OpenTerminal(OpenTerminal {
                     session,
                     create,
@@ -169,9 +177,18 @@ fn terminal_client_body() -> impl Strategy<Value = ClientBody> {
     prop_oneof![
         open,
         (uuid(), any::<(u64, u64)>(), vec(any::<u8>(), 0..64)).prop_map(|(session, (generation, seq), data)| {
-            ClientBody::TermInput(TermInput { session, generation, seq, data })
+            ClientBody::TermInput(TermInput {
+                session,
+                generation,
+                seq,
+                data,
+            })
         }),
-        (uuid(), term_size()).prop_map(|(session, (rows, cols))| ClientBody::TermResize(TermResize { session, rows, cols })),
+        (uuid(), term_size()).prop_map(|(session, (rows, cols))| ClientBody::TermResize(TermResize {
+            session,
+            rows,
+            cols
+        })),
         (uuid(), any::<u64>()).prop_map(|(session, seq)| ClientBody::TermAck(TermAck { session, seq })),
         session_ref().prop_map(|session| ClientBody::TermTranscript(TermTranscript { session })),
     ]
@@ -191,21 +208,36 @@ fn terminal_info() -> impl Strategy<Value = TerminalInfo> {
 
 fn terminal_agent_body() -> impl Strategy<Value = AgentBody> {
     prop_oneof![
-        (session_info(), any::<(u64, bool, bool, u64)>()).prop_map(|(session, (generation, started, created, input_seq))| {
-            AgentBody::TerminalOpened(TerminalOpened { session, generation, started, created, input_seq })
-        }),
+        (session_info(), any::<(u64, bool, bool, u64)>()).prop_map(
+            |(session, (generation, started, created, input_seq))| {
+                AgentBody::TerminalOpened(TerminalOpened {
+                    session,
+                    generation,
+                    started,
+                    created,
+                    input_seq,
+                })
+            }
+        ),
         (uuid(), any::<u64>(), vec(any::<u8>(), 0..64))
             .prop_map(|(session, seq, data)| AgentBody::TermOutput(TermOutput { session, seq, data })),
-        (uuid(), any::<u64>(), vec(vec(any::<u8>(), 0..16), 0..4), vec(any::<u8>(), 0..64), term_size()).prop_map(
-            |(session, seq, lines, screen, (rows, cols))| AgentBody::TermRedraw(TermRedraw {
-                session,
-                seq,
-                scrollback: lines.into_iter().map(serde_bytes::ByteBuf::from).collect(),
-                screen,
-                rows,
-                cols,
-            })
-        ),
+        (
+            uuid(),
+            any::<u64>(),
+            vec(vec(any::<u8>(), 0..16), 0..4),
+            vec(any::<u8>(), 0..64),
+            term_size()
+        )
+            .prop_map(
+                |(session, seq, lines, screen, (rows, cols))| AgentBody::TermRedraw(TermRedraw {
+                    session,
+                    seq,
+                    scrollback: lines.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                    screen,
+                    rows,
+                    cols,
+                })
+            ),
         (uuid(), any::<u64>()).prop_map(|(session, seq)| AgentBody::TermInputAck(TermInputAck { session, seq })),
         (uuid(), option::of(any::<i32>()))
             .prop_map(|(session, exit_code)| AgentBody::TermEnded(TermEnded { session, exit_code })),

@@ -216,9 +216,25 @@ fn terminal_client_samples() -> Vec<(&'static str, ClientFrame)> {
         ),
         (
             "client-term-resize",
-            frame(0, ClientBody::TermResize(TermResize { session: SESSION, rows: 50, cols: 132 })),
+            frame(
+                0,
+                ClientBody::TermResize(TermResize {
+                    session: SESSION,
+                    rows: 50,
+                    cols: 132,
+                }),
+            ),
         ),
-        ("client-term-ack", frame(0, ClientBody::TermAck(TermAck { session: SESSION, seq: 42 }))),
+        (
+            "client-term-ack",
+            frame(
+                0,
+                ClientBody::TermAck(TermAck {
+                    session: SESSION,
+                    seq: 42,
+                }),
+            ),
+        ),
         (
             "client-term-transcript",
             frame(
@@ -282,7 +298,16 @@ fn terminal_agent_samples() -> Vec<(&'static str, AgentFrame)> {
                 }),
             ),
         ),
-        ("agent-term-input-ack", frame(0, AgentBody::TermInputAck(TermInputAck { session: SESSION, seq: 7 }))),
+        (
+            "agent-term-input-ack",
+            frame(
+                0,
+                AgentBody::TermInputAck(TermInputAck {
+                    session: SESSION,
+                    seq: 7,
+                }),
+            ),
+        ),
         (
             "agent-term-ended",
             frame(

@@ -107,10 +107,10 @@ impl PtyProgram {
         unsafe { nix::libc::ioctl(self.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
         let (lock, _) = &*self.shared;
         let mut state = lock.lock().unwrap();
-        state
-            .parser
-            .screen_mut()
-            .set_size(std::num::NonZeroU16::new(rows).unwrap(), std::num::NonZeroU16::new(cols).unwrap());
+        state.parser.screen_mut().set_size(
+            std::num::NonZeroU16::new(rows).unwrap(),
+            std::num::NonZeroU16::new(cols).unwrap(),
+        );
         Ok(())
     }
 
@@ -141,7 +141,9 @@ impl PtyProgram {
 
     /// Waits until the screen contains `text`.
     pub fn wait_for_text(&self, limit: Duration, text: &str) -> anyhow::Result<String> {
-        self.wait_for(limit, &format!("{text:?} on the screen"), |s| s.contents().contains(text))
+        self.wait_for(limit, &format!("{text:?} on the screen"), |s| {
+            s.contents().contains(text)
+        })
     }
 
     /// Runs `read` on the screen as it is now.

@@ -139,7 +139,7 @@ fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, b
             Some(session) => return Ok((session, false)),
             None => match reference {
                 SessionRef::Name(name) if request.create && !request.watch => name.clone(),
-                _ => return Err(ctx.find_session(reference).err().unwrap_or_else(|| busy_retry())),
+                _ => return Err(ctx.find_session(reference).err().unwrap_or_else(busy_retry)),
             },
         },
     };
@@ -169,7 +169,10 @@ fn busy_terminal(session: &Session, refusal: SessionRefusal) -> Refusal {
 }
 
 fn busy_retry() -> Refusal {
-    Refusal::new(ErrorCode::Internal, "the session appeared while looking it up; try again")
+    Refusal::new(
+        ErrorCode::Internal,
+        "the session appeared while looking it up; try again",
+    )
 }
 
 /// The session's live terminal, or a new one (not for watchers).
@@ -224,7 +227,9 @@ fn spec_for(
         true => PathBuf::from("/bin/sh"),
         false => user.shell.clone(),
     };
-    let base = program.file_name().map_or("sh".into(), |n| n.to_string_lossy().into_owned());
+    let base = program
+        .file_name()
+        .map_or("sh".into(), |n| n.to_string_lossy().into_owned());
     let runspace = session.runspace_pid();
     let mut env: Vec<(OsString, OsString)> = match runspace.and_then(read_environ) {
         Some(env) => env,

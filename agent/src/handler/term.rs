@@ -31,7 +31,10 @@ fn not_interactive() -> Refusal {
 
 pub async fn input(ctx: &Ctx, id: RequestId, request: TermInput) -> Result<(), Refusal> {
     if request.data.len() > MAX_TERM_INPUT {
-        let message = format!("{} bytes of input in one frame; the limit is {MAX_TERM_INPUT}", request.data.len());
+        let message = format!(
+            "{} bytes of input in one frame; the limit is {MAX_TERM_INPUT}",
+            request.data.len()
+        );
         return Err(Refusal::new(ErrorCode::InvalidRequest, message));
     }
     let terminal = live_terminal(ctx, request.session)?;
@@ -74,10 +77,14 @@ pub async fn transcript(ctx: &Ctx, id: RequestId, request: TermTranscript) -> Re
     let terminal = session.terminal().ok_or_else(|| {
         Refusal::new(
             ErrorCode::InvalidRequest,
-            format!("session {:?} has never had a terminal; open one with `remora shell`", session.name),
+            format!(
+                "session {:?} has never had a terminal; open one with `remora shell`",
+                session.name
+            ),
         )
     })?;
     let (text, lines_lost) = terminal.transcript();
-    ctx.send(id, AgentBody::Transcript(Transcript { text, lines_lost })).await?;
+    ctx.send(id, AgentBody::Transcript(Transcript { text, lines_lost }))
+        .await?;
     Ok(())
 }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     runspace::ShellFds,
-    terminal::handover::HandedTerminal,
     spill::{Spill, SpillState},
     store::{self, HandedCommand, StoredSession},
+    terminal::handover::HandedTerminal,
     Session,
 };
 

@@ -57,8 +57,7 @@ async fn transcript_on_hosts(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8
     let gathered = fan_out(&args.host, |host| {
         let reference = reference.clone();
         async move {
-            let transcript =
-                with_client(cli, &host, async |client| client.transcript(reference).await).await?;
+            let transcript = with_client(cli, &host, async |client| client.transcript(reference).await).await?;
             let mut out = std::io::stdout().lock();
             for line in transcript.text.lines() {
                 match prefixed {

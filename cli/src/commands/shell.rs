@@ -73,7 +73,10 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
     let end = end?;
     Ok(match end {
         End::Detached => {
-            eprintln!("remora: detached from session {name} on {}; the shell keeps running", args.host);
+            eprintln!(
+                "remora: detached from session {name} on {}; the shell keeps running",
+                args.host
+            );
             0
         }
         End::ShellExited(code) => {
@@ -81,7 +84,10 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
             code.map_or(0, |c| c.clamp(0, 255) as u8)
         }
         End::TakenOver(by) => {
-            eprintln!("remora: {}: session {name} was {by}; its shell keeps running there", args.host);
+            eprintln!(
+                "remora: {}: session {name} was {by}; its shell keeps running there",
+                args.host
+            );
             1
         }
         End::Ended => 0,

@@ -55,7 +55,10 @@ fn detach(pty: &mut PtyProgram) -> i32 {
 /// Runs `cat` and waits until it is the terminal's foreground program.
 fn start_cat(sshd: &Sshd, pty: &mut PtyProgram, name: &str) {
     pty.send(b"cat\r").unwrap();
-    wait_until("cat in the foreground", || terminal_of(sshd, name)["foreground"] == "cat").unwrap();
+    wait_until("cat in the foreground", || {
+        terminal_of(sshd, name)["foreground"] == "cat"
+    })
+    .unwrap();
 }
 
 fn terminal_of(sshd: &Sshd, name: &str) -> serde_json::Value {
@@ -67,7 +70,11 @@ fn type_see_detach_and_reattach_from_a_second_home_then_exit() {
     let sshd = Sshd::start().unwrap();
     let mut first = shell(&sshd, &["--name", "t"]);
     ready(&mut first);
-    run_line(&mut first, "cd /tmp && export FOO=bar && echo state-$((1+1))", "state-2");
+    run_line(
+        &mut first,
+        "cd /tmp && export FOO=bar && echo state-$((1+1))",
+        "state-2",
+    );
     run_line(&mut first, "echo pty-mode-$(stat -c %a $(tty))", "pty-mode-");
     let screen = first.wait_for_text(SCREEN, "pty-mode-600").unwrap();
     assert!(screen.contains("pty-mode-600"), "{screen}");
@@ -120,9 +127,15 @@ fn a_full_screen_program_is_redrawn_identically_after_a_same_size_reattach() {
         })
         .unwrap();
     first.send(b"5G").unwrap(); // move within the file so the screen is not the first one
-    first.wait_for(SCREEN, "less at line 5", |s| s.contents().starts_with("line 5 bold")).unwrap();
+    first
+        .wait_for(SCREEN, "less at line 5", |s| s.contents().starts_with("line 5 bold"))
+        .unwrap();
     let before = first.screen(|s| (s.contents_formatted(), s.cursor_position(), s.alternate_screen()));
-    assert_eq!(terminal_of(&sshd, "full")["foreground"], "less", "ls shows the foreground program");
+    assert_eq!(
+        terminal_of(&sshd, "full")["foreground"],
+        "less",
+        "ls shows the foreground program"
+    );
     // Any key would move less; the client detaches on SIGTERM as on `~.`.
     first.signal(Signal::SIGTERM);
     assert_eq!(first.wait_exit(SCREEN).unwrap().code(), Some(0));
@@ -150,9 +163,11 @@ fn output_made_while_detached_arrives_in_order_and_lands_in_the_scrollback() {
     first.send(format!("{line}\r").as_bytes()).unwrap();
     assert_eq!(detach(&mut first), 0);
     std::fs::write(&gate, "").unwrap();
-    crate::support::wait_until_within(Duration::from_secs(120), "the shell to print 50,000 lines while detached", || {
-        done.exists()
-    })
+    crate::support::wait_until_within(
+        Duration::from_secs(120),
+        "the shell to print 50,000 lines while detached",
+        || done.exists(),
+    )
     .unwrap();
 
     let second = shell_sized(second_home(&sshd), &[sshd.alias(), "--name", "bulk"], 24, 80);
@@ -164,7 +179,11 @@ fn output_made_while_detached_arrives_in_order_and_lands_in_the_scrollback() {
         .collect();
     let last = *numbers.last().expect("numbers in the history");
     assert_eq!(last, 50000, "the newest line is there");
-    assert!(numbers.len() >= 9_000, "the scrollback holds the newest lines: {}", numbers.len());
+    assert!(
+        numbers.len() >= 9_000,
+        "the scrollback holds the newest lines: {}",
+        numbers.len()
+    );
     for pair in numbers.windows(2) {
         assert_eq!(pair[1], pair[0] + 1, "in order, nothing missing or twice");
     }
@@ -176,7 +195,11 @@ fn a_link_cut_while_typing_reconnects_and_typing_goes_on() {
     let link = FaultyLink::start(sshd.addr()).unwrap();
     let config = sshd.dir().join("flaky_config");
     let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-    std::fs::write(&config, block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n").unwrap();
+    std::fs::write(
+        &config,
+        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
+    )
+    .unwrap();
     let mut pty = shell_in(sshd.remora_with_config(&config), &["flaky", "--name", "cut"]);
     ready(&mut pty);
     pty.send(b"echo one-$((0+1))").unwrap();
@@ -216,12 +239,20 @@ fn a_second_client_is_busy_force_takes_over_and_watch_only_watches() {
     let mut third = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "two", "--force"]);
     third.wait_for_text(SCREEN, "check-16").unwrap();
     first.wait_for_text(SCREEN, "taken over").unwrap();
-    assert_eq!(first.wait_exit(SCREEN).unwrap().code(), Some(1), "the first client exits 1");
+    assert_eq!(
+        first.wait_exit(SCREEN).unwrap().code(),
+        Some(1),
+        "the first client exits 1"
+    );
     run_line(&mut third, "echo took-$((5*5))", "took-25");
     watcher.wait_for_text(SCREEN, "took-25").unwrap();
     assert_eq!(detach(&mut third), 0);
     watcher.signal(Signal::SIGTERM);
-    assert_eq!(watcher.wait_exit(SCREEN).unwrap().code(), Some(0), "SIGTERM only detaches");
+    assert_eq!(
+        watcher.wait_exit(SCREEN).unwrap().code(),
+        Some(0),
+        "SIGTERM only detaches"
+    );
 }
 
 #[test]
@@ -233,7 +264,8 @@ fn a_resize_reaches_the_shell() {
     pty.resize(30, 100).unwrap();
     // SIGWINCH travels asynchronously to the client; ask until the shell's terminal has the new size.
     for attempt in 0.. {
-        pty.send(format!("echo now{attempt}-$(stty size | tr ' ' x)\r").as_bytes()).unwrap();
+        pty.send(format!("echo now{attempt}-$(stty size | tr ' ' x)\r").as_bytes())
+            .unwrap();
         let seen = pty
             .wait_for(SCREEN, "a size answer", |s| {
                 let text = s.contents();
@@ -258,8 +290,10 @@ fn every_escape_and_the_escape_char_settings() {
     pty.wait_for_text(SCREEN, "Supported escape sequences").unwrap();
     start_cat(&sshd, &mut pty, "esc");
     pty.send(b"~~lit''eral\r").unwrap();
-    pty.wait_for(SCREEN, "a literal ~ passed through", |s| s.contents().matches("~lit''eral").count() >= 2)
-        .unwrap();
+    pty.wait_for(SCREEN, "a literal ~ passed through", |s| {
+        s.contents().matches("~lit''eral").count() >= 2
+    })
+    .unwrap();
     pty.send(b"\x04").unwrap();
     run_line(&mut pty, "echo back-$((1+1))", "back-2");
     assert_eq!(detach(&mut pty), 0);
@@ -269,7 +303,10 @@ fn every_escape_and_the_escape_char_settings() {
     run_line(&mut none, "echo none-$((2+2))", "none-4");
     start_cat(&sshd, &mut none, "esc");
     none.send(b"~.x\r").unwrap();
-    none.wait_for(SCREEN, "~. passed through", |s| s.contents().matches("~.x").count() >= 2).unwrap();
+    none.wait_for(SCREEN, "~. passed through", |s| {
+        s.contents().matches("~.x").count() >= 2
+    })
+    .unwrap();
     none.send(b"\x04").unwrap();
     run_line(&mut none, "echo still-$((6+6))", "still-12");
 
@@ -305,7 +342,11 @@ fn sigkill_or_sighup_of_the_client_only_detaches() {
     second.wait_for_text(SCREEN, "before-kill-49").unwrap();
     run_line(&mut second, "echo after-kill-$((8*8))", "after-kill-64");
     second.signal(Signal::SIGHUP);
-    assert_eq!(second.wait_exit(SCREEN).unwrap().code(), Some(0), "SIGHUP only detaches");
+    assert_eq!(
+        second.wait_exit(SCREEN).unwrap().code(),
+        Some(0),
+        "SIGHUP only detaches"
+    );
     assert_eq!(terminal_of(&sshd, "kill")["running"], true);
 }
 
@@ -334,16 +375,38 @@ fn rm_ends_the_terminal_and_everything_on_it() {
 fn invoke_and_the_terminal_live_side_by_side_and_receive_prints_the_transcript() {
     let sshd = Sshd::start().unwrap();
     let host = sshd.alias();
-    remora(&sshd, &["invoke", host, "--name", "both", "--", "cd /tmp && export IN_RUNSPACE=yes"]).ok();
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "both",
+            "--",
+            "cd /tmp && export IN_RUNSPACE=yes",
+        ],
+    )
+    .ok();
     let mut pty = shell(&sshd, &["--name", "both"]);
     ready(&mut pty);
-    run_line(&mut pty, "printf '\\033[31mred\\033[m cwd-%s-%s\\n' $PWD $((1+9))", "cwd-/tmp-10");
+    run_line(
+        &mut pty,
+        "printf '\\033[31mred\\033[m cwd-%s-%s\\n' $PWD $((1+9))",
+        "cwd-/tmp-10",
+    );
     assert_eq!(detach(&mut pty), 0);
-    let out = remora(&sshd, &["invoke", host, "--name", "both", "--", "echo still-$IN_RUNSPACE-$PWD"]).ok();
+    let out = remora(
+        &sshd,
+        &["invoke", host, "--name", "both", "--", "echo still-$IN_RUNSPACE-$PWD"],
+    )
+    .ok();
     assert_eq!(out.trim(), "still-yes-/tmp");
     let transcript = remora(&sshd, &["receive", host, "--name", "both", "--terminal"]).ok();
     assert!(transcript.contains("red cwd-/tmp-10"), "{transcript}");
-    assert!(!transcript.contains('\x1b'), "escape sequences stripped: {transcript:?}");
+    assert!(
+        !transcript.contains('\x1b'),
+        "escape sequences stripped: {transcript:?}"
+    );
     assert!(!terminal_of(&sshd, "both").is_null());
 }
 
@@ -356,7 +419,10 @@ fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
     let pid_file = sshd.dir().join("shell-pid");
     run_line(
         &mut pty,
-        &format!("echo $$ > {}; export KEPT=kept; echo before-upgrade-$((6*7))", pid_file.display()),
+        &format!(
+            "echo $$ > {}; export KEPT=kept; echo before-upgrade-$((6*7))",
+            pid_file.display()
+        ),
         "before-upgrade-42",
     );
     let shell_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
@@ -367,7 +433,11 @@ fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
     let mut upgrade = sshd.agent_at(&new);
     upgrade.arg("upgrade").arg("--state-dir").arg(sshd.state_dir());
     let upgraded = crate::support::run(&mut upgrade, crate::support::TIMEOUT).unwrap();
-    assert!(upgraded.status.success(), "{}", String::from_utf8_lossy(&upgraded.stderr));
+    assert!(
+        upgraded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
 
     // The attached client lost its link with the handover, reconnects and goes on.
     pty.wait_for_text(SCREEN, "resumed after").unwrap();

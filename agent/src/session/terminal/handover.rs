@@ -68,7 +68,14 @@ impl Terminal {
         for (_, bytes) in &handed.ring {
             screen.process(bytes);
         }
-        let terminal = Self::assemble(handed.generation, handed.pid, master, process, screen, handed.scrollback)?;
+        let terminal = Self::assemble(
+            handed.generation,
+            handed.pid,
+            master,
+            process,
+            screen,
+            handed.scrollback,
+        )?;
         {
             let mut state = terminal.lock();
             state.last_seq = handed.last_seq;

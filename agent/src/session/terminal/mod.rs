@@ -195,7 +195,12 @@ impl Terminal {
         TermRedraw {
             session,
             seq: state.last_seq,
-            scrollback: state.screen.scrollback().into_iter().map(serde_bytes::ByteBuf::from).collect(),
+            scrollback: state
+                .screen
+                .scrollback()
+                .into_iter()
+                .map(serde_bytes::ByteBuf::from)
+                .collect(),
             screen: state.screen.repaint(),
             rows,
             cols,

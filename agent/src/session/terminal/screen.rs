@@ -163,7 +163,10 @@ mod tests {
         copy.process(&screen.repaint());
         assert_eq!(copy.screen().contents(), screen.contents());
         assert!(copy.screen().alternate_screen());
-        assert_eq!(copy.screen().cursor_position(), screen.parser.screen().cursor_position());
+        assert_eq!(
+            copy.screen().cursor_position(),
+            screen.parser.screen().cursor_position()
+        );
     }
 
     #[test]
