@@ -81,6 +81,10 @@ fn type_see_detach_and_reattach_from_a_second_home_then_exit() {
     assert_eq!(detach(&mut first), 0, "detach exits 0");
     let terminal = terminal_of(&sshd, "t");
     assert_eq!(terminal["running"], true, "the shell keeps running: {terminal}");
+    assert!(!session(&sshd, "t")["expires_at"].is_null(), "idle once detached");
+    let log = sshd.daemon_log();
+    assert!(log.contains("terminal attached"), "{log}");
+    assert!(!log.contains("sw0rdfish"), "keystrokes and screens stay out of the log: {log}");
 
     let mut second = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "t"]);
     // The screen as it stood comes back before anything is typed.
@@ -452,4 +456,80 @@ fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
     again.wait_for_text(SCREEN, "kept-after-49").unwrap();
     run_line(&mut again, "echo $$-$((1+1))", &format!("{shell_pid}-2"));
     assert_eq!(detach(&mut again), 0);
+}
+
+#[tokio::test]
+async fn window_sizes_of_zero_or_over_ten_thousand_are_refused() {
+    use remora_client::{ssh::SshOptions, Client, ClientError};
+    use remora_wire::{ErrorCode, OpenTerminal, SessionRef, DEFAULT_TERM_WINDOW};
+    let sshd = Sshd::start().unwrap();
+    let options = SshOptions {
+        config_file: Some(sshd.ssh_config().to_path_buf()),
+        ..SshOptions::default()
+    };
+    for (rows, cols) in [(0, 80), (24, 0), (10_001, 80), (24, 10_001)] {
+        let client = Client::connect(sshd.alias(), &options).await.unwrap();
+        let request = OpenTerminal {
+            session: Some(SessionRef::Name("sizes".into())),
+            create: true,
+            rows,
+            cols,
+            term: "xterm".into(),
+            force: false,
+            watch: false,
+            resume: None,
+            window: DEFAULT_TERM_WINDOW,
+            idle_timeout_secs: None,
+            configuration: None,
+            buffering: None,
+        };
+        let refused = tokio::time::timeout(SCREEN, client.open_terminal(request)).await.unwrap();
+        match refused {
+            Err(ClientError::Refused { code, message, .. }) => {
+                assert_eq!(code, ErrorCode::InvalidRequest);
+                assert!(message.contains(&format!("{rows}x{cols}")), "{message}");
+            }
+            Err(other) => panic!("{rows}x{cols}: {other}"),
+            Ok(_) => panic!("{rows}x{cols} was accepted"),
+        }
+    }
+}
+
+#[test]
+fn hostile_output_keeps_the_agents_memory_bounded() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "noise"]);
+    ready(&mut pty);
+    let daemon = sshd.daemon_pid().unwrap();
+    let before = remora_testkit::rss_kib(daemon).unwrap();
+    let done = sshd.dir().join("noise-done");
+    let gate = sshd.dir().join("noise-gate");
+    let line = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; head -c 30000000 /dev/urandom; printf '\\033[8;9999;9999t\\033[99999S\\033c'; touch {}",
+        gate.display(),
+        done.display()
+    );
+    pty.send(format!("{line}\r").as_bytes()).unwrap();
+    pty.wait_for_text(SCREEN, "noise-done").unwrap();
+    // Detached, so nobody reads: the agent alone must keep up and stay small.
+    pty.send(b"~.").unwrap();
+    assert_eq!(pty.wait_exit(SCREEN).unwrap().code(), Some(0));
+    std::fs::write(&gate, "").unwrap();
+    crate::support::wait_until_within(Duration::from_secs(180), "30 MB of noise through the terminal", || {
+        done.exists()
+    })
+    .unwrap();
+    let after = remora_testkit::rss_kib(daemon).unwrap();
+    assert!(
+        after < before + 64 * 1024,
+        "the daemon grew from {before} KiB to {after} KiB for one terminal"
+    );
+    // The agent is intact and the terminal still there; a new client attaches to it.
+    assert_eq!(terminal_of(&sshd, "noise")["running"], true);
+    let mut again = shell(&sshd, &["--name", "noise"]);
+    again.wait_for(SCREEN, "the attach to settle", |_| true).unwrap();
+    again.send(b"\r~.").unwrap();
+    assert_eq!(again.wait_exit(SCREEN).unwrap().code(), Some(0));
+}\n{}", String::from_utf8_lossy(&ps.stdout));
+    }
 }
