@@ -84,7 +84,10 @@ fn type_see_detach_and_reattach_from_a_second_home_then_exit() {
     assert!(!session(&sshd, "t")["expires_at"].is_null(), "idle once detached");
     let log = sshd.daemon_log();
     assert!(log.contains("terminal attached"), "{log}");
-    assert!(!log.contains("sw0rdfish"), "keystrokes and screens stay out of the log: {log}");
+    assert!(
+        !log.contains("sw0rdfish"),
+        "keystrokes and screens stay out of the log: {log}"
+    );
 
     let mut second = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "t"]);
     // The screen as it stood comes back before anything is typed.
@@ -483,7 +486,9 @@ async fn window_sizes_of_zero_or_over_ten_thousand_are_refused() {
             configuration: None,
             buffering: None,
         };
-        let refused = tokio::time::timeout(SCREEN, client.open_terminal(request)).await.unwrap();
+        let refused = tokio::time::timeout(SCREEN, client.open_terminal(request))
+            .await
+            .unwrap();
         match refused {
             Err(ClientError::Refused { code, message, .. }) => {
                 assert_eq!(code, ErrorCode::InvalidRequest);
@@ -527,9 +532,10 @@ fn hostile_output_keeps_the_agents_memory_bounded() {
     // The agent is intact and the terminal still there; a new client attaches to it.
     assert_eq!(terminal_of(&sshd, "noise")["running"], true);
     let mut again = shell(&sshd, &["--name", "noise"]);
-    again.wait_for(SCREEN, "the attach to settle", |_| true).unwrap();
+    wait_until("the new client to attach", || {
+        !session(&sshd, "noise")["attached_from"].is_null()
+    })
+    .unwrap();
     again.send(b"\r~.").unwrap();
     assert_eq!(again.wait_exit(SCREEN).unwrap().code(), Some(0));
-}\n{}", String::from_utf8_lossy(&ps.stdout));
-    }
 }
