@@ -17,6 +17,7 @@
 //! env = { CARGO_TERM_COLOR = "never" }
 //! max_sessions = 4
 //! max_queued = 100               # commands waiting in one session
+//! scrollback = 10000             # terminal lines kept for reattach (`remora shell`), at most 100000
 //! ```
 //!
 //! Invariant: the daemon always has a valid configuration. The file is re-read when it changes;
@@ -109,7 +110,12 @@ pub struct Configuration {
     pub max_sessions: usize,
     /// Commands that may wait in one session's queue.
     pub max_queued: usize,
+    /// Lines of a terminal's history kept for a reattach and the transcript.
+    pub scrollback: usize,
 }
+
+/// Most terminal history lines a configuration may keep.
+pub const MAX_SCROLLBACK: usize = 100_000;
 
 impl Configuration {
     fn builtin(name: &str) -> Self {
@@ -125,6 +131,7 @@ impl Configuration {
             spill_quota: 1 << 30,
             max_sessions: 1000,
             max_queued: 1000,
+            scrollback: 10_000,
         }
     }
 }
@@ -226,6 +233,7 @@ struct FileConfiguration {
     spill_quota: Option<String>,
     max_sessions: Option<usize>,
     max_queued: Option<usize>,
+    scrollback: Option<usize>,
 }
 
 impl FileConfiguration {
@@ -284,6 +292,14 @@ impl FileConfiguration {
             max_queued: match self.max_queued {
                 Some(0) => return Err(ConfigError::Value("max_queued must be at least 1".into())),
                 other => other.unwrap_or(base.max_queued),
+            },
+            scrollback: match self.scrollback {
+                Some(n) if n > MAX_SCROLLBACK => {
+                    return Err(ConfigError::Value(format!(
+                        "scrollback must be at most {MAX_SCROLLBACK} lines"
+                    )))
+                }
+                other => other.unwrap_or(base.scrollback),
             },
         })
     }

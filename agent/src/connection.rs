@@ -284,6 +284,13 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::Receive(request) => {
             spawn_stream(ctx, streams, id, move |ctx| handler::receive::handle(ctx, id, request)).await
         }
+        ClientBody::OpenTerminal(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| handler::shell::handle(ctx, id, request)).await
+        }
+        ClientBody::TermInput(request) => ctx.finish(id, handler::term::input(ctx, id, request).await).await,
+        ClientBody::TermResize(request) => ctx.finish(id, handler::term::resize(ctx, request)).await,
+        ClientBody::TermAck(request) => handler::term::ack(ctx, request),
+        ClientBody::TermTranscript(request) => ctx.finish(id, handler::term::transcript(ctx, id, request).await).await,
     }
 }
 

@@ -26,7 +26,7 @@ use crate::{
     registry::Registry,
     session::{
         runspace::{self, RunspaceSpec},
-        store, ConnId, Session,
+        store, terminal, ConnId, Session,
     },
 };
 
@@ -146,6 +146,35 @@ impl Daemon {
         Ok(())
     }
 
+    /// Starts a session's terminal: the shell on a new pty, its pump a tracked task (with the
+    /// runspaces: a handover parks both) that ends the terminal's processes when the session
+    /// closes. `None` when another client started one first (this one is ended at once).
+    pub fn start_terminal(
+        &self,
+        session: &Arc<Session>,
+        spec: &terminal::TermSpec,
+        scrollback: usize,
+    ) -> std::io::Result<Option<Arc<terminal::Terminal>>> {
+        let generation = session.next_terminal_generation();
+        let terminal = terminal::Terminal::spawn(spec, generation, scrollback)?;
+        if !session.set_terminal(terminal.clone()) {
+            let closed = CancellationToken::new();
+            closed.cancel();
+            self.tasks
+                .spawn(terminal::pump(terminal, closed, CancellationToken::new()));
+            return Ok(None);
+        }
+        self.resume_terminal(session, terminal.clone());
+        Ok(Some(terminal))
+    }
+
+    /// Runs (or goes on with) a session's terminal: after a handover, or one that did not happen.
+    pub fn resume_terminal(&self, session: &Arc<Session>, terminal: Arc<terminal::Terminal>) {
+        session.set_terminal(terminal.clone());
+        self.runspaces
+            .spawn(terminal::pump(terminal, session.closed.clone(), self.handover_token()));
+    }
+
     /// Goes on with a parked shell (after a handover, or one that did not happen).
     pub fn resume_runspace(&self, session: &Arc<Session>, parked: runspace::Parked) {
         self.runspaces
@@ -184,6 +213,9 @@ impl Daemon {
         for session in self.registry.list(None) {
             if let Some(parked) = session.take_parked() {
                 self.resume_runspace(&session, parked);
+            }
+            if let Some(terminal) = session.terminal().filter(|t| t.is_parked()) {
+                self.resume_terminal(&session, terminal);
             }
         }
     }

@@ -82,6 +82,8 @@ pub enum Verb {
     Jobs(JobsArgs),
     /// Interrupt a running job without ending the session's shell (Stop-Job).
     Stop(StopArgs),
+    /// An interactive shell on a terminal the host keeps: detach with `~.`, reattach from anywhere.
+    Shell(ShellArgs),
     /// Walk through new, invoke --disconnected, ls, receive and rm against a private local agent.
     Demo(DemoArgs),
     /// Print the SSH settings remora would use for a host, like `ssh -G` (connects nowhere).
@@ -268,6 +270,41 @@ pub struct ReceiveArgs {
     /// Leave the output to be received again (like Receive-Job -Keep).
     #[arg(long)]
     pub keep: bool,
+    #[command(flatten)]
+    pub transcript: ReceiveTerminal,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The host (one).
+    pub host: String,
+    /// Session to open the terminal in, created when missing; without it a `shell-…` session
+    /// is created and its name printed on stderr.
+    #[arg(long, conflicts_with = "id")]
+    pub name: Option<String>,
+    /// Session instance id (reattach only).
+    #[arg(long)]
+    pub id: Option<Uuid>,
+    /// Take the terminal over from the client attached to it (that client is told, and exits 1).
+    #[arg(long, conflicts_with = "watch")]
+    pub force: bool,
+    /// Watch read-only beside the interactive client: never types or resizes.
+    #[arg(long)]
+    pub watch: bool,
+    /// Escape character (after a newline: `~.` detach, `~?` help, `~~` a literal one), or `none`;
+    /// default: ssh_config's EscapeChar, else `~`.
+    #[arg(short = 'e', value_name = "CHAR|none", value_parser = values::escape_char)]
+    pub escape: Option<values::EscapeChar>,
+    /// Idle timeout of a session this creates or attaches to (e.g. 90s, 15m, 2h, 1d).
+    #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
+    pub idle_timeout: Option<IdleTimeout>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveTerminal {
+    /// Print the session's terminal transcript since the last one, as plain text.
+    #[arg(long, conflicts_with_all = ["job", "keep"])]
+    pub terminal: bool,
 }
 
 #[derive(Debug, Args)]

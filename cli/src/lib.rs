@@ -10,6 +10,7 @@ mod fanout;
 mod fleet;
 mod inventory;
 mod output;
+mod terminal;
 pub mod values;
 
 use std::process::ExitCode;

@@ -182,6 +182,7 @@ pub fn session_table(sessions: &[SessionInfo]) -> String {
         "Availability",
         "Running",
         "Done",
+        "Terminal",
         "Expires",
     ];
     table(header, sessions.iter().map(session_row).collect())
@@ -203,7 +204,18 @@ fn table<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) -> String {
     out
 }
 
-fn session_row(s: &SessionInfo) -> [String; 9] {
+/// `80x24 vim`, `ended (0)`, or `-` without a terminal.
+fn terminal_cell(s: &SessionInfo) -> String {
+    match &s.terminal {
+        None => "-".into(),
+        Some(t) if t.foreground.is_none() && t.exit_code.is_some() => {
+            format!("ended ({})", t.exit_code.unwrap_or_default())
+        }
+        Some(t) => format!("{}x{} {}", t.cols, t.rows, t.foreground.as_deref().unwrap_or("?")),
+    }
+}
+
+fn session_row(s: &SessionInfo) -> [String; 10] {
     [
         s.instance_id.to_string(),
         s.name.clone(),
@@ -213,6 +225,7 @@ fn session_row(s: &SessionInfo) -> [String; 9] {
         s.availability.to_string(),
         (s.commands_running + s.commands_queued).to_string(),
         s.commands_completed.to_string(),
+        terminal_cell(s),
         s.expires_at.map_or_else(|| "-".into(), timestamp),
     ]
 }
@@ -286,6 +299,14 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "dropped_bytes": s.dropped_bytes,
         "blocked_reason": s.blocked_reason,
         "agent_version": s.agent_version,
+        "terminal": s.terminal.as_ref().map(|t| serde_json::json!({
+            "rows": t.rows,
+            "cols": t.cols,
+            "foreground": t.foreground,
+            "exit_code": t.exit_code,
+            "running": t.foreground.is_some() || t.exit_code.is_none(),
+            "watchers": t.watchers,
+        })),
     })
 }
 

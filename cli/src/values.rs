@@ -24,6 +24,9 @@ pub enum ValueError {
     /// An idle timeout of less than a second would remove the session at once.
     #[error("idle timeout \"{0}\" is too short; give at least 1s")]
     IdleTooShort(String),
+    /// An escape character that is not one character, `^X` or `none`.
+    #[error("escape character \"{0}\" must be one character, ^X or none")]
+    Escape(String),
 }
 
 /// `web1,web2,db1`: the hosts of one argument, trimmed, in order, without repeats.
@@ -191,4 +194,30 @@ mod tests {
         let refused = Cli::try_parse_from(["remora", "invoke", "h", "--buffering", "lots", "--", "true"]);
         assert!(refused.is_err());
     }
+}
+
+/// The escape character of `remora shell`: a byte, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscapeChar {
+    Byte(u8),
+    None,
+}
+
+impl EscapeChar {
+    /// `~`, `^]` (a control character), `none`; what `-e` and ssh_config's EscapeChar accept.
+    pub fn parse(text: &str) -> Result<Self, ValueError> {
+        match text.as_bytes() {
+            b"none" => Ok(EscapeChar::None),
+            [byte] if byte.is_ascii() => Ok(EscapeChar::Byte(*byte)),
+            [b'^', c] if c.is_ascii_alphabetic() || b"[\\]^_".contains(c) => {
+                Ok(EscapeChar::Byte(c.to_ascii_uppercase() & 0x1f))
+            }
+            _ => Err(ValueError::Escape(text.to_string())),
+        }
+    }
+}
+
+/// clap's parser for `-e`.
+pub fn escape_char(text: &str) -> Result<EscapeChar, ValueError> {
+    EscapeChar::parse(text)
 }

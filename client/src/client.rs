@@ -33,12 +33,12 @@ pub type BoxedTransport = Box<dyn Transport>;
 
 /// A greeted connection to one host's agent.
 pub struct Client {
-    connection: Connection<BoxedTransport>,
+    pub(crate) connection: Connection<BoxedTransport>,
     /// Keeps the SSH connection open as long as the client lives.
     link: Option<SshLink>,
     /// How to reach the host again after the link breaks (clients made by `connect`).
-    target: Option<(String, SshOptions)>,
-    reconnect: ReconnectPolicy,
+    pub(crate) target: Option<(String, SshOptions)>,
+    pub(crate) reconnect: ReconnectPolicy,
 }
 
 /// What to resume after a reconnect: the session, and the one job when only it was followed.
@@ -247,7 +247,7 @@ impl Client {
         }
     }
 
-    fn can_reconnect(&self) -> bool {
+    pub(crate) fn can_reconnect(&self) -> bool {
         self.target.is_some() && !self.reconnect.window.is_zero()
     }
 

@@ -218,7 +218,16 @@ impl<S: Transport> Connection<S> {
         .await
     }
 
-    async fn send(&mut self, body: ClientBody) -> Result<RequestId> {
+    /// A handle that queues frames while this connection is being read (terminal input).
+    pub(crate) async fn sender(&self) -> Result<FrameSender> {
+        let outbox = self.outbox.clone().ok_or_else(|| self.closed())?;
+        Ok(FrameSender {
+            outbox,
+            host: self.host.clone(),
+        })
+    }
+
+    pub(crate) async fn send(&mut self, body: ClientBody) -> Result<RequestId> {
         let id = self.next_id;
         self.next_id += 1;
         self.send_frame(ClientFrame { id, body }).await?;
@@ -234,7 +243,7 @@ impl<S: Transport> Connection<S> {
     ///
     /// Cancel-safe only between frames: callers that time it out must not lose a partial frame,
     /// which holds because the reader keeps its buffer across calls.
-    async fn next_reply(&mut self, id: RequestId) -> Result<AgentBody> {
+    pub(crate) async fn next_reply(&mut self, id: RequestId) -> Result<AgentBody> {
         loop {
             let frame: AgentFrame = match self.reader.read_message().await {
                 Ok(Some(frame)) => frame,
@@ -284,6 +293,24 @@ impl<S: Transport> Connection<S> {
             host: self.host.clone(),
             what: what.chars().take(120).collect(),
         }
+    }
+}
+
+/// Queues frames for a connection from beside its reader.
+#[derive(Clone)]
+pub(crate) struct FrameSender {
+    outbox: mpsc::UnboundedSender<ClientFrame>,
+    host: String,
+}
+
+impl FrameSender {
+    pub(crate) async fn send(&self, id: RequestId, body: ClientBody) -> Result<()> {
+        self.outbox
+            .send(ClientFrame { id, body })
+            .map_err(|_| ClientError::Closed {
+                host: self.host.clone(),
+                hint: String::new(),
+            })
     }
 }
 

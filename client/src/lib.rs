@@ -13,6 +13,7 @@ pub mod install;
 pub mod registry;
 pub mod resume;
 pub mod ssh;
+pub mod terminal;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};
 pub use connection::OutputSink;

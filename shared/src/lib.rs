@@ -11,7 +11,10 @@ mod display;
 mod error;
 mod frame;
 mod message;
+mod terminal;
 
 pub use error::WireError;
 pub use frame::{decode, encode, encode_with_payload, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
 pub use message::*;
+/// Raw byte strings in messages (scrollback lines of a redraw).
+pub use serde_bytes::ByteBuf;

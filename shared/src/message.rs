@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::terminal::*;
+
 /// Protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Oldest protocol version this build still accepts.
@@ -63,6 +65,16 @@ pub enum ClientBody {
     Ack(Ack),
     /// Answer to the agent's [`AgentBody::Ping`]. No reply.
     Pong(Heartbeat),
+    /// Open or attach to a session's terminal (see [`OpenTerminal`]).
+    OpenTerminal(OpenTerminal),
+    /// Keystrokes for the terminal. Reply: [`AgentBody::TermInputAck`].
+    TermInput(TermInput),
+    /// The interactive client's window size changed. No reply.
+    TermResize(TermResize),
+    /// Terminal output written out up to a seq. No reply.
+    TermAck(TermAck),
+    /// The terminal's transcript. Reply: [`AgentBody::Transcript`].
+    TermTranscript(TermTranscript),
 }
 
 /// Opens a connection: versions, capabilities and who is asking.
@@ -302,6 +314,12 @@ pub enum AgentBody {
     /// Sent to clients that announced [`CAPABILITY_HEARTBEAT`] when they have been quiet; a
     /// client that stays silent for three intervals is disconnected (its link is dead).
     Ping(Heartbeat),
+    TerminalOpened(TerminalOpened),
+    TermOutput(TermOutput),
+    TermRedraw(TermRedraw),
+    TermInputAck(TermInputAck),
+    TermEnded(TermEnded),
+    Transcript(Transcript),
 }
 
 /// Capability: the client answers [`AgentBody::Ping`] with [`ClientBody::Pong`].
@@ -425,6 +443,9 @@ pub struct SessionInfo {
     /// Version of the agent holding the session.
     #[serde(default)]
     pub agent_version: String,
+    /// The session's terminal, when it has one.
+    #[serde(default)]
+    pub terminal: Option<TerminalInfo>,
 }
 
 /// Reply listing sessions.
@@ -531,7 +552,7 @@ pub struct CommandEnded {
 }
 
 /// Event: an invoke or receive stream has delivered everything it will.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamEnd {
     /// Exit code of the session's most recent ended command, when there is one.
     #[serde(default)]

@@ -130,6 +130,118 @@ fn client_body() -> impl Strategy<Value = ClientBody> {
             seq
         })),
         any::<u64>().prop_map(|sent_at| ClientBody::Pong(Heartbeat { sent_at })),
+        terminal_client_body(),
+    ]
+}
+
+fn term_size() -> impl Strategy<Value = (u16, u16)> {
+    any::<(u16, u16)>()
+}
+
+fn terminal_client_body() -> impl Strategy<Value = ClientBody> {
+    let open = (
+        option::of(session_ref()),
+        any::<(bool, bool, bool)>(),
+        term_size(),
+        text(),
+        option::of(any::<(u64, u64)>()),
+        any::<u64>(),
+        (option::of(any::<u64>()), option::of(text()), option::of(buffering())),
+    )
+        .prop_map(
+            |(
+                session,
+                (create, force, watch),
+                (rows, cols),
+                term,
+                resume,
+                window,
+                (idle_timeout_secs, configuration, buffering),
+            )| {
+                ClientBody::OpenTerminal(OpenTerminal {
+                    session,
+                    create,
+                    rows,
+                    cols,
+                    term,
+                    force,
+                    watch,
+                    resume: resume.map(|(generation, seq)| TermResume { generation, seq }),
+                    window,
+                    idle_timeout_secs,
+                    configuration,
+                    buffering,
+                })
+            },
+        );
+    prop_oneof![
+        open,
+        (uuid(), any::<(u64, u64)>(), vec(any::<u8>(), 0..64)).prop_map(|(session, (generation, seq), data)| {
+            ClientBody::TermInput(TermInput {
+                session,
+                generation,
+                seq,
+                data,
+            })
+        }),
+        (uuid(), term_size()).prop_map(|(session, (rows, cols))| ClientBody::TermResize(TermResize {
+            session,
+            rows,
+            cols
+        })),
+        (uuid(), any::<u64>()).prop_map(|(session, seq)| ClientBody::TermAck(TermAck { session, seq })),
+        session_ref().prop_map(|session| ClientBody::TermTranscript(TermTranscript { session })),
+    ]
+}
+
+fn terminal_info() -> impl Strategy<Value = TerminalInfo> {
+    (term_size(), option::of(text()), option::of(any::<i32>()), any::<u32>()).prop_map(
+        |((rows, cols), foreground, exit_code, watchers)| TerminalInfo {
+            rows,
+            cols,
+            foreground,
+            exit_code,
+            watchers,
+        },
+    )
+}
+
+fn terminal_agent_body() -> impl Strategy<Value = AgentBody> {
+    prop_oneof![
+        (session_info(), any::<(u64, bool, bool, u64)>()).prop_map(
+            |(session, (generation, started, created, input_seq))| {
+                AgentBody::TerminalOpened(TerminalOpened {
+                    session,
+                    generation,
+                    started,
+                    created,
+                    input_seq,
+                })
+            }
+        ),
+        (uuid(), any::<u64>(), vec(any::<u8>(), 0..64))
+            .prop_map(|(session, seq, data)| AgentBody::TermOutput(TermOutput { session, seq, data })),
+        (
+            uuid(),
+            any::<u64>(),
+            vec(vec(any::<u8>(), 0..16), 0..4),
+            vec(any::<u8>(), 0..64),
+            term_size()
+        )
+            .prop_map(
+                |(session, seq, lines, screen, (rows, cols))| AgentBody::TermRedraw(TermRedraw {
+                    session,
+                    seq,
+                    scrollback: lines.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                    screen,
+                    rows,
+                    cols,
+                })
+            ),
+        (uuid(), any::<u64>()).prop_map(|(session, seq)| AgentBody::TermInputAck(TermInputAck { session, seq })),
+        (uuid(), option::of(any::<i32>()))
+            .prop_map(|(session, exit_code)| AgentBody::TermEnded(TermEnded { session, exit_code })),
+        (text(), any::<u64>()).prop_map(|(text, lines_lost)| AgentBody::Transcript(Transcript { text, lines_lost })),
     ]
 }
 
@@ -188,7 +300,8 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
     let attached = option::of((text(), any::<u64>()).prop_map(|(from, since)| Attachment { from, since }));
     let counts = any::<(u32, u32, u32, u64, u64, u64)>();
     let reasons = (option::of(text()), option::of(text()), text());
-    (names, states, times, attached, counts, reasons).prop_map(
+    let terminal = option::of(terminal_info());
+    (names, states, times, attached, counts, reasons, terminal).prop_map(
         |(
             (name, instance_id, host, configuration),
             (state, availability, buffering, temporary),
@@ -196,6 +309,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
             attached,
             (commands_running, commands_queued, commands_completed, unacked_bytes, spilled_bytes, dropped_bytes),
             (broken_reason, blocked_reason, agent_version),
+            terminal,
         )| SessionInfo {
             name,
             instance_id,
@@ -219,6 +333,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
             dropped_bytes,
             blocked_reason,
             agent_version,
+            terminal,
         },
     )
 }
@@ -330,6 +445,7 @@ fn agent_body() -> impl Strategy<Value = AgentBody> {
             .prop_map(|(session, commands)| AgentBody::Commands(CommandList { session, commands })),
         (error_code(), text()).prop_map(|(code, message)| AgentBody::Error(ErrorReply { code, message })),
         any::<u64>().prop_map(|sent_at| AgentBody::Ping(Heartbeat { sent_at })),
+        terminal_agent_body(),
     ]
 }
 

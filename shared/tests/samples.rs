@@ -37,6 +37,7 @@ fn session_info() -> SessionInfo {
         blocked_reason: None,
         // Added after this sample was written: older frames decode with the default.
         agent_version: String::new(),
+        terminal: None,
     }
 }
 
@@ -173,6 +174,161 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
             ),
         ),
     ]
+    .into_iter()
+    .chain(terminal_client_samples())
+    .collect()
+}
+
+fn terminal_client_samples() -> Vec<(&'static str, ClientFrame)> {
+    let frame = |id, body| ClientFrame { id, body };
+    vec![
+        (
+            "client-open-terminal",
+            frame(
+                11,
+                ClientBody::OpenTerminal(OpenTerminal {
+                    session: Some(SessionRef::Name("build".into())),
+                    create: true,
+                    rows: 24,
+                    cols: 80,
+                    term: "xterm-256color".into(),
+                    force: false,
+                    watch: false,
+                    resume: Some(TermResume { generation: 1, seq: 41 }),
+                    window: DEFAULT_TERM_WINDOW,
+                    idle_timeout_secs: None,
+                    configuration: None,
+                    buffering: None,
+                }),
+            ),
+        ),
+        (
+            "client-term-input",
+            frame(
+                0,
+                ClientBody::TermInput(TermInput {
+                    session: SESSION,
+                    generation: 1,
+                    seq: 7,
+                    data: b"ls\r".to_vec(),
+                }),
+            ),
+        ),
+        (
+            "client-term-resize",
+            frame(
+                0,
+                ClientBody::TermResize(TermResize {
+                    session: SESSION,
+                    rows: 50,
+                    cols: 132,
+                }),
+            ),
+        ),
+        (
+            "client-term-ack",
+            frame(
+                0,
+                ClientBody::TermAck(TermAck {
+                    session: SESSION,
+                    seq: 42,
+                }),
+            ),
+        ),
+        (
+            "client-term-transcript",
+            frame(
+                12,
+                ClientBody::TermTranscript(TermTranscript {
+                    session: SessionRef::Name("build".into()),
+                }),
+            ),
+        ),
+    ]
+}
+
+fn terminal_agent_samples() -> Vec<(&'static str, AgentFrame)> {
+    let frame = |id, body| AgentFrame { id, body };
+    let with_terminal = SessionInfo {
+        terminal: Some(TerminalInfo {
+            rows: 24,
+            cols: 80,
+            foreground: Some("vim".into()),
+            exit_code: None,
+            watchers: 0,
+        }),
+        ..session_info()
+    };
+    vec![
+        (
+            "agent-terminal-opened",
+            frame(
+                11,
+                AgentBody::TerminalOpened(TerminalOpened {
+                    session: with_terminal,
+                    generation: 1,
+                    started: false,
+                    created: false,
+                    input_seq: 6,
+                }),
+            ),
+        ),
+        (
+            "agent-term-output",
+            frame(
+                11,
+                AgentBody::TermOutput(TermOutput {
+                    session: SESSION,
+                    seq: 42,
+                    data: b"total 0\r\n".to_vec(),
+                }),
+            ),
+        ),
+        (
+            "agent-term-redraw",
+            frame(
+                11,
+                AgentBody::TermRedraw(TermRedraw {
+                    session: SESSION,
+                    seq: 41,
+                    scrollback: vec![serde_bytes::ByteBuf::from(b"$ make\x1b[m".to_vec())],
+                    screen: b"\x1b[?1049l\x1b[m\x1b[H\x1b[Jbuild ok\r\n$ ".to_vec(),
+                    rows: 24,
+                    cols: 80,
+                }),
+            ),
+        ),
+        (
+            "agent-term-input-ack",
+            frame(
+                0,
+                AgentBody::TermInputAck(TermInputAck {
+                    session: SESSION,
+                    seq: 7,
+                }),
+            ),
+        ),
+        (
+            "agent-term-ended",
+            frame(
+                11,
+                AgentBody::TermEnded(TermEnded {
+                    session: SESSION,
+                    exit_code: Some(0),
+                }),
+            ),
+        ),
+        (
+            "agent-transcript",
+            frame(
+                12,
+                AgentBody::Transcript(Transcript {
+                    text: "$ make\nbuild ok\n".into(),
+                    lines_lost: 0,
+                }),
+            ),
+        ),
+    ]
 }
 
 fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
@@ -301,6 +457,9 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
             ),
         ),
     ]
+    .into_iter()
+    .chain(terminal_agent_samples())
+    .collect()
 }
 
 fn sample_path(name: &str) -> PathBuf {

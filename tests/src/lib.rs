@@ -15,6 +15,7 @@ mod binaries;
 mod pids;
 mod process;
 mod proxy;
+mod pty;
 mod sshd;
 mod wait;
 
@@ -22,5 +23,6 @@ pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
 pub use pids::{command_line, live_command_lines, process_alive, rss_kib, terminate};
 pub use process::{run, run_async, run_child};
 pub use proxy::FaultyLink;
+pub use pty::PtyProgram;
 pub use sshd::{generate_key, Sshd};
 pub use wait::{wait_for, wait_until, wait_until_async};

@@ -9,8 +9,10 @@ pub mod ls;
 pub mod new;
 pub mod receive;
 pub mod rm;
+pub mod shell;
 pub mod stop;
 mod stream;
+pub mod term;
 
 use std::sync::Arc;
 

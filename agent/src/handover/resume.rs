@@ -15,6 +15,7 @@ use crate::{
     error::{AgentError, Result},
     session::{
         runspace::{Parked, Shell},
+        terminal::Terminal,
         Session,
     },
     state::Daemon,
@@ -54,11 +55,11 @@ pub fn adopt_listener(snapshot: &DaemonSnapshot) -> Result<tokio::net::UnixListe
 /// Registers every handed-over session and goes on with its shell.
 pub fn adopt_sessions(daemon: &Daemon, snapshot: DaemonSnapshot) {
     let (count, from) = (snapshot.sessions.len(), snapshot.from_version);
-    let mut shells = 0;
+    let (mut shells, mut terminals) = (0, 0);
     let root = daemon.store_root.clone().unwrap_or_default();
     for handed in snapshot.sessions {
         let name = handed.description.name.clone();
-        let (session, runspace) = match Session::from_handover(handed, &daemon.spill_dir, &root) {
+        let (session, runspace, terminal) = match Session::from_handover(handed, &daemon.spill_dir, &root) {
             Ok(adopted) => adopted,
             Err(err) => {
                 error!(session = %name, "cannot take over the session's spill file: {err}; the session is lost");
@@ -69,6 +70,17 @@ pub fn adopt_sessions(daemon: &Daemon, snapshot: DaemonSnapshot) {
             Ok(session) => session,
             Err(_) => continue,
         };
+        if let Some(handed) = terminal {
+            // SAFETY: the snapshot names this terminal's master, handed over to this program
+            // alone, and its shell is still this process's child (exec keeps the pid).
+            match unsafe { Terminal::adopt(handed) } {
+                Ok(terminal) => {
+                    terminals += 1;
+                    daemon.resume_terminal(&session, terminal);
+                }
+                Err(err) => error!(session = %name, "the terminal was lost in the handover: {err}"),
+            }
+        }
         let Some(runspace) = runspace else { continue };
         // SAFETY: the snapshot names this shell's pipes, handed over to this program alone, and
         // the shell is still this process's child (exec keeps the pid).
@@ -89,6 +101,7 @@ pub fn adopt_sessions(daemon: &Daemon, snapshot: DaemonSnapshot) {
     info!(
         sessions = count,
         runspaces = shells,
+        terminals,
         "took over from remora-agent {from}"
     );
 }

@@ -56,6 +56,12 @@ impl DaemonSnapshot {
             let shell = &runspace.shell;
             fds.extend([shell.stdin, shell.stdout, shell.stderr, shell.status]);
         }
+        fds.extend(
+            self.sessions
+                .iter()
+                .filter_map(|s| s.terminal.as_ref())
+                .map(|t| t.master),
+        );
         fds.retain(|fd| *fd >= 0);
         fds
     }

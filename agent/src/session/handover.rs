@@ -12,6 +12,7 @@ use super::{
     runspace::ShellFds,
     spill::{Spill, SpillState},
     store::{self, HandedCommand, StoredSession},
+    terminal::handover::HandedTerminal,
     Session,
 };
 
@@ -31,6 +32,9 @@ pub struct SessionSnapshot {
     pub commands: Vec<HandedCommand>,
     pub spill: Option<SpillState>,
     pub runspace: Option<HandedRunspace>,
+    /// The parked terminal, when the session had a live one.
+    #[serde(default)]
+    pub terminal: Option<HandedTerminal>,
 }
 
 /// The parked shell of a session, handed over.
@@ -66,6 +70,7 @@ impl Session {
             commands: state.commands.values().map(store::hand_command).collect(),
             spill: self.spill.handover_state(),
             runspace,
+            terminal: self.terminal().and_then(|t| t.handover_form()),
         }
     }
 
@@ -84,7 +89,7 @@ impl Session {
         snapshot: SessionSnapshot,
         spill_dir: &Path,
         store_root: &Path,
-    ) -> io::Result<(Session, Option<HandedRunspace>)> {
+    ) -> io::Result<(Session, Option<HandedRunspace>, Option<HandedTerminal>)> {
         let SessionSnapshot {
             description: stored,
             temporary,
@@ -120,6 +125,6 @@ impl Session {
                 session.stop_requests.send_replace(runspace.running);
             }
         }
-        Ok((session, snapshot.runspace))
+        Ok((session, snapshot.runspace, snapshot.terminal))
     }
 }

@@ -21,6 +21,7 @@ pub mod runspace;
 mod spill;
 mod state;
 pub mod store;
+pub mod terminal;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -116,6 +117,10 @@ pub struct Session {
     parked: Mutex<Option<runspace::Parked>>,
     /// Saved to disk (a named session with a store).
     stored: bool,
+    /// The session's terminal, once one was opened (it stays after its shell ended, for `ls`).
+    terminal: Mutex<Option<Arc<terminal::Terminal>>>,
+    /// The runspace shell's pid, where a terminal takes its directory and environment from.
+    runspace_pid: std::sync::atomic::AtomicI32,
 }
 
 impl Session {
@@ -156,7 +161,42 @@ impl Session {
             persister: Mutex::new(Some(persister)),
             parked: Mutex::new(None),
             stored,
+            terminal: Mutex::new(None),
+            runspace_pid: std::sync::atomic::AtomicI32::new(0),
         }
+    }
+
+    /// The session's terminal, live or ended.
+    pub fn terminal(&self) -> Option<Arc<terminal::Terminal>> {
+        self.terminal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Installs a new terminal; returns false (and installs nothing) when a live one exists.
+    pub fn set_terminal(&self, new: Arc<terminal::Terminal>) -> bool {
+        let mut slot = self.terminal.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|t| t.exit().is_none()) {
+            return false;
+        }
+        *slot = Some(new);
+        drop(slot);
+        self.notify();
+        true
+    }
+
+    /// The generation a new terminal gets.
+    pub fn next_terminal_generation(&self) -> u64 {
+        self.terminal().map_or(1, |t| t.generation + 1)
+    }
+
+    /// Records the runspace shell's pid (0: none).
+    pub fn set_runspace_pid(&self, pid: i32) {
+        self.runspace_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The runspace shell's pid, while it runs.
+    pub fn runspace_pid(&self) -> Option<i32> {
+        let pid = self.runspace_pid.load(std::sync::atomic::Ordering::Relaxed);
+        (pid > 0 && self.lock().broken.is_none()).then_some(pid)
     }
 
     /// A session read back from disk after the daemon restarted: Broken, its shell gone, its
@@ -471,7 +511,7 @@ impl Session {
             (None, None) => (WireState::Disconnected, Availability::None),
         };
         let tally = CommandTally::of(state.commands.values());
-        SessionInfo {
+        let info = SessionInfo {
             name: self.name.clone(),
             instance_id: self.id,
             host: host.to_string(),
@@ -497,6 +537,12 @@ impl Session {
             blocked_reason: state.pause_reason(),
             temporary: self.temporary,
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            terminal: None,
+        };
+        drop(state);
+        SessionInfo {
+            terminal: self.terminal().map(|t| t.info()),
+            ..info
         }
     }
 }

@@ -12,6 +12,7 @@ mod ls;
 mod new;
 mod receive;
 mod rm;
+mod shell;
 mod stop;
 
 use remora_client::{
@@ -37,6 +38,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Connect(args) => connect::run(cli, args).await,
         Verb::Disconnect(args) => disconnect::run(cli, args).await,
         Verb::Stop(args) => stop::run(cli, args).await,
+        Verb::Shell(args) => shell::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
         Verb::Install(args) => install::run(cli, args).await,
@@ -68,23 +70,31 @@ fn holder(cli: &Cli) -> Option<Holder> {
 
 /// `--reconnect-for`, reporting each step on stderr.
 fn reconnect_policy(cli: &Cli, host: &str) -> ReconnectPolicy {
+    reconnect_policy_ending(cli, host, "\n")
+}
+
+/// The same status lines, each ended by `line_end` (`\r\n` while the terminal is raw).
+fn reconnect_policy_ending(cli: &Cli, host: &str, line_end: &'static str) -> ReconnectPolicy {
     let window = cli.reconnect_for;
     let host = host.to_string();
-    let report = move |event: &ReconnectEvent| match event {
-        ReconnectEvent::LinkLost { error } => eprintln!(
-            "remora: {host}: link lost ({error}); reconnecting for up to {}",
-            output::duration(window.as_secs())
-        ),
-        ReconnectEvent::Retrying { elapsed, .. } => {
-            eprintln!("remora: {host}: link lost, retrying ({}s)...", elapsed.as_secs())
-        }
-        ReconnectEvent::Resumed { after } => eprintln!(
-            "remora: {host}: resumed after {:.1}s, from the first byte not yet received",
-            after.as_secs_f64()
-        ),
-        ReconnectEvent::GaveUp { after } => {
-            eprintln!("remora: {host}: gave up reconnecting after {}s", after.as_secs())
-        }
+    let report = move |event: &ReconnectEvent| {
+        let line = match event {
+            ReconnectEvent::LinkLost { error } => format!(
+                "remora: {host}: link lost ({error}); reconnecting for up to {}",
+                output::duration(window.as_secs())
+            ),
+            ReconnectEvent::Retrying { elapsed, .. } => {
+                format!("remora: {host}: link lost, retrying ({}s)...", elapsed.as_secs())
+            }
+            ReconnectEvent::Resumed { after } => format!(
+                "remora: {host}: resumed after {:.1}s, from the first byte not yet received",
+                after.as_secs_f64()
+            ),
+            ReconnectEvent::GaveUp { after } => {
+                format!("remora: {host}: gave up reconnecting after {}s", after.as_secs())
+            }
+        };
+        eprint!("{line}{line_end}");
     };
     ReconnectPolicy {
         window,

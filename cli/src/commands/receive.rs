@@ -1,6 +1,8 @@
 //! `remora receive HOST[,HOST…] (--name N | --id UUID) [--job ID] [--keep]`: print output not
 //! yet received (Receive-PSSession, Receive-Job).
 
+use std::io::Write;
+
 use remora_wire::Receive;
 
 use super::{combined_status, exit_status, with_client};
@@ -13,6 +15,9 @@ use crate::{
 };
 
 pub async fn run(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
+    if args.transcript.terminal {
+        return transcript_on_hosts(cli, args).await;
+    }
     let request = Receive {
         command: args.job,
         keep: args.keep,
@@ -51,5 +56,35 @@ pub async fn receive_on_hosts(cli: &Cli, hosts: &HostList, request: Receive) -> 
         .map(|(host, (sink, status))| (host, sink, status))
         .collect();
     fleet::deliver(&mode, finished)?;
+    Ok(combined_status(gathered.status, &statuses))
+}
+
+/// `receive --terminal`: each host's terminal transcript since the last one, as plain text.
+async fn transcript_on_hosts(cli: &Cli, args: &ReceiveArgs) -> anyhow::Result<u8> {
+    let reference = args.session.reference();
+    let hosts = cli.fleet.resolve(&args.host)?;
+    let prefixed = hosts.is_many();
+    let gathered = fan_out(cli, &hosts, |host| {
+        let reference = reference.clone();
+        async move {
+            let transcript = with_client(cli, &host, async |client| client.transcript(reference).await).await?;
+            let mut out = std::io::stdout().lock();
+            for line in transcript.text.lines() {
+                match prefixed {
+                    true => writeln!(out, "{host}: {line}")?,
+                    false => writeln!(out, "{line}")?,
+                }
+            }
+            if transcript.lines_lost > 0 {
+                eprintln!(
+                    "remora: {host}: {} older lines were past the scrollback and are not in this transcript",
+                    transcript.lines_lost
+                );
+            }
+            Ok(0)
+        }
+    })
+    .await;
+    let statuses: Vec<u8> = gathered.answers.into_iter().map(|(_, status)| status).collect();
     Ok(combined_status(gathered.status, &statuses))
 }

@@ -117,6 +117,8 @@ pub struct HostSettings {
     pub jump_options: SshOptions,
     /// BatchMode: never ask on the terminal (passphrases, passwords).
     pub batch_mode: bool,
+    /// EscapeChar as written (`~`, `^]`, `none`), for `remora shell`.
+    pub escape_char: Option<String>,
     /// PasswordAuthentication (on a terminal).
     pub password_authentication: bool,
     /// KbdInteractiveAuthentication (ChallengeResponseAuthentication), on a terminal.
@@ -219,6 +221,7 @@ impl HostSettings {
             agent: AgentSocket::Disabled,
             jump_options: SshOptions::default(),
             batch_mode: true,
+            escape_char: None,
             password_authentication: false,
             kbd_interactive_authentication: false,
             control_persist: Persist::Off,
@@ -296,6 +299,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         agent: agent_socket(&applied, &tokens)?,
         jump_options: options.for_jump_hosts(),
         batch_mode: flag(&applied, "batchmode", false)?,
+        escape_char: applied.value("escapechar").map(str::to_string),
         password_authentication: flag(&applied, "passwordauthentication", true)?,
         kbd_interactive_authentication: match applied
             .first_of(&["kbdinteractiveauthentication", "challengeresponseauthentication"])

@@ -21,6 +21,7 @@ mod registry;
 mod robustness;
 mod runspace;
 mod sessions;
+mod shell;
 mod soak;
 mod ssh_world;
 mod support;

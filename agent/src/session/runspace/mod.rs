@@ -28,6 +28,7 @@ use std::{path::PathBuf, sync::Arc};
 use remora_wire::CommandState;
 use tokio_util::sync::CancellationToken;
 
+pub use process::ShellProcess;
 pub use shell::{Shell, ShellFds};
 
 use self::shell::Outcome;
@@ -75,6 +76,7 @@ pub async fn resume(session: Arc<Session>, parked: Parked, handover: Cancellatio
 }
 
 async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>, handover: CancellationToken) {
+    session.set_runspace_pid(shell.fds().pid);
     loop {
         let (id, outcome) = match running.take() {
             Some(id) => (id, shell.follow(&session, id, &handover).await),

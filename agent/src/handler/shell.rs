@@ -1,0 +1,288 @@
+//! `OpenTerminal`: open or attach to a session's terminal and stream it: a redraw (or, for a
+//! client resuming within the ring, nothing), then live output, until the client goes, loses
+//! the session to `--force`, or the shell ends.
+
+use std::{ffi::OsString, path::PathBuf, sync::Arc};
+
+use remora_wire::{
+    AgentBody, ErrorCode, NewSession, OpenTerminal, RequestId, SessionRef, StreamEnd, TermEnded, TermOutput,
+    TerminalOpened,
+};
+
+use super::{
+    new::{check_idle_timeout, create_session},
+    refusal_for, Ctx, Refusal,
+};
+use crate::session::{
+    terminal::{self, Next, TermSpec, Terminal},
+    Session, SessionRefusal,
+};
+
+pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) -> Result<(), Refusal> {
+    terminal::check_size(request.rows, request.cols).map_err(|m| Refusal::new(ErrorCode::InvalidRequest, m))?;
+    let (session, created) = resolve_session(&ctx, &request)?;
+    if let Some(secs) = request.idle_timeout_secs {
+        let secs = check_idle_timeout(session.settings().max_idle_timeout_secs, secs)?;
+        session.update_settings(Some(secs), None);
+    }
+    let attachment = match request.watch {
+        true => None,
+        false => Some(
+            session
+                .attach(ctx.conn, &ctx.from, ctx.client_id, request.force)
+                .map_err(|r| busy_terminal(&session, r))?,
+        ),
+    };
+    let (terminal, started) = terminal_for(&ctx, &session, &request)?;
+    if !request.watch {
+        terminal
+            .resize(request.rows, request.cols)
+            .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot size the terminal: {e}")))?;
+    }
+    let resume = request
+        .resume
+        .filter(|r| r.generation == terminal.generation && terminal.can_resume_after(r.seq));
+    let viewer = terminal.join(ctx.conn, !request.watch, resume.map_or(0, |r| r.seq));
+    let opened = TerminalOpened {
+        session: session.info(ctx.conn, &ctx.daemon.host),
+        generation: terminal.generation,
+        started,
+        created,
+        input_seq: terminal.input_seq().await,
+    };
+    tracing::info!(session = %session.name, conn = ctx.conn, watch = request.watch, started, "terminal attached");
+    ctx.send(id, AgentBody::TerminalOpened(opened)).await?;
+    let cursor = match resume {
+        Some(r) => r.seq + 1,
+        None => {
+            let redraw = terminal.redraw(session.id);
+            let next = redraw.seq + 1;
+            ctx.send(id, AgentBody::TermRedraw(redraw)).await?;
+            next
+        }
+    };
+    let lost = attachment.as_ref().map(|a| a.lost().clone());
+    let end = stream(&ctx, id, &session, &terminal, cursor, request.window, lost).await?;
+    drop(viewer);
+    drop(attachment);
+    ctx.daemon.idle_clocks_changed();
+    if let Some(end) = end {
+        ctx.send(id, AgentBody::StreamEnd(end)).await?;
+    }
+    Ok(())
+}
+
+/// Sends output from `cursor` on; `None` when the connection closed (nothing more to say).
+async fn stream(
+    ctx: &Ctx,
+    id: RequestId,
+    session: &Session,
+    terminal: &Terminal,
+    mut cursor: u64,
+    window: u64,
+    lost: Option<tokio_util::sync::CancellationToken>,
+) -> Result<Option<StreamEnd>, Refusal> {
+    let window = window.clamp(16 * 1024, terminal::RING_BYTES as u64 / 2);
+    let lost = lost.unwrap_or_default();
+    let mut changes = terminal.subscribe();
+    loop {
+        changes.borrow_and_update();
+        match terminal.next(session.id, ctx.conn, cursor, window) {
+            Next::Output(seq, data) => {
+                cursor = seq + 1;
+                let output = TermOutput {
+                    session: session.id,
+                    seq,
+                    data: data.to_vec(),
+                };
+                ctx.send(id, AgentBody::TermOutput(output)).await?;
+                continue;
+            }
+            Next::Redraw(redraw) => {
+                cursor = redraw.seq + 1;
+                ctx.send(id, AgentBody::TermRedraw(redraw)).await?;
+                continue;
+            }
+            Next::Ended(exit_code) => {
+                let ended = TermEnded {
+                    session: session.id,
+                    exit_code,
+                };
+                ctx.send(id, AgentBody::TermEnded(ended)).await?;
+                return Ok(Some(StreamEnd {
+                    last_exit_code: exit_code,
+                    ..StreamEnd::default()
+                }));
+            }
+            Next::Wait => {}
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = lost.cancelled() => {
+                return Ok(Some(StreamEnd { released_by: session.released_by(), ..StreamEnd::default() }));
+            }
+            _ = ctx.closed.cancelled() => return Ok(None),
+        }
+    }
+}
+
+/// The named session (created when missing and asked to), or a new `shell-…` session.
+fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, bool), Refusal> {
+    let options = NewSession {
+        configuration: request.configuration.clone(),
+        buffering: request.buffering,
+        ..NewSession::default()
+    };
+    let name = match &request.session {
+        None => format!("shell-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        Some(reference) => match ctx.daemon.registry.find(reference) {
+            Some(session) => return Ok((session, false)),
+            None => match reference {
+                SessionRef::Name(name) if request.create && !request.watch => name.clone(),
+                _ => return Err(ctx.find_session(reference).err().unwrap_or_else(busy_retry)),
+            },
+        },
+    };
+    match create_session(ctx, &name, false, &options) {
+        Ok(session) => Ok((session, true)),
+        // Created by someone else meanwhile: use it.
+        Err(refusal) if refusal.code == ErrorCode::SessionExists => {
+            Ok((ctx.find_session(&SessionRef::Name(name))?, false))
+        }
+        Err(refusal) => Err(refusal),
+    }
+}
+
+/// A refusal with the shell's way out: `--force` or `--watch`.
+fn busy_terminal(session: &Session, refusal: SessionRefusal) -> Refusal {
+    match refusal {
+        SessionRefusal::Busy { from, since } => Refusal::new(
+            ErrorCode::SessionBusy,
+            format!(
+                "session {:?} is attached to {from} since {}; take it over with `remora shell HOST --name {0} --force` (that client is told), or watch with --watch",
+                session.name,
+                crate::clock::format_millis(since)
+            ),
+        ),
+        other => refusal_for(session, other),
+    }
+}
+
+fn busy_retry() -> Refusal {
+    Refusal::new(
+        ErrorCode::Internal,
+        "the session appeared while looking it up; try again",
+    )
+}
+
+/// The session's live terminal, or a new one (not for watchers).
+fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Result<(Arc<Terminal>, bool), Refusal> {
+    if let Some(terminal) = session.terminal().filter(|t| t.exit().is_none()) {
+        return Ok((terminal, false));
+    }
+    if request.watch {
+        let message = format!(
+            "session {:?} has no running terminal to watch; open one with `remora shell HOST --name {0}`",
+            session.name
+        );
+        return Err(Refusal::new(ErrorCode::InvalidRequest, message));
+    }
+    let config = ctx.daemon.config.current();
+    let configuration = config
+        .get(Some(&session.settings().configuration))
+        .or_else(|_| config.get(None))
+        .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+    let spec = spec_for(session, request, &configuration.env, configuration.cwd.clone())?;
+    match ctx.daemon.start_terminal(session, &spec, configuration.scrollback) {
+        Ok(Some(terminal)) => {
+            tracing::info!(session = %session.name, pid = terminal.pid, "terminal started");
+            Ok((terminal, true))
+        }
+        Ok(None) => session
+            .terminal()
+            .map(|t| (t, false))
+            .ok_or_else(|| Refusal::new(ErrorCode::Internal, "the terminal ended while starting")),
+        Err(err) => Err(Refusal::new(
+            ErrorCode::Internal,
+            format!("cannot start a terminal with {}: {err}", spec.program.display()),
+        )),
+    }
+}
+
+/// The user's login shell with the client's TERM and size, in the runspace's directory and
+/// environment when the session has a runspace (its `/proc` cwd and environ: the environment
+/// it started with plus the configuration's, not variables exported by later commands).
+fn spec_for(
+    session: &Session,
+    request: &OpenTerminal,
+    config_env: &std::collections::BTreeMap<String, String>,
+    config_cwd: Option<PathBuf>,
+) -> Result<TermSpec, Refusal> {
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Refusal::new(ErrorCode::Internal, format!("uid {uid} has no passwd entry")))?;
+    let program = match user.shell.as_os_str().is_empty() {
+        true => PathBuf::from("/bin/sh"),
+        false => user.shell.clone(),
+    };
+    let base = program
+        .file_name()
+        .map_or("sh".into(), |n| n.to_string_lossy().into_owned());
+    let runspace = session.runspace_pid();
+    let mut env: Vec<(OsString, OsString)> = match runspace.and_then(read_environ) {
+        Some(env) => env,
+        None => std::env::vars_os().collect(),
+    };
+    let term = match request.term.is_empty() {
+        true => "xterm-256color".to_string(),
+        false => request.term.clone(),
+    };
+    let has_home = env.iter().any(|(k, _)| k == "HOME");
+    let mut set = |key: &str, value: OsString| {
+        env.retain(|(k, _)| k != key);
+        env.push((key.into(), value));
+    };
+    for (key, value) in config_env {
+        set(key, value.into());
+    }
+    set("TERM", term.into());
+    // HOME as the runspace (or the daemon) has it, else from passwd.
+    if !has_home {
+        set("HOME", user.dir.clone().into());
+    }
+    set("USER", user.name.clone().into());
+    set("LOGNAME", user.name.clone().into());
+    set("SHELL", program.clone().into());
+    set("REMORA_SESSION", session.name.clone().into());
+    let cwd = runspace
+        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
+        .or(config_cwd)
+        .filter(|p| p.is_dir())
+        .or_else(|| env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v)))
+        .unwrap_or_else(|| user.dir.clone());
+    Ok(TermSpec {
+        program,
+        argv0: format!("-{base}"),
+        cwd,
+        env,
+        rows: request.rows,
+        cols: request.cols,
+    })
+}
+
+fn read_environ(pid: i32) -> Option<Vec<(OsString, OsString)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let pairs = raw
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let eq = entry.iter().position(|b| *b == b'=')?;
+            let key = std::ffi::OsStr::from_bytes(&entry[..eq]).to_os_string();
+            let value = std::ffi::OsStr::from_bytes(&entry[eq + 1..]).to_os_string();
+            Some((key, value))
+        })
+        .collect();
+    Some(pairs)
+}

@@ -1,0 +1,92 @@
+//! A terminal in its handover form: the master's descriptor, the shell's pid, the numbering of
+//! both streams and the output ring (raw bytes with their seqs). The new program rebuilds the
+//! screen model by feeding the ring into a fresh emulator, so a reattach after an upgrade
+//! repaints what the last `RING_BYTES` of output drew, and a client that resumes within the ring
+//! loses and repeats nothing.
+
+use std::{
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{screen::Screen, ShellProcess, Terminal};
+
+/// One parked terminal, handed over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandedTerminal {
+    pub generation: u64,
+    pub pid: i32,
+    pub master: RawFd,
+    pub rows: u16,
+    pub cols: u16,
+    pub scrollback: usize,
+    pub last_seq: u64,
+    pub input_seq: u64,
+    /// Output kept for resuming clients, oldest first.
+    pub ring: Vec<(u64, serde_bytes::ByteBuf)>,
+}
+
+impl Terminal {
+    /// The terminal's handover form, when it is parked with its shell still running.
+    pub fn handover_form(&self) -> Option<HandedTerminal> {
+        let parked = self.process.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let state = self.lock();
+        if !parked || state.exit.is_some() {
+            return None;
+        }
+        let (rows, cols) = state.screen.size();
+        Some(HandedTerminal {
+            generation: self.generation,
+            pid: self.pid,
+            master: self.master.get_ref().as_raw_fd(),
+            rows,
+            cols,
+            scrollback: self.scrollback,
+            last_seq: state.last_seq,
+            input_seq: self.input.try_lock().map_or(0, |seq| *seq),
+            ring: state
+                .ring
+                .iter()
+                .map(|(seq, bytes)| (*seq, serde_bytes::ByteBuf::from(bytes.to_vec())))
+                .collect(),
+        })
+    }
+
+    /// A terminal handed over by a previous program of this process.
+    ///
+    /// # Safety
+    /// `handed.master` must be the open master descriptor handed over to this program alone, and
+    /// `handed.pid` a child of this process.
+    pub unsafe fn adopt(handed: HandedTerminal) -> std::io::Result<Arc<Self>> {
+        // SAFETY: guaranteed by the caller.
+        let master = unsafe { OwnedFd::from_raw_fd(handed.master) };
+        let process = ShellProcess::adopt(handed.pid)?;
+        let mut screen = Screen::new(handed.rows, handed.cols, handed.scrollback);
+        for (_, bytes) in &handed.ring {
+            screen.process(bytes);
+        }
+        let terminal = Self::assemble(
+            handed.generation,
+            handed.pid,
+            master,
+            process,
+            screen,
+            handed.scrollback,
+        )?;
+        {
+            let mut state = terminal.lock();
+            state.last_seq = handed.last_seq;
+            state.ring_bytes = handed.ring.iter().map(|(_, b)| b.len()).sum();
+            state.ring = handed
+                .ring
+                .into_iter()
+                .map(|(seq, bytes)| (seq, Bytes::from(bytes.into_vec())))
+                .collect();
+        }
+        *terminal.input.try_lock().expect("a new terminal's input is free") = handed.input_seq;
+        Ok(terminal)
+    }
+}

@@ -1,0 +1,182 @@
+//! The terminal's screen model: a `vt100` emulator fed every output byte, the lines that
+//! scrolled off its top (with their colours) and the plain-text transcript.
+//!
+//! The emulator keeps no scrollback of its own (its cells cost 32 bytes each, 25 MB for 10,000
+//! lines of 80 columns); rows are taken as they scroll off (`on_scroll`) and kept as short SGR
+//! strings instead, at most `scrollback` of them, so memory per terminal stays bounded by the
+//! scrollback whatever the output holds.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU16;
+
+use vt100::{
+    capture::{basic_formatted_to_plain, BasicFormattedCaptureState, RowContents},
+    Callbacks,
+};
+
+/// Lines kept beside the emulator.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Lines as they looked (SGR only), oldest first.
+    pub lines: VecDeque<String>,
+    /// Plain lines not yet taken by a transcript request.
+    pub transcript: VecDeque<String>,
+    /// Transcript lines that fell out of the bound before anyone took them.
+    pub transcript_lost: u64,
+    pub limit: usize,
+}
+
+impl Callbacks for History {
+    fn on_scroll(&mut self, contents: RowContents<'_>, alternate_screen: bool) {
+        // A full-screen program's rows are not history, as in xterm.
+        if alternate_screen || self.limit == 0 {
+            return;
+        }
+        let mut line = String::new();
+        let _ = contents.write_formatted_basic(&mut line, &mut BasicFormattedCaptureState::new());
+        let plain: String = basic_formatted_to_plain(&line).collect();
+        line.push_str("\x1b[m");
+        push_bounded(&mut self.lines, line, self.limit);
+        if push_bounded(&mut self.transcript, plain.trim_end().to_string(), self.limit) {
+            self.transcript_lost += 1;
+        }
+    }
+}
+
+/// Appends; returns true when the oldest entry had to go.
+fn push_bounded(queue: &mut VecDeque<String>, item: String, limit: usize) -> bool {
+    queue.push_back(item);
+    if queue.len() > limit {
+        queue.pop_front();
+        return true;
+    }
+    false
+}
+
+/// The emulator with its history.
+pub struct Screen {
+    parser: vt100::Parser<History>,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Screen").field("size", &self.size()).finish()
+    }
+}
+
+fn side(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+}
+
+impl Screen {
+    pub fn new(rows: u16, cols: u16, scrollback: usize) -> Self {
+        let history = History {
+            limit: scrollback,
+            ..History::default()
+        };
+        Self {
+            parser: vt100::Parser::new_with_callbacks(side(rows), side(cols), 0, history),
+        }
+    }
+
+    pub fn process(&mut self, bytes: &[u8]) {
+        self.parser.process(bytes);
+    }
+
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.parser.screen_mut().set_size(side(rows), side(cols));
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        let (rows, cols) = self.parser.screen().size();
+        (rows.get(), cols.get())
+    }
+
+    /// Scrolled-off lines (with colours), oldest first.
+    pub fn scrollback(&self) -> Vec<Vec<u8>> {
+        let history = self.parser.callbacks();
+        history.lines.iter().map(|l| l.clone().into_bytes()).collect()
+    }
+
+    /// Bytes that make a terminal of the same size show this screen: the alternate screen when a
+    /// full-screen program is on it, contents, attributes, cursor and input modes.
+    pub fn repaint(&self) -> Vec<u8> {
+        let screen = self.parser.screen();
+        let mut out = Vec::new();
+        // Start from the main screen with default modes, then switch as the model says.
+        out.extend_from_slice(b"\x1b[?1049l\x1b[m");
+        if screen.alternate_screen() {
+            out.extend_from_slice(b"\x1b[?1049h");
+        }
+        out.extend_from_slice(screen.state_formatted().as_bytes());
+        out
+    }
+
+    /// The plain-text transcript since the last call, then the screen's current lines.
+    pub fn take_transcript(&mut self) -> (String, u64) {
+        let history = self.parser.callbacks_mut();
+        let lost = std::mem::take(&mut history.transcript_lost);
+        let mut text: String = history.transcript.drain(..).map(|l| l + "\n").collect();
+        let screen = self.parser.screen();
+        if !screen.alternate_screen() {
+            let contents = screen.contents();
+            let trimmed = contents.trim_end_matches(['\n', ' ']);
+            if !trimmed.is_empty() {
+                text.push_str(trimmed);
+                text.push('\n');
+            }
+        }
+        (text, lost)
+    }
+
+    /// Plain contents of the visible screen (tests, logs at trace level never).
+    pub fn contents(&self) -> String {
+        self.parser.screen().contents()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_scrolled_off_are_kept_with_their_colours_and_bounded() {
+        let mut screen = Screen::new(3, 20, 5);
+        for i in 1..=10 {
+            screen.process(format!("\x1b[31mline {i}\x1b[m\r\n").as_bytes());
+        }
+        let lines = screen.scrollback();
+        assert_eq!(lines.len(), 5);
+        let last = String::from_utf8(lines[4].clone()).unwrap();
+        assert!(last.contains("line 8") && last.contains("\x1b[31m"), "{last:?}");
+        let (text, lost) = screen.take_transcript();
+        assert!(text.starts_with("line 4\n"), "{text:?}");
+        assert!(text.contains("line 10"));
+        assert_eq!(lost, 3);
+    }
+
+    #[test]
+    fn a_repaint_reproduces_the_screen_in_a_fresh_emulator() {
+        let mut screen = Screen::new(5, 20, 100);
+        screen.process(b"hello\r\n\x1b[1;32mgreen\x1b[m\r\n\x1b[?1049h\x1b[2;3Hfull screen");
+        let mut copy = vt100::Parser::new(side(5), side(20), 0);
+        copy.process(&screen.repaint());
+        assert_eq!(copy.screen().contents(), screen.contents());
+        assert!(copy.screen().alternate_screen());
+        assert_eq!(
+            copy.screen().cursor_position(),
+            screen.parser.screen().cursor_position()
+        );
+    }
+
+    #[test]
+    fn hostile_output_does_not_grow_memory() {
+        let mut screen = Screen::new(24, 80, 100);
+        let junk: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 % 256) as u8).collect();
+        for _ in 0..5 {
+            screen.process(&junk);
+            screen.process(b"\x1b[9999S\x1b[99999;99999H\x1b]0;title\x07");
+        }
+        assert!(screen.scrollback().len() <= 100);
+    }
+}

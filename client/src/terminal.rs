@@ -1,0 +1,322 @@
+//! A session's terminal from the client side: open or attach, keystrokes in, output out, with
+//! the same robustness as `receive`.
+//!
+//! Output is numbered by the agent and acknowledged after the caller has written it (each call
+//! to [`TerminalStream::next`] acknowledges what the previous calls returned), so a reconnect
+//! resumes after the last byte written: nothing twice, nothing lost while the agent still holds
+//! it, and a redraw from the agent's screen model otherwise.
+//!
+//! Keystrokes are numbered too and kept until the agent acknowledges them. Keystrokes typed
+//! while the link is down wait in the caller's channel; after the reconnect, the ones the agent
+//! had not taken are sent again and the waiting ones follow: every keystroke arrives once, in
+//! order.
+//!
+//! The module does not touch the local terminal: raw mode, escapes and drawing belong to the
+//! caller (the CLI).
+
+use std::{collections::VecDeque, time::Instant};
+
+use remora_wire::{
+    AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
+    TermResume, TermTranscript, TerminalOpened, Transcript, MAX_TERM_INPUT,
+};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::{
+    error::{ClientError, Result},
+    resume::ReconnectEvent,
+    Client,
+};
+
+/// What the caller asks of the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TermCommand {
+    /// Keystrokes (already past any escape handling).
+    Input(Vec<u8>),
+    /// The local window changed.
+    Resize { rows: u16, cols: u16 },
+}
+
+/// What the terminal delivers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TermEvent {
+    /// Live output bytes, to be written as they are.
+    Output(Vec<u8>),
+    /// Repaint: scrollback lines first, then the screen.
+    Redraw(TermRedraw),
+    /// The shell ended with this code.
+    Ended(Option<i32>),
+    /// Another client took the session over (`--force`): who and why.
+    Released(String),
+    /// The agent ended the stream for another reason.
+    StreamEnded(StreamEnd),
+}
+
+/// An attached terminal.
+pub struct TerminalStream {
+    client: Client,
+    id: RequestId,
+    request: OpenTerminal,
+    session: Uuid,
+    generation: u64,
+    /// Last output seq returned to the caller, and last acknowledged.
+    written: u64,
+    acked: u64,
+    /// Input seq last assigned, and what the agent has not acknowledged yet.
+    input_seq: u64,
+    unacked: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl Client {
+    /// Opens or attaches to a session's terminal (`remora shell`).
+    pub async fn open_terminal(mut self, request: OpenTerminal) -> Result<(TerminalOpened, TerminalStream)> {
+        let (id, first) = self
+            .connection
+            .start_stream(ClientBody::OpenTerminal(request.clone()))
+            .await?;
+        let AgentBody::TerminalOpened(opened) = first else {
+            return Err(self.connection.unexpected(&first));
+        };
+        let stream = TerminalStream {
+            session: opened.session.instance_id,
+            generation: opened.generation,
+            input_seq: opened.input_seq,
+            client: self,
+            id,
+            request,
+            written: 0,
+            acked: 0,
+            unacked: VecDeque::new(),
+        };
+        Ok((opened, stream))
+    }
+
+    /// The terminal's transcript since the last one, as plain text (`receive --terminal`).
+    pub async fn transcript(&mut self, session: SessionRef) -> Result<Transcript> {
+        match self
+            .connection
+            .request(ClientBody::TermTranscript(TermTranscript { session }))
+            .await?
+        {
+            AgentBody::Transcript(transcript) => Ok(transcript),
+            other => Err(self.connection.unexpected(&other)),
+        }
+    }
+}
+
+impl TerminalStream {
+    /// The session's instance id.
+    pub fn session(&self) -> Uuid {
+        self.session
+    }
+
+    /// The next event, carrying out `commands` meanwhile. A broken link is reconnected within
+    /// the client's reconnect policy (reported through it) and the stream resumed.
+    pub async fn next(&mut self, commands: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<TermEvent> {
+        loop {
+            match self.step(commands).await {
+                Ok(Some(event)) => return Ok(event),
+                Ok(None) => {}
+                Err(err) if err.is_transient() && self.client.can_reconnect() => self.reconnect(&err).await?,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One frame or one command; `None` when there is nothing for the caller.
+    async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<Option<TermEvent>> {
+        let sender = self.client.connection.sender().await?;
+        if self.written > self.acked {
+            sender
+                .send(
+                    0,
+                    ClientBody::TermAck(TermAck {
+                        session: self.session,
+                        seq: self.written,
+                    }),
+                )
+                .await?;
+            self.acked = self.written;
+        }
+        tokio::select! {
+            body = self.client.connection.next_reply(self.id) => self.on_frame(body?).await,
+            command = commands.recv() => {
+                match command {
+                    Some(command) => self.on_command(&sender, command).await?,
+                    None => std::future::pending::<()>().await,
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, body: AgentBody) -> Result<Option<TermEvent>> {
+        Ok(Some(match body {
+            AgentBody::TermOutput(output) => {
+                if output.seq <= self.written {
+                    return Ok(None); // already written before a reconnect
+                }
+                self.written = output.seq;
+                TermEvent::Output(output.data)
+            }
+            AgentBody::TermRedraw(redraw) => {
+                self.written = redraw.seq;
+                TermEvent::Redraw(redraw)
+            }
+            AgentBody::TermInputAck(ack) => {
+                while self.unacked.front().is_some_and(|(seq, _)| *seq <= ack.seq) {
+                    self.unacked.pop_front();
+                }
+                return Ok(None);
+            }
+            AgentBody::TermEnded(ended) => TermEvent::Ended(ended.exit_code),
+            AgentBody::StreamEnd(end) => match end.released_by.clone() {
+                Some(by) => TermEvent::Released(by),
+                None => TermEvent::StreamEnded(end),
+            },
+            other => return Err(self.client.connection.unexpected(&other)),
+        }))
+    }
+
+    async fn on_command(&mut self, sender: &crate::connection::FrameSender, command: TermCommand) -> Result<()> {
+        if self.request.watch {
+            return Ok(()); // read-only: never types or resizes
+        }
+        match command {
+            TermCommand::Input(data) => {
+                for piece in data.chunks(MAX_TERM_INPUT) {
+                    self.input_seq += 1;
+                    self.unacked.push_back((self.input_seq, piece.to_vec()));
+                    self.send_input(sender, self.input_seq, piece.to_vec()).await?;
+                }
+            }
+            TermCommand::Resize { rows, cols } => {
+                self.request.rows = rows;
+                self.request.cols = cols;
+                sender
+                    .send(
+                        0,
+                        ClientBody::TermResize(TermResize {
+                            session: self.session,
+                            rows,
+                            cols,
+                        }),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_input(&self, sender: &crate::connection::FrameSender, seq: u64, data: Vec<u8>) -> Result<()> {
+        // Id 0: the agent's acknowledgement (and any refusal) reaches whichever stream reads.
+        sender
+            .send(
+                0,
+                ClientBody::TermInput(TermInput {
+                    session: self.session,
+                    generation: self.generation,
+                    seq,
+                    data,
+                }),
+            )
+            .await
+    }
+
+    /// Reconnects within the policy and re-attaches after the last byte written.
+    async fn reconnect(&mut self, cause: &ClientError) -> Result<()> {
+        let (target, options) = self.client.target.clone().expect("checked by can_reconnect");
+        let agent_id = self.client.agent().agent_id;
+        let policy = self.client.reconnect.clone();
+        let since = Instant::now();
+        policy.report(ReconnectEvent::LinkLost {
+            error: cause.to_string(),
+        });
+        let mut attempt_at = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep_until(attempt_at).await;
+            attempt_at += policy.interval;
+            match self.attach_again(&target, &options, agent_id).await {
+                Ok(()) => {
+                    policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
+                    return Ok(());
+                }
+                Err(err) if err.is_transient() && policy.allows(since) => {
+                    policy.report(ReconnectEvent::Retrying {
+                        elapsed: since.elapsed(),
+                        error: err.to_string(),
+                    });
+                }
+                Err(err) => {
+                    policy.report(ReconnectEvent::GaveUp { after: since.elapsed() });
+                    return Err(ClientError::GaveUp {
+                        host: target,
+                        session: self.session,
+                        cause: Box::new(err),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attach_again(&mut self, target: &str, options: &crate::ssh::SshOptions, agent_id: Uuid) -> Result<()> {
+        let mut fresh = Client::connect(target, options).await?;
+        if fresh.agent().agent_id != agent_id {
+            return Err(ClientError::Unexpected {
+                host: target.to_string(),
+                what: format!(
+                    "a different agent answered ({} instead of {agent_id})",
+                    fresh.agent().agent_id
+                ),
+            });
+        }
+        let request = OpenTerminal {
+            session: Some(SessionRef::Id(self.session)),
+            create: false,
+            force: false,
+            resume: Some(TermResume {
+                generation: self.generation,
+                seq: self.written,
+            }),
+            ..self.request.clone()
+        };
+        let (id, first) = fresh.connection.start_stream(ClientBody::OpenTerminal(request)).await?;
+        let AgentBody::TerminalOpened(opened) = first else {
+            return Err(fresh.connection.unexpected(&first));
+        };
+        fresh.reconnect = self.client.reconnect.clone();
+        let old = std::mem::replace(&mut self.client, fresh);
+        drop(old);
+        self.id = id;
+        self.acked = self.written;
+        if opened.generation != self.generation {
+            // The shell ended and another started meanwhile: old keystrokes were for the old one.
+            self.generation = opened.generation;
+            self.unacked.clear();
+            self.input_seq = opened.input_seq;
+            return Ok(());
+        }
+        let sender = self.client.connection.sender().await?;
+        self.unacked.retain(|(seq, _)| *seq > opened.input_seq);
+        for (seq, data) in &self.unacked {
+            self.send_input(&sender, *seq, data.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Detaches: the shell keeps running on the agent.
+    pub async fn detach(mut self) -> Result<()> {
+        if self.written > self.acked {
+            let ack = TermAck {
+                session: self.session,
+                seq: self.written,
+            };
+            if let Ok(sender) = self.client.connection.sender().await {
+                let _ = sender.send(0, ClientBody::TermAck(ack)).await;
+            }
+            self.acked = self.written;
+        }
+        self.client.close().await
+    }
+}

@@ -1,0 +1,541 @@
+//! `remora shell`: the real `remora` on a real pseudo-terminal (its screen parsed with `vt100`)
+//! against the harness sshd. Every wait is for screen content or a process event, bounded.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use nix::sys::signal::Signal;
+use remora_testkit::PtyProgram;
+
+use crate::support::{remora, session, wait_until, FaultyLink, Sshd};
+
+/// Longest a screen may take to show what a test waits for.
+const SCREEN: Duration = Duration::from_secs(20);
+
+/// `remora shell ARGS` on a fresh 24x80 terminal, with this client's HOME.
+fn shell_in(command: Command, args: &[&str]) -> PtyProgram {
+    shell_sized(command, args, 24, 80)
+}
+
+fn shell_sized(mut command: Command, args: &[&str], rows: u16, cols: u16) -> PtyProgram {
+    command.arg("shell").args(args).env("TERM", "xterm-256color");
+    PtyProgram::spawn(command, rows, cols).unwrap()
+}
+
+fn shell(sshd: &Sshd, args: &[&str]) -> PtyProgram {
+    let mut all = vec![sshd.alias()];
+    all.extend_from_slice(args);
+    shell_in(sshd.remora(), &all)
+}
+
+/// Another client machine: a HOME of its own.
+fn second_home(sshd: &Sshd) -> Command {
+    let home = sshd.dir().join("second-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut command = sshd.remora();
+    command.env("HOME", home);
+    command
+}
+
+/// Types a command line and waits for a marker it prints (computed, so the echo never matches).
+fn run_line(pty: &mut PtyProgram, line: &str, expect: &str) -> String {
+    pty.send(format!("{line}\r").as_bytes()).unwrap();
+    pty.wait_for_text(SCREEN, expect).unwrap()
+}
+
+/// A shell is ready once a computed marker comes back.
+fn ready(pty: &mut PtyProgram) {
+    run_line(pty, "echo rea''dy-$((40+2))", "ready-42");
+}
+
+fn detach(pty: &mut PtyProgram) -> i32 {
+    pty.send(b"\r~.").unwrap();
+    pty.wait_exit(SCREEN).unwrap().code().unwrap_or(-1)
+}
+
+/// Runs `cat` and waits until it is the terminal's foreground program.
+fn start_cat(sshd: &Sshd, pty: &mut PtyProgram, name: &str) {
+    pty.send(b"cat\r").unwrap();
+    wait_until("cat in the foreground", || {
+        terminal_of(sshd, name)["foreground"] == "cat"
+    })
+    .unwrap();
+}
+
+fn terminal_of(sshd: &Sshd, name: &str) -> serde_json::Value {
+    session(sshd, name)["terminal"].clone()
+}
+
+#[test]
+fn type_see_detach_and_reattach_from_a_second_home_then_exit() {
+    let sshd = Sshd::start().unwrap();
+    let mut first = shell(&sshd, &["--name", "t"]);
+    ready(&mut first);
+    run_line(
+        &mut first,
+        "cd /tmp && export FOO=bar && echo state-$((1+1))",
+        "state-2",
+    );
+    run_line(&mut first, "echo pty-mode-$(stat -c %a $(tty))", "pty-mode-");
+    let screen = first.wait_for_text(SCREEN, "pty-mode-600").unwrap();
+    assert!(screen.contains("pty-mode-600"), "{screen}");
+    assert_eq!(detach(&mut first), 0, "detach exits 0");
+    let terminal = terminal_of(&sshd, "t");
+    assert_eq!(terminal["running"], true, "the shell keeps running: {terminal}");
+    assert!(!session(&sshd, "t")["expires_at"].is_null(), "idle once detached");
+    let log = sshd.daemon_log();
+    assert!(log.contains("terminal attached"), "{log}");
+    assert!(
+        !log.contains("sw0rdfish"),
+        "keystrokes and screens stay out of the log: {log}"
+    );
+
+    let mut second = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "t"]);
+    // The screen as it stood comes back before anything is typed.
+    second.wait_for_text(SCREEN, "state-2").unwrap();
+    run_line(&mut second, "echo $FOO-$PWD-$((2+3))", "bar-/tmp-5");
+    second.send(b"exit 7\r").unwrap();
+    let status = second.wait_exit(SCREEN).unwrap();
+    assert_eq!(status.code(), Some(7), "the shell's exit status");
+    let terminal = terminal_of(&sshd, "t");
+    assert_eq!(terminal["exit_code"], 7, "ls says the terminal ended: {terminal}");
+    assert_eq!(terminal["running"], false);
+    let table = remora(&sshd, &["ls", sshd.alias()]).ok();
+    assert!(table.contains("ended (7)"), "{table}");
+}
+
+#[test]
+fn without_a_name_a_shell_session_is_created_and_named_on_stderr() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &[]);
+    let screen = pty.wait_for_text(SCREEN, "opened session shell-").unwrap();
+    ready(&mut pty);
+    let name = screen
+        .split("opened session ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(detach(&mut pty), 0);
+    assert!(!terminal_of(&sshd, &name).is_null(), "{name} holds the terminal");
+}
+
+#[test]
+fn a_full_screen_program_is_redrawn_identically_after_a_same_size_reattach() {
+    let sshd = Sshd::start().unwrap();
+    let file = sshd.dir().join("lines.txt");
+    let text: String = (1..=300).map(|i| format!("line {i} \x1b[1mbold\x1b[m\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let mut first = shell(&sshd, &["--name", "full"]);
+    ready(&mut first);
+    first.send(format!("less -R {}\r", file.display()).as_bytes()).unwrap();
+    first
+        .wait_for(SCREEN, "less showing the file", |s| {
+            s.alternate_screen() && s.contents().contains("line 1 bold") && s.contents().contains("line 23 bold")
+        })
+        .unwrap();
+    first.send(b"5G").unwrap(); // move within the file so the screen is not the first one
+    first
+        .wait_for(SCREEN, "less at line 5", |s| s.contents().starts_with("line 5 bold"))
+        .unwrap();
+    let before = first.screen(|s| (s.contents_formatted(), s.cursor_position(), s.alternate_screen()));
+    assert_eq!(
+        terminal_of(&sshd, "full")["foreground"],
+        "less",
+        "ls shows the foreground program"
+    );
+    // Any key would move less; the client detaches on SIGTERM as on `~.`.
+    first.signal(Signal::SIGTERM);
+    assert_eq!(first.wait_exit(SCREEN).unwrap().code(), Some(0));
+
+    let second = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "full"]);
+    second
+        .wait_for(SCREEN, "the same screen", |s| {
+            (s.contents_formatted(), s.cursor_position(), s.alternate_screen()) == before
+        })
+        .unwrap();
+}
+
+#[test]
+fn output_made_while_detached_arrives_in_order_and_lands_in_the_scrollback() {
+    let sshd = Sshd::start().unwrap();
+    let gate = sshd.dir().join("gate");
+    let done = sshd.dir().join("done");
+    let mut first = shell(&sshd, &["--name", "bulk"]);
+    ready(&mut first);
+    let line = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; seq 1 50000; echo fin''ished; touch {}",
+        gate.display(),
+        done.display()
+    );
+    first.send(format!("{line}\r").as_bytes()).unwrap();
+    assert_eq!(detach(&mut first), 0);
+    std::fs::write(&gate, "").unwrap();
+    crate::support::wait_until_within(
+        Duration::from_secs(120),
+        "the shell to print 50,000 lines while detached",
+        || done.exists(),
+    )
+    .unwrap();
+
+    let second = shell_sized(second_home(&sshd), &[sshd.alias(), "--name", "bulk"], 24, 80);
+    second.wait_for_text(SCREEN, "finished").unwrap();
+    let numbers: Vec<u64> = second
+        .history()
+        .iter()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect();
+    let last = *numbers.last().expect("numbers in the history");
+    assert_eq!(last, 50000, "the newest line is there");
+    assert!(
+        numbers.len() >= 9_000,
+        "the scrollback holds the newest lines: {}",
+        numbers.len()
+    );
+    for pair in numbers.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "in order, nothing missing or twice");
+    }
+}
+
+#[test]
+fn a_link_cut_while_typing_reconnects_and_typing_goes_on() {
+    let sshd = Sshd::start().unwrap();
+    let link = FaultyLink::start(sshd.addr()).unwrap();
+    let config = sshd.dir().join("flaky_config");
+    let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
+    std::fs::write(
+        &config,
+        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
+    )
+    .unwrap();
+    let mut pty = shell_in(sshd.remora_with_config(&config), &["flaky", "--name", "cut"]);
+    ready(&mut pty);
+    pty.send(b"echo one-$((0+1))").unwrap();
+    pty.wait_for_text(SCREEN, "echo one-").unwrap();
+    let connections = link.connections();
+    link.cut();
+    // Typed while the link is down: sent once, in order, after the reconnect.
+    pty.send(b" two-$((1+1))\r").unwrap();
+    pty.wait_for_text(SCREEN, "one-1 two-2").unwrap();
+    pty.wait_for_text(SCREEN, "resumed after").unwrap();
+    assert!(link.connections() > connections);
+    run_line(&mut pty, "echo three-$((1+2))", "three-3");
+    let screen = pty.screen(|s| s.contents());
+    assert_eq!(screen.matches("one-1 two-2").count(), 1, "nothing twice: {screen}");
+    assert_eq!(detach(&mut pty), 0);
+}
+
+#[test]
+fn a_second_client_is_busy_force_takes_over_and_watch_only_watches() {
+    let sshd = Sshd::start().unwrap();
+    let mut first = shell(&sshd, &["--name", "two"]);
+    ready(&mut first);
+
+    let mut busy = shell(&sshd, &["--name", "two"]);
+    busy.wait_for_text(SCREEN, "attached to").unwrap();
+    assert_ne!(busy.wait_exit(SCREEN).unwrap().code(), Some(0));
+
+    let mut watcher = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "two", "--watch"]);
+    watcher.wait_for_text(SCREEN, "ready-42").unwrap();
+    run_line(&mut first, "echo typed-by-first-$((3*3))", "typed-by-first-9");
+    watcher.wait_for_text(SCREEN, "typed-by-first-9").unwrap();
+    watcher.send(b"echo from-watcher\r").unwrap();
+    run_line(&mut first, "echo check-$((4*4))", "check-16");
+    let screen = first.screen(|s| s.contents());
+    assert!(!screen.contains("from-watcher"), "a watcher never types: {screen}");
+
+    let mut third = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "two", "--force"]);
+    third.wait_for_text(SCREEN, "check-16").unwrap();
+    first.wait_for_text(SCREEN, "taken over").unwrap();
+    assert_eq!(
+        first.wait_exit(SCREEN).unwrap().code(),
+        Some(1),
+        "the first client exits 1"
+    );
+    run_line(&mut third, "echo took-$((5*5))", "took-25");
+    watcher.wait_for_text(SCREEN, "took-25").unwrap();
+    assert_eq!(detach(&mut third), 0);
+    watcher.signal(Signal::SIGTERM);
+    assert_eq!(
+        watcher.wait_exit(SCREEN).unwrap().code(),
+        Some(0),
+        "SIGTERM only detaches"
+    );
+}
+
+#[test]
+fn a_resize_reaches_the_shell() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "size"]);
+    ready(&mut pty);
+    run_line(&mut pty, "echo size-$(stty size | tr ' ' x)", "size-24x80");
+    pty.resize(30, 100).unwrap();
+    // SIGWINCH travels asynchronously to the client; ask until the shell's terminal has the new size.
+    for attempt in 0.. {
+        pty.send(format!("echo now{attempt}-$(stty size | tr ' ' x)\r").as_bytes())
+            .unwrap();
+        let seen = pty
+            .wait_for(SCREEN, "a size answer", |s| {
+                let text = s.contents();
+                text.contains(&format!("now{attempt}-2")) || text.contains(&format!("now{attempt}-3"))
+            })
+            .unwrap();
+        if seen.contains(&format!("now{attempt}-30x100")) {
+            break;
+        }
+        assert!(attempt < 50, "the size never changed: {seen}");
+    }
+    assert_eq!(terminal_of(&sshd, "size")["cols"], 100);
+    assert_eq!(detach(&mut pty), 0);
+}
+
+#[test]
+fn every_escape_and_the_escape_char_settings() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "esc"]);
+    ready(&mut pty);
+    pty.send(b"\r~?").unwrap();
+    pty.wait_for_text(SCREEN, "Supported escape sequences").unwrap();
+    start_cat(&sshd, &mut pty, "esc");
+    pty.send(b"~~lit''eral\r").unwrap();
+    pty.wait_for(SCREEN, "a literal ~ passed through", |s| {
+        s.contents().matches("~lit''eral").count() >= 2
+    })
+    .unwrap();
+    pty.send(b"\x04").unwrap();
+    run_line(&mut pty, "echo back-$((1+1))", "back-2");
+    assert_eq!(detach(&mut pty), 0);
+
+    // -e none: `~.` is just text; exit ends it.
+    let mut none = shell(&sshd, &["--name", "esc", "-e", "none"]);
+    run_line(&mut none, "echo none-$((2+2))", "none-4");
+    start_cat(&sshd, &mut none, "esc");
+    none.send(b"~.x\r").unwrap();
+    none.wait_for(SCREEN, "~. passed through", |s| {
+        s.contents().matches("~.x").count() >= 2
+    })
+    .unwrap();
+    none.send(b"\x04").unwrap();
+    run_line(&mut none, "echo still-$((6+6))", "still-12");
+
+    // -e %, and ssh_config's EscapeChar.
+    none.send(b"exit\r").unwrap();
+    assert_eq!(none.wait_exit(SCREEN).unwrap().code(), Some(0));
+    let mut percent = shell(&sshd, &["--name", "esc", "-e", "%"]);
+    ready(&mut percent);
+    percent.send(b"\r%.").unwrap();
+    assert_eq!(percent.wait_exit(SCREEN).unwrap().code(), Some(0));
+    let config: PathBuf = sshd.dir().join("escape_config");
+    let text = std::fs::read_to_string(sshd.ssh_config()).unwrap() + "\nHost *\n  EscapeChar ^]\n";
+    std::fs::write(&config, text).unwrap();
+    let mut configured = shell_in(sshd.remora_with_config(&config), &[sshd.alias(), "--name", "esc"]);
+    ready(&mut configured);
+    configured.send(b"\r\x1d.").unwrap();
+    assert_eq!(configured.wait_exit(SCREEN).unwrap().code(), Some(0));
+}
+
+#[test]
+fn sigkill_or_sighup_of_the_client_only_detaches() {
+    let sshd = Sshd::start().unwrap();
+    let mut first = shell(&sshd, &["--name", "kill"]);
+    ready(&mut first);
+    run_line(&mut first, "echo before-kill-$((7*7))", "before-kill-49");
+    first.signal(Signal::SIGKILL);
+    first.wait_exit(SCREEN).unwrap();
+    wait_until("the agent to notice the client is gone", || {
+        session(&sshd, "kill")["attached_from"].is_null()
+    })
+    .unwrap();
+    let mut second = shell(&sshd, &["--name", "kill"]);
+    second.wait_for_text(SCREEN, "before-kill-49").unwrap();
+    run_line(&mut second, "echo after-kill-$((8*8))", "after-kill-64");
+    second.signal(Signal::SIGHUP);
+    assert_eq!(
+        second.wait_exit(SCREEN).unwrap().code(),
+        Some(0),
+        "SIGHUP only detaches"
+    );
+    assert_eq!(terminal_of(&sshd, "kill")["running"], true);
+}
+
+#[test]
+fn rm_ends_the_terminal_and_everything_on_it() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "gone"]);
+    ready(&mut pty);
+    let pids = sshd.dir().join("pids");
+    run_line(
+        &mut pty,
+        &format!("sleep 1000 & echo $$ $! > {}; echo started-$((9*9))", pids.display()),
+        "started-81",
+    );
+    assert_eq!(detach(&mut pty), 0);
+    let text = std::fs::read_to_string(&pids).unwrap();
+    let pids: Vec<i32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    remora(&sshd, &["rm", sshd.alias(), "--name", "gone"]).ok();
+    wait_until("the shell and its job to be gone", || {
+        pids.iter().all(|pid| !crate::support::process_alive(*pid))
+    })
+    .unwrap();
+}
+
+#[test]
+fn invoke_and_the_terminal_live_side_by_side_and_receive_prints_the_transcript() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "both",
+            "--",
+            "cd /tmp && export IN_RUNSPACE=yes",
+        ],
+    )
+    .ok();
+    let mut pty = shell(&sshd, &["--name", "both"]);
+    ready(&mut pty);
+    run_line(
+        &mut pty,
+        "printf '\\033[31mred\\033[m cwd-%s-%s\\n' $PWD $((1+9))",
+        "cwd-/tmp-10",
+    );
+    assert_eq!(detach(&mut pty), 0);
+    let out = remora(
+        &sshd,
+        &["invoke", host, "--name", "both", "--", "echo still-$IN_RUNSPACE-$PWD"],
+    )
+    .ok();
+    assert_eq!(out.trim(), "still-yes-/tmp");
+    let transcript = remora(&sshd, &["receive", host, "--name", "both", "--terminal"]).ok();
+    assert!(transcript.contains("red cwd-/tmp-10"), "{transcript}");
+    assert!(
+        !transcript.contains('\x1b'),
+        "escape sequences stripped: {transcript:?}"
+    );
+    assert!(!terminal_of(&sshd, "both").is_null());
+}
+
+#[test]
+fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "up"]);
+    ready(&mut pty);
+    let pid_file = sshd.dir().join("shell-pid");
+    run_line(
+        &mut pty,
+        &format!(
+            "echo $$ > {}; export KEPT=kept; echo before-upgrade-$((6*7))",
+            pid_file.display()
+        ),
+        "before-upgrade-42",
+    );
+    let shell_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+
+    let new = sshd.dir().join("remora-agent-new");
+    std::fs::copy(&crate::support::binaries().agent, &new).unwrap();
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut upgrade = sshd.agent_at(&new);
+    upgrade.arg("upgrade").arg("--state-dir").arg(sshd.state_dir());
+    let upgraded = crate::support::run(&mut upgrade, crate::support::TIMEOUT).unwrap();
+    assert!(
+        upgraded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
+
+    // The attached client lost its link with the handover, reconnects and goes on.
+    pty.wait_for_text(SCREEN, "resumed after").unwrap();
+    run_line(&mut pty, "echo $KEPT-after-$((7*7))", "kept-after-49");
+    let screen = pty.screen(|s| s.contents());
+    assert_eq!(screen.matches("kept-after-49").count(), 1, "{screen}");
+    assert_eq!(detach(&mut pty), 0);
+    assert!(crate::support::process_alive(shell_pid), "the same shell process");
+
+    // A new client gets the screen back from the rebuilt model.
+    let mut again = shell_in(second_home(&sshd), &[sshd.alias(), "--name", "up"]);
+    again.wait_for_text(SCREEN, "kept-after-49").unwrap();
+    run_line(&mut again, "echo $$-$((1+1))", &format!("{shell_pid}-2"));
+    assert_eq!(detach(&mut again), 0);
+}
+
+#[tokio::test]
+async fn window_sizes_of_zero_or_over_ten_thousand_are_refused() {
+    use remora_client::{ssh::SshOptions, Client, ClientError};
+    use remora_wire::{ErrorCode, OpenTerminal, SessionRef, DEFAULT_TERM_WINDOW};
+    let sshd = Sshd::start().unwrap();
+    let options = SshOptions {
+        config_file: Some(sshd.ssh_config().to_path_buf()),
+        ..SshOptions::default()
+    };
+    for (rows, cols) in [(0, 80), (24, 0), (10_001, 80), (24, 10_001)] {
+        let client = Client::connect(sshd.alias(), &options).await.unwrap();
+        let request = OpenTerminal {
+            session: Some(SessionRef::Name("sizes".into())),
+            create: true,
+            rows,
+            cols,
+            term: "xterm".into(),
+            force: false,
+            watch: false,
+            resume: None,
+            window: DEFAULT_TERM_WINDOW,
+            idle_timeout_secs: None,
+            configuration: None,
+            buffering: None,
+        };
+        let refused = tokio::time::timeout(SCREEN, client.open_terminal(request))
+            .await
+            .unwrap();
+        match refused {
+            Err(ClientError::Refused { code, message, .. }) => {
+                assert_eq!(code, ErrorCode::InvalidRequest);
+                assert!(message.contains(&format!("{rows}x{cols}")), "{message}");
+            }
+            Err(other) => panic!("{rows}x{cols}: {other}"),
+            Ok(_) => panic!("{rows}x{cols} was accepted"),
+        }
+    }
+}
+
+#[test]
+fn hostile_output_keeps_the_agents_memory_bounded() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "noise"]);
+    ready(&mut pty);
+    let daemon = sshd.daemon_pid().unwrap();
+    let before = remora_testkit::rss_kib(daemon).unwrap();
+    let done = sshd.dir().join("noise-done");
+    let gate = sshd.dir().join("noise-gate");
+    let line = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; head -c 30000000 /dev/urandom; printf '\\033[8;9999;9999t\\033[99999S\\033c'; touch {}",
+        gate.display(),
+        done.display()
+    );
+    pty.send(format!("{line}\r").as_bytes()).unwrap();
+    pty.wait_for_text(SCREEN, "noise-done").unwrap();
+    // Detached, so nobody reads: the agent alone must keep up and stay small.
+    pty.send(b"~.").unwrap();
+    assert_eq!(pty.wait_exit(SCREEN).unwrap().code(), Some(0));
+    std::fs::write(&gate, "").unwrap();
+    crate::support::wait_until_within(Duration::from_secs(180), "30 MB of noise through the terminal", || {
+        done.exists()
+    })
+    .unwrap();
+    let after = remora_testkit::rss_kib(daemon).unwrap();
+    assert!(
+        after < before + 64 * 1024,
+        "the daemon grew from {before} KiB to {after} KiB for one terminal"
+    );
+    // The agent is intact and the terminal still there; a new client attaches to it.
+    assert_eq!(terminal_of(&sshd, "noise")["running"], true);
+    let mut again = shell(&sshd, &["--name", "noise"]);
+    wait_until("the new client to attach", || {
+        !session(&sshd, "noise")["attached_from"].is_null()
+    })
+    .unwrap();
+    again.send(b"\r~.").unwrap();
+    assert_eq!(again.wait_exit(SCREEN).unwrap().code(), Some(0));
+}
