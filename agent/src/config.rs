@@ -17,6 +17,7 @@
 //! env = { CARGO_TERM_COLOR = "never" }
 //! max_sessions = 4
 //! max_queued = 100               # commands waiting in one session
+//! on_job_end = "notify-send \"job $REMORA_JOB_ID ended: $REMORA_EXIT_CODE\""  # see session/notice.rs
 //! ```
 //!
 //! Invariant: the daemon always has a valid configuration. The file is re-read when it changes;
@@ -109,6 +110,8 @@ pub struct Configuration {
     pub max_sessions: usize,
     /// Commands that may wait in one session's queue.
     pub max_queued: usize,
+    /// Shell command run (detached, by `/bin/sh -c`) when a job ends.
+    pub on_job_end: Option<String>,
 }
 
 impl Configuration {
@@ -125,6 +128,7 @@ impl Configuration {
             spill_quota: 1 << 30,
             max_sessions: 1000,
             max_queued: 1000,
+            on_job_end: None,
         }
     }
 }
@@ -186,7 +190,7 @@ impl AgentConfig {
         let mut out = format!("default = {:?}\n", self.default);
         for c in self.configurations.values() {
             out.push_str(&format!(
-                "\n[configurations.{}]\nshell = {:?}\ncwd = {:?}\nenv = {:?}\nidle_timeout = {:?}\nmax_idle_timeout = {:?}\nbuffering = {:?}\nbuffer_limit = {}\nspill_quota = {}\nmax_sessions = {}\nmax_queued = {}\n",
+                "\n[configurations.{}]\nshell = {:?}\ncwd = {:?}\nenv = {:?}\nidle_timeout = {:?}\nmax_idle_timeout = {:?}\nbuffering = {:?}\nbuffer_limit = {}\nspill_quota = {}\nmax_sessions = {}\nmax_queued = {}\non_job_end = {:?}\n",
                 c.name,
                 c.shell.program.display().to_string(),
                 c.cwd.as_ref().map_or_else(|| "~".into(), |p| p.display().to_string()),
@@ -198,6 +202,7 @@ impl AgentConfig {
                 c.spill_quota,
                 c.max_sessions,
                 c.max_queued,
+                c.on_job_end.as_deref().unwrap_or(""),
             ));
         }
         out
@@ -226,6 +231,7 @@ struct FileConfiguration {
     spill_quota: Option<String>,
     max_sessions: Option<usize>,
     max_queued: Option<usize>,
+    on_job_end: Option<String>,
 }
 
 impl FileConfiguration {
@@ -284,6 +290,14 @@ impl FileConfiguration {
             max_queued: match self.max_queued {
                 Some(0) => return Err(ConfigError::Value("max_queued must be at least 1".into())),
                 other => other.unwrap_or(base.max_queued),
+            },
+            on_job_end: match self.on_job_end {
+                Some(hook) if hook.trim().is_empty() || hook.contains('\0') => {
+                    return Err(ConfigError::Value(
+                        "on_job_end must be a shell command (not empty, no NUL)".into(),
+                    ))
+                }
+                hook => hook,
             },
         })
     }

@@ -284,6 +284,9 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::Receive(request) => {
             spawn_stream(ctx, streams, id, move |ctx| handler::receive::handle(ctx, id, request)).await
         }
+        ClientBody::Wait(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| handler::wait::handle(ctx, id, request)).await
+        }
     }
 }
 

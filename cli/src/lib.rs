@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 mod fanout;
+mod notify;
 mod output;
 pub mod values;
 

@@ -234,7 +234,7 @@ impl<S: Transport> Connection<S> {
     ///
     /// Cancel-safe only between frames: callers that time it out must not lose a partial frame,
     /// which holds because the reader keeps its buffer across calls.
-    async fn next_reply(&mut self, id: RequestId) -> Result<AgentBody> {
+    pub(crate) async fn next_reply(&mut self, id: RequestId) -> Result<AgentBody> {
         loop {
             let frame: AgentFrame = match self.reader.read_message().await {
                 Ok(Some(frame)) => frame,

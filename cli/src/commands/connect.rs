@@ -1,4 +1,4 @@
-//! `remora connect HOST[,HOST…] --name N [--force] [--idle-timeout D]`: attach and follow live
+//! `remora connect HOST[,HOST…] --name N [--force] [--idle-timeout D] [--notify]`: attach and follow live
 //! output (Connect-PSSession). Ctrl-C detaches; the remote commands keep running.
 
 use remora_wire::Receive;
@@ -21,7 +21,7 @@ pub async fn run(cli: &Cli, args: &ConnectArgs) -> anyhow::Result<u8> {
         args.host
     );
     tokio::select! {
-        status = receive_on_hosts(cli, &args.host, request) => status,
+        status = receive_on_hosts(cli, &args.host, request, args.notify) => status,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("\nremora: detached from {name}; reattach with `remora connect {} --name {name}`", args.host);
             Ok(0)

@@ -13,6 +13,7 @@ mod new;
 mod receive;
 mod rm;
 mod stop;
+mod wait;
 
 use remora_client::{
     holder::Holder,
@@ -37,6 +38,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Connect(args) => connect::run(cli, args).await,
         Verb::Disconnect(args) => disconnect::run(cli, args).await,
         Verb::Stop(args) => stop::run(cli, args).await,
+        Verb::Wait(args) => wait::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
         Verb::Install(args) => install::run(cli, args).await,
