@@ -13,7 +13,10 @@ pub fn announce(host: &str, job: u64, label: Option<&str>, state: CommandState, 
     let label = label.map(|l| format!(" [{l}]")).unwrap_or_default();
     let exit = exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default();
     let _ = io::stdout().lock().flush();
-    let _ = writeln!(io::stderr().lock(), "\x07remora: {host}: job {job}{label} ended {state}{exit}");
+    let _ = writeln!(
+        io::stderr().lock(),
+        "\x07remora: {host}: job {job}{label} ended {state}{exit}"
+    );
 }
 
 /// [`announce`] for a job as `jobs` and `wait` see it.

@@ -179,8 +179,7 @@ impl Client {
 
     /// Lists a session's commands, only those with a matching label when asked (Get-Job).
     pub async fn jobs(&mut self, request: ListCommands) -> Result<CommandList> {
-        match self.connection.request(ClientBody::ListCommands(request)).await?
-        {
+        match self.connection.request(ClientBody::ListCommands(request)).await? {
             AgentBody::Commands(list) => Ok(list),
             other => Err(self.connection.unexpected(&other)),
         }

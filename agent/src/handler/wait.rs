@@ -93,7 +93,11 @@ mod tests {
         CommandInfo {
             id,
             command: String::new(),
-            state: if ended_at.is_some() { CommandState::Completed } else { CommandState::Running },
+            state: if ended_at.is_some() {
+                CommandState::Completed
+            } else {
+                CommandState::Running
+            },
             exit_code: None,
             queued_at: 0,
             started_at: None,
@@ -115,6 +119,9 @@ mod tests {
     #[test]
     fn any_reports_the_first_to_end() {
         assert_eq!(decided(&[job(1, None), job(2, None)], true), None);
-        assert_eq!(decided(&[job(1, Some(9)), job(2, Some(5)), job(3, None)], true), Some(Some(2)));
+        assert_eq!(
+            decided(&[job(1, Some(9)), job(2, Some(5)), job(3, None)], true),
+            Some(Some(2))
+        );
     }
 }

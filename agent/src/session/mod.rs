@@ -404,7 +404,12 @@ impl Session {
 
     /// Facts about the commands with these ids (unknown ones left out), in one pass.
     pub fn commands_among(&self, ids: &[u64]) -> Vec<CommandInfo> {
-        self.read(|state| ids.iter().filter_map(|id| state.commands.get(id)).map(CommandRecord::info).collect())
+        self.read(|state| {
+            ids.iter()
+                .filter_map(|id| state.commands.get(id))
+                .map(CommandRecord::info)
+                .collect()
+        })
     }
 
     /// The commands whose label matches `glob` (all when `None`), oldest first.

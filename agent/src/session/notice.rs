@@ -41,7 +41,10 @@ impl Notice {
             ("REMORA_SESSION_ID", session_id.to_string()),
             ("REMORA_LABEL", job.options.label.clone().unwrap_or_default()),
             ("REMORA_STATE", job.state.to_string()),
-            ("REMORA_EXIT_CODE", job.exit_code.map(|c| c.to_string()).unwrap_or_default()),
+            (
+                "REMORA_EXIT_CODE",
+                job.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            ),
             ("REMORA_ATTEMPTS", job.attempts.to_string()),
             ("REMORA_DURATION_MS", duration.to_string()),
         ];

@@ -138,7 +138,11 @@ pub fn failed(record: &CommandRecord) -> bool {
 impl SessionState {
     /// Queues a job with its workflow options, refusing unknown or circular dependencies and
     /// out-of-range values before anything changes.
-    pub fn enqueue_job(&mut self, text: String, options: JobOptions) -> Result<remora_wire::CommandInfo, SessionRefusal> {
+    pub fn enqueue_job(
+        &mut self,
+        text: String,
+        options: JobOptions,
+    ) -> Result<remora_wire::CommandInfo, SessionRefusal> {
         self.check_options(&options).map_err(SessionRefusal::Workflow)?;
         let info = self.enqueue(text)?;
         let record = self.commands.get_mut(&info.id).expect("just queued");
@@ -332,7 +336,11 @@ mod tests {
     fn after(job: u64, ok: bool) -> Dependency {
         Dependency {
             job,
-            kind: if ok { DependencyKind::Succeeded } else { DependencyKind::Ended },
+            kind: if ok {
+                DependencyKind::Succeeded
+            } else {
+                DependencyKind::Ended
+            },
         }
     }
 
@@ -370,9 +378,15 @@ mod tests {
         let mut state = state();
         job(&mut state, "a", vec![]).unwrap();
         let unknown = job(&mut state, "b", vec![after(7, true)]).unwrap_err();
-        assert!(matches!(&unknown, SessionRefusal::Workflow(m) if m.contains("no job 7")), "{unknown:?}");
+        assert!(
+            matches!(&unknown, SessionRefusal::Workflow(m) if m.contains("no job 7")),
+            "{unknown:?}"
+        );
         let cycle = job(&mut state, "b", vec![after(2, false)]).unwrap_err();
-        assert!(matches!(&cycle, SessionRefusal::Workflow(m) if m.contains("cycle")), "{cycle:?}");
+        assert!(
+            matches!(&cycle, SessionRefusal::Workflow(m) if m.contains("cycle")),
+            "{cycle:?}"
+        );
         assert_eq!(state.commands.len(), 1, "refused jobs are not queued");
         assert_eq!(job(&mut state, "b", vec![after(1, true)]).unwrap(), 2);
     }
@@ -390,7 +404,10 @@ mod tests {
         assert_eq!(state.commands[&2].state, CommandState::Skipped);
         let reason = state.commands[&2].workflow.reason.clone().unwrap();
         assert!(reason.contains("job 1 did not succeed"), "{reason}");
-        assert!(stderr_text(&state, 2).contains("skipped: job 1"), "the reason is in the journal");
+        assert!(
+            stderr_text(&state, 2).contains("skipped: job 1"),
+            "the reason is in the journal"
+        );
         assert_eq!(next.effects.0.len(), 1, "the skipped job is saved");
         let _ = state.finish(3, CommandState::Completed, Some(0));
         assert_eq!(state.next_job(2).start, None, "job 4 is skipped in turn");
@@ -423,7 +440,11 @@ mod tests {
         assert_eq!(state.next_job(0).start.map(|s| s.0), Some(1));
         assert!(state.retry_after_failure(1, 1, 1_000));
         let waiting = state.next_job(1_050);
-        assert_eq!((waiting.start, waiting.wake_at), (None, Some(1_100)), "the retry holds the runspace");
+        assert_eq!(
+            (waiting.start, waiting.wake_at),
+            (None, Some(1_100)),
+            "the retry holds the runspace"
+        );
         assert_eq!(state.commands[&1].state, CommandState::Running);
         assert_eq!(state.next_job(1_100).start.map(|s| s.0), Some(1));
         assert_eq!(state.commands[&1].workflow.attempts, 2);
@@ -472,6 +493,9 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&stored).unwrap();
         let back: Workflow = rmp_serde::from_slice::<StoredWorkflow>(&bytes).unwrap().into();
         assert_eq!(back.options, workflow.options);
-        assert_eq!((back.attempts, back.retry_at, back.reason), (2, Some(9), Some("why".into())));
+        assert_eq!(
+            (back.attempts, back.retry_at, back.reason),
+            (2, Some(9), Some("why".into()))
+        );
     }
 }

@@ -24,4 +24,6 @@ mod soak;
 mod ssh_world;
 mod support;
 mod upgrade;
+mod wait;
 mod warm;
+mod workflow;
