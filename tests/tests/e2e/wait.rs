@@ -23,7 +23,7 @@ fn state(sshd: &Sshd, name: &str, job: &str) -> String {
     let jobs: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let job = jobs
         .iter()
-        .find(|j| j["id"].to_string() == job)
+        .find(|j| j["id"].as_u64() == job.parse().ok())
         .expect("the job is listed");
     job["state"].as_str().unwrap().to_string()
 }
