@@ -138,7 +138,7 @@ mod tests {
         let pidfile = dir.path().join("pid");
         let hook = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
         let started = std::time::Instant::now();
-        notice(&hook).run("s".into(), Duration::from_millis(300)).await;
+        notice(&hook).run("s".into(), Duration::from_secs(2)).await;
         assert!(started.elapsed() < Duration::from_secs(30));
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         let alive = nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
