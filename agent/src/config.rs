@@ -18,6 +18,7 @@
 //! max_sessions = 4
 //! max_queued = 100               # commands waiting in one session
 //! scrollback = 10000             # terminal lines kept for reattach (`remora shell`), at most 100000
+//! on_job_end = "notify-send \"job $REMORA_JOB_ID ended: $REMORA_EXIT_CODE\""  # see session/notice.rs
 //! ```
 //!
 //! Invariant: the daemon always has a valid configuration. The file is re-read when it changes;
@@ -112,6 +113,8 @@ pub struct Configuration {
     pub max_queued: usize,
     /// Lines of a terminal's history kept for a reattach and the transcript.
     pub scrollback: usize,
+    /// Shell command run (detached, by `/bin/sh -c`) when a job ends.
+    pub on_job_end: Option<String>,
 }
 
 /// Most terminal history lines a configuration may keep.
@@ -132,6 +135,7 @@ impl Configuration {
             max_sessions: 1000,
             max_queued: 1000,
             scrollback: 10_000,
+            on_job_end: None,
         }
     }
 }
@@ -193,7 +197,7 @@ impl AgentConfig {
         let mut out = format!("default = {:?}\n", self.default);
         for c in self.configurations.values() {
             out.push_str(&format!(
-                "\n[configurations.{}]\nshell = {:?}\ncwd = {:?}\nenv = {:?}\nidle_timeout = {:?}\nmax_idle_timeout = {:?}\nbuffering = {:?}\nbuffer_limit = {}\nspill_quota = {}\nmax_sessions = {}\nmax_queued = {}\n",
+                "\n[configurations.{}]\nshell = {:?}\ncwd = {:?}\nenv = {:?}\nidle_timeout = {:?}\nmax_idle_timeout = {:?}\nbuffering = {:?}\nbuffer_limit = {}\nspill_quota = {}\nmax_sessions = {}\nmax_queued = {}\non_job_end = {:?}\n",
                 c.name,
                 c.shell.program.display().to_string(),
                 c.cwd.as_ref().map_or_else(|| "~".into(), |p| p.display().to_string()),
@@ -205,6 +209,7 @@ impl AgentConfig {
                 c.spill_quota,
                 c.max_sessions,
                 c.max_queued,
+                c.on_job_end.as_deref().unwrap_or(""),
             ));
         }
         out
@@ -234,6 +239,7 @@ struct FileConfiguration {
     max_sessions: Option<usize>,
     max_queued: Option<usize>,
     scrollback: Option<usize>,
+    on_job_end: Option<String>,
 }
 
 impl FileConfiguration {
@@ -300,6 +306,14 @@ impl FileConfiguration {
                     )))
                 }
                 other => other.unwrap_or(base.scrollback),
+            },
+            on_job_end: match self.on_job_end {
+                Some(hook) if hook.trim().is_empty() || hook.contains('\0') => {
+                    return Err(ConfigError::Value(
+                        "on_job_end must be a shell command (not empty, no NUL)".into(),
+                    ))
+                }
+                hook => hook,
             },
         })
     }

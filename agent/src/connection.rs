@@ -291,6 +291,9 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::TermResize(request) => ctx.finish(id, handler::term::resize(ctx, request)).await,
         ClientBody::TermAck(request) => handler::term::ack(ctx, request),
         ClientBody::TermTranscript(request) => ctx.finish(id, handler::term::transcript(ctx, id, request).await).await,
+        ClientBody::Wait(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| handler::wait::handle(ctx, id, request)).await
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use remora_client::ssh::SshOptions;
 use uuid::Uuid;
 
-use crate::values::{self, BufferingArg, HostList, IdleTimeout};
+use crate::values::{self, BufferingArg, HostList, IdleTimeout, JobStateArg};
 
 /// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
 #[derive(Debug, Parser)]
@@ -84,6 +84,8 @@ pub enum Verb {
     Stop(StopArgs),
     /// An interactive shell on a terminal the host keeps: detach with `~.`, reattach from anywhere.
     Shell(ShellArgs),
+    /// Wait until jobs end; exit with the last one's status, 124 on --timeout (Wait-Job).
+    Wait(WaitArgs),
     /// Walk through new, invoke --disconnected, ls, receive and rm against a private local agent.
     Demo(DemoArgs),
     /// Print the SSH settings remora would use for a host, like `ssh -G` (connects nowhere).
@@ -252,9 +254,85 @@ pub struct InvokeArgs {
     /// With --disconnected or --job: print the session and command as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub workflow: WorkflowArgs,
     /// The command line, run by the session's shell.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// A job's place in its session's workflow (`invoke`).
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// Label the job; `jobs`, `wait`, `receive` and `stop` filter by it with `--label GLOB`.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+    /// Run after job ID of the same session has ended, however it ended; may be repeated.
+    #[arg(long, value_name = "ID")]
+    pub after: Vec<u64>,
+    /// Run only if job ID of the same session succeeded (exit 0); otherwise end Skipped. May be
+    /// repeated.
+    #[arg(long, value_name = "ID")]
+    pub after_ok: Vec<u64>,
+    /// Rerun the command up to N more times while it exits non-zero, in the same shell.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+    /// Pause between attempts (e.g. 500ms, 10s).
+    #[arg(long, value_name = "DURATION", value_parser = values::duration, requires = "retry")]
+    pub retry_delay: Option<Duration>,
+}
+
+impl WorkflowArgs {
+    /// The wire form.
+    pub fn options(&self) -> remora_wire::JobOptions {
+        use remora_wire::{Dependency, DependencyKind};
+        let ended = self.after.iter().map(|&job| Dependency {
+            job,
+            kind: DependencyKind::Ended,
+        });
+        let ok = self.after_ok.iter().map(|&job| Dependency {
+            job,
+            kind: DependencyKind::Succeeded,
+        });
+        remora_wire::JobOptions {
+            label: self.label.clone(),
+            after: ended.chain(ok).collect(),
+            retries: self.retry,
+            retry_delay_ms: self.retry_delay.map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    /// Whether any workflow option was given.
+    pub fn any(&self) -> bool {
+        self.label.is_some() || !self.after.is_empty() || !self.after_ok.is_empty() || self.retry > 0
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The host, or comma-separated hosts (waits for every host).
+    #[arg(value_parser = HostList::parse, default_value = "", hide_default_value = true)]
+    pub host: HostList,
+    #[command(flatten)]
+    pub session: SessionSelect,
+    /// The job to wait for; may be repeated (default: every job of the session).
+    #[arg(long, value_name = "ID")]
+    pub job: Vec<u64>,
+    /// Only jobs whose label matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub label: Option<String>,
+    /// Return when the first job ends, not all of them (Wait-Job -Any).
+    #[arg(long)]
+    pub any: bool,
+    /// Give up after this long and exit 124, like timeout(1) (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = values::duration)]
+    pub timeout: Option<Duration>,
+    /// Print the jobs waited for as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+    /// Ring the terminal bell and print a one-line summary when the jobs end.
+    #[arg(long)]
+    pub notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +348,15 @@ pub struct ReceiveArgs {
     /// Leave the output to be received again (like Receive-Job -Keep).
     #[arg(long)]
     pub keep: bool,
+    /// Only jobs whose label matches this glob, each followed to its end.
+    #[arg(long, value_name = "GLOB", conflicts_with = "job")]
+    pub label: Option<String>,
+    /// Only the output of jobs that have failed (non-zero exit, or Failed).
+    #[arg(long, conflicts_with = "job")]
+    pub failed: bool,
+    /// Ring the terminal bell and print a one-line summary when a job ends.
+    #[arg(long)]
+    pub notify: bool,
     #[command(flatten)]
     pub transcript: ReceiveTerminal,
 }
@@ -320,6 +407,9 @@ pub struct ConnectArgs {
     /// Change the session's idle timeout (e.g. 90s, 15m, 2h, 1d).
     #[arg(long, value_name = "DURATION", value_parser = IdleTimeout::parse)]
     pub idle_timeout: Option<IdleTimeout>,
+    /// Ring the terminal bell and print a one-line summary when a job ends.
+    #[arg(long)]
+    pub notify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,8 +438,18 @@ pub struct JobsArgs {
     #[command(flatten)]
     pub session: SessionSelect,
     /// Print a JSON array.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "follow")]
     pub json: bool,
+    /// Only jobs in this state (`failed`: non-zero exit or Failed).
+    #[arg(long, value_enum)]
+    pub state: Option<JobStateArg>,
+    /// Only jobs whose label matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub label: Option<String>,
+    /// Keep the table up to date until every job has ended (redrawn on a terminal, otherwise
+    /// one line per change).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -362,6 +462,9 @@ pub struct StopArgs {
     /// The job to stop (default: the running one).
     #[arg(long, value_name = "ID")]
     pub job: Option<u64>,
+    /// Stop every queued or running job whose label matches this glob.
+    #[arg(long, value_name = "GLOB", conflicts_with = "job")]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Args)]

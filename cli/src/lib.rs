@@ -9,6 +9,7 @@ mod commands;
 mod fanout;
 mod fleet;
 mod inventory;
+mod notify;
 mod output;
 mod terminal;
 pub mod values;

@@ -243,8 +243,8 @@ fn push_row<const N: usize>(out: &mut String, cells: &[String; N], widths: &[usi
 /// The `jobs` table, like Get-Job.
 pub fn command_table(commands: &[CommandInfo]) -> String {
     let mut out = format!(
-        "{:<5} {:<10} {:<5} {:<20} {:<20} {}\n",
-        "Id", "State", "Exit", "Started", "Ended", "Command"
+        "{:<5} {:<10} {:<5} {:<5} {:<12} {:<20} {:<20} {}\n",
+        "Id", "State", "Exit", "Tries", "Label", "Started", "Ended", "Command"
     );
     for c in commands {
         let exit = c.exit_code.map_or_else(|| "-".into(), |code| code.to_string());
@@ -252,16 +252,51 @@ pub fn command_table(commands: &[CommandInfo]) -> String {
         let ended = c.ended_at.map_or_else(|| "-".into(), timestamp);
         let text: String = c.command.replace('\n', "; ").chars().take(60).collect();
         let state = c.state.to_string();
+        let tries = attempts(c);
+        let label: String = c.options.label.as_deref().unwrap_or("-").chars().take(12).collect();
         out.push_str(&format!(
-            "{:<5} {state:<10} {exit:<5} {started:<20} {ended:<20} {text}\n",
+            "{:<5} {state:<10} {exit:<5} {tries:<5} {label:<12} {started:<20} {ended:<20} {text}\n",
             c.id
         ));
+        if let Some(reason) = &c.reason {
+            out.push_str(&format!("      {}: {reason}\n", c.state));
+        }
     }
     out
 }
 
+/// `2/4`: attempts so far out of those allowed, or `-` for a job that has not started.
+fn attempts(c: &CommandInfo) -> String {
+    match (c.attempts, c.options.retries) {
+        (0, _) => "-".into(),
+        (n, 0) => n.to_string(),
+        (n, retries) => format!("{n}/{}", retries + 1),
+    }
+}
+
+/// One line saying where a job stands now (`jobs --follow` without a terminal).
+pub fn job_change(c: &CommandInfo) -> String {
+    let mut line = format!("job {} {}", c.id, c.state);
+    if let Some(code) = c.exit_code.filter(|_| c.ended_at.is_some()) {
+        line.push_str(&format!(" exit {code}"));
+    }
+    if c.attempts > 1 {
+        line.push_str(&format!(" attempt {}", attempts(c)));
+    }
+    if let Some(reason) = &c.reason {
+        line.push_str(&format!(": {reason}"));
+    }
+    line
+}
+
 /// A command as a `--json` object.
 pub fn command_json(c: &CommandInfo) -> serde_json::Value {
+    let after: Vec<_> = c
+        .options
+        .after
+        .iter()
+        .map(|d| serde_json::json!({"job": d.job, "ok": d.kind == remora_wire::DependencyKind::Succeeded}))
+        .collect();
     serde_json::json!({
         "id": c.id,
         "command": c.command,
@@ -271,6 +306,11 @@ pub fn command_json(c: &CommandInfo) -> serde_json::Value {
         "started_at": c.started_at.map(timestamp),
         "ended_at": c.ended_at.map(timestamp),
         "dropped_bytes": c.dropped_bytes,
+        "label": c.options.label,
+        "after": after,
+        "retries": c.options.retries,
+        "attempts": c.attempts,
+        "reason": c.reason,
     })
 }
 
@@ -289,6 +329,7 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
         "commands_running": s.commands_running,
         "commands_queued": s.commands_queued,
         "commands_completed": s.commands_completed,
+        "commands_failed": s.commands_failed,
         "created_at": timestamp(s.created_at),
         "disconnected_at": s.disconnected_at.map(timestamp),
         "attached_from": s.attached.as_ref().map(|a| a.from.clone()),

@@ -123,6 +123,51 @@ impl From<BufferingArg> for Buffering {
     }
 }
 
+/// `jobs --state`: which jobs to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobStateArg {
+    Queued,
+    Running,
+    /// Ended with an exit code, zero or not.
+    Completed,
+    /// Completed with exit code 0.
+    Succeeded,
+    /// Completed with a non-zero exit code, or Failed (the runspace died under it).
+    Failed,
+    Stopped,
+    Skipped,
+    /// Every job that has ended, however.
+    Ended,
+}
+
+impl JobStateArg {
+    /// Whether `job` is in this state.
+    pub fn matches(self, job: &remora_wire::CommandInfo) -> bool {
+        use remora_wire::CommandState as S;
+        match self {
+            JobStateArg::Queued => job.state == S::Queued,
+            JobStateArg::Running => job.state == S::Running,
+            JobStateArg::Completed => job.state == S::Completed,
+            JobStateArg::Succeeded => job.state == S::Completed && job.exit_code == Some(0),
+            JobStateArg::Failed => job_failed(job),
+            JobStateArg::Stopped => job.state == S::Stopped,
+            JobStateArg::Skipped => job.state == S::Skipped,
+            JobStateArg::Ended => job.ended_at.is_some(),
+        }
+    }
+}
+
+/// A failed job, as `jobs --state failed`, `receive --failed` and `ls` count it: Completed with a
+/// non-zero exit code, or Failed.
+pub fn job_failed(job: &remora_wire::CommandInfo) -> bool {
+    use remora_wire::CommandState as S;
+    match job.state {
+        S::Completed => job.exit_code != Some(0),
+        S::Failed => true,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

@@ -12,7 +12,8 @@
 
 use remora_wire::{
     AgentBody, ClientBody, CommandList, Disconnect, Invoke, Invoked, ListCommands, ListSessions, NewSession, Receive,
-    Receiving, RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, Welcome, SUBSYSTEM_NAME,
+    Receiving, RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, WaitJobs, Waited, Welcome,
+    SUBSYSTEM_NAME,
 };
 
 use std::time::Instant;
@@ -169,11 +170,16 @@ impl Client {
 
     /// Lists a session's commands (Get-Job).
     pub async fn commands(&mut self, session: SessionRef) -> Result<CommandList> {
-        match self
-            .connection
-            .request(ClientBody::ListCommands(ListCommands { session }))
-            .await?
-        {
+        self.jobs(ListCommands {
+            session,
+            label_glob: None,
+        })
+        .await
+    }
+
+    /// Lists a session's commands, only those with a matching label when asked (Get-Job).
+    pub async fn jobs(&mut self, request: ListCommands) -> Result<CommandList> {
+        match self.connection.request(ClientBody::ListCommands(request)).await? {
             AgentBody::Commands(list) => Ok(list),
             other => Err(self.connection.unexpected(&other)),
         }
@@ -188,6 +194,21 @@ impl Client {
         {
             AgentBody::Commands(list) => Ok(list),
             other => Err(self.connection.unexpected(&other)),
+        }
+    }
+
+    /// Waits until a session's chosen jobs have ended (Wait-Job). With `request.updates`,
+    /// `on_update` sees the chosen jobs' table at once and whenever one of them changes.
+    /// A broken link is an error here: waiting again is harmless.
+    pub async fn wait(&mut self, request: WaitJobs, on_update: &mut dyn FnMut(&CommandList)) -> Result<Waited> {
+        let (id, mut reply) = self.connection.start_stream(ClientBody::Wait(request)).await?;
+        loop {
+            match reply {
+                AgentBody::Waited(waited) => return Ok(waited),
+                AgentBody::Commands(list) => on_update(&list),
+                other => return Err(self.connection.unexpected(&other)),
+            }
+            reply = self.connection.next_reply(id).await?;
         }
     }
 

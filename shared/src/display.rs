@@ -55,6 +55,7 @@ impl fmt::Display for CommandState {
                 CommandState::Completed => "Completed",
                 CommandState::Failed => "Failed",
                 CommandState::Stopped => "Stopped",
+                CommandState::Skipped => "Skipped",
                 CommandState::Unknown => "Unknown",
             },
         )

@@ -75,6 +75,10 @@ pub enum ClientBody {
     TermAck(TermAck),
     /// The terminal's transcript. Reply: [`AgentBody::Transcript`].
     TermTranscript(TermTranscript),
+    /// Wait until a session's chosen jobs end (Wait-Job). Reply: with `updates`, a
+    /// [`AgentBody::Commands`] table now and whenever a chosen job changes; then
+    /// [`AgentBody::Waited`].
+    Wait(WaitJobs),
 }
 
 /// Opens a connection: versions, capabilities and who is asking.
@@ -193,6 +197,78 @@ pub struct Invoke {
     /// existing session with another mode is refused (`invalid_request`).
     #[serde(default)]
     pub buffering: Option<Buffering>,
+    /// The job's label, dependencies and retries.
+    #[serde(default)]
+    pub job: JobOptions,
+}
+
+/// How a job takes part in its session's workflow: its label, the jobs it waits for, and how
+/// often it is rerun after failing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// Free text shown by `jobs` and matched by `--label GLOB`.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Jobs of the same session that must end first; unknown ids and cycles are refused.
+    #[serde(default)]
+    pub after: Vec<Dependency>,
+    /// Reruns after a non-zero exit: at most `retries + 1` attempts, in the same runspace.
+    #[serde(default)]
+    pub retries: u32,
+    /// Pause between a failed attempt and the next.
+    #[serde(default)]
+    pub retry_delay_ms: u64,
+}
+
+/// One job another waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub job: u64,
+    #[serde(default)]
+    pub kind: DependencyKind,
+}
+
+/// What a dependency asks of the job it names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyKind {
+    /// Run once it has ended, however (`--after`).
+    #[default]
+    Ended,
+    /// Run only if it completed with exit code 0; otherwise the waiting job is Skipped
+    /// (`--after-ok`).
+    Succeeded,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Request: wait until a session's chosen jobs have ended (Wait-Job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitJobs {
+    pub session: SessionRef,
+    /// The jobs to wait for; empty: every job the session has when the request arrives.
+    #[serde(default)]
+    pub commands: Vec<u64>,
+    /// Only the chosen jobs whose label matches this glob.
+    #[serde(default)]
+    pub label_glob: Option<String>,
+    /// Return when the first chosen job has ended, not all of them.
+    #[serde(default)]
+    pub any: bool,
+    /// Send the chosen jobs' table at once and whenever one changes (`jobs --follow`).
+    #[serde(default)]
+    pub updates: bool,
+}
+
+/// Reply to [`WaitJobs`]: the chosen jobs, ended (or, with `any`, at least one of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waited {
+    pub session: SessionInfo,
+    pub commands: Vec<CommandInfo>,
+    /// The job whose end the wait reports: the last to end (with `any`, the first); `None` when
+    /// no job was chosen.
+    #[serde(default)]
+    pub last: Option<u64>,
 }
 
 /// Request: deliver output not yet acknowledged.
@@ -249,6 +325,9 @@ impl Receive {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListCommands {
     pub session: SessionRef,
+    /// Only jobs whose label matches this glob.
+    #[serde(default)]
+    pub label_glob: Option<String>,
 }
 
 /// Request: interrupt a running command (SIGINT to its process group, SIGKILL after a grace
@@ -311,6 +390,8 @@ pub enum AgentBody {
     Removed(SessionList),
     Commands(CommandList),
     Error(ErrorReply),
+    /// Reply to [`ClientBody::Wait`].
+    Waited(Waited),
     /// Sent to clients that announced [`CAPABILITY_HEARTBEAT`] when they have been quiet; a
     /// client that stays silent for three intervals is disconnected (its link is dead).
     Ping(Heartbeat),
@@ -422,6 +503,9 @@ pub struct SessionInfo {
     pub commands_queued: u32,
     #[serde(default)]
     pub commands_completed: u32,
+    /// Of the ended commands, those that failed: Completed with a non-zero exit code, or Failed.
+    #[serde(default)]
+    pub commands_failed: u32,
     /// Why the session is Broken.
     #[serde(default)]
     pub broken_reason: Option<String>,
@@ -465,6 +549,8 @@ pub enum CommandState {
     Failed,
     /// Interrupted on request or by removal.
     Stopped,
+    /// Never ran: a job it depended on with `--after-ok` did not succeed (see `reason`).
+    Skipped,
     #[serde(other)]
     Unknown,
 }
@@ -486,6 +572,15 @@ pub struct CommandInfo {
     /// Output of this command discarded by `drop` buffering.
     #[serde(default)]
     pub dropped_bytes: u64,
+    /// Label, dependencies and retries it was invoked with.
+    #[serde(default)]
+    pub options: JobOptions,
+    /// Attempts started so far (more than 1 after retries).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why it ended as it did, when that is not its exit code (Skipped: which dependency).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Reply to [`Invoke`].

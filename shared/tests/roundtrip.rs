@@ -54,6 +54,28 @@ fn hello() -> impl Strategy<Value = Hello> {
         )
 }
 
+fn job_options() -> impl Strategy<Value = JobOptions> {
+    let kind = prop_oneof![
+        Just(DependencyKind::Ended),
+        Just(DependencyKind::Succeeded),
+        Just(DependencyKind::Unknown)
+    ];
+    (
+        option::of(text()),
+        vec(
+            (any::<u64>(), kind).prop_map(|(job, kind)| Dependency { job, kind }),
+            0..3,
+        ),
+        any::<(u32, u64)>(),
+    )
+        .prop_map(|(label, after, (retries, retry_delay_ms))| JobOptions {
+            label,
+            after,
+            retries,
+            retry_delay_ms,
+        })
+}
+
 fn invoke() -> impl Strategy<Value = Invoke> {
     (
         option::of(session_ref()),
@@ -62,9 +84,10 @@ fn invoke() -> impl Strategy<Value = Invoke> {
         option::of(any::<u64>()),
         option::of(text()),
         option::of(buffering()),
+        job_options(),
     )
         .prop_map(
-            |(session, command, (create, follow, window), idle_timeout_secs, configuration, buffering)| Invoke {
+            |(session, command, (create, follow, window), idle_timeout_secs, configuration, buffering, job)| Invoke {
                 session,
                 command,
                 create,
@@ -73,6 +96,7 @@ fn invoke() -> impl Strategy<Value = Invoke> {
                 idle_timeout_secs,
                 configuration,
                 buffering,
+                job,
             },
         )
 }
@@ -114,7 +138,23 @@ fn client_body() -> impl Strategy<Value = ClientBody> {
         receive().prop_map(ClientBody::Receive),
         (vec(text(), 0..3), vec(uuid(), 0..3), any::<bool>())
             .prop_map(|(names, ids, dry_run)| { ClientBody::RemoveSessions(RemoveSessions { names, ids, dry_run }) }),
-        session_ref().prop_map(|session| ClientBody::ListCommands(ListCommands { session })),
+        (session_ref(), option::of(text()))
+            .prop_map(|(session, label_glob)| ClientBody::ListCommands(ListCommands { session, label_glob })),
+        (
+            session_ref(),
+            vec(any::<u64>(), 0..3),
+            option::of(text()),
+            any::<(bool, bool)>()
+        )
+            .prop_map(
+                |(session, commands, label_glob, (any, updates))| ClientBody::Wait(WaitJobs {
+                    session,
+                    commands,
+                    label_glob,
+                    any,
+                    updates,
+                })
+            ),
         (session_ref(), option::of(any::<u64>()))
             .prop_map(|(session, command)| ClientBody::StopCommand(StopCommand { session, command })),
         (session_ref(), timeout(), option::of(buffering())).prop_map(|(session, idle_timeout_secs, buffering)| {
@@ -271,6 +311,7 @@ fn command_state() -> impl Strategy<Value = CommandState> {
         Just(CommandState::Completed),
         Just(CommandState::Failed),
         Just(CommandState::Stopped),
+        Just(CommandState::Skipped),
         Just(CommandState::Unknown),
     ]
 }
@@ -298,7 +339,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
     let states = (session_state(), availability(), buffering(), any::<bool>());
     let times = (any::<(u64, u64)>(), option::of(any::<u64>()), option::of(any::<u64>()));
     let attached = option::of((text(), any::<u64>()).prop_map(|(from, since)| Attachment { from, since }));
-    let counts = any::<(u32, u32, u32, u64, u64, u64)>();
+    let counts = any::<(u32, u32, u32, u64, u64, u64, u32)>();
     let reasons = (option::of(text()), option::of(text()), text());
     let terminal = option::of(terminal_info());
     (names, states, times, attached, counts, reasons, terminal).prop_map(
@@ -307,7 +348,15 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
             (state, availability, buffering, temporary),
             ((created_at, idle_timeout_secs), disconnected_at, expires_at),
             attached,
-            (commands_running, commands_queued, commands_completed, unacked_bytes, spilled_bytes, dropped_bytes),
+            (
+                commands_running,
+                commands_queued,
+                commands_completed,
+                unacked_bytes,
+                spilled_bytes,
+                dropped_bytes,
+                commands_failed,
+            ),
             (broken_reason, blocked_reason, agent_version),
             terminal,
         )| SessionInfo {
@@ -326,6 +375,7 @@ fn session_info() -> impl Strategy<Value = SessionInfo> {
             commands_running,
             commands_queued,
             commands_completed,
+            commands_failed,
             broken_reason,
             unacked_bytes,
             temporary,
@@ -347,9 +397,18 @@ fn command_info() -> impl Strategy<Value = CommandInfo> {
         option::of(any::<i32>()),
         when(),
         when(),
+        (job_options(), any::<u32>(), option::of(text())),
     )
         .prop_map(
-            |((id, queued_at, dropped_bytes), command, state, exit_code, started_at, ended_at)| CommandInfo {
+            |(
+                (id, queued_at, dropped_bytes),
+                command,
+                state,
+                exit_code,
+                started_at,
+                ended_at,
+                (options, attempts, reason),
+            )| CommandInfo {
                 id,
                 command,
                 state,
@@ -358,6 +417,9 @@ fn command_info() -> impl Strategy<Value = CommandInfo> {
                 started_at,
                 ended_at,
                 dropped_bytes,
+                options,
+                attempts,
+                reason,
             },
         )
 }
@@ -444,6 +506,13 @@ fn agent_body() -> impl Strategy<Value = AgentBody> {
         (session_info(), vec(command_info(), 0..3))
             .prop_map(|(session, commands)| AgentBody::Commands(CommandList { session, commands })),
         (error_code(), text()).prop_map(|(code, message)| AgentBody::Error(ErrorReply { code, message })),
+        (session_info(), vec(command_info(), 0..3), option::of(any::<u64>())).prop_map(|(session, commands, last)| {
+            AgentBody::Waited(Waited {
+                session,
+                commands,
+                last,
+            })
+        }),
         any::<u64>().prop_map(|sent_at| AgentBody::Ping(Heartbeat { sent_at })),
         terminal_agent_body(),
     ]

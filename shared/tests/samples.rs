@@ -35,9 +35,10 @@ fn session_info() -> SessionInfo {
         spilled_bytes: 0,
         dropped_bytes: 0,
         blocked_reason: None,
-        // Added after this sample was written: older frames decode with the default.
+        // Added after this sample was written: older frames decode with the defaults.
         agent_version: String::new(),
         terminal: None,
+        commands_failed: 0,
     }
 }
 
@@ -51,6 +52,36 @@ fn command_info() -> CommandInfo {
         started_at: Some(T0 + 6_001),
         ended_at: None,
         dropped_bytes: 0,
+        // Added after this sample was written: older frames decode with the defaults.
+        options: JobOptions::default(),
+        attempts: 0,
+        reason: None,
+    }
+}
+
+/// A job with a label, dependencies and retries, skipped because its dependency failed.
+fn skipped_job() -> CommandInfo {
+    CommandInfo {
+        id: 5,
+        command: "make install".into(),
+        state: CommandState::Skipped,
+        ended_at: Some(T0 + 61_000),
+        options: job_options(),
+        attempts: 0,
+        reason: Some("job 4 did not succeed (Completed with exit code 2)".into()),
+        ..command_info()
+    }
+}
+
+fn job_options() -> JobOptions {
+    JobOptions {
+        label: Some("deploy".into()),
+        after: vec![Dependency {
+            job: 4,
+            kind: DependencyKind::Succeeded,
+        }],
+        retries: 2,
+        retry_delay_ms: 5_000,
     }
 }
 
@@ -103,6 +134,7 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     idle_timeout_secs: None,
                     configuration: None,
                     buffering: None,
+                    job: JobOptions::default(),
                 }),
             ),
         ),
@@ -149,6 +181,47 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                 9,
                 ClientBody::ListCommands(ListCommands {
                     session: SessionRef::Name("build".into()),
+                    label_glob: None,
+                }),
+            ),
+        ),
+        (
+            "client-list-commands-label",
+            frame(
+                11,
+                ClientBody::ListCommands(ListCommands {
+                    session: SessionRef::Name("build".into()),
+                    label_glob: Some("deploy*".into()),
+                }),
+            ),
+        ),
+        (
+            "client-invoke-job",
+            frame(
+                12,
+                ClientBody::Invoke(Invoke {
+                    session: Some(SessionRef::Name("build".into())),
+                    command: "make install".into(),
+                    create: true,
+                    follow: false,
+                    window: DEFAULT_WINDOW,
+                    idle_timeout_secs: None,
+                    configuration: None,
+                    buffering: None,
+                    job: job_options(),
+                }),
+            ),
+        ),
+        (
+            "client-wait",
+            frame(
+                13,
+                ClientBody::Wait(WaitJobs {
+                    session: SessionRef::Name("build".into()),
+                    commands: vec![4, 5],
+                    label_glob: None,
+                    any: false,
+                    updates: false,
                 }),
             ),
         ),
@@ -443,6 +516,34 @@ fn agent_samples() -> Vec<(&'static str, AgentFrame)> {
                 AgentBody::Commands(CommandList {
                     session: session_info(),
                     commands: vec![command_info()],
+                }),
+            ),
+        ),
+        (
+            "agent-waited",
+            frame(
+                13,
+                AgentBody::Waited(Waited {
+                    session: SessionInfo {
+                        commands_failed: 1,
+                        ..session_info()
+                    },
+                    commands: vec![skipped_job()],
+                    last: Some(5),
+                }),
+            ),
+        ),
+        (
+            "agent-command-ended-skipped",
+            frame(
+                5,
+                AgentBody::CommandEnded(CommandEnded {
+                    session: SESSION,
+                    command: 5,
+                    seq: 2,
+                    state: CommandState::Skipped,
+                    exit_code: None,
+                    ended_at: T0 + 61_000,
                 }),
             ),
         ),

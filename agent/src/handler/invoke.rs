@@ -31,7 +31,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         false => None,
     };
     let command = session
-        .enqueue(request.command)
+        .enqueue_job(request.command, request.job)
         .map_err(|refusal| refusal_for(&session, refusal))?;
     let command_id = command.id;
     let invoked = Invoked {

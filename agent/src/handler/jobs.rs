@@ -8,7 +8,7 @@ pub async fn handle(ctx: &Ctx, id: RequestId, request: ListCommands) -> Result<(
     let session = ctx.find_session(&request.session)?;
     let list = CommandList {
         session: session.info(ctx.conn, &ctx.daemon.host),
-        commands: session.commands(),
+        commands: session.commands_labelled(request.label_glob.as_deref()),
     };
     ctx.send(id, AgentBody::Commands(list)).await?;
     Ok(())

@@ -13,6 +13,7 @@ pub mod shell;
 pub mod stop;
 mod stream;
 pub mod term;
+pub mod wait;
 
 use std::sync::Arc;
 
@@ -148,6 +149,10 @@ pub fn refusal_for(session: &Session, refusal: SessionRefusal) -> Refusal {
                 "session {:?} already has {limit} commands queued, its configuration's max_queued; wait for some to run, or stop queued ones with `remora stop HOST --name {0} --job ID`",
                 session.name
             ),
+        ),
+        SessionRefusal::Workflow(message) => Refusal::new(
+            ErrorCode::InvalidRequest,
+            format!("session {:?}: {message}", session.name),
         ),
         SessionRefusal::Busy { from, since } => Refusal::new(
             ErrorCode::SessionBusy,

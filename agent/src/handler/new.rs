@@ -110,5 +110,6 @@ fn settings_for(
         max_queued: configuration.max_queued,
         spill_dir: spill_dir.to_path_buf(),
         store_root: None,
+        on_job_end: configuration.on_job_end.clone(),
     })
 }

@@ -2,7 +2,7 @@
 
 use remora_wire::{CommandInfo, CommandState, UnixMillis};
 
-use super::journal::Journal;
+use super::{journal::Journal, workflow::Workflow};
 use crate::clock::now_millis;
 
 /// A command and everything it produced.
@@ -16,6 +16,8 @@ pub struct CommandRecord {
     pub started_at: Option<UnixMillis>,
     pub ended_at: Option<UnixMillis>,
     pub journal: Journal,
+    /// Label, dependencies and retries.
+    pub workflow: Workflow,
 }
 
 impl CommandRecord {
@@ -30,6 +32,7 @@ impl CommandRecord {
             started_at: None,
             ended_at: None,
             journal: Journal::default(),
+            workflow: Workflow::default(),
         }
     }
 
@@ -37,7 +40,7 @@ impl CommandRecord {
     pub fn is_ended(&self) -> bool {
         matches!(
             self.state,
-            CommandState::Completed | CommandState::Failed | CommandState::Stopped
+            CommandState::Completed | CommandState::Failed | CommandState::Stopped | CommandState::Skipped
         )
     }
 
@@ -55,6 +58,7 @@ impl CommandRecord {
         self.state = state;
         self.exit_code = exit_code;
         self.ended_at = Some(now);
+        self.workflow.retry_at = None;
         self.journal.push_end(state, exit_code, now);
         true
     }
@@ -70,6 +74,9 @@ impl CommandRecord {
             started_at: self.started_at,
             ended_at: self.ended_at,
             dropped_bytes: self.journal.dropped_bytes(),
+            options: self.workflow.options.clone(),
+            attempts: self.workflow.attempts,
+            reason: self.workflow.reason.clone(),
         }
     }
 }

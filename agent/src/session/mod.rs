@@ -16,12 +16,14 @@ pub mod handover;
 pub mod journal;
 mod lease;
 mod name;
+pub mod notice;
 pub mod persist;
 pub mod runspace;
 mod spill;
 mod state;
 pub mod store;
 pub mod terminal;
+pub mod workflow;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -70,6 +72,8 @@ pub struct SessionSettings {
     pub spill_dir: std::path::PathBuf,
     /// Where sessions are persisted (`<data dir>/sessions`); `None` keeps this one in memory only.
     pub store_root: Option<std::path::PathBuf>,
+    /// The configuration's `on_job_end` command (see `notice.rs`).
+    pub on_job_end: Option<String>,
 }
 
 /// Why a stop request could not be honoured.
@@ -92,6 +96,8 @@ pub enum SessionRefusal {
         from: String,
         since: UnixMillis,
     },
+    /// The job's dependencies, label or retries were refused (see `workflow.rs`).
+    Workflow(String),
 }
 
 /// One session.
@@ -121,6 +127,8 @@ pub struct Session {
     terminal: Mutex<Option<Arc<terminal::Terminal>>>,
     /// The runspace shell's pid, where a terminal takes its directory and environment from.
     runspace_pid: std::sync::atomic::AtomicI32,
+    /// The configuration's `on_job_end` command, run when a job ends.
+    on_job_end: Option<String>,
 }
 
 impl Session {
@@ -146,6 +154,7 @@ impl Session {
             .filter(|_| !temporary)
             .map(|root| store::SessionStore::new(root, id));
         let stored = store.is_some();
+        let on_job_end = settings.on_job_end.clone();
         let (jobs, persister) = persist::channel(&name, store, spill.clone());
         Self {
             id,
@@ -163,6 +172,7 @@ impl Session {
             stored,
             terminal: Mutex::new(None),
             runspace_pid: std::sync::atomic::AtomicI32::new(0),
+            on_job_end,
         }
     }
 
@@ -276,7 +286,12 @@ impl Session {
                 Effect::SaveSession(settings) => {
                     Job::SaveSession(store::stored_session(self.id, &self.name, self.created_at, &settings))
                 }
-                Effect::SaveCommand(snapshot) => Job::SaveCommand(snapshot),
+                Effect::SaveCommand(snapshot) => {
+                    let id = snapshot.id();
+                    let _ = self.jobs.send(Job::SaveCommand(snapshot));
+                    self.queue_notice(id);
+                    continue;
+                }
                 Effect::SaveAck {
                     command,
                     seq,
@@ -296,6 +311,15 @@ impl Session {
         }
     }
 
+    /// Queues the `on_job_end` hook of an ended job behind the saves queued so far.
+    fn queue_notice(&self, command: u64) {
+        let Some(hook) = &self.on_job_end else { return };
+        if let Some(info) = self.command_info(command) {
+            let notice = notice::Notice::new(hook, &self.name, self.id, &info);
+            let _ = self.jobs.send(Job::Notice(notice));
+        }
+    }
+
     /// A receiver that wakes on every change after this call.
     pub fn subscribe(&self) -> watch::Receiver<()> {
         self.changed.subscribe()
@@ -303,17 +327,34 @@ impl Session {
 
     /// Queues a command; it runs after the ones before it.
     pub fn enqueue(&self, text: String) -> Result<CommandInfo, SessionRefusal> {
-        self.change(|state| (state.enqueue(text), Effects::default()))
+        self.enqueue_job(text, remora_wire::JobOptions::default())
     }
 
-    /// Marks the oldest queued command Running and returns its id and text. Wakes waiters only
-    /// when it started one: the runspace asks in a loop that waits for changes.
-    pub fn start_next(&self) -> Option<(u64, String)> {
-        let next = self.lock().start_next(now_millis());
-        if next.is_some() {
+    /// Queues a job with its label, dependencies and retries (see `workflow.rs`).
+    pub fn enqueue_job(&self, text: String, options: remora_wire::JobOptions) -> Result<CommandInfo, SessionRefusal> {
+        self.change(|state| (state.enqueue_job(text, options), Effects::default()))
+    }
+
+    /// Marks the next runnable job Running (a retry whose delay is over, else the oldest queued
+    /// job; jobs whose dependency failed are skipped on the way) and returns its id and text, or
+    /// when to ask again (a retry's delay). Wakes waiters only when something changed: the
+    /// runspace asks in a loop that waits for changes.
+    pub fn start_next(&self) -> (Option<(u64, String)>, Option<UnixMillis>) {
+        let next = self.lock().next_job(now_millis());
+        if next.changed {
             self.notify();
         }
-        next
+        self.carry_out(next.effects);
+        (next.start, next.wake_at)
+    }
+
+    /// An attempt exited with `code`: true when the job will be retried (see `workflow.rs`).
+    pub fn retry_after_failure(&self, command: u64, code: i32) -> bool {
+        let retrying = self.lock().retry_after_failure(command, code, now_millis());
+        if retrying {
+            self.notify();
+        }
+        retrying
     }
 
     /// Appends output of a running command to its journal. A chunk bound for the spill file is
@@ -348,6 +389,7 @@ impl Session {
                 self.flush().await;
             }
             self.change(|s| ((), s.finish_saved(command, state, exit_code, now)));
+            self.queue_notice(command);
         } else {
             self.finish(command, state, exit_code);
         }
@@ -398,6 +440,33 @@ impl Session {
     /// All commands, oldest first.
     pub fn commands(&self) -> Vec<CommandInfo> {
         self.read(|state| state.commands.values().map(CommandRecord::info).collect())
+    }
+
+    /// Facts about the commands with these ids (unknown ones left out), in one pass.
+    pub fn commands_among(&self, ids: &[u64]) -> Vec<CommandInfo> {
+        self.read(|state| {
+            ids.iter()
+                .filter_map(|id| state.commands.get(id))
+                .map(CommandRecord::info)
+                .collect()
+        })
+    }
+
+    /// The commands whose label matches `glob` (all when `None`), oldest first.
+    pub fn commands_labelled(&self, glob: Option<&str>) -> Vec<CommandInfo> {
+        let pattern = glob.map(wildmatch::WildMatch::new);
+        self.read(|state| {
+            state
+                .commands
+                .values()
+                .filter(|c| match (&pattern, &c.workflow.options.label) {
+                    (None, _) => true,
+                    (Some(pattern), Some(label)) => pattern.matches(label),
+                    (Some(_), None) => false,
+                })
+                .map(CommandRecord::info)
+                .collect()
+        })
     }
 
     /// Records that a client has written a command's output up to `seq`.
@@ -530,6 +599,7 @@ impl Session {
             commands_running: tally.running,
             commands_queued: tally.queued,
             commands_completed: tally.ended,
+            commands_failed: state.failed_commands(),
             broken_reason: state.broken.clone(),
             unacked_bytes: (state.buffer.memory + state.buffer.spilled) as u64,
             spilled_bytes: state.buffer.spilled as u64,
@@ -585,6 +655,7 @@ pub fn test_settings() -> SessionSettings {
         max_queued: 100,
         spill_dir: std::env::temp_dir(),
         store_root: None,
+        on_job_end: None,
     }
 }
 
@@ -596,14 +667,14 @@ mod tests {
     fn asking_for_the_next_command_wakes_nobody_when_there_is_none() {
         let session = Session::new("s".into(), false, test_settings());
         let changes = session.subscribe();
-        assert_eq!(session.start_next(), None);
+        assert_eq!(session.start_next(), (None, None));
         assert!(
             !changes.has_changed().unwrap(),
             "a runspace waiting for work would spin"
         );
         session.enqueue("true".into()).unwrap();
         let changes = session.subscribe();
-        assert!(session.start_next().is_some());
+        assert!(session.start_next().0.is_some());
         assert!(changes.has_changed().unwrap(), "starting a command is news");
     }
 }

@@ -28,6 +28,8 @@ pub enum Job {
         fully_acked: bool,
     },
     ReleaseSpill(usize),
+    /// Run the `on_job_end` hook, once the jobs before it are done.
+    Notice(super::notice::Notice),
     /// The session is removed for good: delete its files; later jobs are moot.
     Remove,
     /// Says when every job before it is done.
@@ -72,6 +74,8 @@ impl Persister {
             while let Ok(job) = self.jobs.try_recv() {
                 batch.push(job);
             }
+            // Hooks start once the saves queued before them are done, off the blocking thread.
+            let (notices, batch): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| matches!(j, Job::Notice(_)));
             let batch = coalesce(batch);
             let mut worker = self.worker;
             worker = match tokio::task::spawn_blocking(move || {
@@ -89,6 +93,11 @@ impl Persister {
                 }
             };
             self.worker = worker;
+            for notice in notices {
+                if let Job::Notice(notice) = notice {
+                    notice.spawn(self.worker.session.clone());
+                }
+            }
         }
     }
 }
@@ -103,7 +112,7 @@ impl Worker {
             return;
         }
         let result = match (&job, &self.store) {
-            (Job::Flush(_), _) => Ok(()),
+            (Job::Flush(_), _) | (Job::Notice(_), _) => Ok(()),
             (Job::ReleaseSpill(bytes), _) => self
                 .spill
                 .release(*bytes)

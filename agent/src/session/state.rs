@@ -119,14 +119,6 @@ impl SessionState {
         Ok(info)
     }
 
-    /// Marks the oldest queued command Running and returns its id and text.
-    pub fn start_next(&mut self, now: UnixMillis) -> Option<(u64, String)> {
-        let record = self.commands.values_mut().find(|c| c.state == CommandState::Queued)?;
-        record.state = CommandState::Running;
-        record.started_at = Some(now);
-        Some((record.id, record.text.clone()))
-    }
-
     /// Where the next `len` bytes of output go.
     pub fn placement(&self, len: usize) -> Placement {
         self.buffer.placement(&self.settings, self.lease.is_some(), len)
@@ -240,7 +232,13 @@ impl SessionState {
         };
         let record = self.commands.get(&target).ok_or(StopRefusal::NoSuchCommand(target))?;
         match record.state {
-            CommandState::Queued => {
+            CommandState::Running if record.workflow.retry_at.is_none() => Ok(StopAccepted {
+                info: record.info(),
+                interrupt: Some(target),
+                effects: Effects::default(),
+            }),
+            // Queued, or between attempts: nothing runs that needs interrupting.
+            CommandState::Queued | CommandState::Running => {
                 let effects = self.finish(target, CommandState::Stopped, None);
                 let info = self.commands[&target].info();
                 Ok(StopAccepted {
@@ -249,11 +247,6 @@ impl SessionState {
                     effects,
                 })
             }
-            CommandState::Running => Ok(StopAccepted {
-                info: record.info(),
-                interrupt: Some(target),
-                effects: Effects::default(),
-            }),
             state => Err(StopRefusal::AlreadyEnded(target, state)),
         }
     }
@@ -448,7 +441,7 @@ mod tests {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
-        assert_eq!(state.start_next(2_000), Some((1, "a".into())));
+        assert_eq!(state.next_job(2_000).start, Some((1, "a".into())));
         assert!(
             output(&mut state, 1, "hi").is_empty(),
             "output is kept in memory, no disk work"
@@ -456,7 +449,7 @@ mod tests {
         let effects = state.finish(1, CommandState::Completed, Some(0));
         assert_eq!(saved_commands(&effects), [1]);
         assert!(state.finish(1, CommandState::Failed, None).is_empty(), "ends once");
-        assert_eq!(state.start_next(3_000), Some((2, "b".into())));
+        assert_eq!(state.next_job(3_000).start, Some((2, "b".into())));
         assert_eq!(state.active_commands(), 1);
     }
 
@@ -464,7 +457,7 @@ mod tests {
     fn a_command_saved_before_its_end_is_published_records_the_acks_that_came_meanwhile() {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
-        state.start_next(0);
+        let _ = state.next_job(0);
         let _ = output(&mut state, 1, "x");
         let snapshot = state
             .ended_snapshot(1, CommandState::Completed, Some(0), 5)
@@ -498,7 +491,7 @@ mod tests {
     fn acks_of_ended_commands_are_saved_and_spilled_bytes_released() {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
-        state.start_next(0);
+        let _ = state.next_job(0);
         let chunk = crate::session::spill::SpillRef {
             generation: 0,
             offset: 0,
@@ -581,7 +574,7 @@ mod tests {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
-        state.start_next(0);
+        let _ = state.next_job(0);
         let running = state.request_stop(None).unwrap();
         assert_eq!(running.interrupt, Some(1));
         let queued = state.request_stop(Some(2)).unwrap();
@@ -603,7 +596,7 @@ mod tests {
             ..test_settings()
         });
         state.enqueue("a".into()).unwrap();
-        state.start_next(0);
+        let _ = state.next_job(0);
         let _ = output(&mut state, 1, "aaa");
         let _ = output(&mut state, 1, "bbb");
         assert!(state.buffer.memory <= 4);

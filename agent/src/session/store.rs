@@ -30,6 +30,7 @@ use super::{
     command::CommandRecord,
     journal::{Data, Entry, EntryKind, Journal},
     spill::SpillRef,
+    workflow::StoredWorkflow,
     SessionSettings,
 };
 
@@ -53,6 +54,9 @@ pub struct StoredSession {
     /// Missing in sessions stored before the limit existed.
     #[serde(default = "default_max_queued")]
     pub max_queued: usize,
+    /// The configuration's `on_job_end` hook, carried through a handover.
+    #[serde(default)]
+    pub on_job_end: Option<String>,
 }
 
 fn default_max_queued() -> usize {
@@ -72,6 +76,9 @@ struct StoredCommand {
     acked_seq: u64,
     acked_offset: u64,
     dropped_bytes: u64,
+    /// Label, dependencies, retries; missing in journals stored before workflows existed.
+    #[serde(default)]
+    workflow: StoredWorkflow,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -261,6 +268,7 @@ fn restore_command(stored: StoredCommand, entries: Vec<StoredEntry>, acked: Opti
         started_at: stored.started_at,
         ended_at: stored.ended_at,
         journal,
+        workflow: stored.workflow.into(),
     }
 }
 
@@ -293,6 +301,7 @@ pub fn snapshot(record: &CommandRecord) -> CommandSnapshot {
             acked_seq: record.journal.acked_seq(),
             acked_offset: record.journal.acked_offset(),
             dropped_bytes: record.journal.dropped_bytes(),
+            workflow: (&record.workflow).into(),
         },
         entries: record.journal.entries_after(0, u64::MAX),
     }
@@ -310,6 +319,7 @@ pub fn settings_of(stored: &StoredSession, spill_dir: &Path, root: &Path) -> Ses
         max_queued: stored.max_queued,
         spill_dir: spill_dir.to_path_buf(),
         store_root: Some(root.to_path_buf()),
+        on_job_end: stored.on_job_end.clone(),
     }
 }
 
@@ -348,6 +358,7 @@ pub fn stored_session(id: Uuid, name: &str, created_at: UnixMillis, settings: &S
         memory_limit: settings.memory_limit,
         spill_quota: settings.spill_quota,
         max_queued: settings.max_queued,
+        on_job_end: settings.on_job_end.clone(),
     }
 }
 

@@ -26,6 +26,7 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         idle_timeout_secs: args.idle_timeout.map(IdleTimeout::secs),
         configuration: args.configuration.clone(),
         buffering: args.buffering.map(Into::into),
+        job: args.workflow.options(),
     };
     let hosts = cli.fleet.resolve(&args.host)?;
     let prefixed = hosts.is_many();

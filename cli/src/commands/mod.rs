@@ -14,6 +14,7 @@ mod receive;
 mod rm;
 mod shell;
 mod stop;
+mod wait;
 
 use remora_client::{
     holder::Holder,
@@ -39,6 +40,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Disconnect(args) => disconnect::run(cli, args).await,
         Verb::Stop(args) => stop::run(cli, args).await,
         Verb::Shell(args) => shell::run(cli, args).await,
+        Verb::Wait(args) => wait::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
         Verb::Install(args) => install::run(cli, args).await,

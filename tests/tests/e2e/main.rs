@@ -27,4 +27,6 @@ mod ssh_world;
 mod support;
 mod trust;
 mod upgrade;
+mod wait;
 mod warm;
+mod workflow;

@@ -23,7 +23,7 @@ mod process;
 mod shell;
 mod stop;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use remora_wire::CommandState;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ pub use shell::{Shell, ShellFds};
 
 use self::shell::Outcome;
 use super::Session;
-use crate::config::ShellSpec;
+use crate::{clock::now_millis, config::ShellSpec};
 
 /// What a runspace starts: its shell, extra environment and working directory.
 #[derive(Debug, Clone)]
@@ -88,6 +88,8 @@ async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>
             },
         };
         match outcome {
+            // A job with retries left stays Running; `next_command` runs it again after its delay.
+            Outcome::Exited(code) if code != 0 && session.retry_after_failure(id, code) => {}
             Outcome::Exited(code) => session.finish_durably(id, CommandState::Completed, Some(code)).await,
             Outcome::Stopped(code) => session.finish_durably(id, CommandState::Stopped, Some(code)).await,
             Outcome::ShellGone(code) => {
@@ -118,7 +120,7 @@ enum Next {
     HandOver,
 }
 
-/// Waits for the next queued command.
+/// Waits for the next queued command (or a retry's delay to pass).
 async fn next_command(session: &Session, shell: &mut Shell, handover: &CancellationToken) -> Next {
     loop {
         let mut changed = session.subscribe();
@@ -128,11 +130,19 @@ async fn next_command(session: &Session, shell: &mut Shell, handover: &Cancellat
         if handover.is_cancelled() {
             return Next::HandOver;
         }
-        if let Some((id, text)) = session.start_next() {
+        let (start, wake_at) = session.start_next();
+        if let Some((id, text)) = start {
             return Next::Command(id, text);
         }
+        let retry_due = async {
+            match wake_at {
+                Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_millis()))).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = changed.changed() => {}
+            _ = retry_due => {}
             _ = session.closed.cancelled() => return Next::Closed,
             _ = handover.cancelled() => return Next::HandOver,
             code = shell.process.wait() => {
