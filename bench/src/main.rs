@@ -16,7 +16,7 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "stream",
     "replay",
     "roundtrip",
@@ -24,6 +24,7 @@ const WORKLOADS: [&str; 7] = [
     "reconnect",
     "scale",
     "fanout",
+    "terminal",
 ];
 
 /// remora vs OpenSSH on a loopback sshd.
@@ -147,6 +148,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("fanout") {
         progress("fanout");
         rows.extend(workloads::fanout::run(&bench, args)?);
+    }
+    if args.wants("terminal") {
+        progress("terminal");
+        rows.extend(workloads::terminal::run(&bench, args)?);
     }
     Ok((machine, rows))
 }
