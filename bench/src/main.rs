@@ -16,7 +16,7 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 9] = [
+const WORKLOADS: [&str; 10] = [
     "stream",
     "replay",
     "roundtrip",
@@ -26,6 +26,7 @@ const WORKLOADS: [&str; 9] = [
     "scale",
     "fanout",
     "fleet",
+    "terminal",
 ];
 
 /// remora vs OpenSSH on a loopback sshd.
@@ -157,6 +158,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("fleet") {
         progress("fleet");
         rows.extend(workloads::fleet::run(&bench, args)?);
+    }
+    if args.wants("terminal") {
+        progress("terminal");
+        rows.extend(workloads::terminal::run(&bench, args)?);
     }
     Ok((machine, rows))
 }

@@ -14,7 +14,10 @@
 //! The module does not touch the local terminal: raw mode, escapes and drawing belong to the
 //! caller (the CLI).
 
-use std::{collections::VecDeque, time::Instant};
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use remora_wire::{
     AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
@@ -28,6 +31,9 @@ use crate::{
     resume::ReconnectEvent,
     Client,
 };
+
+/// Output acknowledged at least this often while it streams (the agent's window is larger).
+const ACK_EVERY: u64 = 64 * 1024;
 
 /// What the caller asks of the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +69,8 @@ pub struct TerminalStream {
     /// Last output seq returned to the caller, and last acknowledged.
     written: u64,
     acked: u64,
+    /// Output bytes written since the last acknowledgement.
+    unacked_bytes: u64,
     /// Input seq last assigned, and what the agent has not acknowledged yet.
     input_seq: u64,
     unacked: VecDeque<(u64, Vec<u8>)>,
@@ -87,6 +95,7 @@ impl Client {
             request,
             written: 0,
             acked: 0,
+            unacked_bytes: 0,
             unacked: VecDeque::new(),
         };
         Ok((opened, stream))
@@ -128,6 +137,14 @@ impl TerminalStream {
     async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<Option<TermEvent>> {
         let sender = self.client.connection.sender().await?;
         if self.written > self.acked {
+            // Like journals: acknowledge once nothing more is waiting, or every ACK_EVERY bytes.
+            if self.unacked_bytes < ACK_EVERY {
+                let waiting = tokio::time::timeout(Duration::ZERO, self.client.connection.next_reply(self.id));
+                if let Ok(body) = waiting.await {
+                    return self.on_frame(body?).await;
+                }
+            }
+            self.unacked_bytes = 0;
             sender
                 .send(
                     0,
@@ -158,6 +175,7 @@ impl TerminalStream {
                     return Ok(None); // already written before a reconnect
                 }
                 self.written = output.seq;
+                self.unacked_bytes += output.data.len() as u64;
                 TermEvent::Output(output.data)
             }
             AgentBody::TermRedraw(redraw) => {

@@ -19,9 +19,16 @@ use nix::pty::{openpty, Winsize};
 /// Lines of history the user's emulator keeps.
 const SCROLLBACK: usize = 200_000;
 
+/// Raw output kept for [`PtyProgram::raw`] and marker searches (the newest bytes).
+const RAW_KEPT: usize = 4 << 20;
+
 struct Shared {
     parser: vt100::Parser,
+    /// False for [`PtyProgram::spawn_unparsed`]: bytes are counted and kept, not emulated.
+    parse: bool,
     raw: Vec<u8>,
+    /// Every byte read so far.
+    total: u64,
     closed: bool,
 }
 
@@ -43,7 +50,17 @@ fn winsize(rows: u16, cols: u16) -> Winsize {
 
 impl PtyProgram {
     /// Starts `command` as the leader of a new session on a fresh `rows`×`cols` terminal.
-    pub fn spawn(mut command: Command, rows: u16, cols: u16) -> anyhow::Result<Self> {
+    pub fn spawn(command: Command, rows: u16, cols: u16) -> anyhow::Result<Self> {
+        Self::start(command, rows, cols, true)
+    }
+
+    /// Like [`PtyProgram::spawn`] without the emulator (for throughput: only
+    /// [`PtyProgram::wait_for_bytes`] and [`PtyProgram::raw`] see the output).
+    pub fn spawn_unparsed(command: Command, rows: u16, cols: u16) -> anyhow::Result<Self> {
+        Self::start(command, rows, cols, false)
+    }
+
+    fn start(mut command: Command, rows: u16, cols: u16, parse: bool) -> anyhow::Result<Self> {
         let pair = openpty(Some(&winsize(rows, cols)), None).context("openpty")?;
         let slave: OwnedFd = pair.slave;
         command
@@ -66,9 +83,11 @@ impl PtyProgram {
                 parser: vt100::Parser::new(
                     std::num::NonZeroU16::new(rows).unwrap(),
                     std::num::NonZeroU16::new(cols).unwrap(),
-                    SCROLLBACK,
+                    if parse { SCROLLBACK } else { 0 },
                 ),
+                parse,
                 raw: Vec::new(),
+                total: 0,
                 closed: false,
             }),
             Condvar::new(),
@@ -86,8 +105,15 @@ impl PtyProgram {
                     wake.notify_all();
                     break;
                 }
-                state.parser.process(&buf[..n]);
+                if state.parse {
+                    state.parser.process(&buf[..n]);
+                }
+                state.total += n as u64;
                 state.raw.extend_from_slice(&buf[..n]);
+                if state.raw.len() > RAW_KEPT {
+                    let cut = state.raw.len() - RAW_KEPT / 2;
+                    state.raw.drain(..cut);
+                }
                 wake.notify_all();
             }
         });
@@ -139,6 +165,41 @@ impl PtyProgram {
         }
     }
 
+    /// Waits (up to `limit`) until the newest output contains `marker` (no emulator needed);
+    /// returns the total bytes read by then. Only output after `since` (a total) counts.
+    pub fn wait_for_bytes(&self, limit: Duration, marker: &[u8], since: u64) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + limit;
+        let (lock, wake) = &*self.shared;
+        let mut state = lock.lock().unwrap();
+        // Only bytes not yet searched (and a marker's length before them) are looked at.
+        let mut scanned = since;
+        loop {
+            let kept_from = state.total - state.raw.len() as u64;
+            let from = scanned
+                .saturating_sub(marker.len() as u64 - 1)
+                .max(kept_from)
+                .max(since);
+            let tail = &state.raw[(from - kept_from) as usize..];
+            if tail.windows(marker.len()).any(|w| w == marker) {
+                return Ok(state.total);
+            }
+            scanned = state.total;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || state.closed {
+                return Err(anyhow!(
+                    "no {:?} in the output within {limit:?}",
+                    String::from_utf8_lossy(marker)
+                ));
+            }
+            state = wake.wait_timeout(state, left).unwrap().0;
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn total(&self) -> u64 {
+        self.shared.0.lock().unwrap().total
+    }
+
     /// Waits until the screen contains `text`.
     pub fn wait_for_text(&self, limit: Duration, text: &str) -> anyhow::Result<String> {
         self.wait_for(limit, &format!("{text:?} on the screen"), |s| {
@@ -178,7 +239,7 @@ impl PtyProgram {
         lines
     }
 
-    /// Every byte the program wrote so far.
+    /// The newest bytes the program wrote (up to a few MiB).
     pub fn raw(&self) -> Vec<u8> {
         self.shared.0.lock().unwrap().raw.clone()
     }

@@ -8,4 +8,5 @@ pub mod replay;
 pub mod roundtrip;
 pub mod scale;
 pub mod stream;
+pub mod terminal;
 pub mod warm;

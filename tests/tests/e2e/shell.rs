@@ -510,7 +510,7 @@ fn hostile_output_keeps_the_agents_memory_bounded() {
     let done = sshd.dir().join("noise-done");
     let gate = sshd.dir().join("noise-gate");
     let line = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; head -c 30000000 /dev/urandom; printf '\\033[8;9999;9999t\\033[99999S\\033c'; touch {}",
+        "while [ ! -e {} ]; do sleep 0.05; done; head -c 10000000 /dev/urandom; printf '\\033[8;9999;9999t\\033[99999S\\033c'; touch {}",
         gate.display(),
         done.display()
     );
@@ -520,7 +520,7 @@ fn hostile_output_keeps_the_agents_memory_bounded() {
     pty.send(b"~.").unwrap();
     assert_eq!(pty.wait_exit(SCREEN).unwrap().code(), Some(0));
     std::fs::write(&gate, "").unwrap();
-    crate::support::wait_until_within(Duration::from_secs(180), "30 MB of noise through the terminal", || {
+    crate::support::wait_until_within(Duration::from_secs(180), "10 MB of noise through the terminal", || {
         done.exists()
     })
     .unwrap();

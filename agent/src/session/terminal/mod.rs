@@ -397,7 +397,12 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
                 let Ok(mut guard) = ready else { break Stop::Hungup };
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break Stop::Hungup, // EIO: the slave is closed
-                    Ok(Ok(n)) => terminal.push(&buf[..n]),
+                    Ok(Ok(n)) => {
+                        // A pty hands out a few KiB per read: gather what is already there, so
+                        // the model, the ring and the clients see fewer, larger chunks.
+                        let filled = n + top_up(&terminal, &mut buf[n..]);
+                        terminal.push(&buf[..filled]);
+                    }
                     Err(_would_block) => continue,
                 }
             }
@@ -431,6 +436,18 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
     terminal.hang_up();
     terminal.kill_all();
     terminal.set_exit(Some(code));
+}
+
+/// Reads what is ready into `buf` without waiting; returns how much.
+fn top_up(terminal: &Terminal, buf: &mut [u8]) -> usize {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match nix::unistd::read(terminal.master.get_ref(), &mut buf[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    filled
 }
 
 fn drain(terminal: &Terminal, buf: &mut [u8]) {
