@@ -159,3 +159,33 @@ fn output_dir_keeps_each_host_apart_and_group_prints_identical_output_once() {
         .unwrap_or_else(|| panic!("a header naming two hosts: {grouped:?}"));
     assert_eq!(header.split(',').count(), 2, "{header}");
 }
+
+#[test]
+fn on_a_terminal_a_progress_line_runs_and_failures_come_as_a_summary() {
+    let sshd = Sshd::start().unwrap();
+    let (_, file) = aliases(&sshd, 3);
+    let config = sshd.ssh_config();
+    let dead = "Host dead\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 3\n";
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + dead).unwrap();
+    // `script` gives remora a real terminal for stderr.
+    let line = format!(
+        "{} -F {} --no-reuse -H {} invoke dead -- true",
+        crate::support::binaries().remora.display(),
+        config.display(),
+        file.display()
+    );
+    let mut command = sshd.agent_at(std::path::Path::new("script"));
+    command.args(["-qec", &line, "/dev/null"]);
+    let output = crate::support::run(&mut command, crate::support::TIMEOUT).unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(255), "{shown}");
+    assert!(shown.contains("hosts done"), "the progress line: {shown}");
+    let summary = shown
+        .split("remora: 1 of 4 hosts failed:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        summary.contains("dead") && summary.contains("127.0.0.1"),
+        "with the reason: {shown}"
+    );
+}
