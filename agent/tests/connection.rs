@@ -212,6 +212,7 @@ async fn invalid_names_and_empty_commands_are_refused_with_codes() {
         idle_timeout_secs: None,
         configuration: None,
         buffering: None,
+        stdin: remora_wire::InputMode::Null,
     };
     peer.send(&ClientFrame {
         id: 6,

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use remora_client::ssh::SshOptions;
 use uuid::Uuid;
 
+use crate::values::CpPath;
 use crate::values::{self, BufferingArg, HostList, IdleTimeout};
 
 /// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
@@ -80,12 +81,34 @@ pub enum Verb {
     Demo(DemoArgs),
     /// Print the SSH settings remora would use for a host, like `ssh -G` (connects nowhere).
     Config(ConfigArgs),
+    /// Copy files and directories to or from hosts, resuming after a broken link (Copy-Item -ToSession/-FromSession).
+    Cp(CpArgs),
     /// Copy remora-agent to ~/.local/bin on a host whose sshd has no remora subsystem (no root needed).
     Install(InstallArgs),
     /// Print a shell completion script: `remora completions bash > /etc/bash_completion.d/remora`.
     Completions(CompletionsArgs),
     /// Print the man page (roff): `remora man | man -l -`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Copy directories and everything in them.
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// Keep modes and modification times.
+    #[arg(short = 'p')]
+    pub preserve: bool,
+    /// Resolve relative remote paths against this session's runspace directory (else home).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print a JSON summary of what was written where.
+    #[arg(long)]
+    pub json: bool,
+    /// SRC… DEST: local paths and HOST:PATH (HOST may be a comma list for uploads), with the
+    /// host on exactly one side.
+    #[arg(required = true, num_args = 2.., value_name = "PATH", value_parser = CpPath::parser())]
+    pub paths: Vec<CpPath>,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +231,9 @@ pub struct InvokeArgs {
     /// With --disconnected or --job: print the session and command as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep the command's stdin at /dev/null instead of forwarding this stdin (like ssh -n).
+    #[arg(short = 'n')]
+    pub no_stdin: bool,
     /// The command line, run by the session's shell.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

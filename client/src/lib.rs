@@ -8,10 +8,12 @@
 mod client;
 pub mod connection;
 mod error;
+pub mod input;
 pub mod install;
 pub mod registry;
 pub mod resume;
 pub mod ssh;
+pub mod transfer;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};
 pub use connection::OutputSink;

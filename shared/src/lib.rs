@@ -11,7 +11,9 @@ mod display;
 mod error;
 mod frame;
 mod message;
+mod transfer;
 
 pub use error::WireError;
 pub use frame::{decode, encode, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
 pub use message::*;
+pub use transfer::*;

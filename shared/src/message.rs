@@ -7,6 +7,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::transfer::{
+    FileAck, FileData, FileEnd, GetPath, Input, InputAck, InputMode, PathDone, PathList, PutPath, PutReady, ReadFile,
+};
+
 /// Protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Oldest protocol version this build still accepts.
@@ -63,6 +67,19 @@ pub enum ClientBody {
     Ack(Ack),
     /// Answer to the agent's [`AgentBody::Ping`]. No reply.
     Pong(Heartbeat),
+    /// Stdin bytes for a command invoked with an [`InputMode`] other than `null`. No reply;
+    /// [`AgentBody::InputAck`] events follow.
+    Input(Input),
+    /// Create a path on the host (`cp` upload); see [`PutPath`].
+    PutPath(PutPath),
+    /// Bytes of an upload, with the [`PutPath`]'s request id. No reply; [`AgentBody::FileAck`].
+    FileData(FileData),
+    /// The end of an upload, with the [`PutPath`]'s request id. Reply: [`AgentBody::PathDone`].
+    FileEnd(FileEnd),
+    /// Describe a path to download. Reply: [`AgentBody::PathList`].
+    GetPath(GetPath),
+    /// Download a file. Reply: [`AgentBody::FileData`] frames, then [`AgentBody::FileEnd`].
+    ReadFile(ReadFile),
 }
 
 /// Opens a connection: versions, capabilities and who is asking.
@@ -181,6 +198,9 @@ pub struct Invoke {
     /// existing session with another mode is refused (`invalid_request`).
     #[serde(default)]
     pub buffering: Option<Buffering>,
+    /// Where the command's stdin comes from.
+    #[serde(default)]
+    pub stdin: InputMode,
 }
 
 /// Request: deliver output not yet acknowledged.
@@ -302,6 +322,13 @@ pub enum AgentBody {
     /// Sent to clients that announced [`CAPABILITY_HEARTBEAT`] when they have been quiet; a
     /// client that stays silent for three intervals is disconnected (its link is dead).
     Ping(Heartbeat),
+    InputAck(InputAck),
+    PutReady(PutReady),
+    FileAck(FileAck),
+    FileData(FileData),
+    FileEnd(FileEnd),
+    PathDone(PathDone),
+    PathList(PathList),
 }
 
 /// Capability: the client answers [`AgentBody::Ping`] with [`ClientBody::Pong`].
@@ -571,6 +598,19 @@ pub enum ErrorCode {
     LimitReached,
     /// The agent failed; see its log.
     Internal,
+    /// A path (`cp`) does not exist.
+    PathNotFound,
+    /// The user may not read or write a path.
+    PermissionDenied,
+    /// The host's disk (or quota) is full.
+    NoSpace,
+    /// A file would replace a directory or the other way round, or a directory was given
+    /// without `-r`.
+    PathConflict,
+    /// A copied file's SHA-256 differs from its source's.
+    ChecksumMismatch,
+    /// Another file system error.
+    IoFailed,
     #[serde(other)]
     Unknown,
 }

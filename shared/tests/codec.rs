@@ -17,6 +17,7 @@ fn invoke_frame() -> ClientFrame {
             idle_timeout_secs: None,
             configuration: None,
             buffering: None,
+            stdin: remora_wire::InputMode::Null,
         }),
     }
 }

@@ -102,6 +102,7 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     idle_timeout_secs: None,
                     configuration: None,
                     buffering: None,
+                    stdin: remora_wire::InputMode::Null,
                 }),
             ),
         ),

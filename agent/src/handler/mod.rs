@@ -2,7 +2,9 @@
 //! connection context, never frames or bytes.
 
 pub mod ack;
+pub mod cp;
 pub mod disconnect;
+pub mod input;
 pub mod invoke;
 pub mod jobs;
 pub mod ls;
@@ -34,6 +36,8 @@ pub struct Ctx {
     pub tx: mpsc::Sender<AgentFrame>,
     /// Cancelled when the connection ends.
     pub closed: CancellationToken,
+    /// `cp` uploads open on this connection.
+    pub uploads: cp::Uploads,
 }
 
 /// The connection's writer is gone; stop producing frames.

@@ -1,7 +1,8 @@
 //! A session in its handover form: everything a new agent program needs to carry on exactly
 //! where this one stopped — commands queued, running and ended, every unacknowledged journal
 //! entry (spilled ones by reference into the spill file, which stays), the buffer accounting and
-//! the parked shell's descriptors. Session state never serializes itself; it converts here.
+//! the parked shell's descriptors (a running command's stdin fifo among them) and commands'
+//! input streams. Session state never serializes itself; it converts here.
 
 use std::{io, path::Path, sync::Arc};
 
@@ -31,6 +32,9 @@ pub struct SessionSnapshot {
     pub commands: Vec<HandedCommand>,
     pub spill: Option<SpillState>,
     pub runspace: Option<HandedRunspace>,
+    /// Commands' stdin streams: unwritten bytes, stored files by name.
+    #[serde(default)]
+    pub inputs: Vec<super::input::HandedInput>,
 }
 
 /// The parked shell of a session, handed over.
@@ -48,6 +52,7 @@ impl Session {
     /// (their connections end with the handover), so the idle clock starts at `now`.
     pub fn handover_snapshot(&self, now: UnixMillis) -> SessionSnapshot {
         let runspace = self.parked_runspace();
+        let inputs = self.handover_inputs();
         let state = self.lock();
         SessionSnapshot {
             description: store::stored_session(self.id, &self.name, self.created_at, &state.settings),
@@ -66,6 +71,7 @@ impl Session {
             commands: state.commands.values().map(store::hand_command).collect(),
             spill: self.spill.handover_state(),
             runspace,
+            inputs,
         }
     }
 
@@ -115,6 +121,7 @@ impl Session {
             .map(|c| (c.id, c))
             .collect();
         drop(state);
+        session.adopt_inputs(snapshot.inputs)?;
         if let Some(runspace) = &snapshot.runspace {
             if runspace.stop_requested {
                 session.stop_requests.send_replace(runspace.running);

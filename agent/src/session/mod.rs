@@ -13,6 +13,7 @@ pub mod batch;
 pub mod buffer;
 mod command;
 pub mod handover;
+pub mod input;
 pub mod journal;
 mod lease;
 mod name;
@@ -114,6 +115,10 @@ pub struct Session {
     persister: Mutex<Option<Persister>>,
     /// The shell, parked by its runspace for a handover.
     parked: Mutex<Option<runspace::Parked>>,
+    /// Commands' stdin streams (`input.rs`).
+    inputs: input::Inputs,
+    /// The runspace shell's process id (0: none yet), for resolving paths against its directory.
+    shell_pid: std::sync::atomic::AtomicI32,
 }
 
 impl Session {
@@ -152,6 +157,8 @@ impl Session {
             jobs,
             persister: Mutex::new(Some(persister)),
             parked: Mutex::new(None),
+            inputs: input::Inputs::default(),
+            shell_pid: std::sync::atomic::AtomicI32::new(0),
         }
     }
 
@@ -259,12 +266,41 @@ impl Session {
 
     /// Queues a command; it runs after the ones before it.
     pub fn enqueue(&self, text: String) -> Result<CommandInfo, SessionRefusal> {
-        self.change(|state| (state.enqueue(text), Effects::default()))
+        self.enqueue_with_input(text, remora_wire::InputMode::Null)
+    }
+
+    /// Queues a command whose stdin comes from the client (`mode`); its input stream exists
+    /// before the runspace can start it.
+    pub fn enqueue_with_input(&self, text: String, mode: remora_wire::InputMode) -> Result<CommandInfo, SessionRefusal> {
+        self.change(|state| {
+            let queued = state.enqueue(text);
+            if let Ok(info) = &queued {
+                self.open_input(info.id, mode, &state.settings.spill_dir);
+            }
+            (queued, Effects::default())
+        })
     }
 
     /// Marks the oldest queued command Running and returns its id and text.
     pub fn start_next(&self) -> Option<(u64, String)> {
-        self.change(|state| (state.start_next(now_millis()), Effects::default()))
+        self.change(|state| {
+            let ready = |command| self.inputs.ready(command);
+            (state.start_next(now_millis(), ready), Effects::default())
+        })
+    }
+
+    /// Records the runspace shell's process id.
+    pub fn set_shell_pid(&self, pid: i32) {
+        self.shell_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The runspace shell's current directory, when it has a live shell.
+    pub fn runspace_dir(&self) -> Option<std::path::PathBuf> {
+        let pid = self.shell_pid.load(std::sync::atomic::Ordering::Relaxed);
+        if pid <= 0 || self.lock().broken.is_some() {
+            return None;
+        }
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
     }
 
     /// Appends output of a running command to its journal. A chunk bound for the spill file is
@@ -286,6 +322,7 @@ impl Session {
 
     /// Ends a command with its final state; the end becomes its journal's last entry.
     pub fn finish(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
+        self.close_input(command);
         self.change(|s| ((), s.finish(command, state, exit_code)));
     }
 

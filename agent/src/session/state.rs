@@ -119,9 +119,13 @@ impl SessionState {
         Ok(info)
     }
 
-    /// Marks the oldest queued command Running and returns its id and text.
-    pub fn start_next(&mut self, now: UnixMillis) -> Option<(u64, String)> {
+    /// Marks the oldest queued command Running and returns its id and text; none while the
+    /// oldest is not `ready` (its stored input is still arriving): commands run in order.
+    pub fn start_next(&mut self, now: UnixMillis, ready: impl Fn(u64) -> bool) -> Option<(u64, String)> {
         let record = self.commands.values_mut().find(|c| c.state == CommandState::Queued)?;
+        if !ready(record.id) {
+            return None;
+        }
         record.state = CommandState::Running;
         record.started_at = Some(now);
         Some((record.id, record.text.clone()))
@@ -412,7 +416,7 @@ mod tests {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
-        assert_eq!(state.start_next(2_000), Some((1, "a".into())));
+        assert_eq!(state.start_next(2_000, |_| true), Some((1, "a".into())));
         assert!(
             output(&mut state, 1, "hi").is_empty(),
             "output is kept in memory, no disk work"
@@ -420,7 +424,7 @@ mod tests {
         let effects = state.finish(1, CommandState::Completed, Some(0));
         assert_eq!(saved_commands(&effects), [1]);
         assert!(state.finish(1, CommandState::Failed, None).is_empty(), "ends once");
-        assert_eq!(state.start_next(3_000), Some((2, "b".into())));
+        assert_eq!(state.start_next(3_000, |_| true), Some((2, "b".into())));
         assert_eq!(state.active_commands(), 1);
     }
 
@@ -441,7 +445,7 @@ mod tests {
     fn acks_of_ended_commands_are_saved_and_spilled_bytes_released() {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
-        state.start_next(0);
+        state.start_next(0, |_| true);
         let chunk = crate::session::spill::SpillRef {
             generation: 0,
             offset: 0,
@@ -524,7 +528,7 @@ mod tests {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
-        state.start_next(0);
+        state.start_next(0, |_| true);
         let running = state.request_stop(None).unwrap();
         assert_eq!(running.interrupt, Some(1));
         let queued = state.request_stop(Some(2)).unwrap();
@@ -546,7 +550,7 @@ mod tests {
             ..test_settings()
         });
         state.enqueue("a".into()).unwrap();
-        state.start_next(0);
+        state.start_next(0, |_| true);
         let _ = output(&mut state, 1, "aaa");
         let _ = output(&mut state, 1, "bbb");
         assert!(state.buffer.memory <= 4);

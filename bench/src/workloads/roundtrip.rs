@@ -68,6 +68,7 @@ fn in_connection(bench: &Bench) -> anyhow::Result<Stats> {
                 idle_timeout_secs: None,
                 configuration: None,
                 buffering: None,
+                stdin: remora_wire::InputMode::Null,
             };
             client.invoke(request, &mut Discard).await?;
             samples.push(secs(start.elapsed()) * 1e3);

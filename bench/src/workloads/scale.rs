@@ -115,6 +115,7 @@ async fn complete_commands(client: &mut Client, count: usize) -> anyhow::Result<
             idle_timeout_secs: None,
             configuration: None,
             buffering: None,
+            stdin: remora_wire::InputMode::Null,
         };
         client.invoke(request, &mut Discard).await?;
     }

@@ -2,6 +2,7 @@
 
 mod config;
 mod connect;
+mod cp;
 mod demo;
 mod disconnect;
 mod install;
@@ -37,6 +38,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Stop(args) => stop::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
+        Verb::Cp(args) => cp::run(cli, args).await,
         Verb::Install(args) => install::run(cli, args).await,
         Verb::Completions(args) => crate::completions(args.shell),
         Verb::Man => crate::man_page(),
@@ -44,7 +46,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 }
 
 /// Connects to one host with the command line's SSH settings and reconnect policy.
-async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
     let mut client = Client::connect(host, &cli.ssh_options()).await?;
     client.set_reconnect(reconnect_policy(cli, host));
     Ok(client)

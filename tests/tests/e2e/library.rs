@@ -47,6 +47,7 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         idle_timeout_secs: None,
         configuration: None,
         buffering: None,
+        stdin: remora_wire::InputMode::Null,
     }
 }
 

@@ -21,6 +21,7 @@ mod robustness;
 mod runspace;
 mod sessions;
 mod soak;
+mod stdin;
 mod ssh_world;
 mod support;
 mod upgrade;

@@ -135,6 +135,7 @@ async fn queue_everything(sshd: &Sshd, size: &Size) {
                 idle_timeout_secs: None,
                 configuration: None,
                 buffering: None,
+                stdin: remora_wire::InputMode::Null,
             };
             client.invoke(invoke, &mut Lines::default()).await.unwrap();
         }
