@@ -6,8 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use remora_client::ssh::SshOptions;
 use uuid::Uuid;
 
-use crate::values::CpPath;
-use crate::values::{self, BufferingArg, HostList, IdleTimeout};
+use crate::values::{self, BufferingArg, CpPath, HostList, IdleTimeout};
 
 /// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
 #[derive(Debug, Parser)]
@@ -96,8 +95,8 @@ pub struct CpArgs {
     /// Copy directories and everything in them.
     #[arg(short = 'r')]
     pub recursive: bool,
-    /// Keep modes and modification times.
-    #[arg(short = 'p')]
+    /// Keep modes and modification times (`-p`, as with scp; the port is then `-P PORT`).
+    #[arg(long)]
     pub preserve: bool,
     /// Resolve relative remote paths against this session's runspace directory (else home).
     #[arg(long)]
@@ -339,4 +338,72 @@ pub struct DemoArgs {
     /// The remora-agent binary to run (default: next to this `remora`).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+}
+
+/// Short options that take a value: the token after one is never the verb.
+const VALUED_SHORTS: &[&str] = &["-F", "-i", "-p", "-l", "-J", "-o"];
+
+/// The command line with scp's spelling for `cp`: after the `cp` verb, `-p` (alone or in a
+/// cluster like `-rp`) means `--preserve` and `-P PORT` is the port, as scp has them.
+pub fn scp_spelling(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut verb = None;
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        let text = arg.to_string_lossy();
+        let after_value = i > 1 && VALUED_SHORTS.contains(&args[i - 1].to_string_lossy().as_ref());
+        if !text.starts_with('-') && !after_value {
+            verb = (text == "cp").then_some(i);
+            break;
+        }
+    }
+    let Some(verb) = verb else { return args };
+    let mut out: Vec<std::ffi::OsString> = args[..=verb].to_vec();
+    for arg in &args[verb + 1..] {
+        match arg.to_str() {
+            Some("-P") => out.push("-p".into()),
+            Some(flags)
+                if flags.starts_with('-')
+                    && !flags.starts_with("--")
+                    && flags.len() > 1
+                    && flags[1..].chars().all(|c| c == 'r' || c == 'p') =>
+            {
+                if flags.contains('r') {
+                    out.push("-r".into());
+                }
+                if flags.contains('p') {
+                    out.push("--preserve".into());
+                }
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod scp_spelling_tests {
+    use super::*;
+
+    fn spelled(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from).collect();
+        scp_spelling(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn cp_takes_scp_flags_and_other_verbs_keep_theirs() {
+        assert_eq!(
+            spelled(&["remora", "cp", "-rp", "-P", "2222", "a", "h:b"]),
+            ["remora", "cp", "-r", "--preserve", "-p", "2222", "a", "h:b"]
+        );
+        assert_eq!(
+            spelled(&["remora", "-p", "cp", "ls", "cp"]),
+            ["remora", "-p", "cp", "ls", "cp"]
+        );
+        assert_eq!(
+            spelled(&["remora", "invoke", "-p", "22", "h", "--", "cp", "-p"]),
+            ["remora", "invoke", "-p", "22", "h", "--", "cp", "-p"]
+        );
+    }
 }

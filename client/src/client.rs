@@ -21,9 +21,9 @@ use remora_wire::{InputMode, RequestId};
 
 use crate::{
     connection::{Connection, OutputSink, Transport},
-    input::InputFeed,
     error::ClientError,
     error::Result,
+    input::InputFeed,
     resume::{OnceSink, ReconnectEvent, ReconnectPolicy},
     ssh::{self, SshLink, SshOptions, Target},
 };
@@ -268,7 +268,10 @@ impl Client {
                     true => Ok(fresh),
                     false => Err(ClientError::Unexpected {
                         host: target.clone(),
-                        what: format!("a different agent answered ({} instead of {agent_id})", fresh.agent().agent_id),
+                        what: format!(
+                            "a different agent answered ({} instead of {agent_id})",
+                            fresh.agent().agent_id
+                        ),
                     }),
                 }
             };

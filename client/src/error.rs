@@ -46,11 +46,11 @@ pub enum ClientError {
     #[error("cannot read the input for the command's stdin: {0}")]
     Input(std::io::Error),
     /// A local path could not be read or written (`cp`).
-    #[error("cannot {action} {}: {source}{hint}", path.display())]
+    #[error("cannot {action} {}: {cause}{hint}", path.display())]
     Local {
         action: &'static str,
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
         hint: &'static str,
     },
     /// A copy that cannot be done as asked (`cp`): a directory without -r, a file over a

@@ -87,10 +87,10 @@ pub struct Copied {
 
 fn local(action: &'static str, path: &Path, hint: &'static str) -> impl FnOnce(io::Error) -> ClientError {
     let path = path.to_path_buf();
-    move |source| ClientError::Local {
+    move |cause| ClientError::Local {
         action,
         path,
-        source,
+        cause,
         hint,
     }
 }
@@ -108,7 +108,10 @@ fn local_meta(path: &Path) -> Result<PathMeta> {
     let link_target = match kind {
         PathKind::Symlink => {
             use std::os::unix::ffi::OsStringExt;
-            fs::read_link(path).map_err(local("read", path, ""))?.into_os_string().into_vec()
+            fs::read_link(path)
+                .map_err(local("read", path, ""))?
+                .into_os_string()
+                .into_vec()
         }
         _ => Vec::new(),
     };
@@ -148,6 +151,14 @@ fn walk(root: &Path, relative: &Path, entries: &mut Vec<(PathBuf, PathMeta)>) ->
         }
     }
     Ok(())
+}
+
+/// `base/relative`, or `base` itself for an empty `relative` (`join` would add a slash).
+fn join_path(base: &Path, relative: &Path) -> PathBuf {
+    match relative.as_os_str().is_empty() {
+        true => base.to_path_buf(),
+        false => base.join(relative),
+    }
 }
 
 fn join_bytes(base: &[u8], relative: &Path) -> Vec<u8> {
@@ -214,7 +225,7 @@ impl Client {
                     preserve: options.preserve,
                     source_key: source_key(meta),
                 };
-                let local = source.join(relative);
+                let local = join_path(source, relative);
                 let done = self.put_resuming(request, &local, progress).await?;
                 root.get_or_insert_with(|| done.path.clone());
                 copied.push(done);
@@ -231,7 +242,8 @@ impl Client {
                         preserve: true,
                         source_key: source_key(meta),
                     };
-                    self.put_resuming(request, &source.join(relative), progress).await?;
+                    self.put_resuming(request, &join_path(source, relative), progress)
+                        .await?;
                 }
             }
         }
@@ -239,7 +251,12 @@ impl Client {
     }
 
     /// One path up, again from what the host holds after each broken link.
-    async fn put_resuming(&mut self, request: PutPath, local: &Path, progress: &mut dyn CopyProgress) -> Result<Copied> {
+    async fn put_resuming(
+        &mut self,
+        request: PutPath,
+        local: &Path,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Copied> {
         loop {
             match self.put_once(request.clone(), local, progress).await {
                 Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
@@ -269,7 +286,8 @@ impl Client {
         let mut file = File::open(local).map_err(local_err("read", local))?;
         let mut hasher = Sha256::new();
         hash_prefix(&file, ready.offset, &mut hasher).map_err(local_err("read", local))?;
-        file.seek(io::SeekFrom::Start(ready.offset)).map_err(local_err("read", local))?;
+        file.seek(io::SeekFrom::Start(ready.offset))
+            .map_err(local_err("read", local))?;
         progress.file(&String::from_utf8_lossy(&ready.path), meta.size, ready.offset);
         let (mut sent, mut acked) = (ready.offset, ready.offset);
         let mut buf = vec![0u8; CHUNK];
@@ -371,18 +389,21 @@ impl Client {
         let mut copied = Vec::new();
         for (list, target) in lists {
             for entry in &list.entries {
-                let path = target.join(OsStr::from_bytes(&entry.path));
+                let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
                 let remote = join_bytes(&list.root, Path::new(OsStr::from_bytes(&entry.path)));
                 let done = match entry.meta.kind {
                     PathKind::Dir => make_local_dir(&path, &entry.meta, options.preserve)?,
                     PathKind::Symlink => make_local_symlink(&path, &entry.meta)?,
-                    _ => self.fetch_resuming(&remote, &path, &entry.meta, options.preserve, progress).await?,
+                    _ => {
+                        self.fetch_resuming(&remote, &path, &entry.meta, options.preserve, progress)
+                            .await?
+                    }
                 };
                 copied.push(Copied { source: remote, ..done });
             }
             if options.preserve {
                 for entry in list.entries.iter().rev().filter(|e| e.meta.kind == PathKind::Dir) {
-                    let path = target.join(OsStr::from_bytes(&entry.path));
+                    let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
                     set_local_meta(&path, &entry.meta, true).map_err(local_err("set the mode and mtime of", &path))?;
                 }
             }
@@ -413,7 +434,10 @@ impl Client {
         let part = part_path(target, &source_key(meta), remote);
         let mut first_offset = None;
         loop {
-            match self.fetch_once(remote, target, &part, meta, preserve, progress, &mut first_offset).await {
+            match self
+                .fetch_once(remote, target, &part, meta, preserve, progress, &mut first_offset)
+                .await
+            {
                 Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
                 Err(err) => {
                     if !err.is_transient() {
@@ -502,15 +526,15 @@ impl Client {
 
 fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ClientError {
     let path = path.to_path_buf();
-    move |source| {
-        let hint = match source.raw_os_error() {
+    move |cause| {
+        let hint = match cause.raw_os_error() {
             Some(nix::libc::ENOSPC) => "; free space and run the same cp again to resume",
             _ => "",
         };
         ClientError::Local {
             action,
             path,
-            source,
+            cause,
             hint,
         }
     }
@@ -563,7 +587,8 @@ fn make_local_symlink(path: &Path, meta: &PathMeta) -> Result<Copied> {
     }
     let part = part_path(path, "link", &meta.link_target);
     let _ = fs::remove_file(&part);
-    std::os::unix::fs::symlink(OsStr::from_bytes(&meta.link_target), &part).map_err(local_err("create symlink", path))?;
+    std::os::unix::fs::symlink(OsStr::from_bytes(&meta.link_target), &part)
+        .map_err(local_err("create symlink", path))?;
     fs::rename(&part, path).map_err(local_err("create symlink", path))?;
     Ok(copied_path(path, PathKind::Symlink))
 }

@@ -101,7 +101,11 @@ fn bytes_path(bytes: &[u8]) -> PathBuf {
 
 /// Where relative remote paths start: the session's runspace directory, else home.
 fn base_dir(ctx: &Ctx, session: &Option<SessionRef>) -> Result<PathBuf, Refusal> {
-    let home = || std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/".into());
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/".into())
+    };
     match session {
         None => Ok(home()),
         Some(reference) => {
@@ -137,7 +141,13 @@ pub async fn put(ctx: &Ctx, id: RequestId, request: PutPath) -> Result<(), Refus
     let target = match &request.name {
         Some(name) if dest_is_dir || request.dest.ends_with(b"/") => dest.join(OsStr::from_bytes(name)),
         Some(_) if request.into_dir => {
-            return Err(conflict(ctx, format!("{} is not a directory; several sources need a directory to copy into", dest.display())));
+            return Err(conflict(
+                ctx,
+                format!(
+                    "{} is not a directory; several sources need a directory to copy into",
+                    dest.display()
+                ),
+            ));
         }
         _ => dest,
     };
@@ -146,15 +156,27 @@ pub async fn put(ctx: &Ctx, id: RequestId, request: PutPath) -> Result<(), Refus
         PathKind::Dir => put_dir(ctx, id, &request, &target, existing).await,
         PathKind::Symlink => put_symlink(ctx, id, &request, &target, existing).await,
         PathKind::File => put_file(ctx, id, &request, target, existing).await,
-        PathKind::Unknown => Err(Refusal::new(ErrorCode::InvalidRequest, "unknown path kind; upgrade remora-agent")),
+        PathKind::Unknown => Err(Refusal::new(
+            ErrorCode::InvalidRequest,
+            "unknown path kind; upgrade remora-agent",
+        )),
     }
 }
 
-async fn put_dir(ctx: &Ctx, id: RequestId, request: &PutPath, target: &Path, existing: Option<fs::Metadata>) -> Result<(), Refusal> {
+async fn put_dir(
+    ctx: &Ctx,
+    id: RequestId,
+    request: &PutPath,
+    target: &Path,
+    existing: Option<fs::Metadata>,
+) -> Result<(), Refusal> {
     match existing {
         Some(meta) if meta.is_dir() => {}
         Some(_) => {
-            return Err(conflict(ctx, format!("cannot overwrite non-directory {} with a directory", target.display())));
+            return Err(conflict(
+                ctx,
+                format!("cannot overwrite non-directory {} with a directory", target.display()),
+            ));
         }
         None => fs::DirBuilder::new()
             .mode(request.meta.mode & 0o777 | 0o700)
@@ -163,14 +185,24 @@ async fn put_dir(ctx: &Ctx, id: RequestId, request: &PutPath, target: &Path, exi
     }
     // With -p the client sends each directory again after its contents, so its mtime sticks.
     if request.preserve {
-        apply_meta(target, &request.meta, true).map_err(|e| io_refusal(ctx, "set the mode and mtime of", target, &e))?;
+        apply_meta(target, &request.meta, true)
+            .map_err(|e| io_refusal(ctx, "set the mode and mtime of", target, &e))?;
     }
     done(ctx, id, target, 0).await
 }
 
-async fn put_symlink(ctx: &Ctx, id: RequestId, request: &PutPath, target: &Path, existing: Option<fs::Metadata>) -> Result<(), Refusal> {
+async fn put_symlink(
+    ctx: &Ctx,
+    id: RequestId,
+    request: &PutPath,
+    target: &Path,
+    existing: Option<fs::Metadata>,
+) -> Result<(), Refusal> {
     if existing.as_ref().is_some_and(|m| m.is_dir()) {
-        return Err(conflict(ctx, format!("cannot overwrite directory {} with a symlink", target.display())));
+        return Err(conflict(
+            ctx,
+            format!("cannot overwrite directory {} with a symlink", target.display()),
+        ));
     }
     let part = part_path(target, &request.source_key);
     let _ = fs::remove_file(&part);
@@ -183,9 +215,18 @@ async fn put_symlink(ctx: &Ctx, id: RequestId, request: &PutPath, target: &Path,
     done(ctx, id, target, 0).await
 }
 
-async fn put_file(ctx: &Ctx, id: RequestId, request: &PutPath, target: PathBuf, existing: Option<fs::Metadata>) -> Result<(), Refusal> {
+async fn put_file(
+    ctx: &Ctx,
+    id: RequestId,
+    request: &PutPath,
+    target: PathBuf,
+    existing: Option<fs::Metadata>,
+) -> Result<(), Refusal> {
     if existing.as_ref().is_some_and(|m| m.is_dir()) {
-        return Err(conflict(ctx, format!("cannot overwrite directory {} with a file", target.display())));
+        return Err(conflict(
+            ctx,
+            format!("cannot overwrite directory {} with a file", target.display()),
+        ));
     }
     let part = part_path(&target, &request.source_key);
     let file = OpenOptions::new()
@@ -203,7 +244,8 @@ async fn put_file(ctx: &Ctx, id: RequestId, request: &PutPath, target: PathBuf, 
         file.set_len(0).map_err(|e| io_refusal(ctx, "write", &target, &e))?;
     }
     if offset > 0 {
-        hash_prefix(&file, offset, &mut hasher).map_err(|e| io_refusal(ctx, "read the partial file of", &target, &e))?;
+        hash_prefix(&file, offset, &mut hasher)
+            .map_err(|e| io_refusal(ctx, "read the partial file of", &target, &e))?;
     }
     let ready = PutReady {
         path: target.as_os_str().as_bytes().to_vec(),
@@ -261,7 +303,10 @@ pub async fn data(ctx: &Ctx, id: RequestId, data: FileData) {
     };
     let skip = upload.written.saturating_sub(data.offset) as usize;
     if data.offset > upload.written {
-        let message = format!("file data at {} past the {} bytes written; resend", data.offset, upload.written);
+        let message = format!(
+            "file data at {} past the {} bytes written; resend",
+            data.offset, upload.written
+        );
         return ctx.send_error(id, ErrorCode::InvalidRequest, message).await;
     }
     let fresh = &data.data[skip.min(data.data.len())..];
@@ -353,7 +398,10 @@ pub async fn get(ctx: &Ctx, id: RequestId, request: GetPath) -> Result<(), Refus
     }];
     if meta.is_dir() {
         if !request.recursive {
-            return Err(conflict(ctx, format!("{} is a directory; copy it with -r", root.display())));
+            return Err(conflict(
+                ctx,
+                format!("{} is a directory; copy it with -r", root.display()),
+            ));
         }
         walk(ctx, &root, Path::new(""), &mut entries)?;
     } else if meta.is_file() {
@@ -377,7 +425,13 @@ fn walk(ctx: &Ctx, root: &Path, relative: &Path, entries: &mut Vec<ListedPath>) 
         let full = root.join(&path);
         let meta = fs::symlink_metadata(&full).map_err(|e| io_refusal(ctx, "read", &full, &e))?;
         if entries.len() >= MAX_LISTED {
-            return Err(Refusal::new(ErrorCode::LimitReached, format!("{} holds more than {MAX_LISTED} paths; copy it in parts", root.display())));
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "{} holds more than {MAX_LISTED} paths; copy it in parts",
+                    root.display()
+                ),
+            ));
         }
         entries.push(ListedPath {
             path: path.as_os_str().as_bytes().to_vec(),
@@ -406,7 +460,9 @@ pub fn path_meta(path: &Path, meta: &fs::Metadata) -> PathMeta {
         mtime: meta.mtime(),
         mtime_nanos: meta.mtime_nsec() as u32,
         link_target: match kind {
-            PathKind::Symlink => fs::read_link(path).map(|t| t.into_os_string().into_vec()).unwrap_or_default(),
+            PathKind::Symlink => fs::read_link(path)
+                .map(|t| t.into_os_string().into_vec())
+                .unwrap_or_default(),
             _ => Vec::new(),
         },
     }

@@ -81,7 +81,9 @@ fn validate_command(command: &str) -> Result<(), Refusal> {
 /// Streamed input needs a client following the command; stored input one that is not.
 fn validate_input(request: &Invoke) -> Result<(), Refusal> {
     let message = match (request.stdin, request.follow) {
-        (InputMode::Stream, false) => "streamed stdin needs an attached invoke; a disconnected one stores its stdin (`stored`)",
+        (InputMode::Stream, false) => {
+            "streamed stdin needs an attached invoke; a disconnected one stores its stdin (`stored`)"
+        }
         (InputMode::Stored, true) => "stored stdin is for disconnected invokes; an attached one streams it (`stream`)",
         (InputMode::Unknown, _) => "unknown stdin mode; upgrade remora-agent",
         _ => return Ok(()),

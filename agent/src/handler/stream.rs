@@ -38,7 +38,10 @@ pub async fn run(
     let mut input_acked = None;
     loop {
         let mut changed = session.subscribe();
-        if super::input::send_ack_due(ctx, session, scope, &mut input_acked).await.is_err() {
+        if super::input::send_ack_due(ctx, session, scope, &mut input_acked)
+            .await
+            .is_err()
+        {
             break;
         }
         let batch = session.next_batch(scope, &mut cursors, window);

@@ -200,7 +200,13 @@ impl Session {
     }
 
     /// Takes input bytes at `offset`; returns the acknowledgement to send.
-    pub async fn push_input(&self, command: u64, offset: u64, data: Vec<u8>, eof: bool) -> Result<InputAckState, InputError> {
+    pub async fn push_input(
+        &self,
+        command: u64,
+        offset: u64,
+        data: Vec<u8>,
+        eof: bool,
+    ) -> Result<InputAckState, InputError> {
         let input = self.inputs.get(command).ok_or(InputError::NoInput(command))?;
         let _append = input.append.lock().await;
         let (fresh, to_file) = {
@@ -358,7 +364,10 @@ impl Session {
     pub fn adopt_inputs(&self, handed: Vec<HandedInput>) -> std::io::Result<()> {
         let mut inputs = self.inputs.lock();
         for input in handed {
-            let spill_path = self.settings().spill_dir.join(format!("{}-input-{}", self.id, input.command));
+            let spill_path = self
+                .settings()
+                .spill_dir
+                .join(format!("{}-input-{}", self.id, input.command));
             let mut state = InputState::new(input.mode);
             state.received = input.received;
             state.consumed = input.consumed;

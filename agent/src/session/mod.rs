@@ -271,7 +271,11 @@ impl Session {
 
     /// Queues a command whose stdin comes from the client (`mode`); its input stream exists
     /// before the runspace can start it.
-    pub fn enqueue_with_input(&self, text: String, mode: remora_wire::InputMode) -> Result<CommandInfo, SessionRefusal> {
+    pub fn enqueue_with_input(
+        &self,
+        text: String,
+        mode: remora_wire::InputMode,
+    ) -> Result<CommandInfo, SessionRefusal> {
         self.change(|state| {
             let queued = state.enqueue(text);
             if let Ok(info) = &queued {

@@ -22,8 +22,16 @@ use crate::{
 
 /// Which way a copy goes.
 enum Direction {
-    Up { sources: Vec<PathBuf>, hosts: HostList, dest: Vec<u8> },
-    Down { host: String, sources: Vec<Vec<u8>>, dest: PathBuf },
+    Up {
+        sources: Vec<PathBuf>,
+        hosts: HostList,
+        dest: Vec<u8>,
+    },
+    Down {
+        host: String,
+        sources: Vec<Vec<u8>>,
+        dest: PathBuf,
+    },
 }
 
 pub async fn run(cli: &Cli, args: &CpArgs) -> anyhow::Result<u8> {
@@ -63,7 +71,11 @@ pub async fn run(cli: &Cli, args: &CpArgs) -> anyhow::Result<u8> {
         }
     };
     if args.json {
-        let hosts: Vec<_> = gathered.answers.iter().map(|(host, copied)| summary_json(host, copied)).collect();
+        let hosts: Vec<_> = gathered
+            .answers
+            .iter()
+            .map(|(host, copied)| summary_json(host, copied))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&hosts)?);
     }
     Ok(gathered.status)
@@ -131,9 +143,12 @@ struct Bar {
 
 impl CopyProgress for Bar {
     fn file(&mut self, name: &str, size: u64, done: u64) {
-        let style = ProgressStyle::with_template("{prefix}{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let bar = ProgressBar::new(size).with_style(style).with_prefix(self.prefix.clone());
+        let style =
+            ProgressStyle::with_template("{prefix}{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::new(size)
+            .with_style(style)
+            .with_prefix(self.prefix.clone());
         bar.set_message(name.to_string());
         bar.set_position(done);
         bar.enable_steady_tick(Duration::from_millis(250));

@@ -45,7 +45,11 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
             let mut sink = StdSink::for_host(&host, prefixed);
             let mut feed = source.map(InputFeed::new);
             if feed.is_some() {
-                request.stdin = if request.follow { InputMode::Stream } else { InputMode::Stored };
+                request.stdin = if request.follow {
+                    InputMode::Stream
+                } else {
+                    InputMode::Stored
+                };
             }
             let outcome = with_client(cli, &host, async |client| {
                 client.invoke_with_input(request, &mut sink, feed.as_mut()).await

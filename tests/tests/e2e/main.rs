@@ -5,6 +5,7 @@
 mod buffering;
 mod client_crash;
 mod configurations;
+mod cp;
 mod daemon;
 mod demo;
 mod disconnected;
@@ -21,7 +22,7 @@ mod robustness;
 mod runspace;
 mod sessions;
 mod soak;
-mod stdin;
 mod ssh_world;
+mod stdin;
 mod support;
 mod upgrade;

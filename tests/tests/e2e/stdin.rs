@@ -71,7 +71,11 @@ fn an_empty_stdin_is_end_of_file_and_dash_n_keeps_dev_null() {
         &["invoke", sshd.alias(), "-n", "--", "cat; echo done"],
         b"must not arrive".to_vec(),
     );
-    assert_eq!((status, String::from_utf8_lossy(&stdout).as_ref()), (0, "done\n"), "{stderr}");
+    assert_eq!(
+        (status, String::from_utf8_lossy(&stdout).as_ref()),
+        (0, "done\n"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -80,11 +84,22 @@ fn a_command_reads_its_input_and_never_the_runspace_command_stream() {
     let host = sshd.alias();
     let (status, stdout, stderr) = with_stdin(
         sshd.remora(),
-        &["invoke", host, "--name", "s", "--", "read a; read b; read c; echo \"[$a|$b|$c]\"; cat"],
+        &[
+            "invoke",
+            host,
+            "--name",
+            "s",
+            "--",
+            "read a; read b; read c; echo \"[$a|$b|$c]\"; cat",
+        ],
         b"one\ntwo\n".to_vec(),
     );
     assert_eq!(status, 0, "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&stdout), "[one|two|]\n", "EOF after the input, nothing of the shell's");
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        "[one|two|]\n",
+        "EOF after the input, nothing of the shell's"
+    );
     let next = remora(&sshd, &["invoke", host, "--name", "s", "--", "echo still-here"]).ok();
     assert_eq!(next, "still-here\n", "the runspace goes on");
 }
@@ -108,11 +123,15 @@ fn stdin_cut_twice_midway_arrives_exactly_once() {
     let link = FaultyLink::start(sshd.addr()).unwrap();
     let config = sshd.dir().join("flaky_config");
     let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-    std::fs::write(&config, block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n").unwrap();
+    std::fs::write(
+        &config,
+        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
+    )
+    .unwrap();
     let input = noise(48 * 1024 * 1024, 3);
     let mut child = sshd
         .remora_with_config(&config)
-        .args(["invoke", "flaky", "--", "sha256sum; wc -c"])
+        .args(["invoke", "flaky", "--", "sha256sum"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,28 +139,30 @@ fn stdin_cut_twice_midway_arrives_exactly_once() {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let expected = sha256_hex(&input);
-    let cutter = std::thread::spawn(move || {
-        let piece = 1024 * 1024;
-        let mut cuts = 0;
-        for (i, chunk) in input.chunks(piece).enumerate() {
-            if stdin.write_all(chunk).is_err() {
-                return cuts;
+    let link = &link;
+    let (output, cuts) = std::thread::scope(|scope| {
+        let cutter = scope.spawn(move || {
+            let piece = 1024 * 1024;
+            let mut cuts = 0;
+            for (i, chunk) in input.chunks(piece).enumerate() {
+                if stdin.write_all(chunk).is_err() {
+                    return cuts;
+                }
+                if (i == 12 || i == 30) && link.connections() > cuts {
+                    link.cut();
+                    cuts += 1;
+                }
             }
-            if (i == 12 || i == 30) && link.connections() > cuts {
-                link.cut();
-                cuts += 1;
-            }
-        }
-        drop(stdin);
-        cuts
+            drop(stdin);
+            cuts
+        });
+        let output = run_child(child, TIMEOUT).unwrap();
+        (output, cutter.join().unwrap())
     });
-    let output = run_child(child, TIMEOUT).unwrap();
-    let cuts = cutter.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains(&expected), "{stdout} {stderr}");
-    assert!(stdout.contains(&(48 * 1024 * 1024).to_string()), "{stdout}");
     assert_eq!(cuts, 2);
     assert!(stderr.matches("resumed after").count() >= 2, "{stderr}");
 }
@@ -168,7 +189,10 @@ fn disconnected_stdin_is_stored_before_the_command_starts_and_outlives_the_clien
     std::fs::write(&gate, b"").unwrap();
     let received = remora(&sshd, &["receive", host, "--name", "stored"]).ok();
     assert!(received.contains(&sha256_hex(&input)), "{received}");
-    wait_until("the stored input to be removed", || find_input_files(&sshd.state_dir()).is_empty()).unwrap();
+    wait_until("the stored input to be removed", || {
+        find_input_files(&sshd.state_dir()).is_empty()
+    })
+    .unwrap();
 }
 
 #[test]
@@ -181,22 +205,30 @@ fn a_job_with_stdin_waits_for_all_of_it_and_commands_keep_their_order() {
         b"hello\n".to_vec(),
     );
     assert_eq!(status, 0, "{stderr}");
-    remora(&sshd, &["invoke", host, "--name", "q", "--job", "-n", "--", "echo second"]).ok();
+    remora(
+        &sshd,
+        &["invoke", host, "--name", "q", "--job", "-n", "--", "echo second"],
+    )
+    .ok();
     let received = remora(&sshd, &["receive", host, "--name", "q"]).ok();
     assert_eq!(received, "HELLO\nsecond\n");
 }
 
 fn find_input_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
             found.extend(find_input_files(&path));
-        } else if path.file_name().is_some_and(|n| n.to_string_lossy().contains("-input-")) {
+        } else if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("-input-"))
+        {
             found.push(path);
         }
     }
     found
 }
-

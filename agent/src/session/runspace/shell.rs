@@ -184,7 +184,9 @@ impl Shell {
         let stderr = own(fds.stderr)?.map(receiver).transpose()?;
         let input = match (fds.input, fds.input_path) {
             // SAFETY: as for the shell's pipes.
-            (fd, Some(path)) if fd >= 0 => Some(unsafe { InputPipe::adopt(fd, path, fds.input_eof, fds.input_opened) }?),
+            (fd, Some(path)) if fd >= 0 => {
+                Some(unsafe { InputPipe::adopt(fd, path, fds.input_eof, fds.input_opened) }?)
+            }
             _ => None,
         };
         Ok(Self {
@@ -240,7 +242,12 @@ impl Shell {
             },
         };
         let stdin = self.input.as_ref().map(InputPipe::path);
-        if self.stdin.write_all(command_script(text, stdin).as_bytes()).await.is_err() {
+        if self
+            .stdin
+            .write_all(command_script(text, stdin).as_bytes())
+            .await
+            .is_err()
+        {
             self.input = None;
             return Outcome::ShellGone(self.wait_exit().await);
         }
@@ -408,10 +415,7 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 fn command_script(text: &str, stdin: Option<&std::path::Path>) -> String {
     let quote = |text: &str| text.replace('\'', "'\\''");
     match stdin {
-        None => format!(
-            "eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n",
-            quote(text)
-        ),
+        None => format!("eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n", quote(text)),
         Some(fifo) => format!(
             "exec 4<'{}'; printf 'i\\n' >&3\neval '{}' <&4 4<&- 3>&-\nprintf '%s\\n' \"$?\" >&3; exec 4<&-\n",
             quote(&fifo.to_string_lossy()),
