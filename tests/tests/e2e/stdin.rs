@@ -30,7 +30,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Runs `remora ARGS` with `input` on its stdin (written from a thread); returns status,
 /// stdout bytes and stderr.
-fn with_stdin(mut command: Command, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
+pub fn with_stdin(mut command: Command, args: &[&str], input: Vec<u8>) -> (i32, Vec<u8>, String) {
     let mut child = command
         .args(args)
         .stdin(Stdio::piped())
