@@ -16,7 +16,7 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 8] = [
     "stream",
     "replay",
     "roundtrip",
@@ -24,6 +24,7 @@ const WORKLOADS: [&str; 7] = [
     "reconnect",
     "scale",
     "fanout",
+    "transfer",
 ];
 
 /// remora vs OpenSSH on a loopback sshd.
@@ -33,7 +34,7 @@ pub struct Args {
     /// Repetitions of each timed workload.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Bytes streamed and replayed (workloads 1, 2, 8): a number, or with a decimal suffix
+    /// Bytes streamed, replayed and transferred (workloads 1, 2, 8, 9): a number, or with a decimal suffix
     /// (`100M`, `1G`).
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     bytes: u64,
@@ -147,6 +148,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("fanout") {
         progress("fanout");
         rows.extend(workloads::fanout::run(&bench, args)?);
+    }
+    if args.wants("transfer") {
+        progress("transfer");
+        rows.extend(workloads::transfer::run(&bench, args)?);
     }
     Ok((machine, rows))
 }

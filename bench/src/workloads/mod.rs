@@ -7,3 +7,4 @@ pub mod replay;
 pub mod roundtrip;
 pub mod scale;
 pub mod stream;
+pub mod transfer;
