@@ -14,6 +14,10 @@
 //!   `-r`, a file over a directory fail without touching the destination.
 //! - Symlinks are copied as links (their target text), never followed, at any depth.
 
+// The local helpers return the crate's one error type, as the async API does; its SSH variant
+// is large, but these run once per path, never in a hot loop.
+#![allow(clippy::result_large_err)]
+
 use std::{
     ffi::OsStr,
     fs::{self, File, OpenOptions},

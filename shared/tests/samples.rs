@@ -356,8 +356,11 @@ fn checked_in_agent_frames_decode() {
     }
 }
 
+/// Named sample frames of each direction.
+type Samples = (Vec<(&'static str, ClientFrame)>, Vec<(&'static str, AgentFrame)>);
+
 /// Input streams and `cp` (both directions).
-fn input_and_copy_samples() -> (Vec<(&'static str, ClientFrame)>, Vec<(&'static str, AgentFrame)>) {
+fn input_and_copy_samples() -> Samples {
     let client = |id, body| ClientFrame { id, body };
     let agent = |id, body| AgentFrame { id, body };
     let meta = PathMeta {

@@ -96,7 +96,7 @@ fn sftp(bench: &Bench, batch: &str) -> Command {
     let mut shell = Command::new("sh");
     shell
         .arg("-c")
-        .arg(format!("printf '%s\\n' \"$REMORA_BENCH_BATCH\" | exec \"$0\" \"$@\"",));
+        .arg("printf '%s\\n' \"$REMORA_BENCH_BATCH\" | exec \"$0\" \"$@\"");
     shell.arg(command.get_program()).args(command.get_args());
     for (key, value) in command.get_envs() {
         match value {
