@@ -31,6 +31,9 @@ use crate::session::{
     Session,
 };
 
+/// Capacity asked for the fifo.
+const PIPE_SIZE: i32 = 1024 * 1024;
+
 /// The write end of a command's stdin fifo.
 pub struct InputPipe {
     path: PathBuf,
@@ -53,6 +56,9 @@ impl InputPipe {
             .write(true)
             .custom_flags((OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
             .open(&path)?;
+        // A larger pipe means fewer, larger writes (and wake-ups) for a fast reader; a kernel
+        // that refuses keeps its default.
+        let _ = fcntl(&file, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         let sender = pipe::Sender::from_owned_fd_unchecked(OwnedFd::from(file))?;
         Ok(Self {
             path,
