@@ -9,8 +9,10 @@
 //! - The temporary name depends on the target and the source's size and mtime (`source_key`):
 //!   a later `cp` of the same source finds it and continues from its length; a changed source
 //!   starts afresh.
-//! - Writes are positional (at the frame's offset): an old connection still draining around a
-//!   reconnect writes the same bytes at the same places, never garbage.
+//! - An upload holds an flock on its partial file. A reconnecting client waits briefly for its
+//!   old connection to let go and resumes; a second client copying the same source to the same
+//!   target at the same time gets a fresh name of its own. Writes are positional (at the frame's
+//!   offset) in any case.
 //! - Files are written by the agent, so as the user and under the agent's umask (the user's).
 //!   Remote paths are plain paths: relative ones start at the session's runspace directory (or
 //!   home), `..` included, as with scp.
@@ -29,6 +31,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use nix::fcntl::{Flock, FlockArg};
 use remora_wire::{
     AgentBody, ErrorCode, FileAck, FileData, FileEnd, GetPath, ListedPath, PathDone, PathKind, PathList, PathMeta,
     PutPath, PutReady, ReadFile, RequestId, SessionRef,
@@ -43,6 +46,9 @@ const CHUNK: usize = 256 * 1024;
 const ACK_STEP: u64 = 1024 * 1024;
 /// Most paths one `GetPath` lists.
 const MAX_LISTED: usize = 1_000_000;
+/// How long an upload waits for another one to let go of the same partial file (the old
+/// connection of a client that reconnected, not yet noticed gone) before using a fresh name.
+const PART_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Uploads open on one connection, by the request id of their `PutPath`.
 #[derive(Default)]
@@ -58,9 +64,9 @@ impl Uploads {
     }
 }
 
-/// A file being uploaded to its temporary name.
+/// A file being uploaded to its temporary name, locked (flock) so that no other upload writes it.
 pub struct Upload {
-    file: File,
+    file: Flock<File>,
     part: PathBuf,
     target: PathBuf,
     hasher: Sha256,
@@ -228,14 +234,8 @@ async fn put_file(
             format!("cannot overwrite directory {} with a file", target.display()),
         ));
     }
-    let part = part_path(&target, &request.source_key);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&part)
+    let (part, file) = open_part(&target, &request.source_key)
+        .await
         .map_err(|e| io_refusal(ctx, "create", &target, &e))?;
     let mut hasher = Sha256::new();
     let mut offset = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -267,6 +267,45 @@ async fn put_file(
     );
     ctx.send(id, AgentBody::PutReady(ready)).await?;
     Ok(())
+}
+
+/// Opens and locks the target's partial file. Another upload of the same source to the same
+/// target holding it (two clients at once) gets a fresh name of its own after a short wait.
+async fn open_part(target: &Path, source_key: &str) -> io::Result<(PathBuf, Flock<File>)> {
+    let open = |part: &Path, fresh: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(!fresh)
+            .create_new(fresh)
+            .truncate(false)
+            .mode(0o600)
+            .open(part)
+    };
+    let part = part_path(target, source_key);
+    let deadline = tokio::time::Instant::now() + PART_LOCK_WAIT;
+    loop {
+        match Flock::lock(open(&part, false)?, FlockArg::LockExclusiveNonblock) {
+            // Still the file under that name (not one another upload renamed into place meanwhile).
+            Ok(locked) if same_file(&locked, &part) => return Ok((part, locked)),
+            Ok(_) => {}
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => break,
+            Err((_, errno)) => return Err(errno.into()),
+        }
+    }
+    let fresh = part_path(target, &format!("{source_key}-{}", uuid::Uuid::new_v4()));
+    let locked = Flock::lock(open(&fresh, true)?, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno)?;
+    Ok((fresh, locked))
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.ino() == named.ino() && open.dev() == named.dev(),
+        _ => false,
+    }
 }
 
 /// `.NAME.remora-KEY.part` beside the target; KEY depends on the source version and target.
