@@ -416,3 +416,85 @@ pub struct HandedInput {
 pub fn fifo_path(dir: &Path, session: uuid::Uuid, command: u64) -> PathBuf {
     dir.join(format!("{session}-stdin-{command}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{test_settings, SessionSettings};
+
+    fn session() -> (Session, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SessionSettings {
+            spill_dir: dir.path().to_path_buf(),
+            ..test_settings()
+        };
+        (Session::new("s".into(), false, settings), dir)
+    }
+
+    fn drain(session: &Session, command: u64) -> Vec<u8> {
+        let mut got = Vec::new();
+        while let InputNext::Data(bytes) = session.input_next(command) {
+            got.extend_from_slice(&bytes);
+            session.input_consumed(command, bytes.len());
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_streamed_input_is_acknowledged_only_a_buffer_ahead_of_the_command_and_repeats_are_trimmed() {
+        let (session, _dir) = session();
+        let id = session.enqueue_with_input("cat".into(), InputMode::Stream).unwrap().id;
+        let chunk = vec![7u8; STREAM_BUFFER as usize];
+        let ack = session.push_input(id, 0, chunk.clone(), false).await.unwrap();
+        assert_eq!((ack.offset, ack.caught_up), (STREAM_BUFFER, true));
+        let ack = session.push_input(id, STREAM_BUFFER, chunk, false).await.unwrap();
+        assert_eq!(
+            ack.offset, STREAM_BUFFER,
+            "nothing read yet: the second buffer is not acknowledged"
+        );
+        let ack = session.push_input(id, 10, vec![9; 20], true).await.unwrap();
+        assert!(
+            !ack.eof,
+            "a repeat adds nothing; eof waits for the acknowledgement to catch up"
+        );
+        assert!(matches!(
+            session.push_input(id, 3 * STREAM_BUFFER, vec![1], false).await,
+            Err(InputError::Gap { .. })
+        ));
+        let read = drain(&session, id);
+        assert_eq!(read.len() as u64, 2 * STREAM_BUFFER);
+        let ack = session.input_ack(id).unwrap();
+        assert_eq!((ack.offset, ack.eof), (2 * STREAM_BUFFER, true));
+        assert!(matches!(session.input_next(id), InputNext::Eof));
+    }
+
+    #[tokio::test]
+    async fn a_stored_input_spills_to_a_private_file_and_holds_its_command_until_complete() {
+        let (session, dir) = session();
+        let id = session.enqueue_with_input("cat".into(), InputMode::Stored).unwrap().id;
+        assert_eq!(session.start_next(), None, "the input is not complete");
+        let data: Vec<u8> = (0..3 * STORED_MEMORY).map(|i| i as u8).collect();
+        for (i, piece) in data.chunks(STORED_MEMORY / 2).enumerate() {
+            let ack = session
+                .push_input(id, (i * STORED_MEMORY / 2) as u64, piece.to_vec(), false)
+                .await
+                .unwrap();
+            assert_eq!(
+                ack.offset,
+                ((i + 1) * STORED_MEMORY / 2) as u64,
+                "stored input is acknowledged as it is stored"
+            );
+        }
+        let spill = dir.path().join(format!("{}-input-{id}", session.id));
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&spill).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600);
+        session
+            .push_input(id, data.len() as u64, Vec::new(), true)
+            .await
+            .unwrap();
+        assert_eq!(session.start_next().map(|(id, _)| id), Some(id));
+        assert!(drain(&session, id) == data, "memory first, then the file, in order");
+        session.finish(id, remora_wire::CommandState::Completed, Some(0));
+        assert!(!spill.exists(), "the stored file goes with the command");
+    }
+}

@@ -232,3 +232,54 @@ fn find_input_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn a_command_that_does_not_read_holds_the_input_back_within_the_buffers() {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+    let sshd = Sshd::start().unwrap();
+    let gate = sshd.dir().join("gate");
+    let command = format!("while [ ! -e {} ]; do sleep 0.05; done; sha256sum", gate.display());
+    let mut child = sshd
+        .remora()
+        .args(["invoke", sshd.alias(), "--", &command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = noise(64 * 1024 * 1024, 5);
+    let expected = sha256_hex(&input);
+    let written = Arc::new(AtomicUsize::new(0));
+    let mut stdin = child.stdin.take().unwrap();
+    let counter = written.clone();
+    let writer = std::thread::spawn(move || {
+        for piece in input.chunks(1024 * 1024) {
+            if stdin.write_all(piece).is_err() {
+                return;
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mib = || written.load(Ordering::SeqCst);
+    wait_until("input to flow", || mib() >= 4).unwrap();
+    // Client window (8 MiB) + the agent's share (4 MiB) + the fifo (1 MiB) + local pipes: the
+    // writer must stall far below 40 MiB while the command reads nothing.
+    let overran =
+        crate::support::wait_until_within(std::time::Duration::from_secs(3), "input past the buffers", || {
+            mib() >= 40
+        });
+    assert!(
+        overran.is_err(),
+        "{} MiB taken in while the command read nothing",
+        mib()
+    );
+    std::fs::write(&gate, b"").unwrap();
+    let output = run_child(child, TIMEOUT).unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&expected), "{stderr}");
+}
