@@ -64,6 +64,7 @@ where
             closed,
             daemon,
             tx,
+            uploads: Default::default(),
         });
         info!(conn = ctx.conn, from = %ctx.from, "client connected");
         let streams = TaskTracker::new();
@@ -293,6 +294,14 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::TermTranscript(request) => ctx.finish(id, handler::term::transcript(ctx, id, request).await).await,
         ClientBody::Wait(request) => {
             spawn_stream(ctx, streams, id, move |ctx| handler::wait::handle(ctx, id, request)).await
+        }
+        ClientBody::Input(input) => handler::input::handle(ctx, input).await,
+        ClientBody::PutPath(request) => ctx.finish(id, handler::cp::put(ctx, id, request).await).await,
+        ClientBody::FileData(data) => handler::cp::data(ctx, id, data).await,
+        ClientBody::FileEnd(end) => ctx.finish(id, handler::cp::end(ctx, id, end).await).await,
+        ClientBody::GetPath(request) => ctx.finish(id, handler::cp::get(ctx, id, request).await).await,
+        ClientBody::ReadFile(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| handler::cp::read(ctx, id, request)).await
         }
     }
 }

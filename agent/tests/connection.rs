@@ -213,6 +213,7 @@ async fn invalid_names_and_empty_commands_are_refused_with_codes() {
         configuration: None,
         buffering: None,
         job: Default::default(),
+        stdin: remora_wire::InputMode::Null,
     };
     peer.send(&ClientFrame {
         id: 6,

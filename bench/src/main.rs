@@ -16,7 +16,7 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "stream",
     "replay",
     "roundtrip",
@@ -27,6 +27,7 @@ const WORKLOADS: [&str; 10] = [
     "fanout",
     "fleet",
     "terminal",
+    "transfer",
 ];
 
 /// remora vs OpenSSH on a loopback sshd.
@@ -36,7 +37,7 @@ pub struct Args {
     /// Repetitions of each timed workload.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Bytes streamed and replayed (workloads 1, 2, 8): a number, or with a decimal suffix
+    /// Bytes streamed, replayed and transferred (workloads 1, 2, 8, 9): a number, or with a decimal suffix
     /// (`100M`, `1G`).
     #[arg(long, default_value = "1G", value_parser = parse_bytes)]
     bytes: u64,
@@ -162,6 +163,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("terminal") {
         progress("terminal");
         rows.extend(workloads::terminal::run(&bench, args)?);
+    }
+    if args.wants("transfer") {
+        progress("transfer");
+        rows.extend(workloads::transfer::run(&bench, args)?);
     }
     Ok((machine, rows))
 }

@@ -110,11 +110,16 @@ pub struct Timed {
 /// kept, enough for any `--json` listing).
 /// Fails if it exits unsuccessfully.
 pub fn timed(command: &mut Command) -> anyhow::Result<Timed> {
+    timed_with_input(command, Stdio::null())
+}
+
+/// [`timed`] with `stdin` as the command's standard input (a file, for input workloads).
+pub fn timed_with_input(command: &mut Command, stdin: Stdio) -> anyhow::Result<Timed> {
     let start = Instant::now();
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .spawn()
         .with_context(|| format!("cannot start {command:?}"))?;
     let mut stdout = child.stdout.take().context("piped")?;

@@ -23,7 +23,8 @@ pub struct Bench {
 
 impl Bench {
     pub fn start() -> anyhow::Result<Bench> {
-        let sshd = Sshd::start()?;
+        // sftp (and scp, which speaks SFTP by default) are compared in the transfer workload.
+        let sshd = Sshd::start_with("Subsystem sftp internal-sftp\n")?;
         sshd.write_agent_config(AGENT_CONFIG)?;
         Ok(Bench {
             sshd,

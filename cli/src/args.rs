@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use remora_client::ssh::SshOptions;
 use uuid::Uuid;
 
-use crate::values::{self, BufferingArg, HostList, IdleTimeout, JobStateArg};
+use crate::values::{self, BufferingArg, CpPath, HostList, IdleTimeout, JobStateArg};
 
 /// Disconnected sessions over SSH: start work on a host, drop the link, reattach from anywhere.
 #[derive(Debug, Parser)]
@@ -90,6 +90,8 @@ pub enum Verb {
     Demo(DemoArgs),
     /// Print the SSH settings remora would use for a host, like `ssh -G` (connects nowhere).
     Config(ConfigArgs),
+    /// Copy files and directories to or from hosts, resuming after a broken link (Copy-Item -ToSession/-FromSession).
+    Cp(CpArgs),
     /// Copy remora-agent to ~/.local/bin on a host whose sshd has no remora subsystem (no root needed).
     Install(InstallArgs),
     /// Print a shell completion script: `remora completions bash > /etc/bash_completion.d/remora`.
@@ -132,6 +134,26 @@ pub struct HoldArgs {
     /// The SSH options (JSON) for `--warm`.
     #[arg(long, value_name = "JSON", requires = "warm")]
     pub warm_options: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Copy directories and everything in them.
+    #[arg(short = 'r')]
+    pub recursive: bool,
+    /// Keep modes and modification times (`-p`, as with scp; the port is then `-P PORT`).
+    #[arg(long)]
+    pub preserve: bool,
+    /// Resolve relative remote paths against this session's runspace directory (else home).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print a JSON summary of what was written where.
+    #[arg(long)]
+    pub json: bool,
+    /// SRC… DEST: local paths and HOST:PATH (HOST may be a comma list for uploads), with the
+    /// host on exactly one side.
+    #[arg(required = true, num_args = 2.., value_name = "PATH", value_parser = CpPath::parser())]
+    pub paths: Vec<CpPath>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +278,9 @@ pub struct InvokeArgs {
     pub json: bool,
     #[command(flatten)]
     pub workflow: WorkflowArgs,
+    /// Keep the command's stdin at /dev/null instead of forwarding this stdin (like ssh -n).
+    #[arg(short = 'n')]
+    pub no_stdin: bool,
     /// The command line, run by the session's shell.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -495,4 +520,72 @@ pub struct DemoArgs {
     /// The remora-agent binary to run (default: next to this `remora`).
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+}
+
+/// Short options that take a value: the token after one is never the verb.
+const VALUED_SHORTS: &[&str] = &["-F", "-i", "-p", "-l", "-J", "-o"];
+
+/// The command line with scp's spelling for `cp`: after the `cp` verb, `-p` (alone or in a
+/// cluster like `-rp`) means `--preserve` and `-P PORT` is the port, as scp has them.
+pub fn scp_spelling(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut verb = None;
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        let text = arg.to_string_lossy();
+        let after_value = i > 1 && VALUED_SHORTS.contains(&args[i - 1].to_string_lossy().as_ref());
+        if !text.starts_with('-') && !after_value {
+            verb = (text == "cp").then_some(i);
+            break;
+        }
+    }
+    let Some(verb) = verb else { return args };
+    let mut out: Vec<std::ffi::OsString> = args[..=verb].to_vec();
+    for arg in &args[verb + 1..] {
+        match arg.to_str() {
+            Some("-P") => out.push("-p".into()),
+            Some(flags)
+                if flags.starts_with('-')
+                    && !flags.starts_with("--")
+                    && flags.len() > 1
+                    && flags[1..].chars().all(|c| c == 'r' || c == 'p') =>
+            {
+                if flags.contains('r') {
+                    out.push("-r".into());
+                }
+                if flags.contains('p') {
+                    out.push("--preserve".into());
+                }
+            }
+            _ => out.push(arg.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod scp_spelling_tests {
+    use super::*;
+
+    fn spelled(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from).collect();
+        scp_spelling(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn cp_takes_scp_flags_and_other_verbs_keep_theirs() {
+        assert_eq!(
+            spelled(&["remora", "cp", "-rp", "-P", "2222", "a", "h:b"]),
+            ["remora", "cp", "-r", "--preserve", "-p", "2222", "a", "h:b"]
+        );
+        assert_eq!(
+            spelled(&["remora", "-p", "cp", "ls", "cp"]),
+            ["remora", "-p", "cp", "ls", "cp"]
+        );
+        assert_eq!(
+            spelled(&["remora", "invoke", "-p", "22", "h", "--", "cp", "-p"]),
+            ["remora", "invoke", "-p", "22", "h", "--", "cp", "-p"]
+        );
+    }
 }

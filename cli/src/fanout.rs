@@ -33,13 +33,22 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
 {
+    fan_out_at(hosts, cli.fleet.throttle, work).await
+}
+
+/// [`fan_out`] with at most `throttle` hosts at once instead of `--throttle`.
+pub async fn fan_out_at<T, F, Fut>(hosts: &HostList, throttle: usize, work: F) -> Gathered<T>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
     let total = hosts.0.len();
     let mut progress = Progress::start(total);
     let runs = hosts.0.iter().enumerate().map(|(index, host)| {
         let run = work(host.clone());
         async move { (index, host.clone(), run.await) }
     });
-    let mut finished = futures::stream::iter(runs).buffer_unordered(cli.fleet.throttle.max(1));
+    let mut finished = futures::stream::iter(runs).buffer_unordered(throttle.max(1));
     let mut results = Vec::with_capacity(total);
     let mut failures = Vec::new();
     while let Some((index, host, result)) = finished.next().await {
@@ -50,7 +59,7 @@ where
                 false => eprintln!("remora: {message}"),
             }
         }
-        let running = (total - results.len() - 1).min(cli.fleet.throttle);
+        let running = (total - results.len() - 1).min(throttle);
         progress.done(result.is_err(), running);
         results.push((index, host, result));
     }

@@ -3,5 +3,6 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    remora_cli::run(remora_cli::Cli::parse())
+    let args = remora_cli::scp_spelling(std::env::args_os().collect());
+    remora_cli::run(remora_cli::Cli::parse_from(args))
 }

@@ -29,6 +29,35 @@ pub enum ValueError {
     Escape(String),
 }
 
+#[cfg(test)]
+mod cp_path_tests {
+    use super::*;
+
+    #[test]
+    fn cp_operands_are_remote_only_with_a_colon_before_any_slash() {
+        use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
+        let remote = CpPath::parse(OsStr::new("web1,web2:/tmp/")).unwrap();
+        assert_eq!(
+            remote,
+            CpPath::Remote {
+                hosts: HostList(vec!["web1".into(), "web2".into()]),
+                path: b"/tmp/".to_vec()
+            }
+        );
+        assert!(matches!(CpPath::parse(OsStr::new("./a:b")).unwrap(), CpPath::Local(_)));
+        assert!(matches!(CpPath::parse(OsStr::new("/x/a:b")).unwrap(), CpPath::Local(_)));
+        let odd = CpPath::parse(OsStr::from_bytes(b"h:n\xffame")).unwrap();
+        assert_eq!(
+            odd,
+            CpPath::Remote {
+                hosts: HostList(vec!["h".into()]),
+                path: b"n\xffame".to_vec()
+            }
+        );
+        assert!(matches!(CpPath::parse(OsStr::new("h:")).unwrap(), CpPath::Remote { path, .. } if path == b"."));
+    }
+}
+
 /// `web1,web2,db1`: the hosts of one argument, trimmed, in order, without repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostList(pub Vec<String>);
@@ -265,4 +294,40 @@ impl EscapeChar {
 /// clap's parser for `-e`.
 pub fn escape_char(text: &str) -> Result<EscapeChar, ValueError> {
     EscapeChar::parse(text)
+}
+
+/// One `cp` operand: a local path, or `HOST[,HOST…]:PATH` (the path as bytes, any name). An
+/// operand is remote when it has a `:` with no `/` before it, as with scp; write `./a:b` for a
+/// local file named `a:b`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpPath {
+    Local(std::path::PathBuf),
+    Remote { hosts: HostList, path: Vec<u8> },
+}
+
+impl CpPath {
+    /// Splits an operand into its host list and path.
+    pub fn parse(operand: &std::ffi::OsStr) -> Result<CpPath, ValueError> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = operand.as_bytes();
+        let colon = bytes.iter().position(|&b| b == b':');
+        let slash = bytes.iter().position(|&b| b == b'/');
+        match colon {
+            Some(colon) if colon > 0 && slash.is_none_or(|slash| slash > colon) => {
+                let hosts = String::from_utf8_lossy(&bytes[..colon]).into_owned();
+                let path = bytes[colon + 1..].to_vec();
+                Ok(CpPath::Remote {
+                    hosts: HostList::parse(&hosts)?,
+                    path: if path.is_empty() { b".".to_vec() } else { path },
+                })
+            }
+            _ => Ok(CpPath::Local(std::path::PathBuf::from(operand))),
+        }
+    }
+
+    /// The clap value parser for operands given as raw OS strings.
+    pub fn parser() -> impl clap::builder::TypedValueParser<Value = CpPath> {
+        use clap::builder::TypedValueParser;
+        clap::builder::OsStringValueParser::new().try_map(|text: std::ffi::OsString| CpPath::parse(&text))
+    }
 }

@@ -18,13 +18,14 @@ use remora_wire::{
 
 use std::time::Instant;
 
-use remora_wire::RequestId;
+use remora_wire::{InputMode, RequestId};
 
 use crate::{
     connection::{Connection, OutputSink, Transport},
     error::ClientError,
     error::Result,
     holder::Holder,
+    input::InputFeed,
     resume::{OnceSink, ReconnectEvent, ReconnectPolicy},
     ssh::{self, SshLink, SshOptions, Target},
 };
@@ -214,22 +215,54 @@ impl Client {
 
     /// Runs a command (Invoke-Command); when `follow`, its output goes to `sink` until it ends.
     pub async fn invoke(&mut self, request: Invoke, sink: &mut dyn OutputSink) -> Result<InvokeOutcome> {
+        self.invoke_with_input(request, sink, None).await
+    }
+
+    /// [`Client::invoke`] with the command's stdin read from `input`; `request.stdin` says how
+    /// (`stream` while it runs, `stored` on the host before it starts). A stored input is
+    /// uploaded to its end before this returns.
+    pub async fn invoke_with_input(
+        &mut self,
+        mut request: Invoke,
+        sink: &mut dyn OutputSink,
+        mut input: Option<&mut InputFeed>,
+    ) -> Result<InvokeOutcome> {
+        if input.is_none() {
+            request.stdin = InputMode::Null;
+        }
         let follow = request.follow;
         let (id, first) = self.connection.start_stream(ClientBody::Invoke(request)).await?;
         let AgentBody::Invoked(invoked) = first else {
             return Err(self.connection.unexpected(&first));
         };
-        let end = match follow {
-            true => {
+        if let Some(feed) = input.as_deref_mut() {
+            feed.bind(invoked.session.instance_id, invoked.command.id);
+        }
+        let end = match (follow, input) {
+            (true, input) => {
                 let resume = Resume {
                     session: invoked.session.instance_id,
                     command: Some(invoked.command.id),
                 };
-                Some(self.follow_resuming(id, sink, true, resume).await?)
+                Some(self.follow_resuming(id, sink, true, resume, input).await?)
             }
-            false => None,
+            (false, Some(feed)) => {
+                self.upload_resuming(feed).await?;
+                None
+            }
+            (false, None) => None,
         };
         Ok(InvokeOutcome { invoked, end })
+    }
+
+    /// Uploads a stored input to its end, reconnecting when the link breaks.
+    async fn upload_resuming(&mut self, feed: &mut InputFeed) -> Result<()> {
+        loop {
+            match self.connection.upload_input(feed).await {
+                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                result => return result,
+            }
+        }
     }
 
     /// Receives every unacknowledged output of a session into `sink` (Receive-PSSession).
@@ -244,7 +277,7 @@ impl Client {
             session: receiving.session.instance_id,
             command,
         };
-        let end = self.follow_resuming(id, sink, acknowledge, resume).await?;
+        let end = self.follow_resuming(id, sink, acknowledge, resume, None).await?;
         Ok((receiving, end))
     }
 
@@ -256,14 +289,70 @@ impl Client {
         sink: &mut dyn OutputSink,
         acknowledge: bool,
         resume: Resume,
+        mut input: Option<&mut InputFeed>,
     ) -> Result<StreamEnd> {
         let mut once = OnceSink::new(sink);
         loop {
-            match self.connection.follow_stream(id, &mut once, acknowledge).await {
+            let followed = self
+                .connection
+                .follow_stream_with_input(id, &mut once, acknowledge, input.as_deref_mut())
+                .await;
+            match followed {
                 Err(err) if err.is_transient() && self.can_reconnect() => {
                     id = self.reconnect_and_resume(&err, &resume, acknowledge).await?;
                 }
                 result => return result,
+            }
+        }
+    }
+
+    /// Reconnects to the same agent within the policy's window (the link broke with `cause`),
+    /// for requests that resume on their own (transfers, stored input).
+    pub(crate) async fn reconnect(&mut self, cause: &ClientError) -> Result<()> {
+        let (target, options) = self.target.clone().expect("checked by can_reconnect");
+        let agent_id = self.agent().agent_id;
+        let policy = self.reconnect.clone();
+        let since = Instant::now();
+        policy.report(ReconnectEvent::LinkLost {
+            error: cause.to_string(),
+        });
+        let mut attempt_at = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep_until(attempt_at).await;
+            attempt_at += policy.interval;
+            let attempt = async {
+                let fresh = Client::connect(&target, &options).await?;
+                match fresh.agent().agent_id == agent_id {
+                    true => Ok(fresh),
+                    false => Err(ClientError::Unexpected {
+                        host: target.clone(),
+                        what: format!(
+                            "a different agent answered ({} instead of {agent_id})",
+                            fresh.agent().agent_id
+                        ),
+                    }),
+                }
+            };
+            match attempt.await {
+                Ok(fresh) => {
+                    *self = Client {
+                        reconnect: policy.clone(),
+                        ..fresh
+                    };
+                    policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
+                    return Ok(());
+                }
+                Err(err) if err.is_transient() && policy.allows(since) => policy.report(ReconnectEvent::Retrying {
+                    elapsed: since.elapsed(),
+                    error: err.to_string(),
+                }),
+                Err(err) => {
+                    policy.report(ReconnectEvent::GaveUp { after: since.elapsed() });
+                    return Err(ClientError::LinkLost {
+                        host: target,
+                        cause: Box::new(err),
+                    });
+                }
             }
         }
     }

@@ -17,7 +17,10 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use crate::error::{ClientError, Result};
+use crate::{
+    error::{ClientError, Result},
+    input::InputFeed,
+};
 
 /// How long a clean close waits for the agent to finish with this connection.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,12 +123,35 @@ impl<S: Transport> Connection<S> {
         sink: &mut dyn OutputSink,
         acknowledge: bool,
     ) -> Result<StreamEnd> {
+        self.follow_stream_with_input(id, sink, acknowledge, None).await
+    }
+
+    /// [`Connection::follow_stream`], feeding the followed command's stdin from `input` as the
+    /// agent's acknowledgements allow (from its first unacknowledged byte).
+    pub async fn follow_stream_with_input(
+        &mut self,
+        id: RequestId,
+        sink: &mut dyn OutputSink,
+        acknowledge: bool,
+        mut input: Option<&mut InputFeed>,
+    ) -> Result<StreamEnd> {
         let mut pending = PendingAck {
             enabled: acknowledge,
             ..PendingAck::default()
         };
+        if let Some(feed) = input.as_deref_mut() {
+            feed.rewind();
+        }
         loop {
-            let body = match self.next_with_deadline(id, &pending).await? {
+            let next = tokio::select! {
+                next = self.next_with_deadline(id, &pending) => next?,
+                frame = next_input(input.as_deref_mut()) => {
+                    let frame = frame.map_err(ClientError::Input)?;
+                    self.send_frame(ClientFrame { id: 0, body: ClientBody::Input(frame) }).await?;
+                    continue;
+                }
+            };
+            let body = match next {
                 Some(body) => body,
                 None => {
                     self.send_ack(&mut pending, sink).await?;
@@ -133,6 +159,11 @@ impl<S: Transport> Connection<S> {
                 }
             };
             match body {
+                AgentBody::InputAck(ack) => {
+                    if let Some(feed) = input.as_deref_mut() {
+                        feed.on_ack(&ack);
+                    }
+                }
                 AgentBody::Output(output) => {
                     sink.output(&output).map_err(ClientError::Output)?;
                     pending.bytes += output.data.len() as u64;
@@ -227,6 +258,24 @@ impl<S: Transport> Connection<S> {
         })
     }
 
+    /// Sends a stored input to its end and waits until the agent acknowledged all of it.
+    pub async fn upload_input(&mut self, feed: &mut InputFeed) -> Result<()> {
+        feed.rewind();
+        while !feed.complete() {
+            tokio::select! {
+                reply = self.next_reply(0) => match reply? {
+                    AgentBody::InputAck(ack) => feed.on_ack(&ack),
+                    other => return Err(self.unexpected(&other)),
+                },
+                frame = feed.next_frame() => {
+                    let frame = frame.map_err(ClientError::Input)?;
+                    self.send_frame(ClientFrame { id: 0, body: ClientBody::Input(frame) }).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn send(&mut self, body: ClientBody) -> Result<RequestId> {
         let id = self.next_id;
         self.next_id += 1;
@@ -234,7 +283,7 @@ impl<S: Transport> Connection<S> {
         Ok(id)
     }
 
-    async fn send_frame(&mut self, frame: ClientFrame) -> Result<()> {
+    pub(crate) async fn send_frame(&mut self, frame: ClientFrame) -> Result<()> {
         let outbox = self.outbox.as_ref().ok_or_else(|| self.closed())?;
         outbox.send(frame).map_err(|_| self.closed())
     }
@@ -311,6 +360,14 @@ impl FrameSender {
                 host: self.host.clone(),
                 hint: String::new(),
             })
+    }
+}
+
+/// The feed's next frame; never ready without a feed or once the input is complete.
+async fn next_input(feed: Option<&mut InputFeed>) -> std::io::Result<remora_wire::Input> {
+    match feed {
+        Some(feed) if !feed.complete() => feed.next_frame().await,
+        _ => std::future::pending().await,
     }
 }
 

@@ -45,6 +45,24 @@ pub enum ClientError {
     /// Writing received output locally failed; nothing was acknowledged past what was written.
     #[error("cannot write received output: {0}")]
     Output(std::io::Error),
+    /// Reading the local input for a command's stdin failed.
+    #[error("cannot read the input for the command's stdin: {0}")]
+    Input(std::io::Error),
+    /// A local path could not be read or written (`cp`).
+    #[error("cannot {action} {}: {cause}{hint}", path.display())]
+    Local {
+        action: &'static str,
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+        hint: &'static str,
+    },
+    /// A copy that cannot be done as asked (`cp`): a directory without -r, a file over a
+    /// directory, a checksum mismatch.
+    #[error("{0}")]
+    Copy(String),
+    /// The link broke during a transfer and reconnecting did not succeed in time.
+    #[error("{host}: the link broke and reconnecting failed ({cause}); run the same command again to resume")]
+    LinkLost { host: String, cause: Box<ClientError> },
 }
 
 impl ClientError {
@@ -52,7 +70,11 @@ impl ClientError {
     pub fn is_connection_failure(&self) -> bool {
         matches!(
             self,
-            ClientError::Ssh(_) | ClientError::Wire { .. } | ClientError::Closed { .. } | ClientError::GaveUp { .. }
+            ClientError::Ssh(_)
+                | ClientError::Wire { .. }
+                | ClientError::Closed { .. }
+                | ClientError::GaveUp { .. }
+                | ClientError::LinkLost { .. }
         )
     }
 

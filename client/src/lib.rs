@@ -9,11 +9,13 @@ mod client;
 pub mod connection;
 mod error;
 pub mod holder;
+pub mod input;
 pub mod install;
 pub mod registry;
 pub mod resume;
 pub mod ssh;
 pub mod terminal;
+pub mod transfer;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};
 pub use connection::OutputSink;

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use crate::terminal::*;
+use crate::transfer::{
+    FileAck, FileData, FileEnd, GetPath, Input, InputAck, InputMode, PathDone, PathList, PutPath, PutReady, ReadFile,
+};
 
 /// Protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -79,6 +82,19 @@ pub enum ClientBody {
     /// [`AgentBody::Commands`] table now and whenever a chosen job changes; then
     /// [`AgentBody::Waited`].
     Wait(WaitJobs),
+    /// Stdin bytes for a command invoked with an [`InputMode`] other than `null`. No reply;
+    /// [`AgentBody::InputAck`] events follow.
+    Input(Input),
+    /// Create a path on the host (`cp` upload); see [`PutPath`].
+    PutPath(PutPath),
+    /// Bytes of an upload, with the [`PutPath`]'s request id. No reply; [`AgentBody::FileAck`].
+    FileData(FileData),
+    /// The end of an upload, with the [`PutPath`]'s request id. Reply: [`AgentBody::PathDone`].
+    FileEnd(FileEnd),
+    /// Describe a path to download. Reply: [`AgentBody::PathList`].
+    GetPath(GetPath),
+    /// Download a file. Reply: [`AgentBody::FileData`] frames, then [`AgentBody::FileEnd`].
+    ReadFile(ReadFile),
 }
 
 /// Opens a connection: versions, capabilities and who is asking.
@@ -200,6 +216,9 @@ pub struct Invoke {
     /// The job's label, dependencies and retries.
     #[serde(default)]
     pub job: JobOptions,
+    /// Where the command's stdin comes from.
+    #[serde(default)]
+    pub stdin: InputMode,
 }
 
 /// How a job takes part in its session's workflow: its label, the jobs it waits for, and how
@@ -401,6 +420,13 @@ pub enum AgentBody {
     TermInputAck(TermInputAck),
     TermEnded(TermEnded),
     Transcript(Transcript),
+    InputAck(InputAck),
+    PutReady(PutReady),
+    FileAck(FileAck),
+    FileData(FileData),
+    FileEnd(FileEnd),
+    PathDone(PathDone),
+    PathList(PathList),
 }
 
 /// Capability: the client answers [`AgentBody::Ping`] with [`ClientBody::Pong`].
@@ -687,6 +713,19 @@ pub enum ErrorCode {
     LimitReached,
     /// The agent failed; see its log.
     Internal,
+    /// A path (`cp`) does not exist.
+    PathNotFound,
+    /// The user may not read or write a path.
+    PermissionDenied,
+    /// The host's disk (or quota) is full.
+    NoSpace,
+    /// A file would replace a directory or the other way round, or a directory was given
+    /// without `-r`.
+    PathConflict,
+    /// A copied file's SHA-256 differs from its source's.
+    ChecksumMismatch,
+    /// Another file system error.
+    IoFailed,
     #[serde(other)]
     Unknown,
 }

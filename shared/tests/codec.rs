@@ -18,6 +18,7 @@ fn invoke_frame() -> ClientFrame {
             configuration: None,
             buffering: None,
             job: Default::default(),
+            stdin: remora_wire::InputMode::Null,
         }),
     }
 }

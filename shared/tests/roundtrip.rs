@@ -84,10 +84,18 @@ fn invoke() -> impl Strategy<Value = Invoke> {
         option::of(any::<u64>()),
         option::of(text()),
         option::of(buffering()),
-        job_options(),
+        (job_options(), input_mode()),
     )
         .prop_map(
-            |(session, command, (create, follow, window), idle_timeout_secs, configuration, buffering, job)| Invoke {
+            |(
+                session,
+                command,
+                (create, follow, window),
+                idle_timeout_secs,
+                configuration,
+                buffering,
+                (job, stdin),
+            )| Invoke {
                 session,
                 command,
                 create,
@@ -97,6 +105,7 @@ fn invoke() -> impl Strategy<Value = Invoke> {
                 configuration,
                 buffering,
                 job,
+                stdin,
             },
         )
 }
@@ -171,6 +180,7 @@ fn client_body() -> impl Strategy<Value = ClientBody> {
         })),
         any::<u64>().prop_map(|sent_at| ClientBody::Pong(Heartbeat { sent_at })),
         terminal_client_body(),
+        transfer_client_body(),
     ]
 }
 
@@ -330,6 +340,12 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
         Just(ErrorCode::SessionBusy),
         Just(ErrorCode::LimitReached),
         Just(ErrorCode::Internal),
+        Just(ErrorCode::PathNotFound),
+        Just(ErrorCode::PermissionDenied),
+        Just(ErrorCode::NoSpace),
+        Just(ErrorCode::PathConflict),
+        Just(ErrorCode::ChecksumMismatch),
+        Just(ErrorCode::IoFailed),
         Just(ErrorCode::Unknown),
     ]
 }
@@ -515,6 +531,105 @@ fn agent_body() -> impl Strategy<Value = AgentBody> {
         }),
         any::<u64>().prop_map(|sent_at| AgentBody::Ping(Heartbeat { sent_at })),
         terminal_agent_body(),
+        transfer_agent_body(),
+    ]
+}
+
+fn input_mode() -> impl Strategy<Value = InputMode> {
+    prop_oneof![
+        Just(InputMode::Null),
+        Just(InputMode::Stream),
+        Just(InputMode::Stored),
+        Just(InputMode::Unknown),
+    ]
+}
+
+/// Any bytes, as paths and file data are.
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 0..64)
+}
+
+fn path_meta() -> impl Strategy<Value = PathMeta> {
+    let kind = prop_oneof![
+        Just(PathKind::File),
+        Just(PathKind::Dir),
+        Just(PathKind::Symlink),
+        Just(PathKind::Unknown),
+    ];
+    (kind, any::<(u64, u32, i64, u32)>(), bytes()).prop_map(|(kind, (size, mode, mtime, mtime_nanos), link_target)| {
+        PathMeta {
+            kind,
+            size,
+            mode,
+            mtime,
+            mtime_nanos,
+            link_target,
+        }
+    })
+}
+
+/// Input streams and `cp`, client side.
+fn transfer_client_body() -> impl Strategy<Value = ClientBody> {
+    prop_oneof![
+        (uuid(), any::<(u64, u64, bool)>(), bytes()).prop_map(|(session, (command, offset, eof), data)| {
+            ClientBody::Input(Input {
+                session,
+                command,
+                offset,
+                data,
+                eof,
+            })
+        }),
+        (
+            option::of(session_ref()),
+            bytes(),
+            option::of(bytes()),
+            any::<(bool, bool)>(),
+            path_meta(),
+            text()
+        )
+            .prop_map(|(session, dest, name, (into_dir, preserve), meta, source_key)| {
+                ClientBody::PutPath(PutPath {
+                    session,
+                    dest,
+                    name,
+                    into_dir,
+                    meta,
+                    preserve,
+                    source_key,
+                })
+            }),
+        (any::<u64>(), bytes()).prop_map(|(offset, data)| ClientBody::FileData(FileData { offset, data })),
+        (any::<u64>(), text()).prop_map(|(size, sha256)| ClientBody::FileEnd(FileEnd { size, sha256 })),
+        (option::of(session_ref()), bytes(), any::<bool>()).prop_map(|(session, path, recursive)| {
+            ClientBody::GetPath(GetPath {
+                session,
+                path,
+                recursive,
+            })
+        }),
+        (bytes(), any::<u64>()).prop_map(|(path, offset)| ClientBody::ReadFile(ReadFile { path, offset })),
+    ]
+}
+
+/// Input streams and `cp`, agent side.
+fn transfer_agent_body() -> impl Strategy<Value = AgentBody> {
+    let listed = (bytes(), path_meta()).prop_map(|(path, meta)| ListedPath { path, meta });
+    prop_oneof![
+        (uuid(), any::<(u64, u64, bool)>()).prop_map(|(session, (command, offset, eof))| {
+            AgentBody::InputAck(InputAck {
+                session,
+                command,
+                offset,
+                eof,
+            })
+        }),
+        (bytes(), any::<u64>()).prop_map(|(path, offset)| AgentBody::PutReady(PutReady { path, offset })),
+        any::<u64>().prop_map(|offset| AgentBody::FileAck(FileAck { offset })),
+        (any::<u64>(), bytes()).prop_map(|(offset, data)| AgentBody::FileData(FileData { offset, data })),
+        (any::<u64>(), text()).prop_map(|(size, sha256)| AgentBody::FileEnd(FileEnd { size, sha256 })),
+        (bytes(), any::<u64>()).prop_map(|(path, bytes)| AgentBody::PathDone(PathDone { path, bytes })),
+        (bytes(), vec(listed, 0..3)).prop_map(|(root, entries)| AgentBody::PathList(PathList { root, entries })),
     ]
 }
 

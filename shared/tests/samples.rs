@@ -135,6 +135,7 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     configuration: None,
                     buffering: None,
                     job: JobOptions::default(),
+                    stdin: remora_wire::InputMode::Null,
                 }),
             ),
         ),
@@ -209,6 +210,8 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                     configuration: None,
                     buffering: None,
                     job: job_options(),
+                    // Added after this sample was written: decodes with the default.
+                    stdin: InputMode::Null,
                 }),
             ),
         ),
@@ -611,6 +614,224 @@ fn checked_in_client_frames_decode() {
 #[test]
 fn checked_in_agent_frames_decode() {
     for (name, frame) in agent_samples() {
+        check(name, &frame);
+    }
+}
+
+/// Named sample frames of each direction.
+type Samples = (Vec<(&'static str, ClientFrame)>, Vec<(&'static str, AgentFrame)>);
+
+/// Input streams and `cp` (both directions).
+fn input_and_copy_samples() -> Samples {
+    let client = |id, body| ClientFrame { id, body };
+    let agent = |id, body| AgentFrame { id, body };
+    let meta = PathMeta {
+        kind: PathKind::File,
+        size: 5,
+        mode: 0o644,
+        mtime: 1_795_000_000,
+        mtime_nanos: 250_000_000,
+        link_target: Vec::new(),
+    };
+    let clients = vec![
+        (
+            "client-invoke-stdin",
+            client(
+                20,
+                ClientBody::Invoke(Invoke {
+                    session: Some(SessionRef::Name("build".into())),
+                    command: "tar x -C /srv".into(),
+                    create: true,
+                    follow: true,
+                    window: DEFAULT_WINDOW,
+                    idle_timeout_secs: None,
+                    configuration: None,
+                    buffering: None,
+                    // Added after this sample was written: decodes with the default.
+                    job: JobOptions::default(),
+                    stdin: InputMode::Stream,
+                }),
+            ),
+        ),
+        (
+            "client-input",
+            client(
+                0,
+                ClientBody::Input(Input {
+                    session: SESSION,
+                    command: 3,
+                    offset: 262_144,
+                    data: b"hi\n".to_vec(),
+                    eof: true,
+                }),
+            ),
+        ),
+        (
+            "client-put-path",
+            client(
+                21,
+                ClientBody::PutPath(PutPath {
+                    session: None,
+                    dest: b"/tmp/".to_vec(),
+                    name: Some(b"new\nname \xff".to_vec()),
+                    into_dir: false,
+                    meta: meta.clone(),
+                    preserve: true,
+                    source_key: "5-1795000000.250000000".into(),
+                }),
+            ),
+        ),
+        (
+            "client-file-data",
+            client(
+                21,
+                ClientBody::FileData(FileData {
+                    offset: 0,
+                    data: b"hello".to_vec(),
+                }),
+            ),
+        ),
+        (
+            "client-file-end",
+            client(
+                21,
+                ClientBody::FileEnd(FileEnd {
+                    size: 5,
+                    sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+                }),
+            ),
+        ),
+        (
+            "client-get-path",
+            client(
+                22,
+                ClientBody::GetPath(GetPath {
+                    session: Some(SessionRef::Name("build".into())),
+                    path: b"logs".to_vec(),
+                    recursive: true,
+                }),
+            ),
+        ),
+        (
+            "client-read-file",
+            client(
+                23,
+                ClientBody::ReadFile(ReadFile {
+                    path: b"/home/ada/logs/app.log".to_vec(),
+                    offset: 1_048_576,
+                }),
+            ),
+        ),
+    ];
+    let agents = vec![
+        (
+            "agent-input-ack",
+            agent(
+                0,
+                AgentBody::InputAck(InputAck {
+                    session: SESSION,
+                    command: 3,
+                    offset: 262_147,
+                    eof: true,
+                }),
+            ),
+        ),
+        (
+            "agent-put-ready",
+            agent(
+                21,
+                AgentBody::PutReady(PutReady {
+                    path: b"/tmp/new\nname \xff".to_vec(),
+                    offset: 0,
+                }),
+            ),
+        ),
+        ("agent-file-ack", agent(21, AgentBody::FileAck(FileAck { offset: 1_048_576 }))),
+        (
+            "agent-path-done",
+            agent(
+                21,
+                AgentBody::PathDone(PathDone {
+                    path: b"/tmp/new\nname \xff".to_vec(),
+                    bytes: 5,
+                }),
+            ),
+        ),
+        (
+            "agent-path-list",
+            agent(
+                22,
+                AgentBody::PathList(PathList {
+                    root: b"/home/ada/logs".to_vec(),
+                    entries: vec![
+                        ListedPath {
+                            path: Vec::new(),
+                            meta: PathMeta {
+                                kind: PathKind::Dir,
+                                size: 0,
+                                mode: 0o755,
+                                ..meta.clone()
+                            },
+                        },
+                        ListedPath {
+                            path: b"app.log".to_vec(),
+                            meta: meta.clone(),
+                        },
+                        ListedPath {
+                            path: b"current".to_vec(),
+                            meta: PathMeta {
+                                kind: PathKind::Symlink,
+                                size: 0,
+                                mode: 0o777,
+                                link_target: b"app.log".to_vec(),
+                                ..meta.clone()
+                            },
+                        },
+                    ],
+                }),
+            ),
+        ),
+        (
+            "agent-file-data",
+            agent(
+                23,
+                AgentBody::FileData(FileData {
+                    offset: 1_048_576,
+                    data: b"tail".to_vec(),
+                }),
+            ),
+        ),
+        (
+            "agent-file-end",
+            agent(
+                23,
+                AgentBody::FileEnd(FileEnd {
+                    size: 1_048_580,
+                    sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                }),
+            ),
+        ),
+        (
+            "agent-error-no-space",
+            agent(
+                21,
+                AgentBody::Error(ErrorReply {
+                    code: ErrorCode::NoSpace,
+                    message: "web01: cannot write /srv/app.tgz: No space left on device (os error 28); free space on the host and run the same cp again to resume".into(),
+                }),
+            ),
+        ),
+    ];
+    (clients, agents)
+}
+
+#[test]
+fn checked_in_input_and_copy_frames_decode() {
+    let (clients, agents) = input_and_copy_samples();
+    for (name, frame) in clients {
+        check(name, &frame);
+    }
+    for (name, frame) in agents {
         check(name, &frame);
     }
 }

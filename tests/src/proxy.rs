@@ -52,6 +52,10 @@ struct Shared {
     state: Mutex<State>,
     /// Connections accepted so far, counted once registered (so `cut` sees them).
     accepted: AtomicUsize,
+    /// Bytes carried from clients to the target, over all connections.
+    upstream_bytes: std::sync::atomic::AtomicU64,
+    /// Bytes carried from the target to clients.
+    downstream_bytes: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -143,6 +147,16 @@ impl FaultyLink {
     /// Connections accepted so far, forwarded or not: wait for it to grow to see a reconnect.
     pub fn connections(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Bytes carried from clients to the target so far (the wire bytes of uploads).
+    pub fn upstream_bytes(&self) -> u64 {
+        self.shared.upstream_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Bytes carried from the target to clients so far (the wire bytes of downloads).
+    pub fn downstream_bytes(&self) -> u64 {
+        self.shared.downstream_bytes.load(Ordering::SeqCst)
     }
 }
 
@@ -265,12 +279,38 @@ async fn relay(mut client: TcpStream, target: SocketAddr, registration: Registra
         if *fate.borrow() == Fate::Forwarding {
             tokio::select! {
                 // Either side closed or failed: dropping both passes that on.
-                _ = tokio::io::copy_bidirectional(&mut client, server) => return,
+                _ = relay_counted(&mut client, server, &registration.shared) => return,
                 _ = fate.wait_for(left_forwarding) => {}
             }
         }
     }
     let _ = fate.wait_for(|fate| *fate == Fate::Cut).await;
+}
+
+/// Both directions of one connection, counting the bytes each way.
+async fn relay_counted(client: &mut TcpStream, server: &mut TcpStream, shared: &Shared) {
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let up = pump(&mut client_read, &mut server_write, &shared.upstream_bytes);
+    let down = pump(&mut server_read, &mut client_write, &shared.downstream_bytes);
+    let _ = tokio::join!(up, down);
+}
+
+async fn pump(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    counter: &std::sync::atomic::AtomicU64,
+) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        to.write_all(&buf[..n]).await?;
+        counter.fetch_add(n as u64, Ordering::SeqCst);
+    }
 }
 
 /// A second descriptor for `socket`'s connection, usable from any thread.

@@ -313,6 +313,15 @@ impl Sshd {
         command
     }
 
+    /// Another OpenSSH client program (`scp`, `sftp`) set up like [`Sshd::ssh`], reading
+    /// `config` (the harness's ssh_config or a test's own).
+    pub fn openssh_tool(&self, program: &str, config: &Path) -> Command {
+        let mut command = Command::new(program);
+        command.arg("-F").arg(config).args(["-o", "BatchMode=yes"]);
+        self.client_environment(&mut command);
+        command
+    }
+
     fn client_environment(&self, command: &mut Command) {
         command
             .env("HOME", self.home())

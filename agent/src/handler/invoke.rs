@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use remora_wire::{AgentBody, ErrorCode, Invoke, Invoked, NewSession, RequestId, SessionRef};
+use remora_wire::{AgentBody, ErrorCode, InputMode, Invoke, Invoked, NewSession, RequestId, SessionRef};
 
 use super::{
     new::{check_idle_timeout, create_session},
@@ -15,6 +15,7 @@ const MAX_COMMAND_LEN: usize = 1024 * 1024;
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
     validate_command(&request.command)?;
+    validate_input(&request)?;
     let session = resolve_session(&ctx, &request)?;
     let max_idle = session.settings().max_idle_timeout_secs;
     let idle_timeout = request
@@ -31,7 +32,7 @@ pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(),
         false => None,
     };
     let command = session
-        .enqueue_job(request.command, request.job)
+        .enqueue_job(request.command, request.job, request.stdin)
         .map_err(|refusal| refusal_for(&session, refusal))?;
     let command_id = command.id;
     let invoked = Invoked {
@@ -75,6 +76,19 @@ fn validate_command(command: &str) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// Streamed input needs a client following the command; stored input one that is not.
+fn validate_input(request: &Invoke) -> Result<(), Refusal> {
+    let message = match (request.stdin, request.follow) {
+        (InputMode::Stream, false) => {
+            "streamed stdin needs an attached invoke; a disconnected one stores its stdin (`stored`)"
+        }
+        (InputMode::Stored, true) => "stored stdin is for disconnected invokes; an attached one streams it (`stream`)",
+        (InputMode::Unknown, _) => "unknown stdin mode; upgrade remora-agent",
+        _ => return Ok(()),
+    };
+    Err(Refusal::new(ErrorCode::InvalidRequest, message))
 }
 
 /// The session to run in: named (created when asked), or a new one when unnamed. `configuration`

@@ -2,7 +2,9 @@
 //! connection context, never frames or bytes.
 
 pub mod ack;
+pub mod cp;
 pub mod disconnect;
+pub mod input;
 pub mod invoke;
 pub mod jobs;
 pub mod ls;
@@ -38,6 +40,8 @@ pub struct Ctx {
     pub tx: mpsc::Sender<Outgoing>,
     /// Cancelled when the connection ends.
     pub closed: CancellationToken,
+    /// `cp` uploads open on this connection.
+    pub uploads: cp::Uploads,
 }
 
 /// What a connection's writer sends: a frame, or an output event whose bytes (journal `Bytes`)

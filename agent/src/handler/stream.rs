@@ -3,7 +3,8 @@
 //!
 //! Each pass takes one consistent batch from the session (`Session::next_batch`), loads spilled
 //! bytes and sends, all without the session's lock. The loop wakes on session changes (new
-//! output, command ends, acks), never on a timer.
+//! output, command ends, acks), never on a timer. A followed command's stdin is acknowledged
+//! here as the runspace writes it (`input.rs`).
 
 use remora_wire::{AgentBody, CommandEnded, Output, OutputDropped, RequestId, StreamEnd};
 
@@ -34,8 +35,15 @@ pub async fn run(
     let window = window.map(|w| w.clamp(MIN_WINDOW, MAX_WINDOW));
     let lost = attachment.lost();
     let mut cursors = Cursors::default();
+    let mut input_acked = None;
     loop {
         let mut changed = session.subscribe();
+        if super::input::send_ack_due(ctx, session, scope, &mut input_acked)
+            .await
+            .is_err()
+        {
+            break;
+        }
         let batch = session.next_batch(scope, &mut cursors, window);
         if send(ctx, id, session, batch.entries).await.is_err() || batch.finished {
             break;

@@ -54,7 +54,7 @@ impl DaemonSnapshot {
         let mut fds = vec![self.listener, self.pid_lock];
         for runspace in self.sessions.iter().filter_map(|s| s.runspace.as_ref()) {
             let shell = &runspace.shell;
-            fds.extend([shell.stdin, shell.stdout, shell.stderr, shell.status]);
+            fds.extend([shell.stdin, shell.stdout, shell.stderr, shell.status, shell.input]);
         }
         fds.extend(
             self.sessions

@@ -1,7 +1,8 @@
 //! A session in its handover form: everything a new agent program needs to carry on exactly
 //! where this one stopped — commands queued, running and ended, every unacknowledged journal
 //! entry (spilled ones by reference into the spill file, which stays), the buffer accounting and
-//! the parked shell's descriptors. Session state never serializes itself; it converts here.
+//! the parked shell's descriptors (a running command's stdin fifo among them) and commands'
+//! input streams. Session state never serializes itself; it converts here.
 
 use std::{io, path::Path, sync::Arc};
 
@@ -35,6 +36,9 @@ pub struct SessionSnapshot {
     /// The parked terminal, when the session had a live one.
     #[serde(default)]
     pub terminal: Option<HandedTerminal>,
+    /// Commands' stdin streams: unwritten bytes, stored files by name.
+    #[serde(default)]
+    pub inputs: Vec<super::input::HandedInput>,
 }
 
 /// The parked shell of a session, handed over.
@@ -52,6 +56,7 @@ impl Session {
     /// (their connections end with the handover), so the idle clock starts at `now`.
     pub fn handover_snapshot(&self, now: UnixMillis) -> SessionSnapshot {
         let runspace = self.parked_runspace();
+        let inputs = self.handover_inputs();
         let state = self.lock();
         SessionSnapshot {
             description: store::stored_session(self.id, &self.name, self.created_at, &state.settings),
@@ -71,6 +76,7 @@ impl Session {
             spill: self.spill.handover_state(),
             runspace,
             terminal: self.terminal().and_then(|t| t.handover_form()),
+            inputs,
         }
     }
 
@@ -120,6 +126,7 @@ impl Session {
             .map(|c| (c.id, c))
             .collect();
         drop(state);
+        session.adopt_inputs(snapshot.inputs)?;
         if let Some(runspace) = &snapshot.runspace {
             if runspace.stop_requested {
                 session.stop_requests.send_replace(runspace.running);

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod buffer;
 mod command;
 pub mod handover;
+pub mod input;
 pub mod journal;
 mod lease;
 mod name;
@@ -129,6 +130,10 @@ pub struct Session {
     runspace_pid: std::sync::atomic::AtomicI32,
     /// The configuration's `on_job_end` command, run when a job ends.
     on_job_end: Option<String>,
+    /// Commands' stdin streams (`input.rs`).
+    inputs: input::Inputs,
+    /// The runspace shell's process id (0: none yet), for resolving paths against its directory.
+    shell_pid: std::sync::atomic::AtomicI32,
 }
 
 impl Session {
@@ -173,6 +178,8 @@ impl Session {
             terminal: Mutex::new(None),
             runspace_pid: std::sync::atomic::AtomicI32::new(0),
             on_job_end,
+            inputs: input::Inputs::default(),
+            shell_pid: std::sync::atomic::AtomicI32::new(0),
         }
     }
 
@@ -327,20 +334,33 @@ impl Session {
 
     /// Queues a command; it runs after the ones before it.
     pub fn enqueue(&self, text: String) -> Result<CommandInfo, SessionRefusal> {
-        self.enqueue_job(text, remora_wire::JobOptions::default())
+        self.enqueue_job(text, remora_wire::JobOptions::default(), remora_wire::InputMode::Null)
     }
 
-    /// Queues a job with its label, dependencies and retries (see `workflow.rs`).
-    pub fn enqueue_job(&self, text: String, options: remora_wire::JobOptions) -> Result<CommandInfo, SessionRefusal> {
-        self.change(|state| (state.enqueue_job(text, options), Effects::default()))
+    /// Queues a job with its label, dependencies and retries (see `workflow.rs`), and its stdin
+    /// (`mode`): its input stream exists before the runspace can start it.
+    pub fn enqueue_job(
+        &self,
+        text: String,
+        options: remora_wire::JobOptions,
+        mode: remora_wire::InputMode,
+    ) -> Result<CommandInfo, SessionRefusal> {
+        self.change(|state| {
+            let queued = state.enqueue_job(text, options);
+            if let Ok(info) = &queued {
+                self.open_input(info.id, mode, &state.settings.spill_dir);
+            }
+            (queued, Effects::default())
+        })
     }
 
     /// Marks the next runnable job Running (a retry whose delay is over, else the oldest queued
-    /// job; jobs whose dependency failed are skipped on the way) and returns its id and text, or
-    /// when to ask again (a retry's delay). Wakes waiters only when something changed: the
-    /// runspace asks in a loop that waits for changes.
+    /// job whose dependencies have ended and whose stored input is complete; jobs whose dependency
+    /// failed are skipped on the way) and returns its id and text, or when to ask again (a retry's
+    /// delay). Wakes waiters only when something changed: the runspace asks in a loop that waits
+    /// for changes.
     pub fn start_next(&self) -> (Option<(u64, String)>, Option<UnixMillis>) {
-        let next = self.lock().next_job(now_millis());
+        let next = self.lock().next_job(now_millis(), |command| self.inputs.ready(command));
         if next.changed {
             self.notify();
         }
@@ -355,6 +375,20 @@ impl Session {
             self.notify();
         }
         retrying
+    }
+
+    /// Records the runspace shell's process id.
+    pub fn set_shell_pid(&self, pid: i32) {
+        self.shell_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The runspace shell's current directory, when it has a live shell.
+    pub fn runspace_dir(&self) -> Option<std::path::PathBuf> {
+        let pid = self.shell_pid.load(std::sync::atomic::Ordering::Relaxed);
+        if pid <= 0 || self.lock().broken.is_some() {
+            return None;
+        }
+        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
     }
 
     /// Appends output of a running command to its journal. A chunk bound for the spill file is
@@ -376,12 +410,14 @@ impl Session {
 
     /// Ends a command with its final state; the end becomes its journal's last entry.
     pub fn finish(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
+        self.close_input(command);
         self.change(|s| ((), s.finish(command, state, exit_code)));
     }
 
     /// Ends a command, its ended journal saved first (for a stored session): a command that
     /// clients see Completed survives a crash of the daemon right after.
     pub async fn finish_durably(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
+        self.close_input(command);
         let now = now_millis();
         if self.stored {
             if let Some(snapshot) = self.read(|s| s.ended_snapshot(command, state, exit_code, now)) {

@@ -441,7 +441,7 @@ mod tests {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
-        assert_eq!(state.next_job(2_000).start, Some((1, "a".into())));
+        assert_eq!(state.next_job(2_000, |_| true).start, Some((1, "a".into())));
         assert!(
             output(&mut state, 1, "hi").is_empty(),
             "output is kept in memory, no disk work"
@@ -449,7 +449,7 @@ mod tests {
         let effects = state.finish(1, CommandState::Completed, Some(0));
         assert_eq!(saved_commands(&effects), [1]);
         assert!(state.finish(1, CommandState::Failed, None).is_empty(), "ends once");
-        assert_eq!(state.next_job(3_000).start, Some((2, "b".into())));
+        assert_eq!(state.next_job(3_000, |_| true).start, Some((2, "b".into())));
         assert_eq!(state.active_commands(), 1);
     }
 
@@ -457,7 +457,7 @@ mod tests {
     fn a_command_saved_before_its_end_is_published_records_the_acks_that_came_meanwhile() {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
-        let _ = state.next_job(0);
+        let _ = state.next_job(0, |_| true);
         let _ = output(&mut state, 1, "x");
         let snapshot = state
             .ended_snapshot(1, CommandState::Completed, Some(0), 5)
@@ -491,7 +491,7 @@ mod tests {
     fn acks_of_ended_commands_are_saved_and_spilled_bytes_released() {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
-        let _ = state.next_job(0);
+        let _ = state.next_job(0, |_| true);
         let chunk = crate::session::spill::SpillRef {
             generation: 0,
             offset: 0,
@@ -574,7 +574,7 @@ mod tests {
         let mut state = state(test_settings());
         state.enqueue("a".into()).unwrap();
         state.enqueue("b".into()).unwrap();
-        let _ = state.next_job(0);
+        let _ = state.next_job(0, |_| true);
         let running = state.request_stop(None).unwrap();
         assert_eq!(running.interrupt, Some(1));
         let queued = state.request_stop(Some(2)).unwrap();
@@ -596,7 +596,7 @@ mod tests {
             ..test_settings()
         });
         state.enqueue("a".into()).unwrap();
-        let _ = state.next_job(0);
+        let _ = state.next_job(0, |_| true);
         let _ = output(&mut state, 1, "aaa");
         let _ = output(&mut state, 1, "bbb");
         assert!(state.buffer.memory <= 4);

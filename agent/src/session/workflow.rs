@@ -213,8 +213,9 @@ impl SessionState {
 
     /// Picks what the runspace runs next: a retry whose delay is over, else the oldest queued job
     /// whose dependencies have ended, skipping (ending Skipped) those whose `--after-ok`
-    /// dependency did not succeed.
-    pub fn next_job(&mut self, now: UnixMillis) -> NextJob {
+    /// dependency did not succeed. Jobs run in order: while the job to start is not `input_ready`
+    /// (its stored stdin is still arriving), nothing starts.
+    pub fn next_job(&mut self, now: UnixMillis, input_ready: impl Fn(u64) -> bool) -> NextJob {
         let mut next = NextJob::default();
         if let Some(record) = self.commands.values_mut().find(|c| c.workflow.retry_at.is_some()) {
             let at = record.workflow.retry_at.expect("found by it");
@@ -241,6 +242,7 @@ impl SessionState {
                     next.effects.0.extend(self.skip(id, reason).0);
                     next.changed = true;
                 }
+                Readiness::Ready if !input_ready(id) => return next,
                 Readiness::Ready => {
                     let record = self.commands.get_mut(&id).expect("listed");
                     record.state = CommandState::Running;
@@ -353,7 +355,7 @@ mod tests {
     }
 
     fn run_to_end(state: &mut SessionState, code: i32) -> u64 {
-        let started = state.next_job(0).start.expect("a job to run").0;
+        let started = state.next_job(0, |_| true).start.expect("a job to run").0;
         let _ = state.finish(started, CommandState::Completed, Some(code));
         started
     }
@@ -399,7 +401,7 @@ mod tests {
         job(&mut state, "needs an end", vec![after(1, false)]).unwrap();
         job(&mut state, "needs the skipped one", vec![after(2, true)]).unwrap();
         assert_eq!(run_to_end(&mut state, 3), 1);
-        let next = state.next_job(1);
+        let next = state.next_job(1, |_| true);
         assert_eq!(next.start, Some((3, "needs an end".into())), "job 2 skipped, 3 runs");
         assert_eq!(state.commands[&2].state, CommandState::Skipped);
         let reason = state.commands[&2].workflow.reason.clone().unwrap();
@@ -410,7 +412,7 @@ mod tests {
         );
         assert_eq!(next.effects.0.len(), 1, "the skipped job is saved");
         let _ = state.finish(3, CommandState::Completed, Some(0));
-        assert_eq!(state.next_job(2).start, None, "job 4 is skipped in turn");
+        assert_eq!(state.next_job(2, |_| true).start, None, "job 4 is skipped in turn");
         assert_eq!(state.commands[&4].state, CommandState::Skipped);
     }
 
@@ -419,12 +421,12 @@ mod tests {
         let mut state = state();
         job(&mut state, "a", vec![]).unwrap();
         job(&mut state, "b", vec![after(1, true)]).unwrap();
-        let first = state.next_job(0);
+        let first = state.next_job(0, |_| true);
         assert_eq!(first.start.map(|s| s.0), Some(1));
-        assert_eq!(state.next_job(0).start, None, "job 2 waits while job 1 runs");
+        assert_eq!(state.next_job(0, |_| true).start, None, "job 2 waits while job 1 runs");
         assert_eq!(state.commands[&2].state, CommandState::Queued);
         let _ = state.finish(1, CommandState::Completed, Some(0));
-        assert_eq!(state.next_job(0).start.map(|s| s.0), Some(2));
+        assert_eq!(state.next_job(0, |_| true).start.map(|s| s.0), Some(2));
     }
 
     #[test]
@@ -437,19 +439,19 @@ mod tests {
         };
         state.enqueue_job("flaky".into(), options).unwrap();
         job(&mut state, "later", vec![]).unwrap();
-        assert_eq!(state.next_job(0).start.map(|s| s.0), Some(1));
+        assert_eq!(state.next_job(0, |_| true).start.map(|s| s.0), Some(1));
         assert!(state.retry_after_failure(1, 1, 1_000));
-        let waiting = state.next_job(1_050);
+        let waiting = state.next_job(1_050, |_| true);
         assert_eq!(
             (waiting.start, waiting.wake_at),
             (None, Some(1_100)),
             "the retry holds the runspace"
         );
         assert_eq!(state.commands[&1].state, CommandState::Running);
-        assert_eq!(state.next_job(1_100).start.map(|s| s.0), Some(1));
+        assert_eq!(state.next_job(1_100, |_| true).start.map(|s| s.0), Some(1));
         assert_eq!(state.commands[&1].workflow.attempts, 2);
         assert!(state.retry_after_failure(1, 1, 2_000));
-        assert_eq!(state.next_job(2_100).start.map(|s| s.0), Some(1));
+        assert_eq!(state.next_job(2_100, |_| true).start.map(|s| s.0), Some(1));
         assert!(!state.retry_after_failure(1, 4, 3_000), "three attempts in all");
         assert!(!state.retry_after_failure(1, 0, 3_000), "success is never retried");
         let _ = state.finish(1, CommandState::Completed, Some(4));
@@ -469,11 +471,11 @@ mod tests {
             ..JobOptions::default()
         };
         state.enqueue_job("flaky".into(), options).unwrap();
-        let _ = state.next_job(0);
+        let _ = state.next_job(0, |_| true);
         assert!(state.retry_after_failure(1, 1, 0));
         let stopped = state.request_stop(None).unwrap();
         assert_eq!((stopped.interrupt, stopped.info.state), (None, CommandState::Stopped));
-        assert_eq!(state.next_job(0).wake_at, None, "nothing left to wait for");
+        assert_eq!(state.next_job(0, |_| true).wake_at, None, "nothing left to wait for");
     }
 
     #[test]

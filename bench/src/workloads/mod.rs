@@ -9,4 +9,5 @@ pub mod roundtrip;
 pub mod scale;
 pub mod stream;
 pub mod terminal;
+pub mod transfer;
 pub mod warm;

@@ -69,6 +69,7 @@ fn in_connection(bench: &Bench) -> anyhow::Result<Stats> {
                 configuration: None,
                 buffering: None,
                 job: Default::default(),
+                stdin: remora_wire::InputMode::Null,
             };
             client.invoke(request, &mut Discard).await?;
             samples.push(secs(start.elapsed()) * 1e3);

@@ -116,6 +116,7 @@ async fn complete_commands(client: &mut Client, count: usize) -> anyhow::Result<
             configuration: None,
             buffering: None,
             job: Default::default(),
+            stdin: remora_wire::InputMode::Null,
         };
         client.invoke(request, &mut Discard).await?;
     }

@@ -138,6 +138,7 @@ fn invoke(command: &str, follow: bool) -> Invoke {
         configuration: None,
         buffering: None,
         job: Default::default(),
+        stdin: remora_wire::InputMode::Null,
     }
 }
 

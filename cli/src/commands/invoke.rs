@@ -2,15 +2,24 @@
 //! (Invoke-Command, -InDisconnectedSession, -AsJob). With several hosts the command runs on all
 //! at once and output lines are prefixed with the host. `--config` and `--buffering` apply when
 //! invoke creates the session; the agent refuses them for an existing session set otherwise.
+//!
+//! A stdin that is not a terminal is forwarded to the command (every host gets all of it);
+//! `-n` keeps /dev/null. With `--disconnected`/`--job` it is stored on the host to its end
+//! before the command starts, and invoke returns once the host has acknowledged it.
 
-use remora_wire::{Invoke, SessionRef, DEFAULT_WINDOW};
+use std::io::IsTerminal;
 
-use remora_client::{registry, InvokeOutcome};
+use remora_wire::{InputMode, Invoke, SessionRef, DEFAULT_WINDOW};
+
+use remora_client::{
+    input::{self, InputFeed, InputSource},
+    registry, InvokeOutcome,
+};
 
 use super::{combined_status, exit_status, with_client};
 use crate::{
     args::{Cli, InvokeArgs},
-    fanout::fan_out,
+    fanout::fan_out_at,
     fleet,
     output::{self, StdSink},
     values::IdleTimeout,
@@ -27,15 +36,36 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         configuration: args.configuration.clone(),
         buffering: args.buffering.map(Into::into),
         job: args.workflow.options(),
+        stdin: InputMode::Null,
     };
     let hosts = cli.fleet.resolve(&args.host)?;
     let prefixed = hosts.is_many();
     let mode = cli.fleet.output();
-    let gathered = fan_out(cli, &hosts, |host| {
-        let (request, mode) = (request.clone(), &mode);
+    let sources = stdin_sources(args, hosts.0.len());
+    // Every host reads the same input at once (the copies are paced by the slowest reader), so
+    // forwarded input reaches all the hosts together, whatever the throttle.
+    let throttle = match sources.is_empty() {
+        true => cli.fleet.throttle,
+        false => cli.fleet.throttle.max(hosts.0.len()),
+    };
+    let inputs = std::sync::Mutex::new(sources);
+    let gathered = fan_out_at(&hosts, throttle, |host| {
+        let (mut request, mode) = (request.clone(), &mode);
+        let source = inputs.lock().unwrap_or_else(|p| p.into_inner()).pop();
         async move {
             let mut sink = StdSink::for_mode(mode, &host, prefixed)?;
-            let outcome = with_client(cli, &host, async |client| client.invoke(request, &mut sink).await).await?;
+            let mut feed = source.map(InputFeed::new);
+            if feed.is_some() {
+                request.stdin = if request.follow {
+                    InputMode::Stream
+                } else {
+                    InputMode::Stored
+                };
+            }
+            let outcome = with_client(cli, &host, async |client| {
+                client.invoke_with_input(request, &mut sink, feed.as_mut()).await
+            })
+            .await?;
             Ok((outcome, sink))
         }
     })
@@ -60,6 +90,19 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
     }
     statuses.extend(started.iter().map(|_| 0));
     Ok(combined_status(gathered.status, &statuses))
+}
+
+/// This process's stdin, once per host, when it is forwarded: not with `-n` and not from a
+/// terminal (interactive use is `remora shell`), like ssh.
+fn stdin_sources(args: &InvokeArgs, hosts: usize) -> Vec<InputSource> {
+    if args.no_stdin || std::io::stdin().is_terminal() {
+        return Vec::new();
+    }
+    let stdin: InputSource = Box::new(tokio::io::stdin());
+    match hosts {
+        1 => vec![stdin],
+        many => input::tee(stdin, many),
+    }
 }
 
 /// Tells the user where disconnected commands run and how to collect them. stdout gets the

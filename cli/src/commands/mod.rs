@@ -3,6 +3,7 @@
 mod config;
 mod conn;
 mod connect;
+mod cp;
 mod demo;
 mod disconnect;
 mod install;
@@ -43,6 +44,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Wait(args) => wait::run(cli, args).await,
         Verb::Demo(args) => demo::run(args).await,
         Verb::Config(args) => config::run(cli, args),
+        Verb::Cp(args) => cp::run(cli, args).await,
         Verb::Install(args) => install::run(cli, args).await,
         Verb::Completions(args) => crate::completions(args.shell),
         Verb::Man => crate::man_page(),
@@ -52,7 +54,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<u8> {
 }
 
 /// Connects to one host with the command line's SSH settings and reconnect policy.
-async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(cli: &Cli, host: &str) -> anyhow::Result<Client> {
     let options = cli.ssh_options();
     let mut client = match holder(cli) {
         Some(holder) => Client::connect_reusing(host, &options, &holder).await?,

@@ -34,6 +34,7 @@ fn the_throttle_bounds_how_many_hosts_are_contacted_at_once() {
             "-H",
             &file_arg,
             "invoke",
+            "-n",
             "--",
             &command,
         ],
@@ -144,7 +145,7 @@ fn output_dir_keeps_each_host_apart_and_group_prints_identical_output_once() {
         "if mkdir {} 2>/dev/null; then echo first; else echo later; fi",
         first.display()
     );
-    let grouped = remora(&sshd, &["-H", &file_arg, "--group", "invoke", "--", &command]);
+    let grouped = remora(&sshd, &["-H", &file_arg, "--group", "invoke", "-n", "--", &command]);
     assert_eq!(grouped.status, 0, "{grouped:?}");
     assert_eq!(
         grouped.stdout.matches("later\n").count(),

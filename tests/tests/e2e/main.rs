@@ -5,6 +5,7 @@
 mod buffering;
 mod client_crash;
 mod configurations;
+mod cp;
 mod daemon;
 mod demo;
 mod disconnected;
@@ -24,6 +25,7 @@ mod sessions;
 mod shell;
 mod soak;
 mod ssh_world;
+mod stdin;
 mod support;
 mod trust;
 mod upgrade;

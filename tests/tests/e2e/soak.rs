@@ -136,6 +136,7 @@ async fn queue_everything(sshd: &Sshd, size: &Size) {
                 configuration: None,
                 buffering: None,
                 job: Default::default(),
+                stdin: remora_wire::InputMode::Null,
             };
             client.invoke(invoke, &mut Lines::default()).await.unwrap();
         }

@@ -160,3 +160,57 @@ fn upgrade_without_a_running_daemon_says_so() {
     assert!(upgraded.status.success());
     assert!(String::from_utf8_lossy(&upgraded.stdout).contains("no remora daemon is running"));
 }
+
+#[test]
+fn an_upgrade_keeps_a_running_commands_stdin_and_the_stored_input_of_queued_jobs() {
+    use crate::stdin::{noise, sha256_hex, with_stdin};
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let gate = sshd.dir().join("gate");
+    let (first, second) = (noise(3 * 1024 * 1024, 20), noise(100_000, 21));
+    let waiting = format!("while [ ! -e {} ]; do sleep 0.05; done; sha256sum", gate.display());
+    for (command, input) in [(waiting.as_str(), &first), ("sha256sum", &second)] {
+        let (status, _, stderr) = with_stdin(
+            sshd.remora(),
+            &["invoke", host, "--name", "q", "--job", "--", command],
+            input.clone(),
+        );
+        assert_eq!(status, 0, "{stderr}");
+    }
+    let live_input = noise(6 * 1024 * 1024, 22);
+    let mut live = sshd
+        .remora()
+        .args(["invoke", host, "--name", "live", "--", "sha256sum"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = live.stdin.take().unwrap();
+    stdin.write_all(&live_input[..3 * 1024 * 1024]).unwrap();
+    wait_until("the live command to run", || {
+        session(&sshd, "live")["commands_running"] == 1
+    })
+    .unwrap();
+
+    let upgraded = upgrade_with(&sshd, &new_binary(&sshd));
+    assert!(
+        upgraded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
+
+    stdin.write_all(&live_input[3 * 1024 * 1024..]).unwrap();
+    drop(stdin);
+    let output = crate::support::run_child(live, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&sha256_hex(&live_input)),
+        "the running command read all its input once, across the handover: {stderr}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let received = remora(&sshd, &["receive", host, "--name", "q"]).ok();
+    let expected = format!("{}  -\n{}  -\n", sha256_hex(&first), sha256_hex(&second));
+    assert_eq!(received, expected, "stored input survived the handover, in order");
+}

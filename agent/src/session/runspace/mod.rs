@@ -18,6 +18,7 @@
 //! Files: `shell.rs` (spawning, init, one command, handing over), `process.rs` (the shell as a
 //! spawned or adopted process), `pipes.rs` (raw pipe reads), `stop.rs` (interrupting a command).
 
+mod input_pipe;
 mod pipes;
 mod process;
 mod shell;
@@ -62,6 +63,7 @@ impl std::fmt::Debug for Parked {
 /// Feeds the session's shell commands until the session closes or the shell dies. Run it as a
 /// tracked task: when the session closes, the shell is killed and unended commands are stopped.
 pub async fn run(session: Arc<Session>, mut shell: Shell, handover: CancellationToken) {
+    session.set_shell_pid(shell.fds().pid);
     if let Err(err) = shell.init().await {
         session.mark_broken(err.to_string());
         shell.kill().await;
@@ -72,6 +74,7 @@ pub async fn run(session: Arc<Session>, mut shell: Shell, handover: Cancellation
 
 /// Goes on with a parked shell: after a handover that did not happen, or in the new program.
 pub async fn resume(session: Arc<Session>, parked: Parked, handover: CancellationToken) {
+    session.set_shell_pid(parked.shell.fds().pid);
     drive(session, parked.shell, parked.running, handover).await;
 }
 

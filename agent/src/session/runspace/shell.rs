@@ -22,6 +22,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    input_pipe::{self, InputPipe},
     pipes::{discard_fd, drain_fd, journal_read, read_some, top_up, READ_CHUNK},
     process::ShellProcess,
     stop::{self, Stopper},
@@ -59,6 +60,8 @@ pub struct Shell {
     stderr: Option<pipe::Receiver>,
     status: pipe::Receiver,
     status_buf: Vec<u8>,
+    /// The running command's stdin fifo, when it reads input from the client.
+    input: Option<InputPipe>,
 }
 
 /// A shell's process and descriptors as numbers, for a handover by `exec`: the new program
@@ -72,6 +75,21 @@ pub struct ShellFds {
     pub status: RawFd,
     /// Status-pipe bytes read but not yet parsed.
     pub status_buf: Vec<u8>,
+    /// The running command's stdin fifo (`-1`: none) and its path.
+    #[serde(default = "no_fd")]
+    pub input: RawFd,
+    #[serde(default)]
+    pub input_path: Option<std::path::PathBuf>,
+    /// All input was written to the fifo.
+    #[serde(default)]
+    pub input_eof: bool,
+    /// The shell has opened the fifo.
+    #[serde(default)]
+    pub input_opened: bool,
+}
+
+fn no_fd() -> RawFd {
+    -1
 }
 
 impl Shell {
@@ -98,6 +116,7 @@ impl Shell {
             process: ShellProcess::Spawned(child),
             status,
             status_buf: Vec::new(),
+            input: None,
         })
     }
 
@@ -112,6 +131,10 @@ impl Shell {
             stderr: raw(&self.stderr),
             status: self.status.as_raw_fd(),
             status_buf: self.status_buf.clone(),
+            input: self.input.as_ref().map_or(-1, InputPipe::raw_fd),
+            input_path: self.input.as_ref().map(|pipe| pipe.path().to_path_buf()),
+            input_eof: self.input.as_ref().is_some_and(|pipe| pipe.eof),
+            input_opened: self.input.as_ref().is_some_and(|pipe| pipe.opened),
         }
     }
 
@@ -132,6 +155,9 @@ impl Shell {
                 unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
                 FcntlArg::F_SETFD(flags),
             )?;
+        }
+        if let Some(input) = &self.input {
+            input.inherit(inherit)?;
         }
         Ok(())
     }
@@ -156,7 +182,15 @@ impl Shell {
         let status = own(fds.status)?.ok_or_else(|| missing("status pipe"))?;
         let stdout = own(fds.stdout)?.map(receiver).transpose()?;
         let stderr = own(fds.stderr)?.map(receiver).transpose()?;
+        let input = match (fds.input, fds.input_path) {
+            // SAFETY: as for the shell's pipes.
+            (fd, Some(path)) if fd >= 0 => {
+                Some(unsafe { InputPipe::adopt(fd, path, fds.input_eof, fds.input_opened) }?)
+            }
+            _ => None,
+        };
         Ok(Self {
+            input,
             process: ShellProcess::adopt(fds.pid)?,
             pgid: Pid::from_raw(fds.pid),
             stdin: sender(stdin)?,
@@ -196,7 +230,25 @@ impl Shell {
 
     /// Runs one command to its end, journaling its output into the session.
     pub async fn execute(&mut self, session: &Session, id: u64, text: &str, handover: &CancellationToken) -> Outcome {
-        if self.stdin.write_all(command_script(text).as_bytes()).await.is_err() {
+        self.input = match session.input_mode(id) {
+            remora_wire::InputMode::Null => None,
+            _ => match InputPipe::create(&session.settings().spill_dir, session.id, id) {
+                Ok(pipe) => Some(pipe),
+                Err(err) => {
+                    tracing::error!(session = %session.name, command = id, "cannot make the command's stdin fifo: {err}; it reads /dev/null");
+                    session.close_input(id);
+                    None
+                }
+            },
+        };
+        let stdin = self.input.as_ref().map(InputPipe::path);
+        if self
+            .stdin
+            .write_all(command_script(text, stdin).as_bytes())
+            .await
+            .is_err()
+        {
+            self.input = None;
             return Outcome::ShellGone(self.wait_exit().await);
         }
         self.follow(session, id, handover).await
@@ -210,6 +262,7 @@ impl Shell {
         let mut stopper = Stopper::new(session, id);
         loop {
             if let Some(code) = self.take_status_line() {
+                self.input = None;
                 self.drain(session, id);
                 session.clear_stop(id);
                 return if stopper.requested() {
@@ -227,10 +280,17 @@ impl Shell {
                 read = self.status.read(&mut status_chunk) => match read {
                     Ok(n) if n > 0 => self.status_buf.extend_from_slice(&status_chunk[..n]),
                     _ => {
+                        self.input = None;
                         self.drain(session, id);
                         return Outcome::ShellGone(self.wait_exit().await);
                     }
                 },
+                open = input_pipe::feed(self.input.as_ref(), session, id), if self.input.is_some() => {
+                    if let (false, Some(input)) = (open, self.input.as_mut()) {
+                        input.eof = true;
+                        self.settle_input();
+                    }
+                }
                 read = read_some(self.stdout.as_mut(), &mut out_buf), if !paused && self.stdout.is_some() => {
                     let read = top_up(read, self.stdout.as_ref(), &mut out_buf);
                     journal_read(session, id, Stream::Stdout, read, &out_buf, &mut self.stdout);
@@ -245,9 +305,25 @@ impl Shell {
         }
     }
 
-    /// Parses a complete `<status>\n` line from the status pipe, if one has arrived.
+    /// Closes the command's stdin once all of it is written and the shell holds the fifo.
+    fn settle_input(&mut self) {
+        if self.input.as_ref().is_some_and(InputPipe::finished) {
+            self.input = None;
+        }
+    }
+
+    /// Parses a complete `<status>\n` line from the status pipe, if one has arrived; an `i`
+    /// line (the shell opened the input fifo) is taken on the way.
     fn take_status_line(&mut self) -> Option<i32> {
-        let end = self.status_buf.iter().position(|&b| b == b'\n')?;
+        let mut end = self.status_buf.iter().position(|&b| b == b'\n')?;
+        while self.status_buf.starts_with(b"i\n") {
+            self.status_buf.drain(..2);
+            if let Some(input) = self.input.as_mut() {
+                input.mark_opened();
+            }
+            self.settle_input();
+            end = self.status_buf.iter().position(|&b| b == b'\n')?;
+        }
         let line: Vec<u8> = self.status_buf.drain(..=end).collect();
         let code = std::str::from_utf8(&line).ok().and_then(|s| s.trim().parse().ok());
         Some(code.unwrap_or(-1))
@@ -334,12 +410,18 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The text sent to the shell for one command.
-fn command_script(text: &str) -> String {
-    format!(
-        "eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n",
-        text.replace('\'', "'\\''")
-    )
+/// The text sent to the shell for one command: its stdin is `/dev/null`, or its input fifo,
+/// opened first as fd 4 and reported with an `i` status line (see `input_pipe.rs`).
+fn command_script(text: &str, stdin: Option<&std::path::Path>) -> String {
+    let quote = |text: &str| text.replace('\'', "'\\''");
+    match stdin {
+        None => format!("eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n", quote(text)),
+        Some(fifo) => format!(
+            "exec 4<'{}'; printf 'i\\n' >&3\neval '{}' <&4 4<&- 3>&-\nprintf '%s\\n' \"$?\" >&3; exec 4<&-\n",
+            quote(&fifo.to_string_lossy()),
+            quote(text)
+        ),
+    }
 }
 
 /// A shell's exit status as a number: its code, or 128 + signal like shells report it.
@@ -354,7 +436,7 @@ mod tests {
 
     #[test]
     fn script_quotes_single_quotes() {
-        let script = command_script("echo 'a b'");
+        let script = command_script("echo 'a b'", None);
         assert!(
             script.starts_with("eval 'echo '\\''a b'\\''' </dev/null 3>&-\n"),
             "{script}"

@@ -1,0 +1,679 @@
+//! `remora cp`: copying files, directories and symlinks to and from a host.
+//!
+//! Invariants:
+//! - Nothing half-written appears under a real name, on either side: bytes go to a temporary
+//!   name beside the target (`.NAME.remora-KEY.part`), the SHA-256 of the whole file is compared
+//!   end to end, and only then is the file renamed into place.
+//! - A broken link reconnects (the client's [`ReconnectPolicy`](crate::resume::ReconnectPolicy))
+//!   and the file continues from what the receiving side holds: the agent's partial file for an
+//!   upload, the local one for a download. A later run of the same copy resumes the same way,
+//!   because the temporary name depends on the target and the source's size and mtime.
+//! - Uploads keep at most [`UPLOAD_WINDOW`] bytes unacknowledged; downloads are paced by the
+//!   connection itself (the agent's bounded outbox), so memory stays bounded on both sides.
+//! - Everything is checked before anything is written: a missing source, a directory without
+//!   `-r`, a file over a directory fail without touching the destination.
+//! - Symlinks are copied as links (their target text), never followed, at any depth.
+
+// The local helpers return the crate's one error type, as the async API does; its SSH variant
+// is large, but these run once per path, never in a hot loop.
+#![allow(clippy::result_large_err)]
+
+use std::{
+    ffi::OsStr,
+    fs::{self, File, OpenOptions},
+    io::{self, Read, Seek},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    },
+    path::{Path, PathBuf},
+};
+
+use remora_wire::{
+    AgentBody, ClientBody, ClientFrame, FileData, FileEnd, GetPath, PathKind, PathMeta, PutPath, ReadFile, RequestId,
+    SessionRef,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    error::{ClientError, Result},
+    Client,
+};
+
+/// Unacknowledged upload bytes in flight: also the most a link cut can make the client send twice.
+pub const UPLOAD_WINDOW: u64 = 4 * 1024 * 1024;
+/// Bytes per data frame.
+const CHUNK: usize = 256 * 1024;
+
+/// How to copy.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Relative remote paths start at this session's runspace directory (else home).
+    pub session: Option<SessionRef>,
+    /// Copy directories and their contents (`-r`).
+    pub recursive: bool,
+    /// Keep modes and mtimes (`-p`).
+    pub preserve: bool,
+}
+
+/// Told about each file's progress (the CLI draws a progress bar).
+pub trait CopyProgress: Send {
+    /// A file starts; `done` bytes of it are already there (a resumed partial file).
+    fn file(&mut self, name: &str, size: u64, done: u64);
+    /// The current file moved on to `done` bytes.
+    fn advance(&mut self, done: u64);
+    /// The current file is complete.
+    fn finished(&mut self);
+}
+
+/// No progress reporting.
+pub struct NoProgress;
+
+impl CopyProgress for NoProgress {
+    fn file(&mut self, _: &str, _: u64, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn finished(&mut self) {}
+}
+
+/// One path written by a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Where it came from.
+    pub source: Vec<u8>,
+    /// Where it was written (absolute on the host for uploads).
+    pub path: Vec<u8>,
+    pub kind: PathKind,
+    /// Its size.
+    pub size: u64,
+    /// Bytes already there from an earlier, interrupted attempt.
+    pub resumed_from: u64,
+}
+
+fn local(action: &'static str, path: &Path, hint: &'static str) -> impl FnOnce(io::Error) -> ClientError {
+    let path = path.to_path_buf();
+    move |cause| ClientError::Local {
+        action,
+        path,
+        cause,
+        hint,
+    }
+}
+
+/// A local path's kind and attributes, symlinks not followed.
+fn local_meta(path: &Path) -> Result<PathMeta> {
+    let meta = fs::symlink_metadata(path).map_err(local("read", path, ""))?;
+    let kind = if meta.is_dir() {
+        PathKind::Dir
+    } else if meta.file_type().is_symlink() {
+        PathKind::Symlink
+    } else {
+        PathKind::File
+    };
+    let link_target = match kind {
+        PathKind::Symlink => {
+            use std::os::unix::ffi::OsStringExt;
+            fs::read_link(path)
+                .map_err(local("read", path, ""))?
+                .into_os_string()
+                .into_vec()
+        }
+        _ => Vec::new(),
+    };
+    if kind == PathKind::File {
+        File::open(path).map_err(local("read", path, ""))?;
+    }
+    Ok(PathMeta {
+        kind,
+        size: if kind == PathKind::File { meta.len() } else { 0 },
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime(),
+        mtime_nanos: meta.mtime_nsec() as u32,
+        link_target,
+    })
+}
+
+/// Identifies a source version: a partial file is resumed only for the same one.
+fn source_key(meta: &PathMeta) -> String {
+    format!("{}-{}.{}", meta.size, meta.mtime, meta.mtime_nanos)
+}
+
+/// A local tree, parents first, children sorted by name.
+fn walk(root: &Path, relative: &Path, entries: &mut Vec<(PathBuf, PathMeta)>) -> Result<()> {
+    let dir = root.join(relative);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .map_err(local("list", &dir, ""))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    for name in names {
+        let path = relative.join(name);
+        let meta = local_meta(&root.join(&path))?;
+        let is_dir = meta.kind == PathKind::Dir;
+        entries.push((path.clone(), meta));
+        if is_dir {
+            walk(root, &path, entries)?;
+        }
+    }
+    Ok(())
+}
+
+/// `base/relative`, or `base` itself for an empty `relative` (`join` would add a slash).
+fn join_path(base: &Path, relative: &Path) -> PathBuf {
+    match relative.as_os_str().is_empty() {
+        true => base.to_path_buf(),
+        false => base.join(relative),
+    }
+}
+
+fn join_bytes(base: &[u8], relative: &Path) -> Vec<u8> {
+    let mut path = base.to_vec();
+    if !relative.as_os_str().is_empty() {
+        if !path.ends_with(b"/") {
+            path.push(b'/');
+        }
+        path.extend_from_slice(relative.as_os_str().as_bytes());
+    }
+    path
+}
+
+/// The file name of a path given as bytes (`a/b/` → `b`).
+pub fn base_name(path: &[u8]) -> Vec<u8> {
+    let trimmed = match path.iter().rposition(|&b| b != b'/') {
+        Some(end) => &path[..=end],
+        None => return b"/".to_vec(),
+    };
+    match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(slash) => trimmed[slash + 1..].to_vec(),
+        None => trimmed.to_vec(),
+    }
+}
+
+impl Client {
+    /// Copies local `sources` to `dest` on the host (Copy-Item -ToSession).
+    pub async fn upload(
+        &mut self,
+        sources: &[PathBuf],
+        dest: &[u8],
+        options: &CopyOptions,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Vec<Copied>> {
+        let mut trees = Vec::new();
+        for source in sources {
+            let meta = local_meta(source)?;
+            if meta.kind == PathKind::Dir && !options.recursive {
+                return Err(ClientError::Copy(format!(
+                    "{} is a directory; copy it with -r",
+                    source.display()
+                )));
+            }
+            let mut entries = vec![(PathBuf::new(), meta)];
+            if entries[0].1.kind == PathKind::Dir {
+                walk(source, Path::new(""), &mut entries)?;
+            }
+            trees.push((source, entries));
+        }
+        let mut copied = Vec::new();
+        for (source, entries) in trees {
+            let name = base_name(source.as_os_str().as_bytes());
+            let mut root: Option<Vec<u8>> = None;
+            for (relative, meta) in &entries {
+                let request = PutPath {
+                    session: options.session.clone(),
+                    dest: match &root {
+                        Some(root) => join_bytes(root, relative),
+                        None => dest.to_vec(),
+                    },
+                    name: root.is_none().then(|| name.clone()),
+                    into_dir: root.is_none() && sources.len() > 1,
+                    meta: meta.clone(),
+                    preserve: options.preserve,
+                    source_key: source_key(meta),
+                };
+                let local = join_path(source, relative);
+                let done = self.put_resuming(request, &local, progress).await?;
+                root.get_or_insert_with(|| done.path.clone());
+                copied.push(done);
+            }
+            if options.preserve {
+                let root = root.unwrap_or_default();
+                for (relative, meta) in entries.iter().rev().filter(|(_, m)| m.kind == PathKind::Dir) {
+                    let request = PutPath {
+                        session: options.session.clone(),
+                        dest: join_bytes(&root, relative),
+                        name: None,
+                        into_dir: false,
+                        meta: meta.clone(),
+                        preserve: true,
+                        source_key: source_key(meta),
+                    };
+                    self.put_resuming(request, &join_path(source, relative), progress)
+                        .await?;
+                }
+            }
+        }
+        Ok(copied)
+    }
+
+    /// One path up, again from what the host holds after each broken link.
+    async fn put_resuming(
+        &mut self,
+        request: PutPath,
+        local: &Path,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Copied> {
+        loop {
+            match self.put_once(request.clone(), local, progress).await {
+                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                result => return result,
+            }
+        }
+    }
+
+    async fn put_once(&mut self, request: PutPath, local: &Path, progress: &mut dyn CopyProgress) -> Result<Copied> {
+        let meta = request.meta.clone();
+        let source = local.as_os_str().as_bytes().to_vec();
+        let connection = &mut self.connection;
+        let id = connection.send(ClientBody::PutPath(request)).await?;
+        let ready = match connection.next_reply(id).await? {
+            AgentBody::PathDone(done) => {
+                return Ok(Copied {
+                    source,
+                    path: done.path,
+                    kind: meta.kind,
+                    size: 0,
+                    resumed_from: 0,
+                })
+            }
+            AgentBody::PutReady(ready) => ready,
+            other => return Err(connection.unexpected(&other)),
+        };
+        let mut file = File::open(local).map_err(local_err("read", local))?;
+        let mut hasher = Sha256::new();
+        hash_prefix(&file, ready.offset, &mut hasher).map_err(local_err("read", local))?;
+        file.seek(io::SeekFrom::Start(ready.offset))
+            .map_err(local_err("read", local))?;
+        progress.file(&String::from_utf8_lossy(&ready.path), meta.size, ready.offset);
+        let (mut sent, mut acked) = (ready.offset, ready.offset);
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            while sent < acked + UPLOAD_WINDOW {
+                let n = file.read(&mut buf).map_err(local_err("read", local))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                let data = FileData {
+                    offset: sent,
+                    data: buf[..n].to_vec(),
+                };
+                connection
+                    .send_frame(ClientFrame {
+                        id,
+                        body: ClientBody::FileData(data),
+                    })
+                    .await?;
+                sent += n as u64;
+            }
+            if sent < acked + UPLOAD_WINDOW {
+                break;
+            }
+            match connection.next_reply(id).await? {
+                AgentBody::FileAck(ack) => {
+                    acked = ack.offset;
+                    progress.advance(acked);
+                }
+                other => return Err(connection.unexpected(&other)),
+            }
+        }
+        if sent != meta.size {
+            return Err(ClientError::Copy(format!(
+                "{} changed while it was copied ({} bytes, then {sent}); copy it again",
+                local.display(),
+                meta.size
+            )));
+        }
+        let end = FileEnd {
+            size: sent,
+            sha256: data_encoding::HEXLOWER.encode(&hasher.finalize()),
+        };
+        connection
+            .send_frame(ClientFrame {
+                id,
+                body: ClientBody::FileEnd(end),
+            })
+            .await?;
+        loop {
+            match connection.next_reply(id).await? {
+                AgentBody::FileAck(ack) => progress.advance(ack.offset),
+                AgentBody::PathDone(done) => {
+                    progress.finished();
+                    return Ok(Copied {
+                        source,
+                        path: done.path,
+                        kind: PathKind::File,
+                        size: meta.size,
+                        resumed_from: ready.offset,
+                    });
+                }
+                other => return Err(connection.unexpected(&other)),
+            }
+        }
+    }
+
+    /// Copies remote `sources` from the host to the local `dest` (Copy-Item -FromSession).
+    pub async fn download(
+        &mut self,
+        sources: &[Vec<u8>],
+        dest: &Path,
+        options: &CopyOptions,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Vec<Copied>> {
+        let dest_is_dir = fs::metadata(dest).is_ok_and(|m| m.is_dir());
+        if sources.len() > 1 && !dest_is_dir {
+            return Err(ClientError::Copy(format!(
+                "{} is not a directory; several sources need a directory to copy into",
+                dest.display()
+            )));
+        }
+        let mut lists = Vec::new();
+        for source in sources {
+            let request = GetPath {
+                session: options.session.clone(),
+                path: source.clone(),
+                recursive: options.recursive,
+            };
+            let list = self.get_resuming(request).await?;
+            let target = match dest_is_dir || dest.as_os_str().as_bytes().ends_with(b"/") {
+                true => dest.join(OsStr::from_bytes(&base_name(&list.root))),
+                false => dest.to_path_buf(),
+            };
+            check_local_target(&target, &list.entries[0].meta)?;
+            lists.push((list, target));
+        }
+        let mut copied = Vec::new();
+        for (list, target) in lists {
+            for entry in &list.entries {
+                let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
+                let remote = join_bytes(&list.root, Path::new(OsStr::from_bytes(&entry.path)));
+                let done = match entry.meta.kind {
+                    PathKind::Dir => make_local_dir(&path, &entry.meta, options.preserve)?,
+                    PathKind::Symlink => make_local_symlink(&path, &entry.meta)?,
+                    _ => {
+                        self.fetch_resuming(&remote, &path, &entry.meta, options.preserve, progress)
+                            .await?
+                    }
+                };
+                copied.push(Copied { source: remote, ..done });
+            }
+            if options.preserve {
+                for entry in list.entries.iter().rev().filter(|e| e.meta.kind == PathKind::Dir) {
+                    let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
+                    set_local_meta(&path, &entry.meta, true).map_err(local_err("set the mode and mtime of", &path))?;
+                }
+            }
+        }
+        Ok(copied)
+    }
+
+    async fn get_resuming(&mut self, request: GetPath) -> Result<remora_wire::PathList> {
+        loop {
+            let reply = self.connection.request(ClientBody::GetPath(request.clone())).await;
+            match reply {
+                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                Err(err) => return Err(err),
+                Ok(AgentBody::PathList(list)) if !list.entries.is_empty() => return Ok(list),
+                Ok(other) => return Err(self.connection.unexpected(&other)),
+            }
+        }
+    }
+
+    async fn fetch_resuming(
+        &mut self,
+        remote: &[u8],
+        target: &Path,
+        meta: &PathMeta,
+        preserve: bool,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Copied> {
+        let part = part_path(target, &source_key(meta), remote);
+        let mut first_offset = None;
+        loop {
+            match self
+                .fetch_once(remote, target, &part, meta, preserve, progress, &mut first_offset)
+                .await
+            {
+                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                Err(err) => {
+                    if !err.is_transient() {
+                        let _ = fs::remove_file(&part);
+                    }
+                    return Err(err);
+                }
+                Ok(copied) => return Ok(copied),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_once(
+        &mut self,
+        remote: &[u8],
+        target: &Path,
+        part: &Path,
+        meta: &PathMeta,
+        preserve: bool,
+        progress: &mut dyn CopyProgress,
+        first_offset: &mut Option<u64>,
+    ) -> Result<Copied> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(part)
+            .map_err(local_err("create", target))?;
+        let mut offset = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if offset > meta.size {
+            file.set_len(0).map_err(local_err("write", target))?;
+            offset = 0;
+        }
+        first_offset.get_or_insert(offset);
+        let mut hasher = Sha256::new();
+        hash_prefix(&file, offset, &mut hasher).map_err(local_err("read", part))?;
+        progress.file(&target.to_string_lossy(), meta.size, offset);
+        let request = ReadFile {
+            path: remote.to_vec(),
+            offset,
+        };
+        let id: RequestId = self.connection.send(ClientBody::ReadFile(request)).await?;
+        let mut at = offset;
+        loop {
+            match self.connection.next_reply(id).await? {
+                AgentBody::FileData(data) if data.offset == at => {
+                    file.write_all_at(&data.data, at).map_err(local_err("write", target))?;
+                    hasher.update(&data.data);
+                    at += data.data.len() as u64;
+                    progress.advance(at);
+                }
+                AgentBody::FileEnd(end) => {
+                    let sha256 = data_encoding::HEXLOWER.encode(&hasher.finalize());
+                    if end.size != at || end.sha256 != sha256 {
+                        let _ = fs::remove_file(part);
+                        return Err(ClientError::Copy(format!(
+                            "{} arrived as {at} bytes with SHA-256 {sha256}, but the host's file has {} bytes with SHA-256 {}; nothing was written, copy it again",
+                            target.display(),
+                            end.size,
+                            end.sha256
+                        )));
+                    }
+                    let finish = || -> io::Result<()> {
+                        file.sync_data()?;
+                        set_local_meta(part, meta, preserve)?;
+                        fs::rename(part, target)
+                    };
+                    finish().map_err(local_err("write", target))?;
+                    progress.finished();
+                    return Ok(Copied {
+                        source: remote.to_vec(),
+                        path: target.as_os_str().as_bytes().to_vec(),
+                        kind: PathKind::File,
+                        size: at,
+                        resumed_from: first_offset.unwrap_or(0),
+                    });
+                }
+                other => return Err(self.connection.unexpected(&other)),
+            }
+        }
+    }
+}
+
+fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ClientError {
+    let path = path.to_path_buf();
+    move |cause| {
+        let hint = match cause.raw_os_error() {
+            Some(nix::libc::ENOSPC) => "; free space and run the same cp again to resume",
+            _ => "",
+        };
+        ClientError::Local {
+            action,
+            path,
+            cause,
+            hint,
+        }
+    }
+}
+
+/// Refuses a download that would put a file over a directory or the other way round.
+fn check_local_target(target: &Path, meta: &PathMeta) -> Result<()> {
+    let Ok(existing) = fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    match (meta.kind, existing.is_dir()) {
+        (PathKind::Dir, false) => Err(ClientError::Copy(format!(
+            "cannot overwrite non-directory {} with a directory",
+            target.display()
+        ))),
+        (PathKind::File | PathKind::Symlink, true) => Err(ClientError::Copy(format!(
+            "cannot overwrite directory {} with a file",
+            target.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn make_local_dir(path: &Path, meta: &PathMeta, preserve: bool) -> Result<Copied> {
+    match fs::symlink_metadata(path) {
+        Ok(existing) if existing.is_dir() => {}
+        Ok(_) => {
+            return Err(ClientError::Copy(format!(
+                "cannot overwrite non-directory {} with a directory",
+                path.display()
+            )))
+        }
+        Err(_) => fs::DirBuilder::new()
+            .mode(meta.mode & 0o777 | 0o700)
+            .create(path)
+            .map_err(local_err("create directory", path))?,
+    }
+    if preserve {
+        set_local_meta(path, meta, true).map_err(local_err("set the mode of", path))?;
+    }
+    Ok(copied_path(path, PathKind::Dir))
+}
+
+fn make_local_symlink(path: &Path, meta: &PathMeta) -> Result<Copied> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(ClientError::Copy(format!(
+            "cannot overwrite directory {} with a symlink",
+            path.display()
+        )));
+    }
+    let part = part_path(path, "link", &meta.link_target);
+    let _ = fs::remove_file(&part);
+    std::os::unix::fs::symlink(OsStr::from_bytes(&meta.link_target), &part)
+        .map_err(local_err("create symlink", path))?;
+    fs::rename(&part, path).map_err(local_err("create symlink", path))?;
+    Ok(copied_path(path, PathKind::Symlink))
+}
+
+fn copied_path(path: &Path, kind: PathKind) -> Copied {
+    Copied {
+        source: Vec::new(),
+        path: path.as_os_str().as_bytes().to_vec(),
+        kind,
+        size: 0,
+        resumed_from: 0,
+    }
+}
+
+/// Mode (exact with `preserve`, else masked by the umask) and, with `preserve`, mtime.
+fn set_local_meta(path: &Path, meta: &PathMeta, preserve: bool) -> io::Result<()> {
+    let umask = {
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+        nix::sys::stat::umask(old);
+        old.bits() as u32
+    };
+    let mode = match preserve {
+        true => meta.mode & 0o7777,
+        false => meta.mode & 0o777 & !umask,
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    if preserve {
+        let time = nix::sys::time::TimeSpec::new(meta.mtime, meta.mtime_nanos as i64);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &time,
+            &time,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(())
+}
+
+/// `.NAME.remora-KEY.part` beside the target.
+fn part_path(target: &Path, key: &str, source: &[u8]) -> PathBuf {
+    let name = target.file_name().map(OsStr::as_bytes).unwrap_or(b"file");
+    let mut digest = Sha256::new();
+    digest.update(key.as_bytes());
+    digest.update(source);
+    let key = data_encoding::HEXLOWER.encode(&digest.finalize()[..6]);
+    let mut part = b".".to_vec();
+    part.extend_from_slice(name);
+    part.extend_from_slice(format!(".remora-{key}.part").as_bytes());
+    target.with_file_name(OsStr::from_bytes(&part))
+}
+
+fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0;
+    while at < len {
+        let want = ((len - at) as usize).min(CHUNK);
+        file.read_exact_at(&mut buf[..want], at)?;
+        hasher.update(&buf[..want]);
+        at += want as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_ignore_trailing_slashes_and_keep_any_bytes() {
+        assert_eq!(base_name(b"a/b/"), b"b");
+        assert_eq!(base_name(b"x"), b"x");
+        assert_eq!(base_name(b"/"), b"/");
+        assert_eq!(base_name(b"d/n\xffame with\nnewline"), b"n\xffame with\nnewline");
+    }
+
+    #[test]
+    fn a_partial_name_depends_on_the_source_version() {
+        let a = part_path(Path::new("/t/f"), "1-2.0", b"src");
+        let b = part_path(Path::new("/t/f"), "1-3.0", b"src");
+        assert_ne!(a, b);
+        assert!(a.file_name().unwrap().as_bytes().starts_with(b".f.remora-"));
+    }
+}
