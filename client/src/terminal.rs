@@ -323,8 +323,15 @@ impl TerminalStream {
         Ok(())
     }
 
-    /// Detaches: the shell keeps running on the agent.
-    pub async fn detach(mut self) -> Result<()> {
+    /// Detaches: the shell keeps running on the agent. Commands still waiting in `pending`
+    /// (keys typed just before the detach) are sent first; closing the connection waits until
+    /// the agent has taken them.
+    pub async fn detach(mut self, pending: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<()> {
+        if let Ok(sender) = self.client.connection.sender().await {
+            while let Ok(command) = pending.try_recv() {
+                self.on_command(&sender, command).await?;
+            }
+        }
         if self.written > self.acked {
             let ack = TermAck {
                 session: self.session,
