@@ -14,10 +14,7 @@
 //! The module does not touch the local terminal: raw mode, escapes and drawing belong to the
 //! caller (the CLI).
 
-use std::{
-    collections::VecDeque,
-    time::{Duration, Instant},
-};
+use std::{collections::VecDeque, future::Future, time::Instant};
 
 use remora_wire::{
     AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
@@ -139,8 +136,13 @@ impl TerminalStream {
         if self.written > self.acked {
             // Like journals: acknowledge once nothing more is waiting, or every ACK_EVERY bytes.
             if self.unacked_bytes < ACK_EVERY {
-                let waiting = tokio::time::timeout(Duration::ZERO, self.client.connection.next_reply(self.id));
-                if let Ok(body) = waiting.await {
+                // One poll, no timer: a zero timeout would wait for the timer's next tick (1 ms),
+                // which every keystroke's echo would pay.
+                let waiting = {
+                    let mut next = std::pin::pin!(self.client.connection.next_reply(self.id));
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(next.as_mut().poll(cx))).await
+                };
+                if let std::task::Poll::Ready(body) = waiting {
                     return self.on_frame(body?).await;
                 }
             }
@@ -323,8 +325,15 @@ impl TerminalStream {
         Ok(())
     }
 
-    /// Detaches: the shell keeps running on the agent.
-    pub async fn detach(mut self) -> Result<()> {
+    /// Detaches: the shell keeps running on the agent. Commands still waiting in `pending`
+    /// (keys typed just before the detach) are sent first; closing the connection waits until
+    /// the agent has taken them.
+    pub async fn detach(mut self, pending: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<()> {
+        if let Ok(sender) = self.client.connection.sender().await {
+            while let Ok(command) = pending.try_recv() {
+                self.on_command(&sender, command).await?;
+            }
+        }
         if self.written > self.acked {
             let ack = TermAck {
                 session: self.session,

@@ -144,16 +144,17 @@ async fn attached(
                 Err(err) => break Err(err.into()),
             },
             // `~.`, or the end of input (the window closed).
-            _ = detach.recv() => {
-                stream.detach().await.ok();
-                break Ok(End::Detached);
-            }
+            _ = detach.recv() => break Ok(End::Detached),
             _ = hangup.recv() => break Ok(End::Detached),
             _ = terminate.recv() => break Ok(End::Detached),
         }
     };
     typing.abort();
     resizing.abort();
+    if let Ok(End::Detached) = end {
+        // Keys typed before the detach still go; then the connection closes cleanly.
+        stream.detach(&mut commands).await.ok();
+    }
     end
 }
 
