@@ -141,8 +141,15 @@ mod tests {
         notice(&hook).run("s".into(), Duration::from_secs(2)).await;
         assert!(started.elapsed() < Duration::from_secs(30));
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
-        let alive = nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "));
-        assert!(!alive, "the hook's background child was killed too");
+        let alive = || {
+            nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        };
+        // SIGKILL was sent to the group; the child is gone once the kernel has delivered it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive() && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert!(!alive(), "the hook's background child was killed too");
     }
 }
