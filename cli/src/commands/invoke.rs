@@ -41,15 +41,9 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
     let hosts = cli.fleet.resolve(&args.host)?;
     let prefixed = hosts.is_many();
     let mode = cli.fleet.output();
-    let sources = stdin_sources(args, hosts.0.len());
-    // Every host reads the same input at once (the copies are paced by the slowest reader), so
-    // forwarded input reaches all the hosts together, whatever the throttle.
-    let throttle = match sources.is_empty() {
-        true => cli.fleet.throttle,
-        false => cli.fleet.throttle.max(hosts.0.len()),
-    };
+    let sources = stdin_sources(args, hosts.0.len(), cli.fleet.throttle)?;
     let inputs = std::sync::Mutex::new(sources);
-    let gathered = fan_out_at(&hosts, throttle, |host| {
+    let gathered = fan_out_at(&hosts, cli.fleet.throttle, |host| {
         let (mut request, mode) = (request.clone(), &mode);
         let source = inputs.lock().unwrap_or_else(|p| p.into_inner()).pop();
         async move {
@@ -94,15 +88,35 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
 
 /// This process's stdin, once per host, when it is forwarded: not with `-n` and not from a
 /// terminal (interactive use is `remora shell`), like ssh.
-fn stdin_sources(args: &InvokeArgs, hosts: usize) -> Vec<InputSource> {
+/// This process's stdin for each host, or nothing (a terminal, or `-n`). Up to the throttle, the
+/// hosts read one stream together (the copies are paced by the slowest reader); past it, hosts
+/// that start later could never read their copy in time, so the input is first spooled to an
+/// unlinked temporary file and each host reads the file (like `pssh -I`, on disk).
+fn stdin_sources(args: &InvokeArgs, hosts: usize, throttle: usize) -> anyhow::Result<Vec<InputSource>> {
     if args.no_stdin || std::io::stdin().is_terminal() {
-        return Vec::new();
+        return Ok(Vec::new());
+    }
+    if hosts > throttle {
+        return spooled_stdin(hosts);
     }
     let stdin: InputSource = Box::new(tokio::io::stdin());
-    match hosts {
+    Ok(match hosts {
         1 => vec![stdin],
         many => input::tee(stdin, many),
-    }
+    })
+}
+
+/// Copies stdin to an unlinked temporary file and opens it once per host.
+fn spooled_stdin(hosts: usize) -> anyhow::Result<Vec<InputSource>> {
+    let mut spool = tempfile::tempfile()?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut spool)?;
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&spool));
+    (0..hosts)
+        .map(|_| {
+            let file = std::fs::File::open(&path)?;
+            Ok(Box::new(tokio::fs::File::from_std(file)) as InputSource)
+        })
+        .collect()
 }
 
 /// Tells the user where disconnected commands run and how to collect them. stdout gets the

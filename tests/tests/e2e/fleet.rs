@@ -190,3 +190,30 @@ fn on_a_terminal_a_progress_line_runs_and_failures_come_as_a_summary() {
         "with the reason: {shown}"
     );
 }
+
+#[test]
+fn stdin_reaches_every_host_even_past_the_throttle() {
+    let sshd = Sshd::start().unwrap();
+    let (names, file) = aliases(&sshd, 5);
+    let mut command = sshd.remora();
+    command
+        .args(["--no-reuse", "--throttle", "2", "-H"])
+        .arg(&file)
+        .args(["invoke", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"same input\n").unwrap();
+    let output = crate::support::run_child(child, crate::support::TIMEOUT).unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in &names {
+        assert!(stdout.contains(&format!("{name}: same input\n")), "{name}: {stdout}");
+    }
+}
