@@ -16,8 +16,6 @@ use remora_wire::{
     SUBSYSTEM_NAME,
 };
 
-use std::time::Instant;
-
 use remora_wire::{InputMode, RequestId};
 
 use crate::{
@@ -26,7 +24,7 @@ use crate::{
     error::Result,
     holder::Holder,
     input::InputFeed,
-    resume::{OnceSink, ReconnectEvent, ReconnectPolicy},
+    resume::{OnceSink, ReconnectPolicy, Retrying},
     ssh::{self, SshLink, SshOptions, Target},
 };
 
@@ -311,50 +309,47 @@ impl Client {
     pub(crate) async fn reconnect(&mut self, cause: &ClientError) -> Result<()> {
         let (target, options) = self.target.clone().expect("checked by can_reconnect");
         let agent_id = self.agent().agent_id;
-        let policy = self.reconnect.clone();
-        let since = Instant::now();
-        policy.report(ReconnectEvent::LinkLost {
-            error: cause.to_string(),
-        });
-        let mut attempt_at = tokio::time::Instant::now();
+        let mut retrying = Retrying::start(self.reconnect.clone(), cause);
         loop {
-            tokio::time::sleep_until(attempt_at).await;
-            attempt_at += policy.interval;
-            let attempt = async {
-                let fresh = Client::connect(&target, &options).await?;
-                match fresh.agent().agent_id == agent_id {
-                    true => Ok(fresh),
-                    false => Err(ClientError::Unexpected {
-                        host: target.clone(),
-                        what: format!(
-                            "a different agent answered ({} instead of {agent_id})",
-                            fresh.agent().agent_id
-                        ),
-                    }),
-                }
-            };
-            match attempt.await {
+            retrying.next_attempt().await;
+            match Client::connect_same_agent(&target, &options, agent_id).await {
                 Ok(fresh) => {
-                    *self = Client {
-                        reconnect: policy.clone(),
-                        ..fresh
-                    };
-                    policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
+                    self.replace_link(fresh);
+                    retrying.succeeded();
                     return Ok(());
                 }
-                Err(err) if err.is_transient() && policy.allows(since) => policy.report(ReconnectEvent::Retrying {
-                    elapsed: since.elapsed(),
-                    error: err.to_string(),
-                }),
+                Err(err) if retrying.retry_after(&err) => {}
                 Err(err) => {
-                    policy.report(ReconnectEvent::GaveUp { after: since.elapsed() });
                     return Err(ClientError::LinkLost {
                         host: target,
                         cause: Box::new(err),
-                    });
+                    })
                 }
             }
         }
+    }
+
+    /// Takes over `fresh`'s connection, keeping this client's reconnect policy.
+    fn replace_link(&mut self, fresh: Client) {
+        *self = Client {
+            reconnect: self.reconnect.clone(),
+            ..fresh
+        };
+    }
+
+    /// A new connection to `target`, refused unless the agent that answers is `agent_id`.
+    pub(crate) async fn connect_same_agent(target: &str, options: &SshOptions, agent_id: uuid::Uuid) -> Result<Client> {
+        let fresh = Client::connect(target, options).await?;
+        if fresh.agent().agent_id != agent_id {
+            return Err(ClientError::Unexpected {
+                host: target.to_string(),
+                what: format!(
+                    "a different agent answered ({} instead of {agent_id})",
+                    fresh.agent().agent_id
+                ),
+            });
+        }
+        Ok(fresh)
     }
 
     pub(crate) fn can_reconnect(&self) -> bool {
@@ -370,38 +365,22 @@ impl Client {
     ) -> Result<RequestId> {
         let (target, options) = self.target.clone().expect("checked by can_reconnect");
         let agent_id = self.agent().agent_id;
-        let policy = self.reconnect.clone();
-        let since = Instant::now();
-        policy.report(ReconnectEvent::LinkLost {
-            error: cause.to_string(),
-        });
-        let mut attempt_at = tokio::time::Instant::now();
+        let mut retrying = Retrying::start(self.reconnect.clone(), cause);
         loop {
-            // The first attempt is immediate (most drops are brief); then one per interval.
-            tokio::time::sleep_until(attempt_at).await;
-            attempt_at += policy.interval;
+            retrying.next_attempt().await;
             match Client::resume_on_fresh_link(&target, &options, agent_id, resume, acknowledge).await {
                 Ok((fresh, id)) => {
-                    *self = Client {
-                        reconnect: policy.clone(),
-                        ..fresh
-                    };
-                    policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
+                    self.replace_link(fresh);
+                    retrying.succeeded();
                     return Ok(id);
                 }
-                Err(err) if err.is_transient() && policy.allows(since) => {
-                    policy.report(ReconnectEvent::Retrying {
-                        elapsed: since.elapsed(),
-                        error: err.to_string(),
-                    });
-                }
+                Err(err) if retrying.retry_after(&err) => {}
                 Err(err) => {
-                    policy.report(ReconnectEvent::GaveUp { after: since.elapsed() });
                     return Err(ClientError::GaveUp {
                         host: target,
                         session: resume.session,
                         cause: Box::new(err),
-                    });
+                    })
                 }
             }
         }
@@ -417,16 +396,7 @@ impl Client {
         resume: &Resume,
         acknowledge: bool,
     ) -> Result<(Client, RequestId)> {
-        let mut fresh = Client::connect(target, options).await?;
-        if fresh.agent().agent_id != agent_id {
-            return Err(ClientError::Unexpected {
-                host: target.to_string(),
-                what: format!(
-                    "a different agent answered ({} instead of {agent_id})",
-                    fresh.agent().agent_id
-                ),
-            });
-        }
+        let mut fresh = Client::connect_same_agent(target, options, agent_id).await?;
         let request = Receive {
             command: resume.command,
             keep: !acknowledge,

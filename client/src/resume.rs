@@ -12,7 +12,7 @@ use std::{
 
 use remora_wire::{CommandEnded, Output, OutputDropped};
 
-use crate::OutputSink;
+use crate::{ClientError, OutputSink};
 
 /// What the client reports while it reconnects (the CLI prints these on stderr).
 #[derive(Debug, Clone)]
@@ -77,6 +77,55 @@ impl ReconnectPolicy {
     /// Whether another attempt fits in the window that started at `since`.
     pub(crate) fn allows(&self, since: Instant) -> bool {
         since.elapsed() < self.window
+    }
+}
+
+/// One run of reconnect attempts under a policy: paces them and reports every step.
+pub(crate) struct Retrying {
+    policy: ReconnectPolicy,
+    since: Instant,
+    attempt_at: tokio::time::Instant,
+}
+
+impl Retrying {
+    /// The link broke with `cause`. The first attempt is immediate (most drops are brief); then
+    /// one per interval.
+    pub(crate) fn start(policy: ReconnectPolicy, cause: &ClientError) -> Self {
+        policy.report(ReconnectEvent::LinkLost {
+            error: cause.to_string(),
+        });
+        Self {
+            policy,
+            since: Instant::now(),
+            attempt_at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until the next attempt is due.
+    pub(crate) async fn next_attempt(&mut self) {
+        tokio::time::sleep_until(self.attempt_at).await;
+        self.attempt_at += self.policy.interval;
+    }
+
+    pub(crate) fn succeeded(&self) {
+        self.policy.report(ReconnectEvent::Resumed {
+            after: self.since.elapsed(),
+        });
+    }
+
+    /// Whether an attempt that failed with `err` is worth another; reports which.
+    pub(crate) fn retry_after(&self, err: &ClientError) -> bool {
+        let retry = err.is_transient() && self.policy.allows(self.since);
+        self.policy.report(match retry {
+            true => ReconnectEvent::Retrying {
+                elapsed: self.since.elapsed(),
+                error: err.to_string(),
+            },
+            false => ReconnectEvent::GaveUp {
+                after: self.since.elapsed(),
+            },
+        });
+        retry
     }
 }
 

@@ -14,7 +14,7 @@
 //! The module does not touch the local terminal: raw mode, escapes and drawing belong to the
 //! caller (the CLI).
 
-use std::{collections::VecDeque, future::Future, time::Instant};
+use std::{collections::VecDeque, future::Future};
 
 use remora_wire::{
     AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{ClientError, Result},
-    resume::ReconnectEvent,
+    resume::Retrying,
     Client,
 };
 
@@ -248,49 +248,28 @@ impl TerminalStream {
     async fn reconnect(&mut self, cause: &ClientError) -> Result<()> {
         let (target, options) = self.client.target.clone().expect("checked by can_reconnect");
         let agent_id = self.client.agent().agent_id;
-        let policy = self.client.reconnect.clone();
-        let since = Instant::now();
-        policy.report(ReconnectEvent::LinkLost {
-            error: cause.to_string(),
-        });
-        let mut attempt_at = tokio::time::Instant::now();
+        let mut retrying = Retrying::start(self.client.reconnect.clone(), cause);
         loop {
-            tokio::time::sleep_until(attempt_at).await;
-            attempt_at += policy.interval;
+            retrying.next_attempt().await;
             match self.attach_again(&target, &options, agent_id).await {
                 Ok(()) => {
-                    policy.report(ReconnectEvent::Resumed { after: since.elapsed() });
+                    retrying.succeeded();
                     return Ok(());
                 }
-                Err(err) if err.is_transient() && policy.allows(since) => {
-                    policy.report(ReconnectEvent::Retrying {
-                        elapsed: since.elapsed(),
-                        error: err.to_string(),
-                    });
-                }
+                Err(err) if retrying.retry_after(&err) => {}
                 Err(err) => {
-                    policy.report(ReconnectEvent::GaveUp { after: since.elapsed() });
                     return Err(ClientError::GaveUp {
                         host: target,
                         session: self.session,
                         cause: Box::new(err),
-                    });
+                    })
                 }
             }
         }
     }
 
     async fn attach_again(&mut self, target: &str, options: &crate::ssh::SshOptions, agent_id: Uuid) -> Result<()> {
-        let mut fresh = Client::connect(target, options).await?;
-        if fresh.agent().agent_id != agent_id {
-            return Err(ClientError::Unexpected {
-                host: target.to_string(),
-                what: format!(
-                    "a different agent answered ({} instead of {agent_id})",
-                    fresh.agent().agent_id
-                ),
-            });
-        }
+        let mut fresh = Client::connect_same_agent(target, options, agent_id).await?;
         let request = OpenTerminal {
             session: Some(SessionRef::Id(self.session)),
             create: false,
