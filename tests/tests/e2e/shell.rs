@@ -135,7 +135,7 @@ fn a_full_screen_program_is_redrawn_identically_after_a_same_size_reattach() {
         .unwrap();
     first.send(b"5G").unwrap(); // move within the file so the screen is not the first one
     first
-        .wait_for(SCREEN, "less at line 5", |s| s.contents().starts_with("line 5 bold"))
+        .wait_for(SCREEN, "less at line 5, drawn to its prompt", less_drawn_from_line_5)
         .unwrap();
     let before = first.screen(|s| (s.contents_formatted(), s.cursor_position(), s.alternate_screen()));
     assert_eq!(
@@ -153,6 +153,16 @@ fn a_full_screen_program_is_redrawn_identically_after_a_same_size_reattach() {
             (s.contents_formatted(), s.cursor_position(), s.alternate_screen()) == before
         })
         .unwrap();
+}
+
+/// less has redrawn from line 5 down to its `:` prompt and parked the cursor after it (less
+/// paints line by line, so the first line alone says the redraw has only begun).
+fn less_drawn_from_line_5(screen: &vt100::Screen) -> bool {
+    let (rows, _) = screen.size();
+    let contents = screen.contents();
+    contents.starts_with("line 5 bold")
+        && contents.lines().last() == Some(":")
+        && screen.cursor_position() == (rows.get() - 1, 1)
 }
 
 #[test]
