@@ -33,9 +33,29 @@ pub fn daemon(paths: StatePaths, resume: Option<PathBuf>) -> anyhow::Result<()> 
             None
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    keep_freed_heap();
+    // One worker: the daemon's work is moving bytes between pipes, and a chunk read by one task
+    // and written by another costs a cross-thread wakeup on every handoff with two. Blocking
+    // work (saving, spill files) runs on the blocking pool as before.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     runtime.block_on(lifecycle::run(paths, handed))?;
     Ok(())
+}
+
+/// Output moves through 256 KiB chunks that are freed as clients acknowledge them. glibc's
+/// defaults map each such chunk afresh and hand freed heap back to the kernel as soon as 128 KiB
+/// sit free, so a stream faults its pages in again and again. Keep up to 16 MiB of freed heap
+/// and take chunks from the heap.
+fn keep_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the runtime's threads start.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_TRIM_THRESHOLD, 16 << 20);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// `remora-agent upgrade`: hand the running daemon over to this binary, keeping its sessions,

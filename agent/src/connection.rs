@@ -24,6 +24,7 @@ use tracing::{debug, info};
 use crate::{
     clock::now_millis,
     handler::{self, Ctx, Outgoing},
+    pipe_width::{PipeWidth, WidenOnBulk},
     state::Daemon,
 };
 
@@ -44,12 +45,14 @@ const FRAME_DEADLINE: Duration = Duration::from_secs(20);
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// Bytes batched into one write.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// A batch this large means bulk output flows: the pipe to sshd is widened (`pipe_width.rs`).
+const BULK_BATCH: usize = 256 * 1024;
 
 /// Serves one connection to its end.
 pub async fn serve<R, W>(daemon: Arc<Daemon>, reader: R, writer: W, origin: String)
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + WidenOnBulk + Unpin + Send + 'static,
 {
     let mut frames = FrameReader::new(reader);
     let (tx, rx) = mpsc::channel(OUTBOX);
@@ -339,11 +342,12 @@ fn queue<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, outgoing: Outgoing)
 /// Writes queued frames in batches until the connection closes. A peer that accepts nothing for
 /// [`WRITE_STALL`], or a failed write, closes the connection (`closed`), so a client that sends
 /// requests without reading the replies cannot hold the daemon's resources forever.
-async fn write_loop<W: AsyncWrite + Unpin>(
+async fn write_loop<W: AsyncWrite + WidenOnBulk + Unpin>(
     mut writer: FrameWriter<W>,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: CancellationToken,
 ) {
+    let mut width = PipeWidth::default();
     while let Some(outgoing) = rx.recv().await {
         if queue(&mut writer, outgoing).is_err() {
             break;
@@ -353,6 +357,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             if queue(&mut writer, outgoing).is_err() {
                 break;
             }
+        }
+        if writer.pending() >= BULK_BATCH {
+            writer.get_ref().widen_for_bulk(&mut width);
         }
         match tokio::time::timeout(WRITE_STALL, writer.flush()).await {
             Ok(Ok(())) => {}

@@ -13,6 +13,7 @@ pub mod launcher;
 pub mod lifecycle;
 pub mod logfile;
 pub mod paths;
+pub mod pipe_width;
 mod registry;
 pub mod serve;
 pub mod session;

@@ -83,6 +83,7 @@ impl StdSink {
                 stderr.extend_from_slice(data);
                 Ok(())
             }
+            (SinkTarget::Terminal, Stream::Stdout) if self.prefix.is_none() => write_stdout_unbuffered(data),
             (SinkTarget::Terminal, Stream::Stdout) => self.write_prefixed(&mut io::stdout().lock(), 0, data),
             (SinkTarget::Terminal, Stream::Stderr) => {
                 io::stdout().lock().flush()?;
@@ -148,6 +149,24 @@ impl OutputSink for StdSink {
             }
         }
     }
+}
+
+/// Writes straight to fd 1, after whatever std's stdout still holds. Std's stdout is
+/// line-buffered and scans every byte for a newline, which in a bulk stream costs more than the
+/// write itself; received output is written at once anyway.
+fn write_stdout_unbuffered(data: &[u8]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.flush()?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        match nix::unistd::write(&stdout, rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = &rest[written..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(())
 }
 
 /// RFC 3339 UTC, seconds precision.

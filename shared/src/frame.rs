@@ -278,6 +278,11 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.queued
     }
 
+    /// The byte stream written to.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
     /// Shuts the write side down after flushing.
     pub async fn shutdown(&mut self) -> Result<(), WireError> {
         self.flush().await?;

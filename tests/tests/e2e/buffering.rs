@@ -23,7 +23,8 @@ fn start(sshd: &Sshd, mode: &str, extra: &str, command: &str) {
 #[test]
 fn block_mode_stalls_the_command_until_a_client_drains_it() {
     let sshd = Sshd::start().unwrap();
-    start(&sshd, "block", "", "seq 1 200000");
+    // 6.9 MB: more than the limit, a read chunk and a pipe widened for bulk output hold.
+    start(&sshd, "block", "", "seq 1 1000000");
     wait_until("the command to stall", || {
         session(&sshd, "big")["blocked_reason"]
             .as_str()
@@ -33,7 +34,7 @@ fn block_mode_stalls_the_command_until_a_client_drains_it() {
     assert_eq!(session(&sshd, "big")["commands_running"], 1);
     let received = remora(&sshd, &["receive", sshd.alias(), "--name", "big"]);
     assert_eq!(received.status, 0);
-    assert!(received.stdout == seq_output(200000), "every byte arrives, in order");
+    assert!(received.stdout == seq_output(1000000), "every byte arrives, in order");
 }
 
 #[test]

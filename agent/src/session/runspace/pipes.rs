@@ -6,10 +6,19 @@ use bytes::Bytes;
 use nix::errno::Errno;
 use remora_wire::Stream;
 
-use crate::session::Session;
+use crate::{
+    pipe_width::{PipeWidth, DEFAULT_PIPE_BYTES},
+    session::Session,
+};
 
-/// Largest read from a pipe, and so the largest journal chunk.
-pub const READ_CHUNK: usize = 64 * 1024;
+/// Largest read from a pipe, and so the largest journal chunk: a quarter of a widened pipe.
+pub const READ_CHUNK: usize = 256 * 1024;
+/// The largest chunk to journal for `session`: [`READ_CHUNK`], or its memory limit if smaller,
+/// so a single chunk never overflows the limit (drop mode would discard it whole).
+pub fn chunk_len(session: &Session) -> usize {
+    session.settings().memory_limit.clamp(1, READ_CHUNK)
+}
+
 /// Reads in one drain, so a background writer cannot keep a drain going forever.
 pub const MAX_DRAIN_READS: usize = 64;
 
@@ -41,6 +50,16 @@ pub fn top_up(read: io::Result<usize>, pipe: Option<&impl AsFd>, buf: &mut [u8])
     Ok(filled)
 }
 
+/// Widens the pipe once a read finds it was full at its default size: bulk output flows (see
+/// `pipe_width.rs`).
+pub fn widen_on_bulk(read: &io::Result<usize>, pipe: Option<&impl AsFd>, width: &mut PipeWidth) {
+    if let (Ok(n), Some(pipe)) = (read, pipe) {
+        if *n >= DEFAULT_PIPE_BYTES {
+            width.widen(pipe);
+        }
+    }
+}
+
 /// Journals one read; a closed or failed pipe stops being read.
 pub fn journal_read<R>(
     session: &Session,
@@ -58,7 +77,7 @@ pub fn journal_read<R>(
 
 /// Moves whatever the pipe holds right now into the journal, without waiting.
 pub fn drain_fd(fd: &impl AsFd, session: &Session, id: u64, stream: Stream) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; chunk_len(session)];
     for _ in 0..MAX_DRAIN_READS {
         match nix::unistd::read(fd.as_fd(), &mut buf) {
             Ok(n) if n > 0 => session.append_output(id, stream, Bytes::copy_from_slice(&buf[..n])),

@@ -23,13 +23,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     input_pipe::{self, InputPipe},
-    pipes::{discard_fd, drain_fd, journal_read, read_some, top_up, READ_CHUNK},
+    pipes::{chunk_len, discard_fd, drain_fd, journal_read, read_some, top_up, widen_on_bulk, READ_CHUNK},
     process::ShellProcess,
     stop::{self, Stopper},
     RunspaceSpec,
 };
 use crate::{
     error::{AgentError, Result},
+    pipe_width::PipeWidth,
     session::Session,
 };
 
@@ -62,6 +63,8 @@ pub struct Shell {
     status_buf: Vec<u8>,
     /// The running command's stdin fifo, when it reads input from the client.
     input: Option<InputPipe>,
+    /// Whether stdout and stderr are widened for the running command's bulk output.
+    widths: [PipeWidth; 2],
 }
 
 /// A shell's process and descriptors as numbers, for a handover by `exec`: the new program
@@ -117,6 +120,7 @@ impl Shell {
             status,
             status_buf: Vec::new(),
             input: None,
+            widths: Default::default(),
         })
     }
 
@@ -198,6 +202,7 @@ impl Shell {
             stderr,
             status: receiver(status)?,
             status_buf: fds.status_buf,
+            widths: Default::default(),
         })
     }
 
@@ -256,8 +261,8 @@ impl Shell {
 
     /// Journals the running command's output until it ends (or the daemon hands over).
     pub async fn follow(&mut self, session: &Session, id: u64, handover: &CancellationToken) -> Outcome {
-        let mut out_buf = vec![0u8; READ_CHUNK];
-        let mut err_buf = vec![0u8; READ_CHUNK];
+        let mut out_buf = vec![0u8; chunk_len(session)];
+        let mut err_buf = vec![0u8; chunk_len(session)];
         let mut status_chunk = [0u8; 64];
         let mut stopper = Stopper::new(session, id);
         loop {
@@ -293,10 +298,12 @@ impl Shell {
                 }
                 read = read_some(self.stdout.as_mut(), &mut out_buf), if !paused && self.stdout.is_some() => {
                     let read = top_up(read, self.stdout.as_ref(), &mut out_buf);
+                    widen_on_bulk(&read, self.stdout.as_ref(), &mut self.widths[0]);
                     journal_read(session, id, Stream::Stdout, read, &out_buf, &mut self.stdout);
                 }
                 read = read_some(self.stderr.as_mut(), &mut err_buf), if !paused && self.stderr.is_some() => {
                     let read = top_up(read, self.stderr.as_ref(), &mut err_buf);
+                    widen_on_bulk(&read, self.stderr.as_ref(), &mut self.widths[1]);
                     journal_read(session, id, Stream::Stderr, read, &err_buf, &mut self.stderr);
                 }
                 _ = acks.changed(), if paused => {}
@@ -330,12 +337,15 @@ impl Shell {
     }
 
     /// Moves whatever the pipes hold right now into the journal, without waiting.
+    /// Journals what the command left in the pipes and sets them back to their default size.
     fn drain(&mut self, session: &Session, id: u64) {
         if let Some(stdout) = &self.stdout {
             drain_fd(stdout, session, id, Stream::Stdout);
+            self.widths[0].narrow(stdout);
         }
         if let Some(stderr) = &self.stderr {
             drain_fd(stderr, session, id, Stream::Stderr);
+            self.widths[1].narrow(stderr);
         }
     }
 
