@@ -198,8 +198,20 @@ impl Client {
 
     /// Waits until a session's chosen jobs have ended (Wait-Job). With `request.updates`,
     /// `on_update` sees the chosen jobs' table at once and whenever one of them changes.
-    /// A broken link is an error here: waiting again is harmless.
+    ///
+    /// A link that breaks meanwhile is reconnected within the reconnect policy, and the wait is
+    /// asked again: waiting has no position to lose. With no job ids given, the new wait covers
+    /// the jobs the session has at that moment.
     pub async fn wait(&mut self, request: WaitJobs, on_update: &mut dyn FnMut(&CommandList)) -> Result<Waited> {
+        loop {
+            match self.wait_once(request.clone(), on_update).await {
+                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                result => return result,
+            }
+        }
+    }
+
+    async fn wait_once(&mut self, request: WaitJobs, on_update: &mut dyn FnMut(&CommandList)) -> Result<Waited> {
         let (id, mut reply) = self.connection.start_stream(ClientBody::Wait(request)).await?;
         loop {
             match reply {

@@ -2,7 +2,7 @@
 //! output streams; the client reconnects, resumes, and nothing is lost or duplicated.
 
 use std::{
-    io::Read,
+    io::{BufRead, Read},
     process::{Command, Stdio},
 };
 
@@ -224,4 +224,43 @@ fn a_client_stopped_like_a_sleeping_laptop_is_let_go_and_resumes_on_waking() {
     nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
     wait_availability(&flaky, "nap", "Busy", "the client to come back");
     finish_gated(attached, &gate);
+}
+
+#[test]
+fn jobs_follow_whose_link_is_cut_reconnects_and_sees_the_job_end() {
+    let flaky = Flaky::start();
+    let gate = flaky.sshd.dir().join("follow.gate");
+    let command = format!("while [ ! -e {} ]; do sleep 0.05; done; exit 7", gate.display());
+    let host = flaky.sshd.alias();
+    crate::support::remora(
+        &flaky.sshd,
+        &["invoke", host, "--name", "w", "--disconnected", "--", &command],
+    )
+    .ok();
+    let mut child = flaky
+        .remora(&["jobs", "flaky", "--name", "w", "--follow"])
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("Running") {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "follow ended early: {seen}");
+        seen.push_str(&line);
+    }
+    // The wait is in place on the agent (it sent the table): cut it, then end the job.
+    let connections = flaky.link.connections();
+    flaky.link.cut();
+    crate::support::wait_until("the follow to reconnect", || flaky.link.connections() > connections).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let output = run_child(child, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resumed after"), "{stderr}");
+    assert!(
+        rest.contains("job 1 Completed exit 7"),
+        "the end is shown: {seen}{rest}"
+    );
 }
