@@ -321,24 +321,15 @@ impl Client {
     pub(crate) async fn reconnect(&mut self, cause: &ClientError) -> Result<()> {
         let (target, options) = self.target.clone().expect("checked by can_reconnect");
         let agent_id = self.agent().agent_id;
-        let mut retrying = Retrying::start(self.reconnect.clone(), cause);
-        loop {
-            retrying.next_attempt().await;
-            match Client::connect_same_agent(&target, &options, agent_id).await {
-                Ok(fresh) => {
-                    self.replace_link(fresh);
-                    retrying.succeeded();
-                    return Ok(());
-                }
-                Err(err) if retrying.retry_after(&err) => {}
-                Err(err) => {
-                    return Err(ClientError::LinkLost {
-                        host: target,
-                        cause: Box::new(err),
-                    })
-                }
-            }
-        }
+        let fresh = Retrying::start(self.reconnect.clone(), cause)
+            .until_ok(async || Client::connect_same_agent(&target, &options, agent_id).await)
+            .await
+            .map_err(|err| ClientError::LinkLost {
+                host: target.clone(),
+                cause: Box::new(err),
+            })?;
+        self.replace_link(fresh);
+        Ok(())
     }
 
     /// Takes over `fresh`'s connection, keeping this client's reconnect policy.
@@ -377,25 +368,16 @@ impl Client {
     ) -> Result<RequestId> {
         let (target, options) = self.target.clone().expect("checked by can_reconnect");
         let agent_id = self.agent().agent_id;
-        let mut retrying = Retrying::start(self.reconnect.clone(), cause);
-        loop {
-            retrying.next_attempt().await;
-            match Client::resume_on_fresh_link(&target, &options, agent_id, resume, acknowledge).await {
-                Ok((fresh, id)) => {
-                    self.replace_link(fresh);
-                    retrying.succeeded();
-                    return Ok(id);
-                }
-                Err(err) if retrying.retry_after(&err) => {}
-                Err(err) => {
-                    return Err(ClientError::GaveUp {
-                        host: target,
-                        session: resume.session,
-                        cause: Box::new(err),
-                    })
-                }
-            }
-        }
+        let (fresh, id) = Retrying::start(self.reconnect.clone(), cause)
+            .until_ok(async || Client::resume_on_fresh_link(&target, &options, agent_id, resume, acknowledge).await)
+            .await
+            .map_err(|err| ClientError::GaveUp {
+                host: target.clone(),
+                session: resume.session,
+                cause: Box::new(err),
+            })?;
+        self.replace_link(fresh);
+        Ok(id)
     }
 
     /// One reconnect attempt: a new connection to the same agent, with the stream restarted on

@@ -101,20 +101,30 @@ impl Retrying {
         }
     }
 
-    /// Waits until the next attempt is due.
-    pub(crate) async fn next_attempt(&mut self) {
-        tokio::time::sleep_until(self.attempt_at).await;
-        self.attempt_at += self.policy.interval;
-    }
-
-    pub(crate) fn succeeded(&self) {
-        self.policy.report(ReconnectEvent::Resumed {
-            after: self.since.elapsed(),
-        });
+    /// Calls `attempt` at the policy's pace until it succeeds, reporting each step; the error
+    /// that ended the retries otherwise (not transient, or the window ran out).
+    pub(crate) async fn until_ok<T>(
+        mut self,
+        mut attempt: impl AsyncFnMut() -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        loop {
+            tokio::time::sleep_until(self.attempt_at).await;
+            self.attempt_at += self.policy.interval;
+            match attempt().await {
+                Ok(value) => {
+                    self.policy.report(ReconnectEvent::Resumed {
+                        after: self.since.elapsed(),
+                    });
+                    return Ok(value);
+                }
+                Err(err) if self.retry_after(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Whether an attempt that failed with `err` is worth another; reports which.
-    pub(crate) fn retry_after(&self, err: &ClientError) -> bool {
+    fn retry_after(&self, err: &ClientError) -> bool {
         let retry = err.is_transient() && self.policy.allows(self.since);
         self.policy.report(match retry {
             true => ReconnectEvent::Retrying {

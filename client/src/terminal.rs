@@ -248,24 +248,15 @@ impl TerminalStream {
     async fn reconnect(&mut self, cause: &ClientError) -> Result<()> {
         let (target, options) = self.client.target.clone().expect("checked by can_reconnect");
         let agent_id = self.client.agent().agent_id;
-        let mut retrying = Retrying::start(self.client.reconnect.clone(), cause);
-        loop {
-            retrying.next_attempt().await;
-            match self.attach_again(&target, &options, agent_id).await {
-                Ok(()) => {
-                    retrying.succeeded();
-                    return Ok(());
-                }
-                Err(err) if retrying.retry_after(&err) => {}
-                Err(err) => {
-                    return Err(ClientError::GaveUp {
-                        host: target,
-                        session: self.session,
-                        cause: Box::new(err),
-                    })
-                }
-            }
-        }
+        let retrying = Retrying::start(self.client.reconnect.clone(), cause);
+        let attached = retrying
+            .until_ok(async || self.attach_again(&target, &options, agent_id).await)
+            .await;
+        attached.map_err(|err| ClientError::GaveUp {
+            host: target.clone(),
+            session: self.session,
+            cause: Box::new(err),
+        })
     }
 
     async fn attach_again(&mut self, target: &str, options: &crate::ssh::SshOptions, agent_id: Uuid) -> Result<()> {
