@@ -30,6 +30,7 @@ use std::{
 };
 
 use remora_wire::{
+    partial::{hash_prefix, part_path},
     AgentBody, ClientBody, ClientFrame, FileData, FileEnd, GetPath, PathKind, PathMeta, PutPath, ReadFile, RequestId,
     SessionRef,
 };
@@ -435,7 +436,7 @@ impl Client {
         preserve: bool,
         progress: &mut dyn CopyProgress,
     ) -> Result<Copied> {
-        let part = part_path(target, &source_key(meta), remote);
+        let part = part_path(target, &[source_key(meta).as_bytes(), remote]);
         let mut first_offset = None;
         loop {
             match self
@@ -589,7 +590,7 @@ fn make_local_symlink(path: &Path, meta: &PathMeta) -> Result<Copied> {
             path.display()
         )));
     }
-    let part = part_path(path, "link", &meta.link_target);
+    let part = part_path(path, &[b"link".as_slice(), &meta.link_target]);
     let _ = fs::remove_file(&part);
     std::os::unix::fs::symlink(OsStr::from_bytes(&meta.link_target), &part)
         .map_err(local_err("create symlink", path))?;
@@ -632,31 +633,6 @@ fn set_local_meta(path: &Path, meta: &PathMeta, preserve: bool) -> io::Result<()
     Ok(())
 }
 
-/// `.NAME.remora-KEY.part` beside the target.
-fn part_path(target: &Path, key: &str, source: &[u8]) -> PathBuf {
-    let name = target.file_name().map(OsStr::as_bytes).unwrap_or(b"file");
-    let mut digest = Sha256::new();
-    digest.update(key.as_bytes());
-    digest.update(source);
-    let key = data_encoding::HEXLOWER.encode(&digest.finalize()[..6]);
-    let mut part = b".".to_vec();
-    part.extend_from_slice(name);
-    part.extend_from_slice(format!(".remora-{key}.part").as_bytes());
-    target.with_file_name(OsStr::from_bytes(&part))
-}
-
-fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = 0;
-    while at < len {
-        let want = ((len - at) as usize).min(CHUNK);
-        file.read_exact_at(&mut buf[..want], at)?;
-        hasher.update(&buf[..want]);
-        at += want as u64;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,13 +643,5 @@ mod tests {
         assert_eq!(base_name(b"x"), b"x");
         assert_eq!(base_name(b"/"), b"/");
         assert_eq!(base_name(b"d/n\xffame with\nnewline"), b"n\xffame with\nnewline");
-    }
-
-    #[test]
-    fn a_partial_name_depends_on_the_source_version() {
-        let a = part_path(Path::new("/t/f"), "1-2.0", b"src");
-        let b = part_path(Path::new("/t/f"), "1-3.0", b"src");
-        assert_ne!(a, b);
-        assert!(a.file_name().unwrap().as_bytes().starts_with(b".f.remora-"));
     }
 }

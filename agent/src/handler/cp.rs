@@ -38,6 +38,8 @@ use remora_wire::{
 };
 use sha2::{Digest, Sha256};
 
+use remora_wire::partial::{hash_prefix, part_path};
+
 use super::{Ctx, Refusal};
 
 /// Bytes per data frame of a download.
@@ -210,7 +212,7 @@ async fn put_symlink(
             format!("cannot overwrite directory {} with a symlink", target.display()),
         ));
     }
-    let part = part_path(target, &request.source_key);
+    let part = part_path(target, &[request.source_key.as_bytes(), target.as_os_str().as_bytes()]);
     let _ = fs::remove_file(&part);
     std::os::unix::fs::symlink(bytes_path(&request.meta.link_target), &part)
         .map_err(|e| io_refusal(ctx, "create symlink", target, &e))?;
@@ -282,7 +284,7 @@ async fn open_part(target: &Path, source_key: &str) -> io::Result<(PathBuf, Floc
             .mode(0o600)
             .open(part)
     };
-    let part = part_path(target, source_key);
+    let part = part_path(target, &[source_key.as_bytes(), target.as_os_str().as_bytes()]);
     let deadline = tokio::time::Instant::now() + PART_LOCK_WAIT;
     loop {
         match Flock::lock(open(&part, false)?, FlockArg::LockExclusiveNonblock) {
@@ -296,7 +298,13 @@ async fn open_part(target: &Path, source_key: &str) -> io::Result<(PathBuf, Floc
             Err((_, errno)) => return Err(errno.into()),
         }
     }
-    let fresh = part_path(target, &format!("{source_key}-{}", uuid::Uuid::new_v4()));
+    let fresh = part_path(
+        target,
+        &[
+            format!("{source_key}-{}", uuid::Uuid::new_v4()).as_bytes(),
+            target.as_os_str().as_bytes(),
+        ],
+    );
     let locked = Flock::lock(open(&fresh, true)?, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno)?;
     Ok((fresh, locked))
 }
@@ -306,31 +314,6 @@ fn same_file(file: &File, path: &Path) -> bool {
         (Ok(open), Ok(named)) => open.ino() == named.ino() && open.dev() == named.dev(),
         _ => false,
     }
-}
-
-/// `.NAME.remora-KEY.part` beside the target; KEY depends on the source version and target.
-fn part_path(target: &Path, source_key: &str) -> PathBuf {
-    let name = target.file_name().map(OsStr::as_bytes).unwrap_or(b"file");
-    let mut key = Sha256::new();
-    key.update(source_key.as_bytes());
-    key.update(target.as_os_str().as_bytes());
-    let key = data_encoding::HEXLOWER.encode(&key.finalize()[..6]);
-    let mut part = b".".to_vec();
-    part.extend_from_slice(name);
-    part.extend_from_slice(format!(".remora-{key}.part").as_bytes());
-    target.with_file_name(OsStr::from_bytes(&part))
-}
-
-fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256) -> io::Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = 0;
-    while at < len {
-        let want = ((len - at) as usize).min(CHUNK);
-        file.read_exact_at(&mut buf[..want], at)?;
-        hasher.update(&buf[..want]);
-        at += want as u64;
-    }
-    Ok(())
 }
 
 /// `FileData` of an upload: written at its offset; acknowledged every [`ACK_STEP`].
