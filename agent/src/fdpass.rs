@@ -130,7 +130,8 @@ pub fn into_halves(read_fd: OwnedFd, write_fd: OwnedFd) -> io::Result<(pipe::Rec
     ))
 }
 
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+/// Puts a descriptor in non-blocking mode, as tokio's pipe types need.
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())

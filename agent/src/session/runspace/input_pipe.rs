@@ -104,8 +104,7 @@ impl InputPipe {
         // SAFETY: the caller vouches that the descriptor is ours alone.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
-        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        crate::fdpass::set_nonblocking(&fd)?;
         Ok(Self {
             path,
             sender: pipe::Sender::from_owned_fd_unchecked(fd)?,

@@ -30,6 +30,7 @@ use super::{
 };
 use crate::{
     error::{AgentError, Result},
+    fdpass::set_nonblocking,
     pipe_width::PipeWidth,
     session::Session,
 };
@@ -412,12 +413,6 @@ fn sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
 fn receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
     set_nonblocking(&fd)?;
     pipe::Receiver::from_owned_fd_unchecked(fd)
-}
-
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    Ok(())
 }
 
 /// The text sent to the shell for one command: its stdin is `/dev/null`, or its input fifo,
