@@ -24,13 +24,13 @@ use std::{
     io::{self, Read, Seek},
     os::unix::{
         ffi::OsStrExt,
-        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
 };
 
 use remora_wire::{
-    partial::{hash_prefix, part_path},
+    partial::{apply_meta, hash_prefix, part_path},
     AgentBody, ClientBody, ClientFrame, FileData, FileEnd, GetPath, PathKind, PathMeta, PutPath, ReadFile, RequestId,
     SessionRef,
 };
@@ -409,7 +409,7 @@ impl Client {
             if options.preserve {
                 for entry in list.entries.iter().rev().filter(|e| e.meta.kind == PathKind::Dir) {
                     let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
-                    set_local_meta(&path, &entry.meta, true).map_err(local_err("set the mode and mtime of", &path))?;
+                    apply_meta(&path, &entry.meta, true).map_err(local_err("set the mode and mtime of", &path))?;
                 }
             }
         }
@@ -510,7 +510,7 @@ impl Client {
                     }
                     let finish = || -> io::Result<()> {
                         file.sync_data()?;
-                        set_local_meta(part, meta, preserve)?;
+                        apply_meta(part, meta, preserve)?;
                         fs::rename(part, target)
                     };
                     finish().map_err(local_err("write", target))?;
@@ -578,7 +578,7 @@ fn make_local_dir(path: &Path, meta: &PathMeta, preserve: bool) -> Result<Copied
             .map_err(local_err("create directory", path))?,
     }
     if preserve {
-        set_local_meta(path, meta, true).map_err(local_err("set the mode of", path))?;
+        apply_meta(path, meta, true).map_err(local_err("set the mode of", path))?;
     }
     Ok(copied_path(path, PathKind::Dir))
 }
@@ -606,31 +606,6 @@ fn copied_path(path: &Path, kind: PathKind) -> Copied {
         size: 0,
         resumed_from: 0,
     }
-}
-
-/// Mode (exact with `preserve`, else masked by the umask) and, with `preserve`, mtime.
-fn set_local_meta(path: &Path, meta: &PathMeta, preserve: bool) -> io::Result<()> {
-    let umask = {
-        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-        nix::sys::stat::umask(old);
-        old.bits() as u32
-    };
-    let mode = match preserve {
-        true => meta.mode & 0o7777,
-        false => meta.mode & 0o777 & !umask,
-    };
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
-    if preserve {
-        let time = nix::sys::time::TimeSpec::new(meta.mtime, meta.mtime_nanos as i64);
-        nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            &time,
-            &time,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

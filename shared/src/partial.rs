@@ -1,16 +1,19 @@
-//! The partial files of `remora cp`, as both ends make and check them: a copy is written to
-//! `.NAME.remora-KEY.part` beside its target, and resumes only after the SHA-256 of what the
-//! partial file holds matches the source's first bytes.
+//! The partial files of `remora cp`, as both ends make, check and finish them: a copy is
+//! written to `.NAME.remora-KEY.part` beside its target, resumes only after the SHA-256 of what
+//! the partial file holds matches the source's first bytes, and gets the source's mode (and,
+//! with `-p`, mtime) before it is renamed into place.
 
 use std::{
     ffi::OsStr,
-    fs::File,
+    fs::{self, File},
     io,
-    os::unix::{ffi::OsStrExt, fs::FileExt},
+    os::unix::{ffi::OsStrExt, fs::FileExt, fs::PermissionsExt},
     path::{Path, PathBuf},
 };
 
 use sha2::{Digest, Sha256};
+
+use crate::PathMeta;
 
 /// Bytes read per step while hashing.
 const HASH_STEP: usize = 256 * 1024;
@@ -39,6 +42,38 @@ pub fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256) -> io::Result<()>
         at += want as u64;
     }
     Ok(())
+}
+
+/// Gives `path` the copied mode: exactly with `preserve`, else within this process's umask; and
+/// with `preserve` the source's mtime (of a symlink itself, never its target).
+pub fn apply_meta(path: &Path, meta: &PathMeta, preserve: bool) -> io::Result<()> {
+    let mode = match preserve {
+        true => meta.mode & 0o7777,
+        false => meta.mode & 0o777 & !umask(),
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    if preserve {
+        let time = nix::sys::time::TimeSpec::new(meta.mtime, meta.mtime_nanos as i64);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            &time,
+            &time,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )?;
+    }
+    Ok(())
+}
+
+/// This process's umask, read without changing it (`umask(2)` can only set it, which would race
+/// with other threads creating files).
+fn umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Umask:"))
+        .and_then(|mask| u32::from_str_radix(mask.trim(), 8).ok())
+        .unwrap_or(0o022)
 }
 
 #[cfg(test)]

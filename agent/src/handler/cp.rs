@@ -25,7 +25,7 @@ use std::{
     os::unix::{
         ffi::OsStrExt,
         ffi::OsStringExt,
-        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -33,12 +33,11 @@ use std::{
 
 use nix::fcntl::{Flock, FlockArg};
 use remora_wire::{
+    partial::{apply_meta, hash_prefix, part_path},
     AgentBody, ErrorCode, FileAck, FileData, FileEnd, GetPath, ListedPath, PathDone, PathKind, PathList, PathMeta,
     PutPath, PutReady, ReadFile, RequestId, SessionRef,
 };
 use sha2::{Digest, Sha256};
-
-use remora_wire::partial::{hash_prefix, part_path};
 
 use super::{Ctx, Refusal};
 
@@ -129,16 +128,6 @@ fn resolve(base: &Path, path: &[u8]) -> PathBuf {
         true => base.to_path_buf(),
         false => base.join(path),
     }
-}
-
-/// The agent's umask: the user's, inherited from the login that started it.
-fn umask() -> u32 {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Umask:"))
-        .and_then(|mask| u32::from_str_radix(mask.trim(), 8).ok())
-        .unwrap_or(0o022)
 }
 
 /// `PutPath`: create a directory or symlink at once, or open a file's temporary name.
@@ -378,26 +367,6 @@ pub async fn end(ctx: &Ctx, id: RequestId, end: FileEnd) -> Result<(), Refusal> 
         return Err(io_refusal(ctx, "write", &upload.target, &err));
     }
     done(ctx, id, &upload.target, upload.written - upload.started_at).await
-}
-
-/// Mode (exact with `preserve`, else masked by the umask) and, with `preserve`, mtime.
-fn apply_meta(path: &Path, meta: &PathMeta, preserve: bool) -> io::Result<()> {
-    let mode = match preserve {
-        true => meta.mode & 0o7777,
-        false => meta.mode & 0o777 & !umask(),
-    };
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
-    if preserve {
-        let time = nix::sys::time::TimeSpec::new(meta.mtime, meta.mtime_nanos as i64);
-        nix::sys::stat::utimensat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            &time,
-            &time,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )?;
-    }
-    Ok(())
 }
 
 async fn done(ctx: &Ctx, id: RequestId, path: &Path, bytes: u64) -> Result<(), Refusal> {
