@@ -18,17 +18,20 @@ pub const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
 /// Capacity while bulk output flows: the default `pipe-max-size`, which any user may set.
 pub const WIDE_PIPE_BYTES: usize = 1024 * 1024;
 
-/// Whether one pipe has been widened, so it is widened and narrowed once each.
+/// Whether one pipe has been widened, so it is asked once per bulk run, not on every read.
 #[derive(Debug, Default)]
 pub struct PipeWidth {
     wide: bool,
+    /// Widening was tried since the last narrowing (it may have been refused).
+    tried: bool,
 }
 
 impl PipeWidth {
-    /// Widens the pipe if it is not yet wide. Best effort: a socket, or a user past the
+    /// Widens the pipe unless that was tried already. Best effort: a socket, or a user past the
     /// allowance, keeps the size it has.
     pub fn widen(&mut self, pipe: &impl AsFd) {
-        if !self.wide {
+        if !self.tried {
+            self.tried = true;
             self.wide = set_capacity(pipe, WIDE_PIPE_BYTES);
         }
     }
@@ -37,6 +40,7 @@ impl PipeWidth {
     /// it stays wide if it still holds more than that.
     pub fn narrow(&mut self, pipe: &impl AsFd) {
         self.wide = !set_capacity(pipe, DEFAULT_PIPE_BYTES);
+        self.tried = false;
     }
 
     pub fn is_wide(&self) -> bool {

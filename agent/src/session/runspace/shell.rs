@@ -262,8 +262,8 @@ impl Shell {
 
     /// Journals the running command's output until it ends (or the daemon hands over).
     pub async fn follow(&mut self, session: &Session, id: u64, handover: &CancellationToken) -> Outcome {
-        let mut out_buf = vec![0u8; chunk_len(session)];
-        let mut err_buf = vec![0u8; chunk_len(session)];
+        let chunk = chunk_len(session);
+        let (mut out_buf, mut err_buf) = (vec![0u8; chunk], vec![0u8; chunk]);
         let mut status_chunk = [0u8; 64];
         let mut stopper = Stopper::new(session, id);
         loop {
