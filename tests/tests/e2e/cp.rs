@@ -14,7 +14,7 @@ use std::{
 
 use crate::{
     stdin::noise,
-    support::{run, wait_until, FaultyLink, Sshd, TIMEOUT},
+    support::{flaky, run, wait_until, FaultyLink, Sshd, TIMEOUT},
 };
 
 /// What one `remora cp` did.
@@ -443,19 +443,6 @@ fn a_full_disk_on_either_side_is_an_error_that_leaves_nothing_behind() {
         "{down:?}"
     );
     assert_eq!(snapshot(&disk.0), vec![], "no partial file is left locally");
-}
-
-/// A test sshd reached through a `FaultyLink` under the alias `flaky`.
-fn flaky(sshd: &Sshd) -> (FaultyLink, PathBuf) {
-    let link = FaultyLink::start(sshd.addr()).unwrap();
-    let config = sshd.dir().join("flaky_config");
-    let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-    std::fs::write(
-        &config,
-        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
-    )
-    .unwrap();
-    (link, config)
 }
 
 fn part_len(dir: &Path) -> u64 {

@@ -18,11 +18,7 @@ struct Flaky {
 impl Flaky {
     fn start() -> Flaky {
         let sshd = Sshd::start().unwrap();
-        let link = FaultyLink::start(sshd.addr()).unwrap();
-        let config = sshd.dir().join("flaky_config");
-        let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-        let fast_keepalives = "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n";
-        std::fs::write(&config, block + fast_keepalives).unwrap();
+        let (link, config) = crate::support::flaky(&sshd);
         Flaky { sshd, link, config }
     }
 

@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::Command, time::Duration};
 use nix::sys::signal::Signal;
 use remora_testkit::PtyProgram;
 
-use crate::support::{remora, session, wait_until, FaultyLink, Sshd};
+use crate::support::{remora, session, wait_until, Sshd};
 
 /// Longest a screen may take to show what a test waits for.
 const SCREEN: Duration = Duration::from_secs(20);
@@ -209,14 +209,7 @@ fn output_made_while_detached_arrives_in_order_and_lands_in_the_scrollback() {
 #[test]
 fn a_link_cut_while_typing_reconnects_and_typing_goes_on() {
     let sshd = Sshd::start().unwrap();
-    let link = FaultyLink::start(sshd.addr()).unwrap();
-    let config = sshd.dir().join("flaky_config");
-    let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-    std::fs::write(
-        &config,
-        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
-    )
-    .unwrap();
+    let (link, config) = crate::support::flaky(&sshd);
     let mut pty = shell_in(sshd.remora_with_config(&config), &["flaky", "--name", "cut"]);
     ready(&mut pty);
     pty.send(b"echo one-$((0+1))").unwrap();

@@ -9,7 +9,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::support::{remora, run_child, wait_until, FaultyLink, Sshd, TIMEOUT};
+use crate::support::{remora, run_child, wait_until, Sshd, TIMEOUT};
 
 /// Deterministic noise: every byte value, no line structure.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -120,14 +120,7 @@ fn every_host_gets_the_same_input() {
 #[test]
 fn stdin_cut_twice_midway_arrives_exactly_once() {
     let sshd = Sshd::start().unwrap();
-    let link = FaultyLink::start(sshd.addr()).unwrap();
-    let config = sshd.dir().join("flaky_config");
-    let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-    std::fs::write(
-        &config,
-        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
-    )
-    .unwrap();
+    let (link, config) = crate::support::flaky(&sshd);
     let input = noise(48 * 1024 * 1024, 3);
     let mut child = sshd
         .remora_with_config(&config)

@@ -3,7 +3,7 @@
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command, time::Duration};
 
-use crate::support::{binaries, remora, session, wait_until, wait_until_within, Background, FaultyLink, Sshd};
+use crate::support::{binaries, remora, session, wait_until, wait_until_within, Background, Sshd};
 
 /// SSH logins sshd has accepted so far.
 fn logins(sshd: &Sshd) -> usize {
@@ -165,14 +165,7 @@ fn the_holder_refuses_another_user() {
 #[test]
 fn a_cut_under_the_held_connection_loses_nothing() {
     let sshd = Sshd::start().unwrap();
-    let link = FaultyLink::start(sshd.addr()).unwrap();
-    let config = sshd.dir().join("flaky_config");
-    let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
-    std::fs::write(
-        &config,
-        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
-    )
-    .unwrap();
+    let (link, config) = crate::support::flaky(&sshd);
     let flaky = |args: &[&str]| -> Command {
         let mut command = sshd.remora_with_config(&config);
         command.args(args);

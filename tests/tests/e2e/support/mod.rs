@@ -144,3 +144,17 @@ impl Background {
 pub fn write_agent_config(sshd: &Sshd, text: &str) {
     sshd.write_agent_config(text).unwrap();
 }
+
+/// A route to `sshd` through a faulty link: an ssh_config naming it `flaky`, with keepalives
+/// that notice a dead link within seconds. Returns the link and the config's path.
+pub fn flaky(sshd: &Sshd) -> (FaultyLink, std::path::PathBuf) {
+    let link = FaultyLink::start(sshd.addr()).unwrap();
+    let config = sshd.dir().join("flaky_config");
+    let block = sshd.host_block_via("flaky", link.addr().port()).unwrap();
+    std::fs::write(
+        &config,
+        block + "  ServerAliveInterval 1\n  ServerAliveCountMax 3\n  ConnectTimeout 3\n",
+    )
+    .unwrap();
+    (link, config)
+}
