@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use remora_client::ssh::Target;
+use remora_client::ssh::{check_host_name, check_user_name, Target};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// A host-list file that cannot be used.
@@ -223,8 +223,11 @@ fn parse_ini(text: &str) -> Result<Inventory, (usize, String)> {
 
 fn set_var(vars: &mut HostVars, key: &str, value: &str) -> Result<(), String> {
     match key {
-        "ansible_host" | "ansible_ssh_host" => vars.host = Some(value.to_string()),
-        "ansible_user" | "ansible_ssh_user" => vars.user = Some(value.to_string()),
+        "ansible_host" | "ansible_ssh_host" => vars.host = Some(inventory_host(key, value)?),
+        "ansible_user" | "ansible_ssh_user" => {
+            check_user_name(value).map_err(|reason| format!("{key} {value:?}: {reason}"))?;
+            vars.user = Some(value.to_string())
+        }
         "ansible_port" | "ansible_ssh_port" => {
             vars.port = Some(
                 value
@@ -235,6 +238,22 @@ fn set_var(vars: &mut HostVars, key: &str, value: &str) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// An `ansible_host` value: one host name or address, nothing a shell or the target syntax
+/// would read as more (it reaches ProxyCommand's `%h`; inventories are shared files).
+fn inventory_host(key: &str, value: &str) -> Result<String, String> {
+    let refuse = |reason: String| format!("{key} {value:?}: {reason}");
+    check_host_name(value).map_err(refuse)?;
+    if value.contains('@') || value.contains('/') {
+        return Err(refuse("it must be one host name or address".into()));
+    }
+    if value.contains(':') && value.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(refuse(
+            "a ':' is only allowed in an IPv6 address; give the port as ansible_port".into(),
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// YAML inventories: `all:` (or any top-level group) with `hosts:` (name → variables) and
@@ -320,6 +339,29 @@ mod tests {
         assert_eq!(inventory.target("web2"), "web2");
         let err = inventory.select(Some("nope")).unwrap_err();
         assert!(err.contains("db, prod, ungrouped, web"), "{err}");
+    }
+
+    #[test]
+    fn shell_code_in_inventory_names_is_refused_with_its_line() {
+        for line in [
+            "web1 ansible_host='h$(id>x)'",
+            "web1 ansible_host=-oProxyCommand=x",
+            "web1 ansible_host=evil@h",
+            "web1 ansible_host=h:22",
+            "web1 ansible_user='u`id`'",
+            "web1 ansible_user=-oX",
+            "h$(id)",
+        ] {
+            let (line_no, problem) = parse_ini(&format!("[web]\nok\n{line}\n")).unwrap_err();
+            assert_eq!(line_no, 3, "{line}: {problem}");
+        }
+        let yaml = "all:\n  hosts:\n    web1:\n      ansible_host: h$(id)\n";
+        let (_, problem) = parse_yaml(yaml).unwrap_err();
+        assert!(
+            problem.contains("web1") && problem.contains("ansible_host"),
+            "{problem}"
+        );
+        assert!(parse_ini("[web]\nweb1 ansible_host=fe80::1 ansible_user=ops\n").is_ok());
     }
 
     #[test]

@@ -29,4 +29,4 @@ pub use exec::{sh_command, ExecOutput};
 pub use settings::{
     home_dir, local_user, resolve, AgentSocket, HostSettings, Persist, Route, SshOptions, StrictHostKeyChecking,
 };
-pub use target::Target;
+pub use target::{check_host_name, check_user_name, Target};

@@ -8,7 +8,8 @@ use std::{
 };
 
 use super::{
-    config::{Applied, Entry, SshConfig},
+    config::{Applied, Entry, Origin, SshConfig},
+    target::check_user_name,
     SshError, Target,
 };
 
@@ -272,8 +273,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         Some(port) => port,
         None => applied.get("port").map(port_number).transpose()?.unwrap_or(22),
     };
-    let user = target.user.clone().or_else(|| options.user.clone());
-    let user = user.unwrap_or_else(|| applied.value("user").map_or_else(local_user, str::to_string));
+    let user = login_user(target, options, &applied)?;
     let port_text = port.to_string();
     let tokens = PathTokens {
         host: &hostname,
@@ -317,6 +317,29 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
         port,
         user,
     })
+}
+
+/// The user to log in as: the target's `user@`, `-l`, then `User` (a `-o User=` counts as the
+/// command line), then the local user. Names from the command line feed `%r`, so they are
+/// checked for shell code (as OpenSSH 9.6 does); a literal `User` in a config file is trusted.
+fn login_user(target: &Target, options: &SshOptions, applied: &Applied) -> Result<String, SshError> {
+    if let Some(user) = target.user.clone() {
+        return Ok(user);
+    }
+    if let Some(user) = &options.user {
+        check_user_name(user).map_err(|reason| SshError::BadOption {
+            option: format!("-l {user}"),
+            reason,
+        })?;
+        return Ok(user.clone());
+    }
+    let Some(entry) = applied.get("user") else {
+        return Ok(local_user());
+    };
+    if matches!(entry.origin, Origin::Option(_)) {
+        check_user_name(entry.value()).map_err(|reason| entry.origin.error(reason))?;
+    }
+    Ok(entry.value().to_string())
 }
 
 fn load_config(options: &SshOptions) -> Result<SshConfig, SshError> {

@@ -1,5 +1,9 @@
-//! `[user@]host[:port]` as typed on the command line. Parsing refuses anything ssh would read
-//! differently (spaces, a leading `-`, a bad port) instead of guessing.
+//! `[user@]host[:port]` as typed on the command line, in a `-H` file or an inventory. Parsing
+//! refuses anything ssh would read differently (spaces, a leading `-`, a bad port) instead of
+//! guessing, and names that would run as shell code where ssh_config's %-tokens put them into a
+//! ProxyCommand (`%h`, `%n`, `%r`): the rules of OpenSSH 9.6 (`ssh_valid_hostname`,
+//! `ssh_valid_ruser`). Host lists and inventories are often shared files, so a name in them is
+//! untrusted input; ssh_config itself is the user's own and its literal values are not checked.
 
 use std::str::FromStr;
 
@@ -37,8 +41,9 @@ impl FromStr for Target {
         if host.is_empty() {
             return Err(bad("the host is empty"));
         }
-        if host.starts_with('-') {
-            return Err(bad("a host cannot start with '-'"));
+        check_host_name(&host).map_err(|reason| bad(&reason))?;
+        if let Some(user) = &user {
+            check_user_name(user).map_err(|reason| bad(&reason))?;
         }
         Ok(Target { user, host, port })
     }
@@ -56,6 +61,50 @@ impl std::fmt::Display for Target {
             None => f.write_str(&self.host),
         }
     }
+}
+
+/// Characters OpenSSH 9.6 refuses in a host name that can reach a %-token (its
+/// `ssh_valid_hostname`): quotes, `$`, `\\`, command separators, redirections, groupings.
+const HOST_METACHARACTERS: &str = "'`\"$\\;&<>|(){},";
+/// Characters OpenSSH 9.6 refuses in a user name that can reach a %-token (`ssh_valid_ruser`).
+const USER_METACHARACTERS: &str = "'`\";&<>|(){}";
+
+/// Refuses a host name that a shell would read as more than a name: one starting with `-`, or
+/// holding a shell metacharacter, a space or a control character.
+pub fn check_host_name(host: &str) -> Result<(), String> {
+    if host.starts_with('-') {
+        return Err("a host cannot start with '-'".into());
+    }
+    match host.chars().find(|c| HOST_METACHARACTERS.contains(*c) || c.is_whitespace() || c.is_control()) {
+        Some(c) => Err(format!(
+            "the host name holds {c:?}, which a shell would run or split; host names may not hold any of {HOST_METACHARACTERS} \
+             (put an unusual name in ssh_config as a literal HostName, which is trusted)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a user name that a shell would read as more than a name: one starting with `-`,
+/// holding a shell metacharacter or a control character, a `-` after a space, or a trailing `\\`.
+pub fn check_user_name(user: &str) -> Result<(), String> {
+    if user.starts_with('-') {
+        return Err("a user name cannot start with '-'".into());
+    }
+    if let Some(c) = user
+        .chars()
+        .find(|c| USER_METACHARACTERS.contains(*c) || c.is_control())
+    {
+        return Err(format!(
+            "the user name holds {c:?}, which a shell would run; user names may not hold any of {USER_METACHARACTERS}"
+        ));
+    }
+    if user.contains(" -") || user.contains("\t-") {
+        return Err("the user name holds a '-' after a space, which a command would read as an option".into());
+    }
+    if user.ends_with('\\') {
+        return Err("the user name ends in '\\', which a shell would join to what follows".into());
+    }
+    Ok(())
 }
 
 /// Splits `host:port` or `[v6]:port`; a bare IPv6 address has no port.
@@ -123,6 +172,27 @@ mod tests {
     }
 
     #[test]
+    fn names_ssh_accepts_still_parse() {
+        for text in [
+            "web-01.example.com",
+            "ada.lovelace@db_1",
+            "DOMAIN\\ada@host",
+            "u+x@10.0.0.1:22",
+        ] {
+            assert!(text.parse::<Target>().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn shell_code_in_a_name_is_named_in_the_refusal() {
+        let err = "h$(id>x)".parse::<Target>().unwrap_err().to_string();
+        assert!(err.contains("'$'") && err.contains("h$(id>x)"), "{err}");
+        let err = "a -oProxyCommand@host".parse::<Target>().unwrap_err().to_string();
+        assert!(err.contains("contains spaces"), "{err}");
+        assert!(check_user_name("a -o").is_err());
+    }
+
+    #[test]
     fn prints_back_as_typed() {
         for text in ["web01", "ada@web01:2222", "[::1]:22", "me@fe80::1"] {
             assert_eq!(target(text).to_string(), text);
@@ -143,6 +213,21 @@ mod tests {
             "[::1]x",
             "host:",
             "web01:22:33",
+            "h$(id>x)",
+            "h`id`",
+            "h;id",
+            "a|b",
+            "h'x",
+            "h\"x",
+            "h\\x",
+            "h&x",
+            "h<x",
+            "h(x)",
+            "h{x}",
+            "$(id)@host",
+            "u;id@host",
+            "-u@host",
+            "u\\@host",
         ] {
             let err = bad.parse::<Target>().unwrap_err();
             assert!(err.to_string().contains("[user@]host[:port]"), "{bad}: {err}");

@@ -395,3 +395,75 @@ fn a_user_certificate_next_to_the_key_logs_in_where_the_plain_key_is_unknown() {
     assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
     outcome(sshd.remora_with_config(&config).args(["ls", "certified"])).ok();
 }
+
+/// Host and user names from the command line, `-H` files and inventories reach ProxyCommand's
+/// `%h` and `%r`, which a shell runs: a name holding shell code is refused before anything runs,
+/// naming where it came from, while ordinary names still travel through the same ProxyCommand.
+#[test]
+fn shell_code_in_a_host_or_user_name_never_reaches_a_proxy_command() {
+    let sshd = Sshd::start().unwrap();
+    let proxy = format!(
+        "  ProxyCommand sh -c ': %r %n; exec ssh -F {} -o BatchMode=yes -W %h:%p testhost'\n",
+        sshd.ssh_config().display()
+    );
+    let via = format!("{}{proxy}", sshd.host_block("via"));
+    let catch_all = format!("Host *\n  Port {}\n{proxy}", sshd.port());
+    let config = config_file(
+        &sshd,
+        "tokens_config",
+        &(via + &sshd.host_block("testhost") + &catch_all),
+    );
+    round_trip(|| sshd.remora_with_config(&config), "via");
+
+    let marker = |name: &str| sshd.dir().join(format!("ran-{name}"));
+    let code = |name: &str| format!("$(id>{})", marker(name).display());
+    let hosts_file = config_file(&sshd, "hosts", &format!("via\nh{}\n", code("hosts-file")));
+    let inventory = config_file(
+        &sshd,
+        "inventory.ini",
+        &format!("[web]\nvia\nweb2 ansible_host='h{}'\n", code("inventory")),
+    );
+    let user_inventory = config_file(
+        &sshd,
+        "users.ini",
+        &format!("[web]\nweb3 ansible_user='u{}'\n", code("inventory-user")),
+    );
+    let cases: [(&str, Vec<String>, String); 6] = [
+        (
+            "argument",
+            vec!["ls".into(), format!("h{}", code("argument"))],
+            "holds '$'".into(),
+        ),
+        (
+            "user",
+            vec!["ls".into(), format!("u{}@via", code("user"))],
+            "the user name holds".into(),
+        ),
+        (
+            "login",
+            vec!["-l".into(), format!("u{}", code("login")), "ls".into(), "via".into()],
+            "-l".into(),
+        ),
+        (
+            "hosts-file",
+            vec!["ls".into(), "-H".into(), hosts_file.display().to_string()],
+            format!("{}:2", hosts_file.display()),
+        ),
+        (
+            "inventory",
+            vec!["ls".into(), "--inventory".into(), inventory.display().to_string()],
+            format!("{}:3", inventory.display()),
+        ),
+        (
+            "inventory-user",
+            vec!["ls".into(), "--inventory".into(), user_inventory.display().to_string()],
+            format!("{}:2", user_inventory.display()),
+        ),
+    ];
+    for (name, args, names_source) in cases {
+        let run = outcome(sshd.remora_with_config(&config).args(&args));
+        assert_ne!(run.code, 0, "{name}: {}", run.stdout);
+        assert!(run.stderr.contains(&names_source), "{name}: {}", run.stderr);
+        assert!(!marker(name).exists(), "{name}: the name's shell code ran");
+    }
+}
