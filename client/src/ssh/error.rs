@@ -146,6 +146,14 @@ pub enum SshError {
     /// sshd refused to run a command.
     #[error("{host}'s sshd refused to run a command (exec request); check ForceCommand and the account's shell")]
     ExecRefused { host: String },
+    /// A command run for remora's own use (the agent probe, `install`) printed more than any
+    /// honest reply would: the host is misbehaving, and reading on would let it fill our memory.
+    #[error("{host} printed more than {limit} bytes in reply to `{command}`; remora stopped reading. Run it by hand with ssh to see why")]
+    ExecOutputTooLarge {
+        host: String,
+        command: String,
+        limit: usize,
+    },
     /// Reaching or logging into a jump host failed.
     #[error("jump host {hop}: {cause}")]
     JumpHost { hop: String, cause: Box<SshError> },

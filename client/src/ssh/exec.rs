@@ -13,6 +13,10 @@ use super::{connect::SshLink, SshError, SubsystemStream};
 /// `~/.local/bin` (where `remora install` puts it).
 pub const AGENT_SEARCH: &str = "PATH=\"$PATH:$HOME/.local/bin\"";
 
+/// The most a command run for remora's own use (the agent probe, `install`'s steps) may print,
+/// stdout and stderr together. Their honest replies are a few lines.
+pub const MAX_EXEC_OUTPUT: usize = 64 * 1024;
+
 /// What a finished command printed and its exit status.
 #[derive(Debug)]
 pub struct ExecOutput {
@@ -50,7 +54,8 @@ pub fn sh_command(script: &str) -> String {
 }
 
 impl SshLink {
-    /// Runs `command`, feeding it `stdin`, and collects what it prints until it exits.
+    /// Runs `command`, feeding it `stdin`, and collects what it prints until it exits; past
+    /// [`MAX_EXEC_OUTPUT`] bytes it closes the channel and fails.
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, SshError> {
         let channel = self.handle().channel_open_session().await;
         let mut channel = channel.map_err(|source| self.protocol(source))?;
@@ -66,6 +71,18 @@ impl SshLink {
             stderr: Vec::new(),
         };
         while let Some(message) = channel.wait().await {
+            let received = match &message {
+                ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
+                _ => 0,
+            };
+            if output.stdout.len() + output.stderr.len() + received > MAX_EXEC_OUTPUT {
+                let _ = channel.close().await;
+                return Err(SshError::ExecOutputTooLarge {
+                    host: self.alias().into(),
+                    command: command.into(),
+                    limit: MAX_EXEC_OUTPUT,
+                });
+            }
             match message {
                 ChannelMsg::Data { data } => output.stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, .. } => output.stderr.extend_from_slice(&data),

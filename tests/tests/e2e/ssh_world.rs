@@ -467,3 +467,18 @@ fn shell_code_in_a_host_or_user_name_never_reaches_a_proxy_command() {
         assert!(!marker(name).exists(), "{name}: the name's shell code ran");
     }
 }
+
+/// A host that answers `install`'s own commands with endless output is cut off after a bound,
+/// with an error naming the host and the command, instead of filling the client's memory.
+#[test]
+fn install_stops_reading_a_host_that_prints_without_end() {
+    let sshd = Sshd::start_with("ForceCommand cat /dev/zero\n").unwrap();
+    let run = outcome(sshd.remora().args(["install", "testhost"]));
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("testhost printed more than 65536 bytes in reply to `uname -sm`"),
+        "{}",
+        run.stderr
+    );
+}
