@@ -422,7 +422,6 @@ fn invoke_and_the_terminal_live_side_by_side_and_receive_prints_the_transcript()
 
 #[test]
 fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
-    use std::os::unix::fs::PermissionsExt;
     let sshd = Sshd::start().unwrap();
     let mut pty = shell(&sshd, &["--name", "up"]);
     ready(&mut pty);
@@ -438,8 +437,7 @@ fn a_terminal_survives_an_agent_upgrade_with_its_screen_and_process() {
     let shell_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
 
     let new = sshd.dir().join("remora-agent-new");
-    std::fs::copy(&crate::support::binaries().agent, &new).unwrap();
-    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    remora_testkit::copy_executable(&crate::support::binaries().agent, &new).unwrap();
     let mut upgrade = sshd.agent_at(&new);
     upgrade.arg("upgrade").arg("--state-dir").arg(sshd.state_dir());
     let upgraded = crate::support::run(&mut upgrade, crate::support::TIMEOUT).unwrap();

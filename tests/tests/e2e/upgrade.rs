@@ -1,15 +1,14 @@
 //! Agent upgrades: a new `remora-agent` binary takes the running daemon over, and running
 //! commands, their shells' state, unreceived output and attached clients carry on.
 
-use std::{io::Write, os::unix::fs::PermissionsExt, path::PathBuf};
+use std::{io::Write, path::PathBuf};
 
 use crate::support::{binaries, ls_json, remora, run, session, wait_until, Background, Sshd, TIMEOUT};
 
 /// A copy of the built agent under another path: the "new version" a handover goes to.
 fn new_binary(sshd: &Sshd) -> PathBuf {
     let copy = sshd.dir().join("remora-agent-new");
-    std::fs::copy(&binaries().agent, &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    remora_testkit::copy_executable(&binaries().agent, &copy).unwrap();
     copy
 }
 
