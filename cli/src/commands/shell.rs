@@ -19,7 +19,7 @@ use tokio::{
 use super::reconnect_policy_ending;
 use crate::{
     args::{Cli, ShellArgs},
-    terminal::{window_size, Escapes, Key, RawMode},
+    terminal::{window_size, Attached, Escapes, Key},
     values::EscapeChar,
 };
 
@@ -67,9 +67,9 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
             args.host, args.host
         )
     });
-    let raw = RawMode::enter();
+    let local = Attached::enter();
     let end = attached(stream, Escapes::new(escape), args.watch, note).await;
-    drop(raw);
+    drop(local);
     let end = end?;
     Ok(match end {
         End::Detached => {

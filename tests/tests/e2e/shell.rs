@@ -542,3 +542,72 @@ fn hostile_output_keeps_the_agents_memory_bounded() {
     again.send(b"\r~.").unwrap();
     assert_eq!(again.wait_exit(SCREEN).unwrap().code(), Some(0));
 }
+
+/// Switches on, from the host, every mode a full-screen program may leave behind: the alternate
+/// screen, a hidden cursor, mouse and focus reporting, bracketed paste, application cursor keys
+/// and keypad, bold red.
+const HOST_MODES: &str =
+    r"printf '\033[?1049h\033[?25l\033[?1000h\033[?1006h\033[?1004h\033[?2004h\033[?1h\033=\033[1;31m'";
+
+/// Waits until the host's modes are on the local terminal.
+fn enter_host_modes(pty: &mut PtyProgram, then: &str) {
+    pty.send(format!("{HOST_MODES}; {then}\r").as_bytes()).unwrap();
+    pty.wait_for(SCREEN, "the host's modes", |s| {
+        s.alternate_screen() && s.hide_cursor() && s.bracketed_paste() && s.application_keypad()
+    })
+    .unwrap();
+}
+
+/// Asserts the local terminal is back as it was before the attach, once `line` (printed after the
+/// reset) is on the screen: the normal screen with what it showed, and every mode off.
+fn assert_terminal_restored(pty: &PtyProgram, line: &str, before: &str) {
+    let shown = pty.wait_for_text(SCREEN, line).unwrap();
+    assert!(shown.contains(before), "the normal screen is back: {shown}");
+    pty.screen(|s| {
+        let modes = (
+            s.alternate_screen(),
+            s.hide_cursor(),
+            s.mouse_protocol_mode(),
+            s.bracketed_paste(),
+            s.application_cursor(),
+            s.application_keypad(),
+        );
+        assert_eq!(
+            modes,
+            (false, false, vt100::MouseProtocolMode::None, false, false, false),
+            "alternate screen, hidden cursor, mouse, paste, cursor keys, keypad"
+        );
+        let (_, cols) = s.size();
+        let row_of = |text: &str| s.rows(0, cols.get()).position(|r| r.contains(text)).unwrap();
+        assert!(row_of(line) > row_of(before), "the cursor stays below what was there");
+        let row = row_of(line) as u16;
+        let cell = s.cell(row, 0).unwrap();
+        assert_eq!(
+            (cell.fgcolor(), cell.bold()),
+            (vt100::Color::Default, false),
+            "attributes reset"
+        );
+    });
+}
+
+#[test]
+fn a_detach_puts_the_local_terminal_back_whatever_the_host_left_it_in() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "modes"]);
+    ready(&mut pty);
+    enter_host_modes(&mut pty, "echo in-alt-$((6*7))");
+    pty.wait_for_text(SCREEN, "in-alt-42").unwrap();
+    assert_eq!(detach(&mut pty), 0);
+    assert_terminal_restored(&pty, "remora: detached from session modes", "ready-42");
+}
+
+#[test]
+fn the_shells_end_puts_the_local_terminal_back_too() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "ends"]);
+    ready(&mut pty);
+    enter_host_modes(&mut pty, "read -r _; exit 3");
+    pty.send(b"\r").unwrap();
+    assert_eq!(pty.wait_exit(SCREEN).unwrap().code(), Some(3));
+    assert_terminal_restored(&pty, "remora: the shell of session ends", "ready-42");
+}
