@@ -611,3 +611,83 @@ fn the_shells_end_puts_the_local_terminal_back_too() {
     assert_eq!(pty.wait_exit(SCREEN).unwrap().code(), Some(3));
     assert_terminal_restored(&pty, "remora: the shell of session ends", "ready-42");
 }
+
+/// Reads the terminal's events until its output holds `marker`, within [`SCREEN`].
+async fn output_until(
+    stream: &mut remora_client::terminal::TerminalStream,
+    commands: &mut tokio::sync::mpsc::UnboundedReceiver<remora_client::terminal::TermCommand>,
+    marker: &str,
+) -> String {
+    use remora_client::terminal::TermEvent;
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(SCREEN, async {
+        while !String::from_utf8_lossy(&seen).contains(marker) {
+            match stream.next(commands).await.unwrap() {
+                TermEvent::Output(bytes) => seen.extend_from_slice(&bytes),
+                TermEvent::Redraw(redraw) => seen.extend_from_slice(&redraw.screen),
+                other => panic!("the terminal ended before {marker:?}: {other:?}"),
+            }
+        }
+    })
+    .await;
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(found.is_ok(), "no {marker:?} within {SCREEN:?}: {seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn a_huge_window_on_the_alternate_screen_keeps_the_daemon_small_and_usable() {
+    use remora_client::{ssh::SshOptions, terminal::TermCommand, Client};
+    use remora_wire::{OpenTerminal, SessionRef, DEFAULT_TERM_WINDOW};
+    let sshd = Sshd::start().unwrap();
+    let options = SshOptions {
+        config_file: Some(sshd.ssh_config().to_path_buf()),
+        ..SshOptions::default()
+    };
+    let client = Client::connect(sshd.alias(), &options).await.unwrap();
+    let request = OpenTerminal {
+        session: Some(SessionRef::Name("huge".into())),
+        create: true,
+        rows: 24,
+        cols: 80,
+        term: "xterm".into(),
+        force: false,
+        watch: false,
+        resume: None,
+        window: DEFAULT_TERM_WINDOW,
+        idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
+    };
+    let (_, mut stream) = client.open_terminal(request).await.unwrap();
+    let (keys, mut commands) = tokio::sync::mpsc::unbounded_channel();
+    keys.send(TermCommand::Input(b"echo sm''all-$((6*7))\r".to_vec()))
+        .unwrap();
+    output_until(&mut stream, &mut commands, "small-42").await;
+    let daemon = sshd.daemon_pid().unwrap();
+    let before = remora_testkit::rss_kib(daemon).unwrap();
+
+    keys.send(TermCommand::Resize {
+        rows: 10_000,
+        cols: 10_000,
+    })
+    .unwrap();
+    let full_screen = r"printf '\033[?1049h\033[9999;9999Hx'; echo size-$(stty size | tr ' ' x)-do''ne";
+    keys.send(TermCommand::Input(format!("{full_screen}\r").into_bytes()))
+        .unwrap();
+    let seen = output_until(&mut stream, &mut commands, "-done").await;
+    let after = remora_testkit::rss_kib(daemon).unwrap();
+    assert!(
+        after < before + 200 * 1024,
+        "a 10000x10000 window took the daemon from {before} KiB to {after} KiB"
+    );
+    // The window is clamped, not refused: the shell sees every column, and as many rows as fit.
+    assert!(seen.contains("size-50x10000-done"), "{seen:?}");
+    // The daemon serves everyone else as before.
+    let other = tokio::task::spawn_blocking(move || {
+        let out = remora(&sshd, &["invoke", sshd.alias(), "--name", "other", "--", "echo fine"]).ok();
+        (out, sshd)
+    });
+    let (out, _sshd) = other.await.unwrap();
+    assert_eq!(out, "fine\n");
+}
