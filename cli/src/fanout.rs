@@ -80,7 +80,8 @@ where
 
 /// `host: error`, naming the host once: the library's errors often name it already.
 fn host_message(host: &str, err: &anyhow::Error) -> String {
-    let text = format!("{err:#}");
+    // An error may quote the host's own words (a refusal, a name): shown, never obeyed.
+    let text = remora_client::visible_lines(&format!("{err:#}")).into_owned();
     match text.strip_prefix(host).and_then(|rest| rest.strip_prefix(": ")) {
         Some(_) => text,
         None => format!("{host}: {text}"),

@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match runtime.block_on(commands::run(&cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("remora: {err:#}");
+            eprintln!("remora: {}", remora_client::visible_lines(&format!("{err:#}")));
             ExitCode::from(exit_code_for(&err))
         }
     }

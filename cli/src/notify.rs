@@ -10,7 +10,9 @@ use crate::output::StdSink;
 
 /// Rings the bell and prints `remora: HOST: job ID [LABEL] ended STATE (exit N)` on stderr.
 pub fn announce(host: &str, job: u64, label: Option<&str>, state: CommandState, exit_code: Option<i32>) {
-    let label = label.map(|l| format!(" [{l}]")).unwrap_or_default();
+    let label = label
+        .map(|l| format!(" [{}]", remora_client::visible(l)))
+        .unwrap_or_default();
     let exit = exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default();
     let _ = io::stdout().lock().flush();
     let _ = writeln!(

@@ -8,7 +8,7 @@ use std::{
 
 use remora_wire::{CommandEnded, CommandInfo, Output, OutputDropped, SessionInfo, Stream, UnixMillis};
 
-use remora_client::OutputSink;
+use remora_client::{visible, OutputSink};
 
 /// Writes command output to our stdout/stderr, keeping the streams apart. With a prefix (many
 /// hosts at once) every line starts with `host: `; bytes are written as they come, never held
@@ -207,12 +207,13 @@ pub fn session_table(sessions: &[SessionInfo]) -> String {
     table(header, sessions.iter().map(session_row).collect())
 }
 
-/// Columns padded to their widest cell.
+/// Columns padded to their widest cell, counted in characters as `format!` pads them. Cells
+/// hold host text already made visible, so none has a control character to throw this off.
 fn table<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) -> String {
-    let mut widths = header.map(str::len);
+    let mut widths = header.map(|cell| cell.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
+            *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
@@ -230,17 +231,22 @@ fn terminal_cell(s: &SessionInfo) -> String {
         Some(t) if t.foreground.is_none() && t.exit_code.is_some() => {
             format!("ended ({})", t.exit_code.unwrap_or_default())
         }
-        Some(t) => format!("{}x{} {}", t.cols, t.rows, t.foreground.as_deref().unwrap_or("?")),
+        Some(t) => format!(
+            "{}x{} {}",
+            t.cols,
+            t.rows,
+            visible(t.foreground.as_deref().unwrap_or("?"))
+        ),
     }
 }
 
 fn session_row(s: &SessionInfo) -> [String; 10] {
     [
         s.instance_id.to_string(),
-        s.name.clone(),
-        s.host.clone(),
+        visible(&s.name).into_owned(),
+        visible(&s.host).into_owned(),
         s.state.to_string(),
-        s.configuration.clone(),
+        visible(&s.configuration).into_owned(),
         s.availability.to_string(),
         (s.commands_running + s.commands_queued).to_string(),
         s.commands_completed.to_string(),
@@ -269,16 +275,19 @@ pub fn command_table(commands: &[CommandInfo]) -> String {
         let exit = c.exit_code.map_or_else(|| "-".into(), |code| code.to_string());
         let started = c.started_at.map_or_else(|| "-".into(), timestamp);
         let ended = c.ended_at.map_or_else(|| "-".into(), timestamp);
-        let text: String = c.command.replace('\n', "; ").chars().take(60).collect();
+        let text: String = visible(&c.command.replace('\n', "; ")).chars().take(60).collect();
         let state = c.state.to_string();
         let tries = attempts(c);
-        let label: String = c.options.label.as_deref().unwrap_or("-").chars().take(12).collect();
+        let label: String = visible(c.options.label.as_deref().unwrap_or("-"))
+            .chars()
+            .take(12)
+            .collect();
         out.push_str(&format!(
             "{:<5} {state:<10} {exit:<5} {tries:<5} {label:<12} {started:<20} {ended:<20} {text}\n",
             c.id
         ));
         if let Some(reason) = &c.reason {
-            out.push_str(&format!("      {}: {reason}\n", c.state));
+            out.push_str(&format!("      {}: {}\n", c.state, visible(reason)));
         }
     }
     out
@@ -303,7 +312,7 @@ pub fn job_change(c: &CommandInfo) -> String {
         line.push_str(&format!(" attempt {}", attempts(c)));
     }
     if let Some(reason) = &c.reason {
-        line.push_str(&format!(": {reason}"));
+        line.push_str(&format!(": {}", visible(reason)));
     }
     line
 }
@@ -377,7 +386,7 @@ pub fn held_table(held: &[remora_client::holder::Held]) -> String {
         .iter()
         .map(|h| {
             [
-                h.host.clone(),
+                visible(&h.host).into_owned(),
                 timestamp(h.since),
                 duration(h.idle_secs),
                 h.requests.to_string(),

@@ -1,7 +1,13 @@
-//! The local terminal while `remora shell` runs: raw mode as a guard, the window size, and
-//! ssh-style escapes read after a newline.
+//! The local terminal while `remora shell` runs: raw mode and the screen modes' reset as a
+//! guard, the window size, and ssh-style escapes read after a newline.
+//!
+//! Invariant: once [`Attached`] is dropped the terminal is as it was before the attach (settings,
+//! normal screen, cursor shown, no mouse, paste or focus reporting), on every way out.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::{
+    io::{IsTerminal, Write},
+    os::fd::{AsFd, BorrowedFd},
+};
 
 use nix::sys::termios::{self, SetArg, Termios};
 
@@ -31,6 +37,47 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = termios::tcsetattr(self.fd.as_fd(), SetArg::TCSADRAIN, &self.saved);
+    }
+}
+
+/// What a host may have switched on in the local terminal, switched off again, in the order
+/// tmux uses on detach. The save before leaving the alternate screen keeps the cursor where it is
+/// when the host never entered it (leaving restores the last saved cursor); the scroll region is
+/// reset between a save and a restore because setting it moves the cursor home.
+const RESET_MODES: &[u8] = concat!(
+    "\x1b7\x1b[?1049l",                                                   // the normal screen
+    "\x1b7\x1b[r\x1b8",                                                   // the whole screen scrolls
+    "\x1b[m",                                                             // no colours or attributes
+    "\x1b[?25h",                                                          // the cursor shown
+    "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l", // no mouse reports
+    "\x1b[?1004l",                                                        // no focus events
+    "\x1b[?2004l",                                                        // no bracketed paste
+    "\x1b[?1l\x1b>",                                                      // normal cursor keys and keypad
+)
+.as_bytes();
+
+/// The local terminal while `remora shell` is attached: raw input, and on drop (detach, a
+/// takeover, the link given up, the shell's end, an error, a signal, a panic unwinding) the screen
+/// modes put back as they were before the attach, whatever the host left them in, then the
+/// terminal settings restored.
+pub struct Attached {
+    /// Dropped after the modes are reset, so the reset is written while output is still raw.
+    _raw: Option<RawMode>,
+}
+
+impl Attached {
+    /// Raw mode on stdin when it is a terminal; the reset on drop whenever stdout is one.
+    pub fn enter() -> Self {
+        Self { _raw: RawMode::enter() }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let mut stdout = std::io::stdout().lock();
+        if stdout.is_terminal() {
+            let _ = stdout.write_all(RESET_MODES).and_then(|()| stdout.flush());
+        }
     }
 }
 

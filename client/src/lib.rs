@@ -16,8 +16,10 @@ pub mod resume;
 pub mod ssh;
 pub mod terminal;
 pub mod transfer;
+pub mod visible;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};
 pub use connection::OutputSink;
 pub use error::{ClientError, Result};
 pub use remora_wire as wire;
+pub use visible::{visible, visible_bytes, visible_lines};

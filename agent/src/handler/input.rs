@@ -5,7 +5,10 @@
 use remora_wire::{AgentBody, ErrorCode, Input, InputAck, SessionRef};
 
 use super::{Closed, Ctx};
-use crate::session::{input::InputAckState, Scope, Session};
+use crate::session::{
+    input::{InputAckState, InputError},
+    Scope, Session,
+};
 
 /// Acknowledgement progress a stream waits for before telling the client (unless caught up).
 const ACK_STEP: u64 = 512 * 1024;
@@ -27,14 +30,16 @@ pub async fn handle(ctx: &Ctx, input: Input) {
             let _ = ctx.send(0, ack_body(&session, input.command, ack)).await;
         }
         Err(err) => {
-            tracing::warn!(session = %session.name, "input refused: {err}");
+            // A flood is logged once, when it overruns, not once per frame.
+            if !matches!(err, InputError::Overrun { again: true, .. }) {
+                tracing::warn!(session = %session.name, "input refused: {err}");
+            }
             let code = match err {
-                crate::session::input::InputError::Store { ref source, .. }
-                    if source.raw_os_error() == Some(nix::libc::ENOSPC) =>
-                {
+                InputError::Store { ref source, .. } if source.raw_os_error() == Some(nix::libc::ENOSPC) => {
                     ErrorCode::NoSpace
                 }
-                crate::session::input::InputError::Store { .. } => ErrorCode::IoFailed,
+                InputError::Store { .. } => ErrorCode::IoFailed,
+                InputError::Overrun { .. } => ErrorCode::LimitReached,
                 _ => ErrorCode::InvalidRequest,
             };
             let message = format!("{} on {}: {err}", session.name, ctx.daemon.host);

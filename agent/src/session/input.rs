@@ -5,7 +5,11 @@
 //!   and skips what a resending client repeats, so no byte is lost or given twice.
 //! - The acknowledged offset is what the agent holds for the command. For a streamed input it
 //!   is at most [`STREAM_BUFFER`] ahead of what the command has read, so a slow command holds
-//!   the client back instead of filling the agent's memory. A stored input (`--disconnected`,
+//!   the client back instead of filling the agent's memory. A client that ignores the
+//!   acknowledgements and sends more than [`CLIENT_WINDOW`] past them overruns: the input is
+//!   closed (the command's stdin ends, what was held is dropped) and every later frame of it is
+//!   refused with [`InputError::Overrun`], so the agent never holds more than
+//!   [`STREAM_LIMIT`] of a streamed input. A stored input (`--disconnected`,
 //!   `--job`) is acknowledged as it is stored: in memory up to [`STORED_MEMORY`], then in a 0600
 //!   file beside the session's spill file; the command starts only once it is complete.
 //! - The state lock is short-held and never covers disk I/O: the stored file is written by the
@@ -29,6 +33,10 @@ use super::Session;
 
 /// Unconsumed bytes of a streamed input the agent acknowledges (and so may hold).
 pub const STREAM_BUFFER: u64 = 4 * 1024 * 1024;
+/// Bytes a client may send beyond the agent's acknowledgement: its window (docs/PROTOCOL.md).
+pub const CLIENT_WINDOW: u64 = 8 * 1024 * 1024;
+/// Most unconsumed bytes of a streamed input the agent holds before it closes the input.
+pub const STREAM_LIMIT: u64 = STREAM_BUFFER + CLIENT_WINDOW;
 /// Stored input kept in memory before the rest goes to a file.
 pub const STORED_MEMORY: usize = 1024 * 1024;
 /// Largest chunk handed to the runspace at once.
@@ -41,6 +49,12 @@ pub enum InputError {
     NoInput(u64),
     #[error("input of command {command} arrived at offset {offset}, past the {received} bytes received; send from {received}")]
     Gap { command: u64, offset: u64, received: u64 },
+    #[error("input of command {command} ran past its window ({STREAM_LIMIT} bytes beyond what the command read) by a client that did not wait for acknowledgements; the input was closed, so send it again with a new command and a client that waits for InputAck")]
+    Overrun {
+        command: u64,
+        /// The input had already overrun: a later frame of the same flood.
+        again: bool,
+    },
     #[error("cannot store the input of command {command} in {}: {source}", path.display())]
     Store {
         command: u64,
@@ -97,6 +111,8 @@ struct InputState {
     eof: bool,
     /// The command ended: input is accepted and discarded.
     closed: bool,
+    /// A client sent past the window: the input is closed and later frames are refused.
+    overrun: bool,
 }
 
 /// One command's input stream.
@@ -160,7 +176,22 @@ impl InputState {
             file: None,
             eof: false,
             closed: false,
+            overrun: false,
         }
+    }
+
+    /// Whether taking `fresh` more bytes would hold a streamed input past [`STREAM_LIMIT`].
+    fn overruns(&self, fresh: usize) -> bool {
+        self.mode == InputMode::Stream && !self.closed && self.received + fresh as u64 > self.consumed + STREAM_LIMIT
+    }
+
+    /// Ends the input: nothing held, the command's stdin closes, later bytes are discarded.
+    fn close(&mut self) {
+        self.closed = true;
+        self.consumed = self.received;
+        self.memory.clear();
+        self.memory_bytes = 0;
+        self.file = None;
     }
 
     /// Drops `n` consumed bytes from the front.
@@ -210,7 +241,10 @@ impl Session {
         let input = self.inputs.get(command).ok_or(InputError::NoInput(command))?;
         let _append = input.append.lock().await;
         let (fresh, to_file) = {
-            let state = input.lock();
+            let mut state = input.lock();
+            if state.overrun {
+                return Err(InputError::Overrun { command, again: true });
+            }
             if offset > state.received {
                 return Err(InputError::Gap {
                     command,
@@ -220,6 +254,13 @@ impl Session {
             }
             let skip = ((state.received - offset) as usize).min(data.len());
             let fresh = Bytes::from(data).slice(skip..);
+            if state.overruns(fresh.len()) {
+                state.overrun = true;
+                state.close();
+                drop(state);
+                self.notify();
+                return Err(InputError::Overrun { command, again: false });
+            }
             let to_file = !state.closed
                 && state.mode == InputMode::Stored
                 && (state.file.is_some() || state.memory_bytes + fresh.len() > STORED_MEMORY);
@@ -328,12 +369,7 @@ impl Session {
     /// is accepted and discarded so the client can finish.
     pub fn close_input(&self, command: u64) {
         if let Some(input) = self.inputs.get(command) {
-            let mut state = input.lock();
-            state.closed = true;
-            state.consumed = state.received;
-            state.memory.clear();
-            state.memory_bytes = 0;
-            state.file = None;
+            input.lock().close();
         }
     }
 
@@ -355,6 +391,7 @@ impl Session {
                     file,
                     eof: state.eof,
                     closed: state.closed,
+                    overrun: state.overrun,
                 }
             })
             .collect()
@@ -373,6 +410,7 @@ impl Session {
             state.consumed = input.consumed;
             state.eof = input.eof;
             state.closed = input.closed;
+            state.overrun = input.overrun;
             if !input.memory.is_empty() {
                 state.memory_bytes = input.memory.len();
                 state.memory.push_back(Bytes::from(input.memory));
@@ -410,6 +448,9 @@ pub struct HandedInput {
     pub file: Option<(PathBuf, u64)>,
     pub eof: bool,
     pub closed: bool,
+    /// The input was closed for running past its window.
+    #[serde(default)]
+    pub overrun: bool,
 }
 
 /// Where a command's input fifo lives.
@@ -469,6 +510,39 @@ mod tests {
         let ack = session.input_ack(id).unwrap();
         assert_eq!((ack.offset, ack.eof), (2 * STREAM_BUFFER, true));
         assert!(matches!(session.input_next(id), InputNext::Eof));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_past_its_window_gets_an_error_and_its_input_is_closed() {
+        let (session, _dir) = session();
+        let id = session
+            .enqueue_job("cat".into(), Default::default(), InputMode::Stream)
+            .unwrap()
+            .id;
+        let chunk = vec![5u8; 1024 * 1024];
+        let mut offset = 0;
+        while offset + chunk.len() as u64 <= STREAM_LIMIT {
+            session.push_input(id, offset, chunk.clone(), false).await.unwrap();
+            offset += chunk.len() as u64;
+        }
+        let over = session.push_input(id, offset, chunk.clone(), false).await;
+        assert!(
+            matches!(over, Err(InputError::Overrun { again: false, .. })),
+            "{over:?}"
+        );
+        let text = over.unwrap_err().to_string();
+        assert!(text.contains("window") && text.contains("InputAck"), "{text}");
+        let later = session.push_input(id, offset, chunk, false).await;
+        assert!(
+            matches!(later, Err(InputError::Overrun { again: true, .. })),
+            "{later:?}"
+        );
+        let held = session.inputs.get(id).unwrap().lock().memory_bytes;
+        assert_eq!(held, 0, "what the overrun held is dropped");
+        assert!(
+            matches!(session.input_next(id), InputNext::Eof),
+            "the command's stdin ends"
+        );
     }
 
     #[tokio::test]

@@ -149,7 +149,7 @@ impl CopyProgress for Bar {
         let bar = ProgressBar::new(size)
             .with_style(style)
             .with_prefix(self.prefix.clone());
-        bar.set_message(name.to_string());
+        bar.set_message(remora_client::visible(name).into_owned());
         bar.set_position(done);
         bar.enable_steady_tick(Duration::from_millis(250));
         self.bar = Some(bar);

@@ -3,7 +3,10 @@
 
 use anyhow::Context;
 
-use remora_client::install::{default_agent_binary, install_agent};
+use remora_client::{
+    install::{default_agent_binary, install_agent},
+    visible, visible_lines,
+};
 
 use crate::args::{Cli, InstallArgs};
 
@@ -20,12 +23,16 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> anyhow::Result<u8> {
     }
     println!(
         "installed {} at {} on {} ({} bytes, sha256 {})",
-        installed.version, installed.path, installed.host, installed.bytes, installed.sha256
+        visible(&installed.version),
+        visible(&installed.path),
+        installed.host,
+        installed.bytes,
+        installed.sha256
     );
     if !installed.daemon.is_empty() {
-        println!("{}", installed.daemon);
+        println!("{}", visible_lines(&installed.daemon));
     }
     println!("remora now finds it there by itself. To make it a subsystem, an admin can add to sshd_config:");
-    println!("    {}", installed.subsystem_line);
+    println!("    {}", visible(&installed.subsystem_line));
     Ok(0)
 }

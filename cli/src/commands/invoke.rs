@@ -137,22 +137,20 @@ fn report_started(started: &[(String, InvokeOutcome)], args: &InvokeArgs, prefix
     }
     for (host, outcome) in started {
         let (session, command) = (&outcome.invoked.session, &outcome.invoked.command);
+        let name = remora_client::visible(&session.name);
         let (printed, collect) = if args.job {
             (
                 command.id.to_string(),
-                format!("remora receive {host} --name {} --job {}", session.name, command.id),
+                format!("remora receive {host} --name {name} --job {}", command.id),
             )
         } else {
-            (
-                session.name.clone(),
-                format!("remora receive {host} --name {}", session.name),
-            )
+            (name.to_string(), format!("remora receive {host} --name {name}"))
         };
         let prefix = if prefixed { format!("{host}: ") } else { String::new() };
         println!("{prefix}{printed}");
         eprintln!(
             "{prefix}started job {} in session {} (instance {}) on {host}; collect its output with `{collect}`",
-            command.id, session.name, session.instance_id
+            command.id, name, session.instance_id
         );
     }
     Ok(())

@@ -30,6 +30,7 @@ pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
         async move { with_client(cli, &host, async move |client| client.jobs(request).await).await }
     })
     .await;
+    use remora_client::visible;
     if gathered.all_failed() {
         return Ok(gathered.status);
     }
@@ -57,7 +58,7 @@ pub async fn run(cli: &Cli, args: &JobsArgs) -> anyhow::Result<u8> {
             println!("{host}:");
         }
         match list.commands.is_empty() {
-            true => eprintln!("no jobs in session {} on {host}", list.session.name),
+            true => eprintln!("no jobs in session {} on {host}", visible(&list.session.name)),
             false => print!("{}", output::command_table(&list.commands)),
         }
     }

@@ -98,7 +98,7 @@ fn reconnect_policy_ending(cli: &Cli, host: &str, line_end: &'static str) -> Rec
                 format!("remora: {host}: gave up reconnecting after {}s", after.as_secs())
             }
         };
-        eprint!("{line}{line_end}");
+        eprint!("{}{line_end}", remora_client::visible(&line));
     };
     ReconnectPolicy {
         window,

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use remora_client::Client;
+use remora_client::{visible, Client};
 use remora_wire::{ListCommands, Receive, StreamEnd};
 
 use super::{combined_status, exit_status, with_client};
@@ -75,10 +75,12 @@ async fn receive_selected(
             })
             .await?;
             if let Some(reason) = end.as_ref().and_then(|e| e.released_by.as_ref()) {
+                let (name, reason) = (visible(&name), visible(reason));
                 eprintln!("remora: {host}: session {name} was {reason}; its commands keep running there");
                 return Ok((out, 1));
             }
             if let Some(reason) = &broken {
+                let (name, reason) = (visible(&name), visible(reason));
                 eprintln!("remora: {host}: session {name} is broken: {reason}");
             }
             let status = exit_status(out.last_exit.or(end.and_then(|e| e.last_exit_code)));

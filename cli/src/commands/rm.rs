@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::bail;
+use remora_client::visible;
 use remora_wire::{RemoveSessions, SessionInfo};
 
 use super::with_client;
@@ -72,8 +73,8 @@ fn confirm_running(sessions: &[SessionInfo]) -> anyhow::Result<()> {
         .map(|s| {
             format!(
                 "{} on {} ({} running or queued)",
-                s.name,
-                s.host,
+                visible(&s.name),
+                visible(&s.host),
                 s.commands_running + s.commands_queued
             )
         })
@@ -113,7 +114,9 @@ fn print_removed(removed: &[SessionInfo], args: &RmArgs) -> anyhow::Result<()> {
         };
         println!(
             "{verb} {} ({}) on {}{note}",
-            session.name, session.instance_id, session.host
+            visible(&session.name),
+            session.instance_id,
+            visible(&session.host)
         );
     }
     Ok(())

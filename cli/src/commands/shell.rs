@@ -19,7 +19,7 @@ use tokio::{
 use super::reconnect_policy_ending;
 use crate::{
     args::{Cli, ShellArgs},
-    terminal::{window_size, Escapes, Key, RawMode},
+    terminal::{window_size, Attached, Escapes, Key},
     values::EscapeChar,
 };
 
@@ -59,7 +59,7 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
     let mut client = Client::connect(&args.host, &cli.ssh_options()).await?;
     client.set_reconnect(reconnect_policy_ending(cli, &args.host, "\r\n"));
     let (opened, stream) = client.open_terminal(request).await?;
-    let name = &opened.session.name;
+    let name = remora_client::visible(&opened.session.name);
     // Shown after the first repaint, which would otherwise scroll it away.
     let note = (opened.created && args.name.is_none()).then(|| {
         format!(
@@ -67,9 +67,9 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
             args.host, args.host
         )
     });
-    let raw = RawMode::enter();
+    let local = Attached::enter();
     let end = attached(stream, Escapes::new(escape), args.watch, note).await;
-    drop(raw);
+    drop(local);
     let end = end?;
     Ok(match end {
         End::Detached => {
@@ -85,8 +85,9 @@ pub async fn run(cli: &Cli, args: &ShellArgs) -> anyhow::Result<u8> {
         }
         End::TakenOver(by) => {
             eprintln!(
-                "remora: {}: session {name} was {by}; its shell keeps running there",
-                args.host
+                "remora: {}: session {name} was {}; its shell keeps running there",
+                args.host,
+                remora_client::visible(&by)
             );
             1
         }

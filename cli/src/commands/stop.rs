@@ -1,7 +1,7 @@
 //! `remora stop HOST[,HOST…] --name N [--job ID | --label GLOB]`: interrupt a job, keeping the
 //! shell (Stop-Job). `--label` stops every queued or running job whose label matches.
 
-use remora_client::Client;
+use remora_client::{visible, Client};
 use remora_wire::{CommandList, ListCommands, SessionRef};
 
 use super::with_client;
@@ -26,12 +26,14 @@ pub async fn run(cli: &Cli, args: &StopArgs) -> anyhow::Result<u8> {
     .await;
     for (host, list) in gathered.answers {
         if args.label.is_some() && list.commands.is_empty() {
-            eprintln!("no job to stop in session {} on {host}", list.session.name);
+            eprintln!("no job to stop in session {} on {host}", visible(&list.session.name));
         }
         for command in &list.commands {
             println!(
                 "stopping job {} in session {} on {host}: {}",
-                command.id, list.session.name, command.command
+                command.id,
+                visible(&list.session.name),
+                visible(&command.command)
             );
         }
     }

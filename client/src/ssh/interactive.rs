@@ -12,6 +12,7 @@ use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse
 use tokio::sync::Mutex;
 
 use super::{HostSettings, SshError};
+use crate::visible::{visible, visible_lines};
 
 /// Password prompts before giving up (ssh's NumberOfPasswordPrompts).
 const PASSWORD_ATTEMPTS: usize = 3;
@@ -118,17 +119,24 @@ async fn blocking<T: Send + 'static>(prompt: impl FnOnce() -> T + Send + 'static
         })
 }
 
-/// Shows the server's name and instructions, then asks each prompt.
+/// Shows the server's name and instructions, then asks each prompt; all three are the server's
+/// text, shown with their control characters made visible so it cannot draw a prompt of its own.
 fn answer(name: &str, instructions: &str, questions: &[(String, bool)]) -> Vec<String> {
     if let Ok(mut tty) = OpenOptions::new().write(true).open("/dev/tty") {
-        for line in [name, instructions].into_iter().filter(|line| !line.is_empty()) {
+        let lines = [visible(name), visible_lines(instructions)];
+        for line in lines.iter().filter(|line| !line.is_empty()) {
             let _ = writeln!(tty, "{line}");
         }
     }
     questions
         .iter()
         .map(|(prompt, echo)| {
-            let answer = if *echo { read_line(prompt) } else { read_secret(prompt) };
+            let prompt = visible(prompt);
+            let answer = if *echo {
+                read_line(&prompt)
+            } else {
+                read_secret(&prompt)
+            };
             answer.unwrap_or_default()
         })
         .collect()

@@ -306,3 +306,91 @@ fn a_client_that_never_reads_its_replies_is_let_go_without_hurting_others() {
     writer.join().unwrap();
     still_serving(&sshd, daemon);
 }
+
+/// Stdin frames a flooding client sends, 1 MiB each: far more than the agent may hold.
+const FLOOD_FRAMES: u64 = 320;
+const FLOOD_FRAME: usize = 1024 * 1024;
+
+#[test]
+fn stdin_sent_past_its_window_is_refused_and_closed_and_the_daemon_stays_small() {
+    use remora_wire::{InputMode, Invoke, DEFAULT_WINDOW};
+    let sshd = Sshd::start().unwrap();
+    bystander(&sshd);
+    let daemon = sshd.daemon_pid().unwrap();
+    let mut link = RawLink::greeted(&sshd);
+    let invoke = Invoke {
+        session: Some(SessionRef::Name("flood".into())),
+        command: "sleep 600".into(),
+        create: true,
+        follow: true,
+        window: DEFAULT_WINDOW,
+        stdin: InputMode::Stream,
+        idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
+        job: Default::default(),
+    };
+    link.send(2, ClientBody::Invoke(invoke));
+    let invoked = loop {
+        if let AgentBody::Invoked(invoked) = link.next(REPLY).body {
+            break invoked;
+        }
+    };
+    let before = remora_testkit::rss_kib(daemon).unwrap();
+
+    // The command reads nothing; the client sends on without waiting for a single InputAck,
+    // then asks for a listing, answered only once every frame before it was handled.
+    let (session, command) = (invoked.session.instance_id, invoked.command.id);
+    let mut stdin = link.stdin.take().unwrap();
+    let writer = thread::spawn(move || {
+        for n in 0..FLOOD_FRAMES {
+            let data = vec![b'x'; FLOOD_FRAME];
+            let offset = n * FLOOD_FRAME as u64;
+            let input = remora_wire::Input {
+                session,
+                command,
+                offset,
+                data,
+                eof: false,
+            };
+            send_on(&mut stdin, 0, ClientBody::Input(input));
+        }
+        send_on(
+            &mut stdin,
+            99,
+            ClientBody::ListSessions(ListSessions { name_glob: None }),
+        );
+        stdin
+    });
+    let mut refusals = Vec::new();
+    loop {
+        let frame = link.next(STALL_LIMIT);
+        match frame.body {
+            AgentBody::Error(error) => refusals.push((error.code, error.message)),
+            _ if frame.id == 99 => break,
+            _ => {}
+        }
+    }
+    let after = remora_testkit::rss_kib(daemon).unwrap();
+    assert!(
+        after < before + 128 * 1024,
+        "{FLOOD_FRAMES} MiB of unacknowledged stdin took the daemon from {before} KiB to {after} KiB"
+    );
+    let (code, message) = refusals.first().expect("the flood is refused").clone();
+    assert_eq!(code, ErrorCode::LimitReached, "{message}");
+    assert!(message.contains("flood") && message.contains("window"), "{message}");
+    // 12 MiB of window, and what the command's (widened) stdin pipe took.
+    let taken = FLOOD_FRAMES - refusals.len() as u64;
+    assert!(taken <= 14, "every frame past the window is refused: {taken} taken");
+    let log = sshd.daemon_log();
+    assert_eq!(log.matches("ran past its window").count(), 1, "logged once: {log}");
+    drop(writer.join().unwrap());
+    still_serving(&sshd, daemon);
+}
+
+/// Writes one frame to a raw link's stdin (from another thread than the link's).
+fn send_on(stdin: &mut ChildStdin, id: u64, body: ClientBody) {
+    let mut bytes = Vec::new();
+    encode(&ClientFrame { id, body }, &mut bytes).unwrap();
+    stdin.write_all(&bytes).unwrap();
+}

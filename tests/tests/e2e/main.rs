@@ -11,6 +11,7 @@ mod demo;
 mod disconnected;
 mod fleet;
 mod host_keys;
+mod host_text;
 mod hostile;
 mod isolation;
 mod jobs;

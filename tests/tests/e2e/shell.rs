@@ -540,3 +540,152 @@ fn hostile_output_keeps_the_agents_memory_bounded() {
     again.send(b"\r~.").unwrap();
     assert_eq!(again.wait_exit(SCREEN).unwrap().code(), Some(0));
 }
+
+/// Switches on, from the host, every mode a full-screen program may leave behind: the alternate
+/// screen, a hidden cursor, mouse and focus reporting, bracketed paste, application cursor keys
+/// and keypad, bold red.
+const HOST_MODES: &str =
+    r"printf '\033[?1049h\033[?25l\033[?1000h\033[?1006h\033[?1004h\033[?2004h\033[?1h\033=\033[1;31m'";
+
+/// Waits until the host's modes are on the local terminal.
+fn enter_host_modes(pty: &mut PtyProgram, then: &str) {
+    pty.send(format!("{HOST_MODES}; {then}\r").as_bytes()).unwrap();
+    pty.wait_for(SCREEN, "the host's modes", |s| {
+        s.alternate_screen() && s.hide_cursor() && s.bracketed_paste() && s.application_keypad()
+    })
+    .unwrap();
+}
+
+/// Asserts the local terminal is back as it was before the attach, once `line` (printed after the
+/// reset) is on the screen: the normal screen with what it showed, and every mode off.
+fn assert_terminal_restored(pty: &PtyProgram, line: &str, before: &str) {
+    let shown = pty.wait_for_text(SCREEN, line).unwrap();
+    assert!(shown.contains(before), "the normal screen is back: {shown}");
+    pty.screen(|s| {
+        let modes = (
+            s.alternate_screen(),
+            s.hide_cursor(),
+            s.mouse_protocol_mode(),
+            s.bracketed_paste(),
+            s.application_cursor(),
+            s.application_keypad(),
+        );
+        assert_eq!(
+            modes,
+            (false, false, vt100::MouseProtocolMode::None, false, false, false),
+            "alternate screen, hidden cursor, mouse, paste, cursor keys, keypad"
+        );
+        let (_, cols) = s.size();
+        let row_of = |text: &str| s.rows(0, cols.get()).position(|r| r.contains(text)).unwrap();
+        assert!(row_of(line) > row_of(before), "the cursor stays below what was there");
+        let row = row_of(line) as u16;
+        let cell = s.cell(row, 0).unwrap();
+        assert_eq!(
+            (cell.fgcolor(), cell.bold()),
+            (vt100::Color::Default, false),
+            "attributes reset"
+        );
+    });
+}
+
+#[test]
+fn a_detach_puts_the_local_terminal_back_whatever_the_host_left_it_in() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "modes"]);
+    ready(&mut pty);
+    enter_host_modes(&mut pty, "echo in-alt-$((6*7))");
+    pty.wait_for_text(SCREEN, "in-alt-42").unwrap();
+    assert_eq!(detach(&mut pty), 0);
+    assert_terminal_restored(&pty, "remora: detached from session modes", "ready-42");
+}
+
+#[test]
+fn the_shells_end_puts_the_local_terminal_back_too() {
+    let sshd = Sshd::start().unwrap();
+    let mut pty = shell(&sshd, &["--name", "ends"]);
+    ready(&mut pty);
+    enter_host_modes(&mut pty, "read -r _; exit 3");
+    pty.send(b"\r").unwrap();
+    assert_eq!(pty.wait_exit(SCREEN).unwrap().code(), Some(3));
+    assert_terminal_restored(&pty, "remora: the shell of session ends", "ready-42");
+}
+
+/// Reads the terminal's events until its output holds `marker`, within [`SCREEN`].
+async fn output_until(
+    stream: &mut remora_client::terminal::TerminalStream,
+    commands: &mut tokio::sync::mpsc::UnboundedReceiver<remora_client::terminal::TermCommand>,
+    marker: &str,
+) -> String {
+    use remora_client::terminal::TermEvent;
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(SCREEN, async {
+        while !String::from_utf8_lossy(&seen).contains(marker) {
+            match stream.next(commands).await.unwrap() {
+                TermEvent::Output(bytes) => seen.extend_from_slice(&bytes),
+                TermEvent::Redraw(redraw) => seen.extend_from_slice(&redraw.screen),
+                other => panic!("the terminal ended before {marker:?}: {other:?}"),
+            }
+        }
+    })
+    .await;
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(found.is_ok(), "no {marker:?} within {SCREEN:?}: {seen:?}");
+    seen
+}
+
+#[tokio::test]
+async fn a_huge_window_on_the_alternate_screen_keeps_the_daemon_small_and_usable() {
+    use remora_client::{ssh::SshOptions, terminal::TermCommand, Client};
+    use remora_wire::{OpenTerminal, SessionRef, DEFAULT_TERM_WINDOW};
+    let sshd = Sshd::start().unwrap();
+    let options = SshOptions {
+        config_file: Some(sshd.ssh_config().to_path_buf()),
+        ..SshOptions::default()
+    };
+    let client = Client::connect(sshd.alias(), &options).await.unwrap();
+    let request = OpenTerminal {
+        session: Some(SessionRef::Name("huge".into())),
+        create: true,
+        rows: 24,
+        cols: 80,
+        term: "xterm".into(),
+        force: false,
+        watch: false,
+        resume: None,
+        window: DEFAULT_TERM_WINDOW,
+        idle_timeout_secs: None,
+        configuration: None,
+        buffering: None,
+    };
+    let (_, mut stream) = client.open_terminal(request).await.unwrap();
+    let (keys, mut commands) = tokio::sync::mpsc::unbounded_channel();
+    keys.send(TermCommand::Input(b"echo sm''all-$((6*7))\r".to_vec()))
+        .unwrap();
+    output_until(&mut stream, &mut commands, "small-42").await;
+    let daemon = sshd.daemon_pid().unwrap();
+    let before = remora_testkit::rss_kib(daemon).unwrap();
+
+    keys.send(TermCommand::Resize {
+        rows: 10_000,
+        cols: 10_000,
+    })
+    .unwrap();
+    let full_screen = r"printf '\033[?1049h\033[9999;9999Hx'; echo size-$(stty size | tr ' ' x)-do''ne";
+    keys.send(TermCommand::Input(format!("{full_screen}\r").into_bytes()))
+        .unwrap();
+    let seen = output_until(&mut stream, &mut commands, "-done").await;
+    let after = remora_testkit::rss_kib(daemon).unwrap();
+    assert!(
+        after < before + 200 * 1024,
+        "a 10000x10000 window took the daemon from {before} KiB to {after} KiB"
+    );
+    // The window is clamped, not refused: the shell sees every column, and as many rows as fit.
+    assert!(seen.contains("size-50x10000-done"), "{seen:?}");
+    // The daemon serves everyone else as before.
+    let other = tokio::task::spawn_blocking(move || {
+        let out = remora(&sshd, &["invoke", sshd.alias(), "--name", "other", "--", "echo fine"]).ok();
+        (out, sshd)
+    });
+    let (out, _sshd) = other.await.unwrap();
+    assert_eq!(out, "fine\n");
+}

@@ -4,7 +4,8 @@
 //! Invariants:
 //! - The pump (one task per terminal) always reads the master, so a slow or absent client never
 //!   stalls the shell; memory stays bounded because the ring keeps at most [`RING_BYTES`] and
-//!   the screen model at most `scrollback` lines. A client whose resume point left the ring gets
+//!   the screen model at most [`screen::MAX_CELLS`] cells and `scrollback` lines of at most
+//!   [`screen::HISTORY_BYTES`], whatever the window size. A client whose resume point left the ring gets
 //!   a redraw from the model instead.
 //! - Only the interactive client's connection may type or resize; watchers only read.
 //! - Keystrokes and screen contents are never logged.
@@ -101,7 +102,12 @@ pub enum Next {
 impl Terminal {
     /// Starts the shell described by `spec`; run [`pump`] next.
     pub fn spawn(spec: &TermSpec, generation: u64, scrollback: usize) -> std::io::Result<Arc<Self>> {
-        let spawned = pty::spawn(spec)?;
+        let (rows, cols) = screen::fit(spec.rows, spec.cols);
+        let spawned = pty::spawn(&TermSpec {
+            rows,
+            cols,
+            ..spec.clone()
+        })?;
         let pid = spawned.child.id() as i32;
         // Waited for through a pidfd like a handed-over one, so both ways look the same.
         let process = ShellProcess::adopt(pid)?;
@@ -295,8 +301,10 @@ impl Terminal {
         *self.input.lock().await
     }
 
-    /// Resizes the terminal and its model (the foreground program gets SIGWINCH).
+    /// Resizes the terminal and its model (the foreground program gets SIGWINCH), to at most
+    /// the model's cell budget ([`screen::fit`]): a huge window gets fewer rows, not a huge model.
     pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        let (rows, cols) = screen::fit(rows, cols);
         let mut state = self.lock();
         if state.screen.size() != (rows, cols) {
             state.screen.resize(rows, cols);

@@ -5,6 +5,13 @@
 //! lines of 80 columns); rows are taken as they scroll off (`on_scroll`) and kept as short SGR
 //! strings instead, at most `scrollback` of them, so memory per terminal stays bounded by the
 //! scrollback whatever the output holds.
+//!
+//! Invariants (a byte budget per terminal, whatever the window size or the output):
+//! - The emulator's grid has at most [`MAX_CELLS`] cells: a larger window is clamped to it, the
+//!   columns kept and the rows reduced ([`fit`]), so a client with a huge window still works, on
+//!   fewer rows. Both grids (main and alternate) together stay under 2 × 32 B × [`MAX_CELLS`].
+//! - The kept lines hold at most [`HISTORY_BYTES`] bytes, and so does the transcript, however
+//!   wide each line is; the oldest go first.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
@@ -14,13 +21,65 @@ use vt100::{
     Callbacks,
 };
 
+/// Most cells (rows × columns) the model holds: 32 B each, 16 MB a grid; well above real
+/// screens (an 8K display in a small font is about 1,300 × 360 = 470,000).
+pub const MAX_CELLS: u32 = 500_000;
+
+/// Most bytes of scrolled-off lines kept, and of transcript lines: a redraw and a transcript
+/// each fit in one frame.
+pub const HISTORY_BYTES: usize = 4 << 20;
+
+/// The size the model (and the pty) take for a window of `rows` × `cols`: the same, or the
+/// columns with as many rows as [`MAX_CELLS`] allows.
+pub fn fit(rows: u16, cols: u16) -> (u16, u16) {
+    let (rows, cols) = (rows.max(1), cols.max(1));
+    let most_rows = (MAX_CELLS / u32::from(cols)).clamp(1, u32::from(u16::MAX)) as u16;
+    (rows.min(most_rows), cols)
+}
+
+/// Lines kept, oldest first, bounded by count and by bytes.
+#[derive(Debug, Default)]
+pub struct Lines {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Lines {
+    /// Appends; returns how many of the oldest lines had to go.
+    fn push(&mut self, line: String, limit: usize) -> u64 {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+        let mut dropped = 0;
+        while self.lines.len() > limit || self.bytes > HISTORY_BYTES {
+            let Some(old) = self.lines.pop_front() else { break };
+            self.bytes -= old.len();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &String> {
+        self.lines.iter()
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+        self.bytes = 0;
+        self.lines.drain(..)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 /// Lines kept beside the emulator.
 #[derive(Debug, Default)]
 pub struct History {
     /// Lines as they looked (SGR only), oldest first.
-    pub lines: VecDeque<String>,
+    pub lines: Lines,
     /// Plain lines not yet taken by a transcript request.
-    pub transcript: VecDeque<String>,
+    pub transcript: Lines,
     /// Transcript lines that fell out of the bound before anyone took them.
     pub transcript_lost: u64,
     pub limit: usize,
@@ -36,21 +95,9 @@ impl Callbacks for History {
         let _ = contents.write_formatted_basic(&mut line, &mut BasicFormattedCaptureState::new());
         let plain: String = basic_formatted_to_plain(&line).collect();
         line.push_str("\x1b[m");
-        push_bounded(&mut self.lines, line, self.limit);
-        if push_bounded(&mut self.transcript, plain.trim_end().to_string(), self.limit) {
-            self.transcript_lost += 1;
-        }
+        self.lines.push(line, self.limit);
+        self.transcript_lost += self.transcript.push(plain.trim_end().to_string(), self.limit);
     }
-}
-
-/// Appends; returns true when the oldest entry had to go.
-fn push_bounded(queue: &mut VecDeque<String>, item: String, limit: usize) -> bool {
-    queue.push_back(item);
-    if queue.len() > limit {
-        queue.pop_front();
-        return true;
-    }
-    false
 }
 
 /// The emulator with its history.
@@ -69,11 +116,13 @@ fn side(n: u16) -> NonZeroU16 {
 }
 
 impl Screen {
+    /// A model of a `rows` × `cols` window, clamped by [`fit`].
     pub fn new(rows: u16, cols: u16, scrollback: usize) -> Self {
         let history = History {
             limit: scrollback,
             ..History::default()
         };
+        let (rows, cols) = fit(rows, cols);
         Self {
             parser: vt100::Parser::new_with_callbacks(side(rows), side(cols), 0, history),
         }
@@ -83,7 +132,9 @@ impl Screen {
         self.parser.process(bytes);
     }
 
+    /// Resizes to a `rows` × `cols` window, clamped by [`fit`]; [`Screen::size`] says to what.
     pub fn resize(&mut self, rows: u16, cols: u16) {
+        let (rows, cols) = fit(rows, cols);
         self.parser.screen_mut().set_size(side(rows), side(cols));
     }
 
@@ -116,7 +167,7 @@ impl Screen {
     pub fn take_transcript(&mut self) -> (String, u64) {
         let history = self.parser.callbacks_mut();
         let lost = std::mem::take(&mut history.transcript_lost);
-        let mut text: String = history.transcript.drain(..).map(|l| l + "\n").collect();
+        let mut text: String = history.transcript.drain().map(|l| l + "\n").collect();
         let screen = self.parser.screen();
         if !screen.alternate_screen() {
             let contents = screen.contents();
@@ -167,6 +218,39 @@ mod tests {
             copy.screen().cursor_position(),
             screen.parser.screen().cursor_position()
         );
+    }
+
+    #[test]
+    fn a_huge_window_is_clamped_to_the_cell_budget_keeping_its_columns() {
+        assert_eq!(fit(50, 200), (50, 200));
+        assert_eq!(fit(10_000, 10_000), (50, 10_000));
+        assert_eq!(fit(10_000, 1), (10_000, 1));
+        assert_eq!(fit(0, 0), (1, 1));
+        let mut screen = Screen::new(10_000, 10_000, 100);
+        assert_eq!(screen.size(), (50, 10_000));
+        screen.resize(9_000, 2_000);
+        assert_eq!(screen.size(), (250, 2_000));
+        let (rows, cols) = screen.size();
+        assert!(u32::from(rows) * u32::from(cols) <= MAX_CELLS);
+        screen.process(b"\x1b[?1049hstill works");
+        assert!(screen.contents().contains("still works"));
+    }
+
+    #[test]
+    fn wide_lines_are_bounded_by_bytes_not_only_by_count() {
+        let mut screen = Screen::new(2, 10_000, 100_000);
+        let wide: String = (0..10_000).map(|i| format!("\x1b[3{}m✓", i % 8)).collect();
+        for _ in 0..200 {
+            screen.process(format!("{wide}\r\n").as_bytes());
+        }
+        let history = screen.parser.callbacks();
+        assert!(history.lines.bytes() <= HISTORY_BYTES, "{}", history.lines.bytes());
+        assert!(history.transcript.bytes() <= HISTORY_BYTES);
+        assert!(
+            history.transcript_lost > 0,
+            "the oldest transcript lines went, and are counted"
+        );
+        assert!(!screen.scrollback().is_empty(), "the newest lines are kept");
     }
 
     #[test]
