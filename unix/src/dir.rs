@@ -210,6 +210,15 @@ impl Dir {
         Ok(())
     }
 
+    /// Whether `name` is (still) the open `file`, not something renamed or planted over it since.
+    pub fn holds(&self, name: &[u8], file: &File) -> bool {
+        let Ok(name) = component(name) else { return false };
+        match (fstat(file), fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)) {
+            (Ok(open), Ok(named)) => open.st_ino == named.st_ino && open.st_dev == named.st_dev,
+            _ => false,
+        }
+    }
+
     /// Removes the file or link `name` (never a directory, never what a link points at).
     pub fn remove(&self, name: &[u8]) -> io::Result<()> {
         let name = component(name)?;
