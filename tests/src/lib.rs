@@ -12,6 +12,7 @@
 //! - Every wait is bounded and names what it waited for when it gives up.
 
 mod binaries;
+pub mod hostile_agent;
 mod pids;
 mod process;
 mod proxy;

@@ -12,6 +12,7 @@ mod disconnected;
 mod fleet;
 mod host_keys;
 mod hostile;
+mod hostile_host;
 mod isolation;
 mod jobs;
 mod library;
