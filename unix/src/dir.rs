@@ -159,8 +159,7 @@ impl Dir {
         let file = match openat(&self.fd, name, file_flags() | OFlag::O_RDWR, Mode::empty()) {
             Ok(fd) => File::from(fd),
             Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => return Err(not_ours(name, "a symlink".into())),
-            Err(errno) => return Err(errno.into()),
+            Err(errno) => return Err(self.open_failed(name, errno)),
         };
         check_ours(&file, name)?;
         Ok(Some(file))
@@ -185,14 +184,25 @@ impl Dir {
     pub fn create_or_truncate(&self, name: &[u8]) -> io::Result<File> {
         let name = component(name)?;
         let flags = file_flags() | OFlag::O_WRONLY | OFlag::O_CREAT;
-        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(0o666)).map_err(|errno| match errno {
-            Errno::ELOOP => not_ours(name, "a symlink".into()),
-            errno => errno.into(),
-        })?;
+        let fd = openat(&self.fd, name, flags, Mode::from_bits_truncate(0o666))
+            .map_err(|errno| self.open_failed(name, errno))?;
         let file = File::from(fd);
         check_ours(&file, name)?;
         ftruncate(&file, 0)?;
         Ok(file)
+    }
+
+    /// Why opening `name` failed: a symlink under it is a [`NotOurs`] refusal (`ELOOP`, or
+    /// `EACCES` where the kernel protects links in sticky directories), else the error itself.
+    fn open_failed(&self, name: &OsStr, errno: Errno) -> io::Error {
+        let is_link = matches!(
+            fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW),
+            Ok(stat) if kind_of(&stat) == EntryKind::Symlink
+        );
+        match is_link {
+            true => not_ours(name, "a symlink".into()),
+            false => errno.into(),
+        }
     }
 
     /// A symlink `name` holding `target` (any text: it is never followed here).

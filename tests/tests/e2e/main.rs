@@ -18,6 +18,7 @@ mod jobs;
 mod library;
 mod lifecycle;
 mod many_hosts;
+mod planted_links;
 mod reconnect;
 mod registry;
 mod robustness;
