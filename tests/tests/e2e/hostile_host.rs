@@ -146,9 +146,9 @@ fn links_found_in_dest_are_replaced_or_refused_never_followed() {
     fs::create_dir(&tree).unwrap();
     symlink(&world.outside, tree.join("sub")).unwrap();
     let run = world.download(&["-r"], "plain-tree");
+    assert_eq!(snapshot(&world.outside), before, "nothing written through the link");
     assert_ne!(run.status, 0, "{run:?}");
     assert!(run.stderr.contains("cannot overwrite non-directory"), "{run:?}");
-    assert_eq!(snapshot(&world.outside), before);
 
     // A file of the listing is a link on disk: the link itself is replaced by the file.
     fs::remove_file(tree.join("sub")).unwrap();
