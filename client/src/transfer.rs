@@ -216,6 +216,7 @@ impl Client {
                     meta: meta.clone(),
                     preserve: options.preserve,
                     source_key: source_key(meta),
+                    within: root.clone(),
                 };
                 let local = join_path(source, relative);
                 let done = self.put_resuming(request, &local, progress).await?;
@@ -233,6 +234,7 @@ impl Client {
                         meta: meta.clone(),
                         preserve: true,
                         source_key: source_key(meta),
+                        within: Some(root.clone()),
                     };
                     self.put_resuming(request, &join_path(source, relative), progress)
                         .await?;

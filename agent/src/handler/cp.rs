@@ -158,7 +158,10 @@ pub async fn put(ctx: &Ctx, id: RequestId, request: PutPath) -> Result<(), Refus
         }
         _ => dest,
     };
-    let place = Place::open(ctx, target)?;
+    let place = match &request.within {
+        Some(root) => Place::within(ctx, &resolve(&base, root), target)?,
+        None => Place::open(ctx, target)?,
+    };
     let existing = place
         .dir
         .kind(&place.name)
@@ -193,6 +196,37 @@ impl Place {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let dir = Dir::open(parent).map_err(|e| io_refusal(ctx, "open directory", parent, &e))?;
+        Ok(Place { dir, name, target })
+    }
+}
+
+impl Place {
+    /// `target` inside the tree at `root` (made by an earlier request of the same copy): the
+    /// root is opened by its path, each directory below it by name without following links.
+    fn within(ctx: &Ctx, root: &Path, target: PathBuf) -> Result<Place, Refusal> {
+        let outside = || {
+            let message = format!("{} is not inside {}", target.display(), root.display());
+            Refusal::new(ErrorCode::InvalidRequest, message)
+        };
+        let below = target.strip_prefix(root).map_err(|_| outside())?;
+        let mut names = Vec::new();
+        for component in below.components() {
+            match component {
+                std::path::Component::Normal(name) => names.push(name.as_bytes().to_vec()),
+                _ => return Err(outside()),
+            }
+        }
+        let Some(name) = names.pop() else {
+            return Place::open(ctx, target);
+        };
+        let mut dir = Dir::open(root).map_err(|e| io_refusal(ctx, "open directory", root, &e))?;
+        let mut at = root.to_path_buf();
+        for step in &names {
+            at.push(OsStr::from_bytes(step));
+            dir = dir
+                .subdir(step)
+                .map_err(|e| io_refusal(ctx, "enter directory", &at, &e))?;
+        }
         Ok(Place { dir, name, target })
     }
 }

@@ -1,6 +1,7 @@
 //! Another local user who can write the destination directory (a sticky, world-writable one
 //! like /tmp) plants a symlink to one of the victim's 0600 files under the name a copy will use:
-//! the partial file `.NAME.remora-KEY.part` of a download or an upload, or a `--output-dir` file.
+//! the partial file `.NAME.remora-KEY.part` of a download or an upload, or a `--output-dir` file;
+//! or swaps a directory of a tree an upload is creating for a link.
 //! The victim's file stays as it was, and 0600. The second account is real (created here; it
 //! needs root, as the isolation tests do).
 
@@ -13,9 +14,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use remora_wire::partial::part_name;
+use remora_wire::{partial::part_name, AgentBody, ClientBody, PathKind, PathMeta, PutPath};
 
 use crate::{
+    hostile::RawLink,
     isolation::OtherUser,
     support::{remora, run, Sshd, TIMEOUT},
 };
@@ -149,5 +151,50 @@ fn output_dir_files_are_never_written_through_a_planted_link() {
         run.stderr
             .contains(&format!("{alias}.stdout is a symlink, not a file of ours")),
         "the error names the file: {run:?}"
+    );
+}
+
+#[test]
+fn an_upload_never_enters_a_directory_of_its_tree_swapped_for_a_link() {
+    let Some(shared) = Shared::start("remora-e2e-plant-tree") else {
+        return;
+    };
+    // The tree an upload is creating, writable by others (a -p copy of a 0777 directory): the
+    // other user swaps its subdirectory for a link to a directory of the victim.
+    let tree = shared.dir.join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o777)).unwrap();
+    let keys = shared.sshd.dir().join("dot-ssh");
+    fs::create_dir(&keys).unwrap();
+    let link = tree.join("sub");
+    let made = run(shared.other.command("ln").arg("-s").arg(&keys).arg(&link), TIMEOUT).unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+
+    // The copy's next request, for a file in that subdirectory.
+    let mut raw = RawLink::greeted(&shared.sshd);
+    let request = PutPath {
+        session: None,
+        dest: link.join("authorized_keys").as_os_str().as_bytes().to_vec(),
+        name: None,
+        into_dir: false,
+        meta: PathMeta {
+            kind: PathKind::File,
+            size: 5,
+            mode: 0o644,
+            ..PathMeta::default()
+        },
+        preserve: false,
+        source_key: "5-0.0".into(),
+        within: Some(tree.as_os_str().as_bytes().to_vec()),
+    };
+    raw.send(2, ClientBody::PutPath(request));
+    match raw.next(TIMEOUT).body {
+        AgentBody::Error(error) => assert!(error.message.contains("enter directory"), "{}", error.message),
+        other => panic!("the agent went through the link: {other:?}"),
+    }
+    assert_eq!(
+        fs::read_dir(&keys).unwrap().count(),
+        0,
+        "nothing was created in the link's target"
     );
 }
