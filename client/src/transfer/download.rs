@@ -12,8 +12,8 @@
 //!   sticky bits, and the rename is relative to the directory handle.
 
 use std::{
-    fs,
-    io::{self},
+    ffi::OsStr,
+    fs, io,
     os::unix::{ffi::OsStrExt, fs::FileExt},
     path::{Path, PathBuf},
 };
@@ -69,7 +69,7 @@ fn place(dest: &Path, into_dir: bool, listing: &Listing) -> Result<Place> {
     };
     Ok(Place {
         parent: Dir::open(&parent).map_err(local_err("open directory", &parent))?,
-        shown: parent.join(std::ffi::OsStr::from_bytes(name.as_bytes())),
+        shown: parent.join(OsStr::from_bytes(name.as_bytes())),
         name,
     })
 }
@@ -178,8 +178,8 @@ impl Client {
             below: Vec::new(),
         };
         for entry in &listing.entries {
-            let shown = join_path(&place.shown, Path::new(std::ffi::OsStr::from_bytes(&entry.raw)));
-            let remote = join_bytes(&listing.root, Path::new(std::ffi::OsStr::from_bytes(&entry.raw)));
+            let shown = join_path(&place.shown, Path::new(OsStr::from_bytes(&entry.raw)));
+            let remote = join_bytes(&listing.root, Path::new(OsStr::from_bytes(&entry.raw)));
             let (dir, name) = match entry.path.split_last() {
                 None => (&place.parent, &place.name),
                 Some((name, parents)) => (dirs.at(parents, &shown)?, name),
@@ -363,7 +363,7 @@ fn make_symlink(parent: &Dir, name: &Name, shown: &Path, meta: &PathMeta) -> Res
 fn set_dir_times(place: &Place, root: Option<&Dir>, entries: &[Entry]) -> Result<()> {
     let Some(root) = root else { return Ok(()) };
     for entry in entries.iter().rev().filter(|e| e.meta.kind == PathKind::Dir) {
-        let shown = join_path(&place.shown, Path::new(std::ffi::OsStr::from_bytes(&entry.raw)));
+        let shown = join_path(&place.shown, Path::new(OsStr::from_bytes(&entry.raw)));
         let mut opened = None;
         for name in &entry.path {
             let parent = opened.as_ref().unwrap_or(root);
