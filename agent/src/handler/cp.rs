@@ -185,6 +185,7 @@ struct Place {
 }
 
 impl Place {
+    /// `target` as a name in its parent directory, opened by path (the user's own request).
     fn open(ctx: &Ctx, target: PathBuf) -> Result<Place, Refusal> {
         let name = target.file_name().map(|n| n.as_bytes().to_vec());
         let Some(name) = name.filter(|n| n != b"..") else {
@@ -198,9 +199,7 @@ impl Place {
         let dir = Dir::open(parent).map_err(|e| io_refusal(ctx, "open directory", parent, &e))?;
         Ok(Place { dir, name, target })
     }
-}
 
-impl Place {
     /// `target` inside the tree at `root` (made by an earlier request of the same copy): the
     /// root is opened by its path, each directory below it by name without following links.
     fn within(ctx: &Ctx, root: &Path, target: PathBuf) -> Result<Place, Refusal> {
