@@ -172,17 +172,28 @@ pub fn deliver(mode: &OutputMode, finished: Vec<(String, crate::output::StdSink,
 
 /// Writes one host's exit status beside its output files (`--output-dir`).
 fn write_exit(dir: &Path, host: &str, status: u8) -> io::Result<()> {
-    fs::write(dir.join(format!("{}.exit", file_name(host))), format!("{status}\n"))
+    let mut file = output_file(&remora_unix::Dir::open(dir)?, dir, host, "exit")?;
+    file.write_all(format!("{status}\n").as_bytes())
 }
 
 /// The files of `host` in `dir`: `HOST.stdout` and `HOST.stderr`, created (truncated) now.
 pub fn output_files(dir: &Path, host: &str) -> io::Result<(fs::File, fs::File)> {
     fs::create_dir_all(dir)?;
-    let name = file_name(host);
+    let handle = remora_unix::Dir::open(dir)?;
     Ok((
-        fs::File::create(dir.join(format!("{name}.stdout")))?,
-        fs::File::create(dir.join(format!("{name}.stderr")))?,
+        output_file(&handle, dir, host, "stdout")?,
+        output_file(&handle, dir, host, "stderr")?,
     ))
+}
+
+/// `DIR/HOST.EXT`, made relative to the directory handle: created, or an existing regular file
+/// of ours with one link truncated after `fstat` checked it. A symlink or hard link another user
+/// planted under the name is refused, never written through. The error names the file.
+fn output_file(handle: &remora_unix::Dir, dir: &Path, host: &str, ext: &str) -> io::Result<fs::File> {
+    let name = format!("{}.{ext}", file_name(host));
+    handle
+        .create_or_truncate(name.as_bytes())
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot write {}: {err}", dir.join(&name).display())))
 }
 
 /// A host as a file name: `/` (and NUL) cannot be in one.

@@ -60,6 +60,14 @@ pub enum ClientError {
     /// directory, a checksum mismatch.
     #[error("{0}")]
     Copy(String),
+    /// A host's listing for a download broke the rules of [`crate::listing`]: refused before
+    /// anything was written.
+    #[error("{host}: refused its listing of {asked}: {problem}; nothing was written (a host that sends this may be compromised)")]
+    BadListing {
+        host: String,
+        asked: String,
+        problem: crate::listing::ListingError,
+    },
     /// The link broke during a transfer and reconnecting did not succeed in time.
     #[error("{host}: the link broke and reconnecting failed ({cause}); run the same command again to resume")]
     LinkLost { host: String, cause: Box<ClientError> },

@@ -11,6 +11,7 @@ mod error;
 pub mod holder;
 pub mod input;
 pub mod install;
+pub mod listing;
 pub mod registry;
 pub mod resume;
 pub mod ssh;

@@ -13,33 +13,32 @@
 //! - Everything is checked before anything is written: a missing source, a directory without
 //!   `-r`, a file over a directory fail without touching the destination.
 //! - Symlinks are copied as links (their target text), never followed, at any depth.
+//! - A download trusts nothing the host lists: the listing is validated first
+//!   ([`crate::listing`]) and every path is made relative to a directory handle, never through
+//!   a link ([`download`]).
 
 // The local helpers return the crate's one error type, as the async API does; its SSH variant
 // is large, but these run once per path, never in a hot loop.
 #![allow(clippy::result_large_err)]
 
 use std::{
-    ffi::OsStr,
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, Read, Seek},
-    os::unix::{
-        ffi::OsStrExt,
-        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt},
-    },
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
-use remora_wire::{
-    partial::{apply_meta, hash_prefix, part_path},
-    AgentBody, ClientBody, ClientFrame, FileData, FileEnd, GetPath, PathKind, PathMeta, PutPath, ReadFile, RequestId,
-    SessionRef,
-};
+use remora_unix::read_prefix;
+use remora_wire::{AgentBody, ClientBody, ClientFrame, FileData, FileEnd, PathKind, PathMeta, PutPath, SessionRef};
 use sha2::{Digest, Sha256};
 
+pub use crate::listing::base_name;
 use crate::{
     error::{ClientError, Result},
     Client,
 };
+
+mod download;
 
 /// Unacknowledged upload bytes in flight: also the most a link cut can make the client send twice.
 pub const UPLOAD_WINDOW: u64 = 4 * 1024 * 1024;
@@ -177,18 +176,6 @@ fn join_bytes(base: &[u8], relative: &Path) -> Vec<u8> {
     path
 }
 
-/// The file name of a path given as bytes (`a/b/` → `b`).
-pub fn base_name(path: &[u8]) -> Vec<u8> {
-    let trimmed = match path.iter().rposition(|&b| b != b'/') {
-        Some(end) => &path[..=end],
-        None => return b"/".to_vec(),
-    };
-    match trimmed.iter().rposition(|&b| b == b'/') {
-        Some(slash) => trimmed[slash + 1..].to_vec(),
-        None => trimmed.to_vec(),
-    }
-}
-
 impl Client {
     /// Copies local `sources` to `dest` on the host (Copy-Item -ToSession).
     pub async fn upload(
@@ -229,6 +216,7 @@ impl Client {
                     meta: meta.clone(),
                     preserve: options.preserve,
                     source_key: source_key(meta),
+                    within: root.clone(),
                 };
                 let local = join_path(source, relative);
                 let done = self.put_resuming(request, &local, progress).await?;
@@ -246,6 +234,7 @@ impl Client {
                         meta: meta.clone(),
                         preserve: true,
                         source_key: source_key(meta),
+                        within: Some(root.clone()),
                     };
                     self.put_resuming(request, &join_path(source, relative), progress)
                         .await?;
@@ -290,7 +279,7 @@ impl Client {
         };
         let mut file = File::open(local).map_err(local_err("read", local))?;
         let mut hasher = Sha256::new();
-        hash_prefix(&file, ready.offset, &mut hasher).map_err(local_err("read", local))?;
+        read_prefix(&file, ready.offset, |bytes| hasher.update(bytes)).map_err(local_err("read", local))?;
         file.seek(io::SeekFrom::Start(ready.offset))
             .map_err(local_err("read", local))?;
         progress.file(&String::from_utf8_lossy(&ready.path), meta.size, ready.offset);
@@ -360,173 +349,6 @@ impl Client {
             }
         }
     }
-
-    /// Copies remote `sources` from the host to the local `dest` (Copy-Item -FromSession).
-    pub async fn download(
-        &mut self,
-        sources: &[Vec<u8>],
-        dest: &Path,
-        options: &CopyOptions,
-        progress: &mut dyn CopyProgress,
-    ) -> Result<Vec<Copied>> {
-        let dest_is_dir = fs::metadata(dest).is_ok_and(|m| m.is_dir());
-        if sources.len() > 1 && !dest_is_dir {
-            return Err(ClientError::Copy(format!(
-                "{} is not a directory; several sources need a directory to copy into",
-                dest.display()
-            )));
-        }
-        let mut lists = Vec::new();
-        for source in sources {
-            let request = GetPath {
-                session: options.session.clone(),
-                path: source.clone(),
-                recursive: options.recursive,
-            };
-            let list = self.get_resuming(request).await?;
-            let target = match dest_is_dir || dest.as_os_str().as_bytes().ends_with(b"/") {
-                true => dest.join(OsStr::from_bytes(&base_name(&list.root))),
-                false => dest.to_path_buf(),
-            };
-            check_local_target(&target, &list.entries[0].meta)?;
-            lists.push((list, target));
-        }
-        let mut copied = Vec::new();
-        for (list, target) in lists {
-            for entry in &list.entries {
-                let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
-                let remote = join_bytes(&list.root, Path::new(OsStr::from_bytes(&entry.path)));
-                let done = match entry.meta.kind {
-                    PathKind::Dir => make_local_dir(&path, &entry.meta, options.preserve)?,
-                    PathKind::Symlink => make_local_symlink(&path, &entry.meta)?,
-                    _ => {
-                        self.fetch_resuming(&remote, &path, &entry.meta, options.preserve, progress)
-                            .await?
-                    }
-                };
-                copied.push(Copied { source: remote, ..done });
-            }
-            if options.preserve {
-                for entry in list.entries.iter().rev().filter(|e| e.meta.kind == PathKind::Dir) {
-                    let path = join_path(&target, Path::new(OsStr::from_bytes(&entry.path)));
-                    apply_meta(&path, &entry.meta, true).map_err(local_err("set the mode and mtime of", &path))?;
-                }
-            }
-        }
-        Ok(copied)
-    }
-
-    async fn get_resuming(&mut self, request: GetPath) -> Result<remora_wire::PathList> {
-        loop {
-            let reply = self.connection.request(ClientBody::GetPath(request.clone())).await;
-            match reply {
-                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
-                Err(err) => return Err(err),
-                Ok(AgentBody::PathList(list)) if !list.entries.is_empty() => return Ok(list),
-                Ok(other) => return Err(self.connection.unexpected(&other)),
-            }
-        }
-    }
-
-    async fn fetch_resuming(
-        &mut self,
-        remote: &[u8],
-        target: &Path,
-        meta: &PathMeta,
-        preserve: bool,
-        progress: &mut dyn CopyProgress,
-    ) -> Result<Copied> {
-        let part = part_path(target, &[source_key(meta).as_bytes(), remote]);
-        let mut first_offset = None;
-        loop {
-            match self
-                .fetch_once(remote, target, &part, meta, preserve, progress, &mut first_offset)
-                .await
-            {
-                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
-                Err(err) => {
-                    if !err.is_transient() {
-                        let _ = fs::remove_file(&part);
-                    }
-                    return Err(err);
-                }
-                Ok(copied) => return Ok(copied),
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn fetch_once(
-        &mut self,
-        remote: &[u8],
-        target: &Path,
-        part: &Path,
-        meta: &PathMeta,
-        preserve: bool,
-        progress: &mut dyn CopyProgress,
-        first_offset: &mut Option<u64>,
-    ) -> Result<Copied> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(part)
-            .map_err(local_err("create", target))?;
-        let mut offset = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if offset > meta.size {
-            file.set_len(0).map_err(local_err("write", target))?;
-            offset = 0;
-        }
-        first_offset.get_or_insert(offset);
-        let mut hasher = Sha256::new();
-        hash_prefix(&file, offset, &mut hasher).map_err(local_err("read", part))?;
-        progress.file(&target.to_string_lossy(), meta.size, offset);
-        let request = ReadFile {
-            path: remote.to_vec(),
-            offset,
-        };
-        let id: RequestId = self.connection.send(ClientBody::ReadFile(request)).await?;
-        let mut at = offset;
-        loop {
-            match self.connection.next_reply(id).await? {
-                AgentBody::FileData(data) if data.offset == at => {
-                    file.write_all_at(&data.data, at).map_err(local_err("write", target))?;
-                    hasher.update(&data.data);
-                    at += data.data.len() as u64;
-                    progress.advance(at);
-                }
-                AgentBody::FileEnd(end) => {
-                    let sha256 = data_encoding::HEXLOWER.encode(&hasher.finalize());
-                    if end.size != at || end.sha256 != sha256 {
-                        let _ = fs::remove_file(part);
-                        return Err(ClientError::Copy(format!(
-                            "{} arrived as {at} bytes with SHA-256 {sha256}, but the host's file has {} bytes with SHA-256 {}; nothing was written, copy it again",
-                            target.display(),
-                            end.size,
-                            end.sha256
-                        )));
-                    }
-                    let finish = || -> io::Result<()> {
-                        file.sync_data()?;
-                        apply_meta(part, meta, preserve)?;
-                        fs::rename(part, target)
-                    };
-                    finish().map_err(local_err("write", target))?;
-                    progress.finished();
-                    return Ok(Copied {
-                        source: remote.to_vec(),
-                        path: target.as_os_str().as_bytes().to_vec(),
-                        kind: PathKind::File,
-                        size: at,
-                        resumed_from: first_offset.unwrap_or(0),
-                    });
-                }
-                other => return Err(self.connection.unexpected(&other)),
-            }
-        }
-    }
 }
 
 fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ClientError {
@@ -542,81 +364,5 @@ fn local_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Cli
             cause,
             hint,
         }
-    }
-}
-
-/// Refuses a download that would put a file over a directory or the other way round.
-fn check_local_target(target: &Path, meta: &PathMeta) -> Result<()> {
-    let Ok(existing) = fs::symlink_metadata(target) else {
-        return Ok(());
-    };
-    match (meta.kind, existing.is_dir()) {
-        (PathKind::Dir, false) => Err(ClientError::Copy(format!(
-            "cannot overwrite non-directory {} with a directory",
-            target.display()
-        ))),
-        (PathKind::File | PathKind::Symlink, true) => Err(ClientError::Copy(format!(
-            "cannot overwrite directory {} with a file",
-            target.display()
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn make_local_dir(path: &Path, meta: &PathMeta, preserve: bool) -> Result<Copied> {
-    match fs::symlink_metadata(path) {
-        Ok(existing) if existing.is_dir() => {}
-        Ok(_) => {
-            return Err(ClientError::Copy(format!(
-                "cannot overwrite non-directory {} with a directory",
-                path.display()
-            )))
-        }
-        Err(_) => fs::DirBuilder::new()
-            .mode(meta.mode & 0o777 | 0o700)
-            .create(path)
-            .map_err(local_err("create directory", path))?,
-    }
-    if preserve {
-        apply_meta(path, meta, true).map_err(local_err("set the mode of", path))?;
-    }
-    Ok(copied_path(path, PathKind::Dir))
-}
-
-fn make_local_symlink(path: &Path, meta: &PathMeta) -> Result<Copied> {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Err(ClientError::Copy(format!(
-            "cannot overwrite directory {} with a symlink",
-            path.display()
-        )));
-    }
-    let part = part_path(path, &[b"link".as_slice(), &meta.link_target]);
-    let _ = fs::remove_file(&part);
-    std::os::unix::fs::symlink(OsStr::from_bytes(&meta.link_target), &part)
-        .map_err(local_err("create symlink", path))?;
-    fs::rename(&part, path).map_err(local_err("create symlink", path))?;
-    Ok(copied_path(path, PathKind::Symlink))
-}
-
-fn copied_path(path: &Path, kind: PathKind) -> Copied {
-    Copied {
-        source: Vec::new(),
-        path: path.as_os_str().as_bytes().to_vec(),
-        kind,
-        size: 0,
-        resumed_from: 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_names_ignore_trailing_slashes_and_keep_any_bytes() {
-        assert_eq!(base_name(b"a/b/"), b"b");
-        assert_eq!(base_name(b"x"), b"x");
-        assert_eq!(base_name(b"/"), b"/");
-        assert_eq!(base_name(b"d/n\xffame with\nnewline"), b"n\xffame with\nnewline");
     }
 }

@@ -105,13 +105,19 @@ pub struct PutPath {
     #[serde(default)]
     pub into_dir: bool,
     pub meta: PathMeta,
-    /// Apply `meta.mode` exactly and `meta.mtime` (`-p`); otherwise the mode is masked by the
-    /// user's umask and the mtime is now.
+    /// Apply `meta.mode`'s permission bits exactly and `meta.mtime` (`-p`); otherwise the mode is
+    /// masked by the user's umask and the mtime is now. Set-uid, set-gid and sticky bits never.
     #[serde(default)]
     pub preserve: bool,
     /// Identifies the source version (size, mtime): a partial file of the same key is resumed.
     #[serde(default)]
     pub source_key: String,
+    /// For a path inside a tree this copy creates: the tree's root as the first `PutPath` made
+    /// it (the path its reply named), with `dest` below it. The agent opens the root once and
+    /// enters each directory between it and `dest` without following links, so a directory
+    /// another local user swapped for a link leads nowhere. `None`: `dest` is a plain path.
+    #[serde(default, with = "serde_bytes")]
+    pub within: Option<Vec<u8>>,
 }
 
 /// Reply to a file's [`PutPath`]: send its bytes from `offset` (what a partial file holds).

@@ -586,19 +586,23 @@ fn transfer_client_body() -> impl Strategy<Value = ClientBody> {
             option::of(bytes()),
             any::<(bool, bool)>(),
             path_meta(),
-            text()
+            text(),
+            option::of(bytes()),
         )
-            .prop_map(|(session, dest, name, (into_dir, preserve), meta, source_key)| {
-                ClientBody::PutPath(PutPath {
-                    session,
-                    dest,
-                    name,
-                    into_dir,
-                    meta,
-                    preserve,
-                    source_key,
-                })
-            }),
+            .prop_map(
+                |(session, dest, name, (into_dir, preserve), meta, source_key, within)| {
+                    ClientBody::PutPath(PutPath {
+                        session,
+                        dest,
+                        name,
+                        into_dir,
+                        meta,
+                        preserve,
+                        source_key,
+                        within,
+                    })
+                }
+            ),
         (any::<u64>(), bytes()).prop_map(|(offset, data)| ClientBody::FileData(FileData { offset, data })),
         (any::<u64>(), text()).prop_map(|(size, sha256)| ClientBody::FileEnd(FileEnd { size, sha256 })),
         (option::of(session_ref()), bytes(), any::<bool>()).prop_map(|(session, path, recursive)| {

@@ -678,6 +678,23 @@ fn input_and_copy_samples() -> Samples {
                     meta: meta.clone(),
                     preserve: true,
                     source_key: "5-1795000000.250000000".into(),
+                    within: None,
+                }),
+            ),
+        ),
+        (
+            "client-put-path-within",
+            client(
+                24,
+                ClientBody::PutPath(PutPath {
+                    session: None,
+                    dest: b"/srv/site/assets/app.css".to_vec(),
+                    name: None,
+                    into_dir: false,
+                    meta: meta.clone(),
+                    preserve: false,
+                    source_key: "5-1795000000.250000000".into(),
+                    within: Some(b"/srv/site".to_vec()),
                 }),
             ),
         ),

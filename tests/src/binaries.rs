@@ -24,6 +24,21 @@ pub struct Binaries {
     pub agent: PathBuf,
 }
 
+impl Binaries {
+    /// The hostile agent of the tests (`hostile-agent`, a binary of this crate) beside the
+    /// others, or an error saying how to build it.
+    pub fn hostile_agent(&self) -> anyhow::Result<PathBuf> {
+        let path = self.agent.with_file_name("hostile-agent");
+        if !is_executable(&path) {
+            bail!(
+                "{} is missing: build it with `cargo build --workspace --bins` (scripts/test does)",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+}
+
 /// Finds `remora` and `remora-agent` in `$REMORA_BIN_DIR`, else in `target/<profile>/` above the
 /// running test executable.
 pub fn binaries() -> anyhow::Result<Binaries> {

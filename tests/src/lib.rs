@@ -13,6 +13,7 @@
 
 mod binaries;
 mod executable;
+pub mod hostile_agent;
 mod pids;
 mod process;
 mod proxy;

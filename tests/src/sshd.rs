@@ -40,6 +40,34 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Log lines quoted in errors and after a failed test.
 const LOG_TAIL: usize = 30;
 
+/// What the `Subsystem remora` line runs.
+enum Serving {
+    /// The built agent, with the test's private state dir.
+    Agent,
+    /// No such line.
+    Nothing,
+    /// The hostile agent of [`crate::hostile_agent`].
+    Hostile,
+}
+
+impl Serving {
+    fn command(&self, binaries: &Binaries, dir: &Path) -> anyhow::Result<Option<String>> {
+        Ok(match self {
+            Serving::Agent => Some(format!(
+                "{} subsystem --state-dir {}/state",
+                binaries.agent.display(),
+                dir.display()
+            )),
+            Serving::Nothing => None,
+            Serving::Hostile => {
+                let program = binaries.hostile_agent()?;
+                files::check_plain(&program)?;
+                Some(format!("{} --dir {}", program.display(), dir.display()))
+            }
+        })
+    }
+}
+
 /// One running sshd and the files around it; see the module docs for what dropping it ends.
 pub struct Sshd {
     dir: tempfile::TempDir,
@@ -63,25 +91,31 @@ impl Sshd {
     /// value it reads for most keywords, so they override the harness's. No `Match` blocks (they
     /// would swallow the lines after them), and `Subsystem remora` cannot be redefined.
     pub fn start_with(extra: &str) -> anyhow::Result<Sshd> {
-        Sshd::launch(extra, true, |_| Ok(String::new()))
+        Sshd::launch(extra, Serving::Agent, |_| Ok(String::new()))
     }
 
     /// Like [`Sshd::start`], after `prepare` ran on the test's directory once the host key
     /// (`host_key`, `host_key.pub`) exists; the sshd_config lines it returns come first (a
     /// `HostCertificate` made by signing the host key, say).
     pub fn start_prepared(prepare: impl FnOnce(&Path) -> anyhow::Result<String>) -> anyhow::Result<Sshd> {
-        Sshd::launch("", true, prepare)
+        Sshd::launch("", Serving::Agent, prepare)
     }
 
     /// An sshd without the `Subsystem remora` line, like a host whose admin has not added it:
     /// remora must find the agent itself (exec request), after `remora install` put it there.
     pub fn start_without_subsystem() -> anyhow::Result<Sshd> {
-        Sshd::launch("", false, |_| Ok(String::new()))
+        Sshd::launch("", Serving::Nothing, |_| Ok(String::new()))
+    }
+
+    /// An sshd whose `remora` subsystem is the hostile agent (`hostile-agent --dir DIR`, see
+    /// [`crate::hostile_agent`]): a compromised host speaking the real protocol.
+    pub fn start_hostile() -> anyhow::Result<Sshd> {
+        Sshd::launch("", Serving::Hostile, |_| Ok(String::new()))
     }
 
     fn launch(
         extra: &str,
-        subsystem: bool,
+        serving: Serving,
         prepare: impl FnOnce(&Path) -> anyhow::Result<String>,
     ) -> anyhow::Result<Sshd> {
         let binaries = binaries()?;
@@ -103,10 +137,10 @@ impl Sshd {
         ensure_privsep_dir()?;
         let extra = prepare(dir.path())? + extra;
         let marker = uuid::Uuid::new_v4().simple().to_string();
+        let subsystem = serving.command(&binaries, dir.path())?;
         let settings = ServerSettings {
             dir: dir.path(),
             port: 0,
-            agent: &binaries.agent,
             marker: &marker,
             has_penalties: files::has_penalties(&program),
             extra: &extra,

@@ -16,26 +16,32 @@
 //! - Files are written by the agent, so as the user and under the agent's umask (the user's).
 //!   Remote paths are plain paths: relative ones start at the session's runspace directory (or
 //!   home), `..` included, as with scp.
+//! - The target's directory is opened once and the target is made relative to it
+//!   ([`remora_unix::Dir`]), so a link another local user plants under the target's or the
+//!   partial file's name (in /tmp, a group-writable directory) is replaced or refused, never
+//!   written through or chmod-ed: partial files are created `O_EXCL|O_NOFOLLOW` 0600, or resumed
+//!   after `fstat` showed a regular file of ours with one link. Mode and mtime are set through the
+//!   descriptor and never carry set-uid, set-gid or sticky bits.
 
 use std::{
     collections::HashMap,
     ffi::OsStr,
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{self, Read},
     os::unix::{
         ffi::OsStrExt,
         ffi::OsStringExt,
-        fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt},
+        fs::{FileExt, MetadataExt},
     },
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use nix::fcntl::{Flock, FlockArg};
+use remora_unix::{read_prefix, set_meta, CopiedMeta, Dir, EntryKind};
 use remora_wire::{
-    partial::{apply_meta, hash_prefix, part_path},
-    AgentBody, ErrorCode, FileAck, FileData, FileEnd, GetPath, ListedPath, PathDone, PathKind, PathList, PathMeta,
-    PutPath, PutReady, ReadFile, RequestId, SessionRef,
+    partial::part_name, AgentBody, ErrorCode, FileAck, FileData, FileEnd, GetPath, ListedPath, PathDone, PathKind,
+    PathList, PathMeta, PutPath, PutReady, ReadFile, RequestId, SessionRef,
 };
 use sha2::{Digest, Sha256};
 
@@ -68,7 +74,11 @@ impl Uploads {
 /// A file being uploaded to its temporary name, locked (flock) so that no other upload writes it.
 pub struct Upload {
     file: Flock<File>,
-    part: PathBuf,
+    /// The target's directory, opened once; `part` and the target's name are names in it.
+    dir: Dir,
+    part: Vec<u8>,
+    name: Vec<u8>,
+    /// The target's path, for messages and the reply.
     target: PathBuf,
     hasher: Sha256,
     written: u64,
@@ -148,11 +158,18 @@ pub async fn put(ctx: &Ctx, id: RequestId, request: PutPath) -> Result<(), Refus
         }
         _ => dest,
     };
-    let existing = fs::symlink_metadata(&target).ok();
+    let place = match &request.within {
+        Some(root) => Place::within(ctx, &resolve(&base, root), target)?,
+        None => Place::open(ctx, target)?,
+    };
+    let existing = place
+        .dir
+        .kind(&place.name)
+        .map_err(|e| io_refusal(ctx, "read", &place.target, &e))?;
     match request.meta.kind {
-        PathKind::Dir => put_dir(ctx, id, &request, &target, existing).await,
-        PathKind::Symlink => put_symlink(ctx, id, &request, &target, existing).await,
-        PathKind::File => put_file(ctx, id, &request, target, existing).await,
+        PathKind::Dir => put_dir(ctx, id, &request, &place, existing).await,
+        PathKind::Symlink => put_symlink(ctx, id, &request, &place, existing).await,
+        PathKind::File => put_file(ctx, id, &request, place, existing).await,
         PathKind::Unknown => Err(Refusal::new(
             ErrorCode::InvalidRequest,
             "unknown path kind; upgrade remora-agent",
@@ -160,30 +177,96 @@ pub async fn put(ctx: &Ctx, id: RequestId, request: PutPath) -> Result<(), Refus
     }
 }
 
+/// Where an uploaded path goes: `name` in the directory `dir`, opened once.
+struct Place {
+    dir: Dir,
+    name: Vec<u8>,
+    target: PathBuf,
+}
+
+impl Place {
+    /// `target` as a name in its parent directory, opened by path (the user's own request).
+    fn open(ctx: &Ctx, target: PathBuf) -> Result<Place, Refusal> {
+        let name = target.file_name().map(|n| n.as_bytes().to_vec());
+        let Some(name) = name.filter(|n| n != b"..") else {
+            let message = format!("{} names no file to create; name one", target.display());
+            return Err(conflict(ctx, message));
+        };
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = Dir::open(parent).map_err(|e| io_refusal(ctx, "open directory", parent, &e))?;
+        Ok(Place { dir, name, target })
+    }
+
+    /// `target` inside the tree at `root` (made by an earlier request of the same copy): the
+    /// root is opened by its path, each directory below it by name without following links.
+    fn within(ctx: &Ctx, root: &Path, target: PathBuf) -> Result<Place, Refusal> {
+        let outside = || {
+            let message = format!("{} is not inside {}", target.display(), root.display());
+            Refusal::new(ErrorCode::InvalidRequest, message)
+        };
+        let below = target.strip_prefix(root).map_err(|_| outside())?;
+        let mut names = Vec::new();
+        for component in below.components() {
+            match component {
+                std::path::Component::Normal(name) => names.push(name.as_bytes().to_vec()),
+                _ => return Err(outside()),
+            }
+        }
+        let Some(name) = names.pop() else {
+            return Place::open(ctx, target);
+        };
+        let mut dir = Dir::open(root).map_err(|e| io_refusal(ctx, "open directory", root, &e))?;
+        let mut at = root.to_path_buf();
+        for step in &names {
+            at.push(OsStr::from_bytes(step));
+            dir = dir
+                .subdir(step)
+                .map_err(|e| io_refusal(ctx, "enter directory", &at, &e))?;
+        }
+        Ok(Place { dir, name, target })
+    }
+}
+
+/// The attributes an uploaded path takes from the client's request.
+fn copied_meta(meta: &PathMeta) -> CopiedMeta {
+    CopiedMeta {
+        mode: meta.mode,
+        mtime: meta.mtime,
+        mtime_nanos: meta.mtime_nanos,
+    }
+}
+
 async fn put_dir(
     ctx: &Ctx,
     id: RequestId,
     request: &PutPath,
-    target: &Path,
-    existing: Option<fs::Metadata>,
+    place: &Place,
+    existing: Option<EntryKind>,
 ) -> Result<(), Refusal> {
+    let target = &place.target;
     match existing {
-        Some(meta) if meta.is_dir() => {}
+        Some(EntryKind::Dir) => {}
         Some(_) => {
             return Err(conflict(
                 ctx,
                 format!("cannot overwrite non-directory {} with a directory", target.display()),
             ));
         }
-        None => fs::DirBuilder::new()
-            .mode(request.meta.mode & 0o777 | 0o700)
-            .create(target)
+        None => place
+            .dir
+            .mkdir(&place.name, request.meta.mode & 0o777 | 0o700)
             .map_err(|e| io_refusal(ctx, "create directory", target, &e))?,
     }
     // With -p the client sends each directory again after its contents, so its mtime sticks.
     if request.preserve {
-        apply_meta(target, &request.meta, true)
-            .map_err(|e| io_refusal(ctx, "set the mode and mtime of", target, &e))?;
+        let set = || -> io::Result<()> {
+            let dir = place.dir.subdir(&place.name)?;
+            set_meta(&dir, copied_meta(&request.meta), true)
+        };
+        set().map_err(|e| io_refusal(ctx, "set the mode and mtime of", target, &e))?;
     }
     done(ctx, id, target, 0).await
 }
@@ -192,21 +275,27 @@ async fn put_symlink(
     ctx: &Ctx,
     id: RequestId,
     request: &PutPath,
-    target: &Path,
-    existing: Option<fs::Metadata>,
+    place: &Place,
+    existing: Option<EntryKind>,
 ) -> Result<(), Refusal> {
-    if existing.as_ref().is_some_and(|m| m.is_dir()) {
+    let target = &place.target;
+    if existing == Some(EntryKind::Dir) {
         return Err(conflict(
             ctx,
             format!("cannot overwrite directory {} with a symlink", target.display()),
         ));
     }
-    let part = part_path(target, &[request.source_key.as_bytes(), target.as_os_str().as_bytes()]);
-    let _ = fs::remove_file(&part);
-    std::os::unix::fs::symlink(bytes_path(&request.meta.link_target), &part)
-        .map_err(|e| io_refusal(ctx, "create symlink", target, &e))?;
-    if let Err(err) = fs::rename(&part, target) {
-        let _ = fs::remove_file(&part);
+    let part = part_name(
+        &place.name,
+        &[request.source_key.as_bytes(), target.as_os_str().as_bytes()],
+    );
+    let _ = place.dir.remove(&part);
+    let made = place
+        .dir
+        .symlink(&request.meta.link_target, &part)
+        .and_then(|()| place.dir.rename(&part, &place.name));
+    if let Err(err) = made {
+        let _ = place.dir.remove(&part);
         return Err(io_refusal(ctx, "create symlink", target, &err));
     }
     done(ctx, id, target, 0).await
@@ -216,16 +305,17 @@ async fn put_file(
     ctx: &Ctx,
     id: RequestId,
     request: &PutPath,
-    target: PathBuf,
-    existing: Option<fs::Metadata>,
+    place: Place,
+    existing: Option<EntryKind>,
 ) -> Result<(), Refusal> {
-    if existing.as_ref().is_some_and(|m| m.is_dir()) {
+    let Place { dir, name, target } = place;
+    if existing == Some(EntryKind::Dir) {
         return Err(conflict(
             ctx,
             format!("cannot overwrite directory {} with a file", target.display()),
         ));
     }
-    let (part, file) = open_part(&target, &request.source_key)
+    let (part, file) = open_part(&dir, &name, &target, &request.source_key)
         .await
         .map_err(|e| io_refusal(ctx, "create", &target, &e))?;
     let mut hasher = Sha256::new();
@@ -234,10 +324,8 @@ async fn put_file(
         offset = 0;
         file.set_len(0).map_err(|e| io_refusal(ctx, "write", &target, &e))?;
     }
-    if offset > 0 {
-        hash_prefix(&file, offset, &mut hasher)
-            .map_err(|e| io_refusal(ctx, "read the partial file of", &target, &e))?;
-    }
+    read_prefix(&file, offset, |bytes| hasher.update(bytes))
+        .map_err(|e| io_refusal(ctx, "read the partial file of", &target, &e))?;
     let ready = PutReady {
         path: target.as_os_str().as_bytes().to_vec(),
         offset,
@@ -246,7 +334,9 @@ async fn put_file(
         id,
         Upload {
             file,
+            dir,
             part,
+            name,
             target,
             hasher,
             written: offset,
@@ -260,25 +350,18 @@ async fn put_file(
     Ok(())
 }
 
-/// Opens and locks the target's partial file. Another upload of the same source to the same
-/// target holding it (two clients at once) gets a fresh name of its own after a short wait.
-async fn open_part(target: &Path, source_key: &str) -> io::Result<(PathBuf, Flock<File>)> {
-    let open = |part: &Path, fresh: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(!fresh)
-            .create_new(fresh)
-            .truncate(false)
-            .mode(0o600)
-            .open(part)
-    };
-    let part = part_path(target, &[source_key.as_bytes(), target.as_os_str().as_bytes()]);
+/// Opens and locks the target's partial file in `dir` (resumed only when it is a regular file
+/// of ours with one link; anything else under the name is replaced, never followed). Another
+/// upload of the same source to the same target holding it (two clients at once) gets a fresh
+/// name of its own after a short wait.
+async fn open_part(dir: &Dir, name: &[u8], target: &Path, source_key: &str) -> io::Result<(Vec<u8>, Flock<File>)> {
+    let part = part_name(name, &[source_key.as_bytes(), target.as_os_str().as_bytes()]);
     let deadline = tokio::time::Instant::now() + PART_LOCK_WAIT;
     loop {
-        match Flock::lock(open(&part, false)?, FlockArg::LockExclusiveNonblock) {
+        let (file, _) = dir.resume_or_create(&part)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             // Still the file under that name (not one another upload renamed into place meanwhile).
-            Ok(locked) if same_file(&locked, &part) => return Ok((part, locked)),
+            Ok(locked) if dir.holds(&part, &locked) => return Ok((part, locked)),
             Ok(_) => {}
             Err((_, nix::errno::Errno::EWOULDBLOCK)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -287,22 +370,16 @@ async fn open_part(target: &Path, source_key: &str) -> io::Result<(PathBuf, Floc
             Err((_, errno)) => return Err(errno.into()),
         }
     }
-    let fresh = part_path(
-        target,
+    let fresh = part_name(
+        name,
         &[
             format!("{source_key}-{}", uuid::Uuid::new_v4()).as_bytes(),
             target.as_os_str().as_bytes(),
         ],
     );
-    let locked = Flock::lock(open(&fresh, true)?, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno)?;
+    let file = dir.create_new(&fresh)?;
+    let locked = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno)?;
     Ok((fresh, locked))
-}
-
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), fs::metadata(path)) {
-        (Ok(open), Ok(named)) => open.ino() == named.ino() && open.dev() == named.dev(),
-        _ => false,
-    }
 }
 
 /// `FileData` of an upload: written at its offset; acknowledged every [`ACK_STEP`].
@@ -323,7 +400,7 @@ pub async fn data(ctx: &Ctx, id: RequestId, data: FileData) {
     let fresh = &data.data[skip.min(data.data.len())..];
     if let Err(err) = upload.file.write_all_at(fresh, upload.written) {
         let refusal = io_refusal(ctx, "write", &upload.target, &err);
-        let _ = fs::remove_file(&upload.part);
+        let _ = upload.dir.remove(&upload.part);
         return ctx.send_error(id, refusal.code, refusal.message).await;
     }
     upload.hasher.update(fresh);
@@ -346,7 +423,7 @@ pub async fn end(ctx: &Ctx, id: RequestId, end: FileEnd) -> Result<(), Refusal> 
         .ok_or_else(|| Refusal::new(ErrorCode::InvalidRequest, "end of file for no open upload"))?;
     let sha256 = data_encoding::HEXLOWER.encode(&upload.hasher.clone().finalize());
     if upload.written != end.size || sha256 != end.sha256 {
-        let _ = fs::remove_file(&upload.part);
+        let _ = upload.dir.remove(&upload.part);
         let message = format!(
             "{}: {} arrived as {} bytes with SHA-256 {sha256}, but the source has {} bytes with SHA-256 {}; nothing was written, run cp again",
             ctx.daemon.host,
@@ -359,11 +436,11 @@ pub async fn end(ctx: &Ctx, id: RequestId, end: FileEnd) -> Result<(), Refusal> 
     }
     let finish = || -> io::Result<()> {
         upload.file.sync_data()?;
-        apply_meta(&upload.part, &upload.meta, upload.preserve)?;
-        fs::rename(&upload.part, &upload.target)
+        set_meta(&*upload.file, copied_meta(&upload.meta), upload.preserve)?;
+        upload.dir.rename(&upload.part, &upload.name)
     };
     if let Err(err) = finish() {
-        let _ = fs::remove_file(&upload.part);
+        let _ = upload.dir.remove(&upload.part);
         return Err(io_refusal(ctx, "write", &upload.target, &err));
     }
     done(ctx, id, &upload.target, upload.written - upload.started_at).await
@@ -467,7 +544,7 @@ pub async fn read(ctx: Arc<Ctx>, id: RequestId, request: ReadFile) -> Result<(),
     let mut hasher = Sha256::new();
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let offset = request.offset.min(size);
-    hash_prefix(&file, offset, &mut hasher).map_err(|e| io_refusal(&ctx, "read", &path, &e))?;
+    read_prefix(&file, offset, |bytes| hasher.update(bytes)).map_err(|e| io_refusal(&ctx, "read", &path, &e))?;
     std::io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(|e| io_refusal(&ctx, "read", &path, &e))?;
     let mut at = offset;
     loop {

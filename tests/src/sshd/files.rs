@@ -24,15 +24,14 @@ pub(super) const REMOTE_HOME: &str = "remote_home";
 pub(super) struct ServerSettings<'a> {
     pub dir: &'a Path,
     pub port: u16,
-    pub agent: &'a Path,
     pub marker: &'a str,
     /// Whether this sshd knows `PerSourcePenalties` (OpenSSH 9.8+).
     pub has_penalties: bool,
     /// Lines from the test, placed first: sshd keeps the first value it reads for a keyword.
     pub extra: &'a str,
-    /// Whether sshd_config has the `Subsystem remora` line (hosts whose admin did not add it
-    /// reach the agent through an exec request instead).
-    pub subsystem: bool,
+    /// The command of the `Subsystem remora` line, if there is one (hosts whose admin did not
+    /// add it reach the agent through an exec request instead).
+    pub subsystem: Option<String>,
 }
 
 /// Writes an ed25519 key pair at `path` and `path.pub`, encrypted with `passphrase` unless it
@@ -62,7 +61,6 @@ pub(super) fn sshd_config(settings: &ServerSettings) -> String {
     let ServerSettings {
         dir,
         port,
-        agent,
         marker,
         has_penalties,
         extra,
@@ -94,11 +92,8 @@ pub(super) fn sshd_config(settings: &ServerSettings) -> String {
          # 10:30:100 would drop some unauthenticated ones at random.\n\
          MaxStartups 100\n",
     ));
-    if *subsystem {
-        config.push_str(&format!(
-            "Subsystem remora {} subsystem --state-dir {dir}/state\n",
-            agent.display()
-        ));
+    if let Some(command) = subsystem {
+        config.push_str(&format!("Subsystem remora {command}\n"));
     }
     if *has_penalties {
         // 9.8+ refuses a source address for a while after a few connections that never

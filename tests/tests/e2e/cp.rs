@@ -586,3 +586,30 @@ fn a_second_cp_resumes_the_first_ones_partial_file_and_checks_it_end_to_end() {
     );
     assert!(std::fs::read(back.join("data.bin")).unwrap() == data);
 }
+
+#[test]
+fn set_uid_set_gid_and_sticky_bits_are_never_copied_in_either_direction() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let source = sshd.dir().join("special");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("tool"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(source.join("tool"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+    std::fs::create_dir(source.join("drop")).unwrap();
+    std::fs::set_permissions(source.join("drop"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let far = sshd.dir().join("far-special");
+    ok(cp(
+        &sshd,
+        &[os("-r"), os("-p"), source.as_os_str(), &remote(host, &far)],
+    ));
+    assert_eq!(
+        (mode(&far.join("tool")), mode(&far.join("drop"))),
+        (0o755, 0o777),
+        "the agent keeps the permission bits of an upload, only those"
+    );
+
+    std::fs::set_permissions(far.join("tool"), std::fs::Permissions::from_mode(0o4711)).unwrap();
+    let back = sshd.dir().join("back-special");
+    ok(cp(&sshd, &[os("-r"), os("-p"), &remote(host, &far), back.as_os_str()]));
+    assert_eq!(mode(&back.join("tool")), 0o711, "nor the client of a download");
+}

@@ -32,7 +32,7 @@ enum Incoming {
 }
 
 /// A raw protocol connection through OpenSSH's client, frames read on a thread.
-struct RawLink {
+pub(crate) struct RawLink {
     child: Child,
     stdin: Option<ChildStdin>,
     incoming: mpsc::Receiver<Incoming>,
@@ -61,7 +61,7 @@ impl RawLink {
     }
 
     /// Opens a link and completes the hello.
-    fn greeted(sshd: &Sshd) -> RawLink {
+    pub(crate) fn greeted(sshd: &Sshd) -> RawLink {
         let mut link = RawLink::open(sshd);
         link.send(1, ClientBody::Hello(hello()));
         assert!(matches!(link.next(REPLY).body, AgentBody::Welcome(_)));
@@ -73,14 +73,14 @@ impl RawLink {
         self.stdin.as_mut().unwrap().flush().unwrap();
     }
 
-    fn send(&mut self, id: u64, body: ClientBody) {
+    pub(crate) fn send(&mut self, id: u64, body: ClientBody) {
         let mut bytes = Vec::new();
         encode(&ClientFrame { id, body }, &mut bytes).unwrap();
         self.write(&bytes);
     }
 
     /// The next frame, which must come within `limit`.
-    fn next(&self, limit: Duration) -> AgentFrame {
+    pub(crate) fn next(&self, limit: Duration) -> AgentFrame {
         match self.incoming.recv_timeout(limit) {
             Ok(Incoming::Frame(frame)) => *frame,
             Ok(Incoming::Closed) => panic!("the agent closed the connection"),

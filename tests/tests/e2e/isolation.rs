@@ -57,7 +57,7 @@ impl OtherUser {
     }
 
     /// `command` run as this user.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
         command.uid(self.uid).gid(self.gid).env("HOME", "/nonexistent");
         command

@@ -1,0 +1,19 @@
+//! The unix layer both processes use: the client (`remora cp` downloads, `--output-dir`) and
+//! the agent (`remora cp` uploads) create files through it.
+//!
+//! Invariants:
+//! - Every name a [`Dir`] takes is one path component (no `/`, not `.` or `..`, not empty);
+//!   anything else is refused before a system call is made.
+//! - Nothing is opened, written, chmod-ed or renamed through a symlink: a [`Dir`] is opened once
+//!   and every later call is relative to its descriptor with `O_NOFOLLOW` (`AT_SYMLINK_NOFOLLOW`),
+//!   so a link planted under a name is refused or replaced, never followed.
+//! - A file is reused only when `fstat` on its open descriptor shows a regular file of our uid
+//!   with exactly one link ([`Dir::open_resume`], [`Dir::create_or_truncate`]).
+//! - Modes and times are set through the descriptor ([`set_meta`]), and copied modes never carry
+//!   set-uid, set-gid or sticky bits ([`copied_mode`]).
+
+mod dir;
+mod meta;
+
+pub use dir::{Dir, EntryKind, NotOurs};
+pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};
