@@ -43,6 +43,7 @@ const HONOURED_KEYS: &[&str] = &[
     "controlpersist",
     "globalknownhostsfile",
     "hostname",
+    "hostkeyalias",
     "escapechar",
     "port",
     "user",

@@ -6,9 +6,13 @@
 //! whatever the policy; `accept-new` records unknown keys in the first user known_hosts file;
 //! `ask` asks on the terminal as ssh does (fingerprint, then yes / no / the fingerprint typed
 //! back) and refuses without one. A host certificate is trusted when an `@cert-authority` line
-//! for the host names its signing CA, its principals name the host, it is valid now, and neither
-//! the CA nor the host key is `@revoked`; remora offers certificate algorithms only to hosts that
-//! have such a line.
+//! for the host names its signing CA, one of its principals (a pattern) matches HostName — or
+//! HostKeyAlias when set, never the ssh_config alias — it is valid now, and neither the CA nor
+//! the host key is `@revoked`; a certificate with no principals is refused, as OpenSSH refuses
+//! it. remora offers certificate algorithms only to hosts that have such a line.
+//!
+//! HostKeyAlias, when set, is the name every lookup and record uses (verbatim, without a port),
+//! as in OpenSSH.
 
 use std::{
     io::{BufRead, Write},
@@ -25,6 +29,7 @@ use russh::{
     },
     Preferred,
 };
+use wildmatch::WildMatch;
 
 use super::{
     known_hosts::{self, HostKeyStatus},
@@ -99,6 +104,15 @@ impl client::Handler for Verifier {
     }
 }
 
+/// The name and port host keys are looked up and recorded under: HostKeyAlias (verbatim: port
+/// 22 adds no brackets), else HostName and Port.
+fn recorded_as(settings: &HostSettings) -> (String, u16) {
+    match &settings.host_key_alias {
+        Some(alias) => (alias.clone(), 22),
+        None => (settings.hostname.clone(), settings.port),
+    }
+}
+
 /// Every known_hosts file to read: the user's, then the global ones.
 fn all_files(settings: &HostSettings) -> Vec<PathBuf> {
     let user = settings.known_hosts_files.iter();
@@ -108,7 +122,7 @@ fn all_files(settings: &HostSettings) -> Vec<PathBuf> {
 /// Decides whether `key` may be trusted for the host of `settings`, recording it under `accept-new`
 /// (or a `yes` to `ask`).
 pub fn verify(settings: &HostSettings, key: &PublicKey) -> Result<(), SshError> {
-    let (host, port) = (settings.hostname.clone(), settings.port);
+    let (host, port) = recorded_as(settings);
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     let algorithm = known_hosts::key_type(&key.algorithm());
     match known_hosts::check(&all_files(settings), &host, port, key) {
@@ -134,7 +148,7 @@ fn unknown(
     algorithm: &'static str,
     fingerprint: String,
 ) -> Result<(), SshError> {
-    let (host, port) = (settings.hostname.clone(), settings.port);
+    let (host, port) = recorded_as(settings);
     let shown = known_hosts::host_pattern(&host, port);
     let first_file = settings.known_hosts_files.first();
     let learn = |file: &PathBuf| -> Result<(), SshError> {
@@ -172,9 +186,10 @@ fn unknown(
 }
 
 fn unknown_error(settings: &HostSettings, algorithm: &'static str, fingerprint: String, asked: bool) -> SshError {
+    let (host, port) = recorded_as(settings);
     SshError::HostKeyUnknown {
-        host: settings.hostname.clone(),
-        port: settings.port,
+        host,
+        port,
         algorithm,
         fingerprint,
         known_hosts: settings.known_hosts_files.first().map_or_else(
@@ -217,7 +232,8 @@ fn ask_on_terminal(shown: &str, algorithm: &str, fingerprint: &str) -> Option<bo
 
 /// Decides whether a host certificate may be trusted for the host of `settings` at `now`.
 pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: SystemTime) -> Result<(), SshError> {
-    let (host, port) = (settings.hostname.as_str(), settings.port);
+    let (host, port) = recorded_as(settings);
+    let (host, port) = (host.as_str(), port);
     let refuse = |reason: String| SshError::HostCertificateRefused {
         host: known_hosts::host_pattern(host, port),
         reason,
@@ -252,10 +268,7 @@ pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: Syst
     if unix >= cert.valid_before() {
         return Err(refuse(format!("it expired at {}", when(cert.valid_before()))));
     }
-    let principals = cert.valid_principals();
-    if !principals.is_empty() && !principals.iter().any(|p| p == host || *p == settings.alias) {
-        return Err(refuse(format!("it names {}, not {host}", principals.join(", "))));
-    }
+    check_principals(cert.valid_principals(), host).map_err(refuse)?;
     if !cert.critical_options().is_empty() {
         return Err(refuse(
             "it carries critical options, which host certificates must not".into(),
@@ -265,10 +278,23 @@ pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: Syst
         .map_err(|_| refuse("its signature does not verify".into()))
 }
 
+/// OpenSSH's rule (`sshkey_cert_check_host`): some principal, as a pattern, matches `name`
+/// (HostName, or HostKeyAlias); a certificate listing no principals is refused.
+fn check_principals(principals: &[String], name: &str) -> Result<(), String> {
+    if principals.is_empty() {
+        return Err("it lists no principals (OpenSSH refuses such host certificates too)".into());
+    }
+    if !principals.iter().any(|p| WildMatch::new(p).matches(name)) {
+        return Err(format!("it names {}, not {name}", principals.join(", ")));
+    }
+    Ok(())
+}
+
 /// Host-key algorithms to ask certificates for: those of the plain-key preference, for hosts that
 /// an `@cert-authority` line covers; none otherwise (a certificate nobody can check is no use).
 pub fn host_certificate_preference(settings: &HostSettings) -> Vec<Algorithm> {
-    if known_hosts::authorities(&all_files(settings), &settings.hostname, settings.port).is_empty() {
+    let (host, port) = recorded_as(settings);
+    if known_hosts::authorities(&all_files(settings), &host, port).is_empty() {
         return Vec::new();
     }
     host_key_preference(settings)
@@ -277,7 +303,8 @@ pub fn host_certificate_preference(settings: &HostSettings) -> Vec<Algorithm> {
 /// russh's host-key algorithms with those known_hosts records for the host first, so a host with a
 /// recorded key presents that one (OpenSSH does the same).
 pub fn host_key_preference(settings: &HostSettings) -> Vec<Algorithm> {
-    let recorded = known_hosts::recorded_algorithms(&all_files(settings), &settings.hostname, settings.port);
+    let (host, port) = recorded_as(settings);
+    let recorded = known_hosts::recorded_algorithms(&all_files(settings), &host, port);
     let is_rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
     let same_family = |a: &Algorithm, b: &Algorithm| a == b || (is_rsa(a) && is_rsa(b));
     let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = Preferred::DEFAULT
@@ -354,5 +381,43 @@ mod tests {
         let order = host_key_preference(&settings);
         assert_eq!(order[0], ecdsa.algorithm(), "{order:?}");
         assert_eq!(order.len(), Preferred::DEFAULT.key.len());
+    }
+
+    #[test]
+    fn principals_are_patterns_for_one_name_and_none_is_refused() {
+        let names = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        check_principals(&names(&["db.example.com", "10.0.0.1"]), "10.0.0.1").unwrap();
+        check_principals(&names(&["*.example.com"]), "db.example.com").unwrap();
+        let err = check_principals(&names(&["db.example.com"]), "127.0.0.1").unwrap_err();
+        assert_eq!(err, "it names db.example.com, not 127.0.0.1");
+        assert!(check_principals(&[], "127.0.0.1")
+            .unwrap_err()
+            .contains("no principals"));
+    }
+
+    #[test]
+    fn host_key_alias_is_the_name_keys_are_known_and_learned_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let key = key_of(Algorithm::Ed25519);
+        std::fs::write(&file, format!("db-alias {}\n", key.to_openssh().unwrap())).unwrap();
+        let plain = settings(file.clone(), StrictHostKeyChecking::Yes);
+        assert!(verify(&plain, &key).is_err(), "[127.0.0.1]:2222 is not recorded");
+        let aliased = HostSettings {
+            host_key_alias: Some("db-alias".into()),
+            ..plain
+        };
+        verify(&aliased, &key).unwrap();
+        let learning = HostSettings {
+            host_key_alias: Some("other-alias".into()),
+            strict_host_key_checking: StrictHostKeyChecking::AcceptNew,
+            ..aliased
+        };
+        verify(&learning, &key_of(Algorithm::Ed25519)).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.lines().last().unwrap().starts_with("other-alias ssh-ed25519 "),
+            "{text}"
+        );
     }
 }

@@ -91,6 +91,9 @@ pub struct HostSettings {
     pub hostname: String,
     /// Port, 22 by default.
     pub port: u16,
+    /// HostKeyAlias: the name host keys are looked up and recorded under, and certificate
+    /// principals matched against, instead of HostName and Port.
+    pub host_key_alias: Option<String>,
     /// User, the local user by default.
     pub user: String,
     /// Identity files in the order tried (`-i` first); the default key files that exist if none is configured.
@@ -168,6 +171,9 @@ impl HostSettings {
             ("port", self.port.to_string()),
             ("user", self.user.clone()),
         ];
+        if let Some(alias) = &self.host_key_alias {
+            lines.push(("hostkeyalias", alias.clone()));
+        }
         lines.extend(self.identity_files.iter().map(|file| ("identityfile", path(file))));
         lines.push(("identitiesonly", yes_or_no(self.identities_only).into()));
         lines.push(("identityagent", self.agent.to_string()));
@@ -208,6 +214,7 @@ impl HostSettings {
             alias: "testhost".into(),
             hostname: "127.0.0.1".into(),
             port,
+            host_key_alias: None,
             user: "me".into(),
             identity_files: Vec::new(),
             identities_only: true,
@@ -313,6 +320,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             .transpose()?
             .unwrap_or_default(),
         ciphers: applied.get("ciphers").map(ciphers).transpose()?.unwrap_or_default(),
+        host_key_alias: applied.value("hostkeyalias").map(str::to_string),
         hostname,
         port,
         user,

@@ -51,18 +51,17 @@ fn certificate_authority(dir: &Path) -> (std::path::PathBuf, String) {
     (ca, public.trim().to_string())
 }
 
-/// An sshd whose host key is certified by `ca` for `principals`, valid over `validity`.
+/// An sshd whose host key is certified by `ca` for `principals` (none when empty), valid over
+/// `validity`.
 fn certified_sshd(ca: &Path, principals: &str, validity: &str) -> Sshd {
     let (ca, principals, validity) = (ca.to_path_buf(), principals.to_string(), validity.to_string());
     Sshd::start_prepared(move |dir| {
-        let signed = run(
-            Command::new("ssh-keygen")
-                .args(["-q", "-s"])
-                .arg(&ca)
-                .args(["-I", "test host", "-h", "-n", &principals, "-V", &validity])
-                .arg(dir.join("host_key.pub")),
-            TIMEOUT,
-        )?;
+        let mut keygen = Command::new("ssh-keygen");
+        keygen.args(["-q", "-s"]).arg(&ca).args(["-I", "test host", "-h"]);
+        if !principals.is_empty() {
+            keygen.args(["-n", &principals]);
+        }
+        let signed = run(keygen.args(["-V", &validity]).arg(dir.join("host_key.pub")), TIMEOUT)?;
         anyhow::ensure!(
             signed.status.success(),
             "ssh-keygen: {}",
@@ -101,6 +100,50 @@ fn a_host_certificate_signed_by_a_trusted_ca_is_accepted_and_bad_ones_are_refuse
     let refused = ls_with(&expired, &only_known_hosts(&expired, "ca", &authority));
     assert_eq!(refused.status, 255);
     assert!(refused.stderr.contains("it expired at 2020-01-02"), "{refused:?}");
+}
+
+/// `remora ls ALIAS` with a config of one `Host ALIAS` block reaching `sshd` (plus `extra`
+/// lines), trusting only the known_hosts `text`.
+fn ls_alias(sshd: &Sshd, alias: &str, extra: &str, text: &str) -> crate::support::Run {
+    let config = sshd.dir().join(format!("config-{alias}"));
+    std::fs::write(&config, format!("{}{extra}", sshd.host_block(alias))).unwrap();
+    let mut command = sshd.remora_with_config(&config);
+    for option in only_known_hosts(sshd, &format!("known-{alias}"), text) {
+        command.args(["-o", &option]);
+    }
+    let output = run(command.args(["--no-reuse", "ls", alias]), TIMEOUT).unwrap();
+    crate::support::Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn certificate_principals_name_the_host_name_or_host_key_alias_never_the_config_alias() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, ca_public) = certificate_authority(ca_dir.path());
+    let authority = format!("@cert-authority * {ca_public}\n");
+    let sshd = certified_sshd(&ca, "db.example.com", "-5m:+1h");
+
+    // The alias is the principal, but HostName (127.0.0.1) is where remora connects.
+    let refused = ls_alias(&sshd, "db.example.com", "", &authority);
+    assert_eq!(refused.status, 255, "{refused:?}");
+    assert!(
+        refused.stderr.contains("it names db.example.com, not 127.0.0.1"),
+        "{refused:?}"
+    );
+    let aliased = ls_alias(&sshd, "db", "  HostKeyAlias db.example.com\n", &authority);
+    assert_eq!(aliased.status, 0, "{aliased:?}");
+    // The CA line must cover the HostKeyAlias name, not 127.0.0.1.
+    let elsewhere = format!("@cert-authority 127.0.0.1,[127.0.0.1]:* {ca_public}\n");
+    let refused = ls_alias(&sshd, "db", "  HostKeyAlias db.example.com\n", &elsewhere);
+    assert_eq!(refused.status, 255, "{refused:?}");
+
+    let anonymous = certified_sshd(&ca, "", "-5m:+1h");
+    let refused = ls_alias(&anonymous, "db", "", &authority);
+    assert_eq!(refused.status, 255, "{refused:?}");
+    assert!(refused.stderr.contains("it lists no principals"), "{refused:?}");
 }
 
 #[test]
