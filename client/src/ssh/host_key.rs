@@ -54,21 +54,68 @@ impl Rejection {
     }
 }
 
+/// The host key, or host certificate, a connection's handshake accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifiedKey {
+    Key(PublicKey),
+    Certificate(Box<Certificate>),
+}
+
+impl VerifiedKey {
+    /// The OpenSSH one-line form (`ssh-ed25519 AAAA…`, `ssh-ed25519-cert-v01@openssh.com AAAA…`).
+    pub fn to_openssh(&self) -> Option<String> {
+        match self {
+            VerifiedKey::Key(key) => key.to_openssh().ok(),
+            VerifiedKey::Certificate(cert) => cert.to_openssh().ok(),
+        }
+    }
+
+    /// Parses the OpenSSH one-line form of a key or certificate; `None` if it is neither.
+    pub fn from_openssh(text: &str) -> Option<VerifiedKey> {
+        match PublicKey::from_openssh(text) {
+            Ok(key) => Some(VerifiedKey::Key(key)),
+            Err(_) => Certificate::from_openssh(text)
+                .ok()
+                .map(|cert| VerifiedKey::Certificate(Box::new(cert))),
+        }
+    }
+}
+
+/// Where a [`Verifier`] leaves the key it accepted.
+#[derive(Clone, Default)]
+pub struct Accepted(Arc<Mutex<Option<VerifiedKey>>>);
+
+impl Accepted {
+    /// The accepted key, once the handshake accepted one.
+    pub fn get(&self) -> Option<VerifiedKey> {
+        self.0
+            .lock()
+            .expect("never poisoned: no code panics while holding it")
+            .clone()
+    }
+
+    fn set(&self, key: VerifiedKey) {
+        *self.0.lock().expect("never poisoned: no code panics while holding it") = Some(key);
+    }
+}
+
 /// russh's callback object for one connection: verifies the host key.
 pub struct Verifier {
     settings: HostSettings,
     rejection: Rejection,
+    accepted: Accepted,
 }
 
 impl Verifier {
-    /// A verifier for `settings`, and where it will leave a refusal.
-    pub fn new(settings: &HostSettings) -> (Self, Rejection) {
-        let rejection = Rejection::default();
+    /// A verifier for `settings`, where it will leave a refusal, and where the accepted key.
+    pub fn new(settings: &HostSettings) -> (Self, Rejection, Accepted) {
+        let (rejection, accepted) = (Rejection::default(), Accepted::default());
         let verifier = Verifier {
             settings: settings.clone(),
             rejection: rejection.clone(),
+            accepted: accepted.clone(),
         };
-        (verifier, rejection)
+        (verifier, rejection, accepted)
     }
 }
 
@@ -95,7 +142,13 @@ impl client::Handler for Verifier {
             })
         });
         match verdict {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.accepted.set(match key {
+                    PublicKeyOrCertificate::PublicKey { key, .. } => VerifiedKey::Key(key.clone()),
+                    PublicKeyOrCertificate::Certificate(cert) => VerifiedKey::Certificate(Box::new(cert.clone())),
+                });
+                Ok(true)
+            }
             Err(refusal) => {
                 self.rejection.set(refusal);
                 Ok(false)
@@ -138,6 +191,24 @@ pub fn verify(settings: &HostSettings, key: &PublicKey) -> Result<(), SshError> 
         }),
         HostKeyStatus::Revoked { file, line } => Err(SshError::HostKeyRevoked { host, port, file, line }),
         HostKeyStatus::Unknown => unknown(settings, key, algorithm, fingerprint),
+    }
+}
+
+/// Whether a key that another process's handshake accepted (the connection holder's) would be
+/// accepted by `settings` now, without asking or recording anything: `true` when known (or
+/// StrictHostKeyChecking is `no`); `false` for anything a fresh connection would refuse, ask
+/// about or learn, which the caller then leaves to a fresh connection.
+pub fn trusts_held(settings: &HostSettings, key: &VerifiedKey) -> bool {
+    match key {
+        VerifiedKey::Certificate(cert) => verify_certificate(settings, cert, SystemTime::now()).is_ok(),
+        VerifiedKey::Key(key) => {
+            let (host, port) = recorded_as(settings);
+            match known_hosts::check(&all_files(settings), &host, port, key) {
+                HostKeyStatus::Known => true,
+                HostKeyStatus::Unknown => settings.strict_host_key_checking == StrictHostKeyChecking::No,
+                HostKeyStatus::Changed { .. } | HostKeyStatus::Revoked { .. } => false,
+            }
+        }
     }
 }
 

@@ -47,7 +47,7 @@ impl SshOptions {
 }
 
 /// How the connection reaches the host's sshd.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Route {
     /// TCP straight to HostName and Port.
     Direct,
@@ -59,7 +59,7 @@ pub enum Route {
 }
 
 /// Where ssh-agent listens (IdentityAgent).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AgentSocket {
     /// `$SSH_AUTH_SOCK` (the default).
     Environment,
@@ -70,7 +70,7 @@ pub enum AgentSocket {
 }
 
 /// How host keys missing from known_hosts are treated (changed keys are always refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StrictHostKeyChecking {
     /// Refuse unknown keys (the default).
     Yes,
@@ -82,8 +82,10 @@ pub enum StrictHostKeyChecking {
     Ask,
 }
 
-/// Everything needed to connect to one host, after applying ssh_config (like `ssh -G`).
-#[derive(Clone, Debug)]
+/// Everything needed to connect to one host, after applying ssh_config (like `ssh -G`). It is
+/// also what the connection holder keys a held connection by (serialized), so it holds every
+/// input of a connection, down to which config produced it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostSettings {
     /// What the user typed.
     pub alias: String,
@@ -130,10 +132,13 @@ pub struct HostSettings {
     pub control_persist: Persist,
     /// Ciphers, in the order asked for; empty means remora's own order.
     pub ciphers: Vec<String>,
+    /// The identity of the ssh_config files read (their paths and contents): jump hosts are
+    /// resolved from them later, so an edit must not reuse a connection made before it.
+    pub config_identity: String,
 }
 
 /// How long the connection holder keeps a host's connection after its last use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Persist {
     /// Every call connects on its own (`ControlPersist no`).
     Off,
@@ -233,6 +238,7 @@ impl HostSettings {
             kbd_interactive_authentication: false,
             control_persist: Persist::Off,
             ciphers: Vec::new(),
+            config_identity: String::new(),
         }
     }
 }
@@ -269,6 +275,7 @@ impl std::fmt::Display for AgentSocket {
 /// Applies ssh_config and the command line to `target`.
 pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, SshError> {
     let config = load_config(options)?.with_options(&options.all_options())?;
+    let config_identity = config.identity().to_string();
     let applied = config.apply(&target.host);
     applied.warn_ignored();
     let hostname = match applied.get("hostname") {
@@ -321,6 +328,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             .unwrap_or_default(),
         ciphers: applied.get("ciphers").map(ciphers).transpose()?.unwrap_or_default(),
         host_key_alias: applied.value("hostkeyalias").map(str::to_string),
+        config_identity,
         hostname,
         port,
         user,
