@@ -33,7 +33,7 @@ use wildmatch::WildMatch;
 
 use super::{
     known_hosts::{self, HostKeyStatus},
-    HostSettings, SshError, StrictHostKeyChecking,
+    terminal, HostSettings, SshError, StrictHostKeyChecking,
 };
 
 /// Where a [`Verifier`] leaves the reason it refused a key.
@@ -235,6 +235,9 @@ fn unknown(
     match (settings.strict_host_key_checking, first_file) {
         (StrictHostKeyChecking::AcceptNew, Some(file)) => learn(file),
         (StrictHostKeyChecking::Ask, Some(file)) if !settings.batch_mode => {
+            tracing::debug!("{shown} presents an unknown {algorithm} key; waiting to ask on the terminal");
+            // Asked, answered and recorded (with its notice) before another host may ask.
+            let _turn = terminal::blocking_turn();
             match ask_on_terminal(&shown, algorithm, &fingerprint) {
                 Some(true) => learn(file),
                 Some(false) => Err(SshError::HostKeyDeclined { host: shown }),

@@ -200,3 +200,91 @@ fn ask_asks_on_a_terminal_and_refuses_without_one() {
         "{recorded}"
     );
 }
+
+/// The SHA-256 fingerprint of `sshd`'s host key, as a host-key question shows it.
+fn fingerprint(sshd: &Sshd) -> String {
+    let listed = run(
+        Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(sshd.dir().join("host_key.pub")),
+        TIMEOUT,
+    )
+    .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    listed.split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// The known_hosts line `sshd`'s host key is saved as.
+fn saved_line(sshd: &Sshd) -> String {
+    let key: Vec<&str> = sshd.host_public_key().split_whitespace().take(2).collect();
+    format!("[127.0.0.1]:{} {}", sshd.port(), key.join(" "))
+}
+
+/// `remora ls h1,h2` on a real terminal, two unknown hosts (two servers) and
+/// StrictHostKeyChecking=ask: each question must come alone, name its host and fingerprint,
+/// and its answer (`no` for the server `decline`, `yes` otherwise) must decide for that host.
+fn ask_about_two_hosts(decline: Option<usize>) {
+    let servers = [Sshd::start().unwrap(), Sshd::start().unwrap()];
+    let known = servers[0].dir().join("asked_known_hosts");
+    std::fs::write(&known, "").unwrap();
+    let config = servers[0].dir().join("two_hosts_config");
+    let blocks = format!("{}{}", servers[0].host_block("h1"), servers[1].host_block("h2"));
+    std::fs::write(&config, blocks).unwrap();
+    let mut command = servers[0].remora_with_config(&config);
+    command
+        .args(["-o", &format!("UserKnownHostsFile={}", known.display())])
+        .args(["-o", "GlobalKnownHostsFile=none", "-o", "StrictHostKeyChecking=ask"])
+        .args(["ls", "h1,h2"])
+        // Says when each connection reaches its question, before it waits for the terminal.
+        .env("REMORA_LOG", "remora_client::ssh::host_key=debug");
+    let mut terminal = remora_testkit::PtyProgram::spawn(command, 50, 200).unwrap();
+    let mut asked = Vec::new();
+    let mut seen = 0;
+    for _ in 0..2 {
+        seen = terminal
+            .wait_for_bytes(TIMEOUT, b"(yes/no/[fingerprint])? ", seen)
+            .unwrap();
+        if asked.is_empty() {
+            // Both hosts have a question by now: the second must wait for the first's answer.
+            for sshd in &servers {
+                let waiting = format!("[127.0.0.1]:{} presents an unknown", sshd.port());
+                seen = seen.max(terminal.wait_for_bytes(TIMEOUT, waiting.as_bytes(), 0).unwrap());
+            }
+        }
+        let shown = String::from_utf8_lossy(&terminal.raw()).into_owned();
+        let questions = shown.matches("The authenticity of host").count();
+        assert_eq!(questions, asked.len() + 1, "one question at a time:\n{shown}");
+        let question = &shown[shown.rfind("The authenticity of host").unwrap()..];
+        let named = |sshd: &Sshd| question.contains(&format!("'[127.0.0.1]:{}'", sshd.port()));
+        let host = servers.iter().position(named).expect("the question names its host");
+        assert!(!asked.contains(&host), "each host is asked about once:\n{shown}");
+        assert!(question.contains(&fingerprint(&servers[host])), "{question}");
+        let answer = if decline == Some(host) { "no\n" } else { "yes\n" };
+        terminal.send(answer.as_bytes()).unwrap();
+        asked.push(host);
+    }
+    let status = terminal.wait_exit(TIMEOUT).unwrap();
+    let shown = String::from_utf8_lossy(&terminal.raw()).into_owned();
+    assert_eq!(status.success(), decline.is_none(), "{shown}");
+    let saved = std::fs::read_to_string(&known).unwrap();
+    let expected: Vec<String> = (0..2)
+        .filter(|i| decline != Some(*i))
+        .map(|i| saved_line(&servers[i]))
+        .collect();
+    let lines: Vec<&str> = saved.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{saved}");
+    for line in expected {
+        assert!(lines.contains(&line.as_str()), "{line} missing from:\n{saved}");
+    }
+}
+
+#[test]
+fn questions_for_several_hosts_come_one_at_a_time_and_yes_saves_each_hosts_own_key() {
+    ask_about_two_hosts(None);
+}
+
+#[test]
+fn no_to_one_host_and_yes_to_the_other_saves_only_the_other() {
+    ask_about_two_hosts(Some(0));
+    ask_about_two_hosts(Some(1));
+}
