@@ -92,8 +92,8 @@ impl Client {
         destination: &Destination,
         holder: &Holder,
     ) -> Option<Self> {
-        let (stream, host_key) = holder.open(destination).await?;
-        if !ssh::trusts_held(settings, &host_key) {
+        let (stream, keys) = holder.open(destination).await?;
+        if !ssh::trusts_held(settings, &keys.host, &keys.jump_hosts) {
             tracing::debug!("the held connection's host key is not trusted now; connecting directly");
             drop(stream);
             holder.forget(destination).await;

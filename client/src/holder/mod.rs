@@ -86,16 +86,16 @@ impl Holder {
         socket_in(&self.dir)
     }
 
-    /// A channel to the agent of `destination` through a held connection, with the host key
+    /// A channel to the agent of `destination` through a held connection, with the host keys
     /// that connection accepted (for the caller to check); `None` when the holder is not there
     /// or cannot get one (the caller then connects itself).
-    pub async fn open(&self, destination: &Destination) -> Option<(UnixStream, VerifiedKey)> {
+    pub async fn open(&self, destination: &Destination) -> Option<(UnixStream, HeldKeys)> {
         let request = Request::Open {
             destination: destination.clone(),
         };
         match self.ask(request, OPEN_TIMEOUT).await {
-            Ok((Reply::Opened { host_key }, stream)) => match VerifiedKey::from_openssh(&host_key) {
-                Some(key) => Some((stream, key)),
+            Ok((Reply::Opened { host_key, jump_keys }, stream)) => match HeldKeys::read(&host_key, &jump_keys) {
+                Some(keys) => Some((stream, keys)),
                 None => {
                     tracing::debug!("the connection holder reported an unreadable host key");
                     None
@@ -215,6 +215,28 @@ impl Holder {
             }
         }
         Ok(())
+    }
+}
+
+/// The host keys a held connection's handshakes accepted.
+#[derive(Debug, Clone)]
+pub struct HeldKeys {
+    /// The host's.
+    pub host: VerifiedKey,
+    /// Its jump hosts', the one nearest the host first.
+    pub jump_hosts: Vec<VerifiedKey>,
+}
+
+impl HeldKeys {
+    /// Parses what the holder reported; `None` if any key is unreadable.
+    fn read(host: &str, jump_hosts: &[String]) -> Option<HeldKeys> {
+        Some(HeldKeys {
+            host: VerifiedKey::from_openssh(host)?,
+            jump_hosts: jump_hosts
+                .iter()
+                .map(|key| VerifiedKey::from_openssh(key))
+                .collect::<Option<_>>()?,
+        })
     }
 }
 

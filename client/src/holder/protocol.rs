@@ -39,9 +39,12 @@ pub enum Request {
 pub enum Reply {
     /// The channel is open: the agent's protocol follows on this socket. `host_key` is what the
     /// held connection's handshake accepted (OpenSSH one-line form, a certificate if one was
-    /// used), for the caller to check against its own known_hosts before using the channel.
+    /// used), `jump_keys` what its jump hosts' handshakes accepted (the hop nearest the host
+    /// first), for the caller to check against its own known_hosts before using the channel.
     Opened {
         host_key: String,
+        #[serde(default)]
+        jump_keys: Vec<String>,
     },
     /// Nothing was opened; the caller connects on its own.
     Refused {

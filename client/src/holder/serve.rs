@@ -178,7 +178,7 @@ impl State {
                 return;
             }
         };
-        let (mut channel, host_key) = match host.channel().await {
+        let (mut channel, host_key, jump_keys) = match host.channel().await {
             Ok(opened) => opened,
             Err(err) => {
                 self.forget(&host);
@@ -187,7 +187,10 @@ impl State {
                 return;
             }
         };
-        if write_frame(&mut stream, &Reply::Opened { host_key }).await.is_err() {
+        if write_frame(&mut stream, &Reply::Opened { host_key, jump_keys })
+            .await
+            .is_err()
+        {
             return;
         }
         host.requests.fetch_add(1, Ordering::Relaxed);
@@ -279,9 +282,10 @@ impl HostLinks {
         Ok(link)
     }
 
-    /// A channel to the agent, with the host key its connection accepted: on the held
-    /// connection, or on a new one if it refuses (sshd's MaxSessions) or is gone.
-    async fn channel(&self) -> Result<(SubsystemStream, String)> {
+    /// A channel to the agent, with the host keys its connection accepted (the host's, its
+    /// jump hosts'): on the held connection, or on a new one if it refuses (sshd's
+    /// MaxSessions) or is gone.
+    async fn channel(&self) -> Result<(SubsystemStream, String, Vec<String>)> {
         let mut link = self.link(false).await?;
         let channel = match open_agent(&link).await {
             Ok(channel) => channel,
@@ -292,7 +296,13 @@ impl HostLinks {
         };
         let host_key = link.host_key().and_then(ssh::VerifiedKey::to_openssh);
         let host_key = host_key.ok_or_else(|| ClientError::Holder("no host key was recorded".into()))?;
-        Ok((channel, host_key))
+        // A hop without a key is sent as nothing readable: the caller then trusts none of it.
+        let jump_keys = link
+            .jump_host_keys()
+            .into_iter()
+            .map(|key| key.and_then(|key| key.to_openssh()).unwrap_or_default())
+            .collect();
+        Ok((channel, host_key, jump_keys))
     }
 
     fn expired(&self) -> bool {

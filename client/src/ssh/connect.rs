@@ -43,7 +43,7 @@ pub struct SshLink {
     /// The host key (or certificate) the handshake accepted.
     host_key: Option<VerifiedKey>,
     /// What the connection runs over; dropped after `handle`.
-    _carrier: Carrier,
+    carrier: Carrier,
 }
 
 impl SshLink {
@@ -74,7 +74,7 @@ impl SshLink {
                 host: settings.hostname.clone(),
                 alias: settings.alias.clone(),
                 host_key: accepted.get(),
-                _carrier: carrier,
+                carrier,
             })
         })
     }
@@ -131,6 +131,18 @@ impl SshLink {
     /// The host key (or certificate) this connection's handshake accepted.
     pub fn host_key(&self) -> Option<&VerifiedKey> {
         self.host_key.as_ref()
+    }
+
+    /// The host keys the jump hosts' handshakes accepted, the hop nearest this host first
+    /// (`None` for a hop that recorded none).
+    pub fn jump_host_keys(&self) -> Vec<Option<VerifiedKey>> {
+        let mut keys = Vec::new();
+        let mut carrier = &self.carrier;
+        while let Carrier::Jump { link, .. } = carrier {
+            keys.push(link.host_key.clone());
+            carrier = &link.carrier;
+        }
+        keys
     }
 
     /// Whether the connection has ended.

@@ -33,7 +33,7 @@ use wildmatch::WildMatch;
 
 use super::{
     known_hosts::{self, HostKeyStatus},
-    terminal, HostSettings, SshError, StrictHostKeyChecking,
+    route, terminal, HostSettings, SshError, StrictHostKeyChecking,
 };
 
 /// Where a [`Verifier`] leaves the reason it refused a key.
@@ -194,11 +194,22 @@ pub fn verify(settings: &HostSettings, key: &PublicKey) -> Result<(), SshError> 
     }
 }
 
-/// Whether a key that another process's handshake accepted (the connection holder's) would be
-/// accepted by `settings` now, without asking or recording anything: `true` when known (or
-/// StrictHostKeyChecking is `no`); `false` for anything a fresh connection would refuse, ask
-/// about or learn, which the caller then leaves to a fresh connection.
-pub fn trusts_held(settings: &HostSettings, key: &VerifiedKey) -> bool {
+/// Whether the keys another process's handshakes accepted (the connection holder's: the host's,
+/// then its jump hosts', nearest first) would be accepted by `settings` now, without asking or
+/// recording anything: `true` when each is known (or StrictHostKeyChecking is `no`); `false` for
+/// anything a fresh connection would refuse, ask about or learn, which the caller then leaves
+/// to a fresh connection.
+pub fn trusts_held(settings: &HostSettings, key: &VerifiedKey, jump_keys: &[VerifiedKey]) -> bool {
+    let Ok(chain) = route::jump_chain(settings) else {
+        return false;
+    };
+    trusts_key(settings, key)
+        && chain.len() == jump_keys.len()
+        && chain.iter().zip(jump_keys).all(|(hop, key)| trusts_key(hop, key))
+}
+
+/// [`trusts_held`] for one host's key.
+fn trusts_key(settings: &HostSettings, key: &VerifiedKey) -> bool {
     match key {
         VerifiedKey::Certificate(cert) => verify_certificate(settings, cert, SystemTime::now()).is_ok(),
         VerifiedKey::Key(key) => {

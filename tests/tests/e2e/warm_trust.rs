@@ -126,3 +126,30 @@ fn a_key_replaced_or_revoked_while_held_is_refused_on_the_next_call_like_a_fresh
     assert!(fresh.stderr.contains("revoked"), "{fresh:?}");
     assert_eq!((warm.status, &warm.stderr), (255, &fresh.stderr), "{warm:?}");
 }
+
+#[test]
+fn a_jump_hosts_key_revoked_while_held_is_refused_on_the_next_call_like_a_fresh_one() {
+    let (target, bastion) = (Sshd::start().unwrap(), Sshd::start().unwrap());
+    let config = target.dir().join("jump_config");
+    let text = format!(
+        "{}  ProxyJump bastion\n{}",
+        target.host_block("inner"),
+        bastion.host_block("bastion")
+    );
+    std::fs::write(&config, text).unwrap();
+    remora_with(&target, &config, &["ls", "inner"]).ok();
+    wait_held(&target, "inner");
+    let before = (logins(&target), logins(&bastion));
+    remora_with(&target, &config, &["ls", "inner"]).ok();
+    assert_eq!((logins(&target), logins(&bastion)), before, "trusted hops: the call was warm");
+    // Only the bastion's own known_hosts changes: the destination's settings stay the same.
+    let bastion_key: Vec<&str> = bastion.host_public_key().split_whitespace().take(2).collect();
+    let known = std::fs::read_to_string(bastion.known_hosts()).unwrap();
+    let revoked = format!("{known}@revoked * {}\n", bastion_key.join(" "));
+    std::fs::write(bastion.known_hosts(), revoked).unwrap();
+    let warm = remora_with(&target, &config, &["ls", "inner"]);
+    let fresh = remora_with(&target, &config, &["--no-reuse", "ls", "inner"]);
+    assert_eq!(fresh.status, 255, "{fresh:?}");
+    assert!(fresh.stderr.contains("revoked"), "{fresh:?}");
+    assert_eq!((warm.status, &warm.stderr), (255, &fresh.stderr), "{warm:?}");
+}
