@@ -288,3 +288,35 @@ fn no_to_one_host_and_yes_to_the_other_saves_only_the_other() {
     ask_about_two_hosts(Some(0));
     ask_about_two_hosts(Some(1));
 }
+
+#[test]
+fn a_held_certified_connection_is_reused_until_its_ca_is_revoked() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, ca_public) = certificate_authority(ca_dir.path());
+    let sshd = certified_sshd(&ca, "127.0.0.1", "-5m:+1h");
+    let options = only_known_hosts(&sshd, "ca_known_hosts", &format!("@cert-authority * {ca_public}\n"));
+    let call = |extra: &[&str]| {
+        let mut args: Vec<&str> = Vec::new();
+        for option in &options {
+            args.extend(["-o", option]);
+        }
+        args.extend(extra);
+        args.extend(["ls", sshd.alias()]);
+        remora(&sshd, &args)
+    };
+    call(&[]).ok();
+    crate::warm::wait_held(&sshd, sshd.alias());
+    let before = crate::warm::logins(&sshd);
+    call(&[]).ok();
+    assert_eq!(
+        crate::warm::logins(&sshd),
+        before,
+        "the certificate was trusted on the warm path"
+    );
+    let revoked = format!("@cert-authority * {ca_public}\n@revoked * {ca_public}\n");
+    std::fs::write(sshd.dir().join("ca_known_hosts"), revoked).unwrap();
+    let (warm, fresh) = (call(&[]), call(&["--no-reuse"]));
+    assert_eq!(fresh.status, 255, "{fresh:?}");
+    assert!(fresh.stderr.contains("its CA is marked @revoked"), "{fresh:?}");
+    assert_eq!((warm.status, &warm.stderr), (255, &fresh.stderr), "{warm:?}");
+}

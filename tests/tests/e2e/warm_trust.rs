@@ -141,7 +141,11 @@ fn a_jump_hosts_key_revoked_while_held_is_refused_on_the_next_call_like_a_fresh_
     wait_held(&target, "inner");
     let before = (logins(&target), logins(&bastion));
     remora_with(&target, &config, &["ls", "inner"]).ok();
-    assert_eq!((logins(&target), logins(&bastion)), before, "trusted hops: the call was warm");
+    assert_eq!(
+        (logins(&target), logins(&bastion)),
+        before,
+        "trusted hops: the call was warm"
+    );
     // Only the bastion's own known_hosts changes: the destination's settings stay the same.
     let bastion_key: Vec<&str> = bastion.host_public_key().split_whitespace().take(2).collect();
     let known = std::fs::read_to_string(bastion.known_hosts()).unwrap();
