@@ -244,7 +244,11 @@ fn unknown(
         Ok(())
     };
     match (settings.strict_host_key_checking, first_file) {
-        (StrictHostKeyChecking::AcceptNew, Some(file)) => learn(file),
+        (StrictHostKeyChecking::AcceptNew, Some(file)) => {
+            // The notice is a whole line of its own, never inside another host's question.
+            let _turn = terminal::blocking_turn();
+            learn(file)
+        }
         (StrictHostKeyChecking::Ask, Some(file)) if !settings.batch_mode => {
             tracing::debug!("{shown} presents an unknown {algorithm} key; waiting to ask on the terminal");
             // Asked, answered and recorded (with its notice) before another host may ask.

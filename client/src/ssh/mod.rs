@@ -20,7 +20,7 @@ mod known_hosts;
 mod route;
 mod settings;
 mod target;
-mod terminal;
+pub mod terminal;
 #[cfg(test)]
 mod test_server;
 
