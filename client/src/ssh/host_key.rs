@@ -509,4 +509,46 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_held_key_is_trusted_as_a_fresh_connection_would_trust_it_without_asking_or_learning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let key = key_of(Algorithm::Ed25519);
+        let held = VerifiedKey::Key(key.clone());
+        let asking = HostSettings {
+            batch_mode: false,
+            ..settings(file.clone(), StrictHostKeyChecking::Ask)
+        };
+        for strictness in [StrictHostKeyChecking::Ask, StrictHostKeyChecking::AcceptNew] {
+            let settings = HostSettings {
+                strict_host_key_checking: strictness,
+                ..asking.clone()
+            };
+            assert!(
+                !trusts_held(&settings, &held, &[]),
+                "unknown: left to a fresh connection"
+            );
+        }
+        assert!(!file.exists(), "nothing was learned");
+        assert!(trusts_held(
+            &settings(file.clone(), StrictHostKeyChecking::No),
+            &held,
+            &[]
+        ));
+        let recorded = format!("[127.0.0.1]:2222 {}\n", key.to_openssh().unwrap());
+        std::fs::write(&file, &recorded).unwrap();
+        assert!(trusts_held(&asking, &held, &[]));
+        assert!(
+            !trusts_held(&asking, &held, std::slice::from_ref(&held)),
+            "no jump host was configured"
+        );
+        let other = VerifiedKey::Key(key_of(Algorithm::Ed25519));
+        assert!(!trusts_held(&asking, &other, &[]), "changed");
+        std::fs::write(&file, format!("{recorded}@revoked * {}\n", key.to_openssh().unwrap())).unwrap();
+        assert!(!trusts_held(&asking, &held, &[]), "revoked");
+        let text = held.to_openssh().unwrap();
+        assert_eq!(VerifiedKey::from_openssh(&text), Some(held));
+        assert_eq!(VerifiedKey::from_openssh("not a key"), None);
+    }
 }
