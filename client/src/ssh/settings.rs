@@ -275,7 +275,6 @@ impl std::fmt::Display for AgentSocket {
 /// Applies ssh_config and the command line to `target`.
 pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, SshError> {
     let config = load_config(options)?.with_options(&options.all_options())?;
-    let config_identity = config.identity().to_string();
     let applied = config.apply(&target.host);
     applied.warn_ignored();
     let hostname = match applied.get("hostname") {
@@ -328,7 +327,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             .unwrap_or_default(),
         ciphers: applied.get("ciphers").map(ciphers).transpose()?.unwrap_or_default(),
         host_key_alias: applied.value("hostkeyalias").map(str::to_string),
-        config_identity,
+        config_identity: config.identity().to_string(),
         hostname,
         port,
         user,
