@@ -126,15 +126,9 @@ pub enum ConnAction {
     },
 }
 
+/// No arguments: what to warm first comes on stdin, so `ps` shows nothing of it.
 #[derive(Debug, Args)]
-pub struct HoldArgs {
-    /// Connect to this host at once.
-    #[arg(long, value_name = "HOST")]
-    pub warm: Option<String>,
-    /// The SSH options (JSON) for `--warm`.
-    #[arg(long, value_name = "JSON", requires = "warm")]
-    pub warm_options: Option<String>,
-}
+pub struct HoldArgs {}
 
 #[derive(Debug, Args)]
 pub struct CpArgs {

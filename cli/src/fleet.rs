@@ -97,6 +97,7 @@ pub enum OutputMode {
 pub struct Progress {
     bar: Option<ProgressBar>,
     total: usize,
+    done: usize,
     failed: usize,
 }
 
@@ -111,7 +112,12 @@ impl Progress {
             );
             bar
         });
-        let progress = Self { bar, total, failed: 0 };
+        let progress = Self {
+            bar,
+            total,
+            done: 0,
+            failed: 0,
+        };
         progress.show(0);
         progress
     }
@@ -123,17 +129,22 @@ impl Progress {
 
     /// One more host is done; `running` are still being contacted.
     pub fn done(&mut self, failed: bool, running: usize) {
+        self.done += 1;
         self.failed += usize::from(failed);
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
         self.show(running);
     }
 
+    /// Draws the counts, unless a host is asking a question on the terminal now: the line
+    /// would land inside it (the next host done draws the counts then).
     fn show(&self, running: usize) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("({} failed, {running} running)", self.failed));
-        }
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let Some(_turn) = remora_client::ssh::terminal::try_turn() else {
+            return;
+        };
+        bar.set_position(self.done as u64);
+        bar.set_message(format!("({} failed, {running} running)", self.failed));
     }
 
     /// Clears the line and prints the failures, each with its reason.
@@ -229,6 +240,30 @@ fn print_grouped(outputs: Vec<(String, Held)>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_line_waits_while_a_question_holds_the_terminal() {
+        let mut progress = Progress {
+            bar: Some(ProgressBar::hidden()),
+            total: 2,
+            done: 0,
+            failed: 0,
+        };
+        let question = remora_client::ssh::terminal::try_turn().expect("the terminal is free");
+        progress.done(false, 1);
+        assert_eq!(
+            progress.bar.as_ref().unwrap().position(),
+            0,
+            "not drawn inside a question"
+        );
+        drop(question);
+        progress.done(true, 0);
+        let bar = progress.bar.as_ref().unwrap();
+        assert_eq!(
+            (bar.position(), bar.message()),
+            (2, "(1 failed, 0 running)".to_string())
+        );
+    }
 
     #[test]
     fn host_names_make_safe_file_names() {

@@ -22,7 +22,7 @@ use crate::{
     connection::{Connection, OutputSink, Transport},
     error::ClientError,
     error::Result,
-    holder::Holder,
+    holder::{Destination, Holder},
     input::InputFeed,
     resume::{OnceSink, ReconnectPolicy, Retrying},
     ssh::{self, SshLink, SshOptions, Target},
@@ -64,30 +64,53 @@ impl Client {
     }
 
     /// Like [`Client::connect`], through the user's connection holder when it holds (or can
-    /// make, without asking anything) a connection to the host; otherwise directly, after which
-    /// the holder is asked to keep one for the next call. ControlPersist `no` connects directly.
+    /// make, without asking anything) a connection to the same resolved destination whose host
+    /// key this call's known_hosts accepts now; otherwise directly (refusing, asking or learning
+    /// as a fresh connection does), after which the holder is asked to keep one for the next
+    /// call. ControlPersist `no` connects directly.
     pub async fn connect_reusing(target_text: &str, options: &SshOptions, holder: &Holder) -> Result<Self> {
         let target: Target = target_text.parse()?;
         let settings = ssh::resolve(&target, options)?;
         if settings.control_persist == ssh::Persist::Off {
             return Self::connect_with(target_text, &target, options, &settings).await;
         }
-        if let Some(stream) = holder.open(target_text, options).await {
-            match Connection::open(Box::new(stream) as BoxedTransport, &target.host).await {
-                Ok(connection) => {
-                    return Ok(Self {
-                        connection,
-                        link: None,
-                        target: Some((target_text.to_string(), options.clone())),
-                        reconnect: ReconnectPolicy::disabled(),
-                    })
-                }
-                Err(err) => tracing::debug!("the held connection failed ({err}); connecting directly"),
-            }
+        let destination = Destination::of(&settings);
+        if let Some(client) = Self::through_holder(target_text, options, &settings, &destination, holder).await {
+            return Ok(client);
         }
         let client = Self::connect_with(target_text, &target, options, &settings).await?;
-        holder.warm(target_text, options).await;
+        holder.warm(&destination).await;
         Ok(client)
+    }
+
+    /// A client on a channel of a held connection to `destination`, if the holder gives one
+    /// and its host key is one `settings` trust now; a distrusted connection is forgotten.
+    async fn through_holder(
+        target_text: &str,
+        options: &SshOptions,
+        settings: &ssh::HostSettings,
+        destination: &Destination,
+        holder: &Holder,
+    ) -> Option<Self> {
+        let (stream, keys) = holder.open(destination).await?;
+        if !ssh::trusts_held(settings, &keys.host, &keys.jump_hosts) {
+            tracing::debug!("the held connection's host key is not trusted now; connecting directly");
+            drop(stream);
+            holder.forget(destination).await;
+            return None;
+        }
+        match Connection::open(Box::new(stream) as BoxedTransport, &settings.alias).await {
+            Ok(connection) => Some(Self {
+                connection,
+                link: None,
+                target: Some((target_text.to_string(), options.clone())),
+                reconnect: ReconnectPolicy::disabled(),
+            }),
+            Err(err) => {
+                tracing::debug!("the held connection failed ({err}); connecting directly");
+                None
+            }
+        }
     }
 
     async fn connect_with(

@@ -1,7 +1,7 @@
 //! `remora conn ls [--json]` and `remora conn stop [HOST]`: the warm connections the connection
 //! holder keeps (see [`remora_client::holder`]); and the hidden `remora __hold`, the holder itself.
 
-use remora_client::{holder::Holder, ssh::SshOptions};
+use remora_client::holder::Holder;
 
 use crate::{
     args::{Cli, ConnAction, ConnArgs, HoldArgs},
@@ -30,14 +30,15 @@ pub async fn run(cli: &Cli, args: &ConnArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `remora __hold`: the connection holder, until nothing is held.
-pub async fn hold(args: &HoldArgs) -> anyhow::Result<u8> {
+/// `remora __hold`: the connection holder, until nothing is held; the first destination to
+/// warm is a frame on stdin.
+pub async fn hold(_args: &HoldArgs) -> anyhow::Result<u8> {
     let holder = Holder::new(std::env::current_exe()?);
-    let warm = match (&args.warm, &args.warm_options) {
-        (Some(target), Some(options)) => Some((target.clone(), serde_json::from_str::<SshOptions>(options)?)),
-        (Some(target), None) => Some((target.clone(), SshOptions::default())),
-        _ => None,
-    };
+    // Run by hand from a terminal, it warms nothing rather than wait for a frame.
+    let stdin = std::io::stdin();
+    let warm = (!std::io::IsTerminal::is_terminal(&stdin))
+        .then(|| remora_client::holder::read_warm_request(stdin.lock()))
+        .flatten();
     remora_client::holder::serve(holder.dir().to_path_buf(), warm).await?;
     Ok(0)
 }

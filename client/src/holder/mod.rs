@@ -15,11 +15,20 @@
 //!   waits on it for end-of-file.
 //! - No channel ceiling: when sshd refuses another channel (MaxSessions) the holder opens another
 //!   connection to the host.
+//! - As safe as a fresh connection: a held connection is keyed by the caller's fully resolved
+//!   [`Destination`], and each call checks the host key the holder reports against its own
+//!   known_hosts before using the channel; a key it would not accept (changed, revoked, unknown)
+//!   makes it forget that connection and connect directly, with a fresh connection's errors and
+//!   questions.
+//! - Nothing in argv: `remora __hold` takes no arguments; the first destination to warm comes
+//!   as a frame on its stdin, every later one over the socket.
 
+mod destination;
 mod protocol;
 mod serve;
 
 use std::{
+    io::{Read, Write},
     os::unix::{fs::DirBuilderExt, fs::MetadataExt, fs::OpenOptionsExt, fs::PermissionsExt},
     path::{Path, PathBuf},
     time::Duration,
@@ -30,11 +39,12 @@ use tokio::{
     net::UnixStream,
 };
 
+pub use destination::Destination;
 pub use protocol::Held;
 pub use serve::serve;
 
 use self::protocol::{Envelope, Reply, Request};
-use crate::{error::Result, ssh::SshOptions, ClientError};
+use crate::{error::Result, ssh::VerifiedKey, ClientError};
 
 /// This library's version: holders of other versions are not used.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -76,15 +86,21 @@ impl Holder {
         socket_in(&self.dir)
     }
 
-    /// A channel to `target`'s agent through a held connection, or `None` when the holder is
-    /// not there or cannot get one (the caller then connects itself).
-    pub async fn open(&self, target: &str, options: &SshOptions) -> Option<UnixStream> {
+    /// A channel to the agent of `destination` through a held connection, with the host keys
+    /// that connection accepted (for the caller to check); `None` when the holder is not there
+    /// or cannot get one (the caller then connects itself).
+    pub async fn open(&self, destination: &Destination) -> Option<(UnixStream, HeldKeys)> {
         let request = Request::Open {
-            target: target.to_string(),
-            options: options.clone(),
+            destination: destination.clone(),
         };
         match self.ask(request, OPEN_TIMEOUT).await {
-            Ok((Reply::Opened, stream)) => Some(stream),
+            Ok((Reply::Opened { host_key, jump_keys }, stream)) => match HeldKeys::read(&host_key, &jump_keys) {
+                Some(keys) => Some((stream, keys)),
+                None => {
+                    tracing::debug!("the connection holder reported an unreadable host key");
+                    None
+                }
+            },
             Ok((Reply::Refused { reason }, _)) => {
                 tracing::debug!("the connection holder did not open a channel: {reason}");
                 None
@@ -97,19 +113,26 @@ impl Holder {
         }
     }
 
-    /// Makes the holder connect to `target` now (starting the holder if it is not running), so
-    /// the next call is warm. Best effort and quick; never prompts.
-    pub async fn warm(&self, target: &str, options: &SshOptions) {
+    /// Makes the holder connect to `destination` now (starting the holder if it is not
+    /// running), so the next call is warm. Best effort and quick; never prompts.
+    pub async fn warm(&self, destination: &Destination) {
         let request = Request::Warm {
-            target: target.to_string(),
-            options: options.clone(),
+            destination: destination.clone(),
         };
         if self.ask(request, QUICK_TIMEOUT).await.is_ok() {
             return;
         }
-        if let Err(err) = self.start(target, options) {
+        if let Err(err) = self.start(destination) {
             tracing::debug!("cannot start the connection holder: {err}");
         }
+    }
+
+    /// Makes the holder close what it holds for exactly `destination` (best effort).
+    pub async fn forget(&self, destination: &Destination) {
+        let request = Request::Forget {
+            destination: destination.clone(),
+        };
+        let _ = self.ask(request, QUICK_TIMEOUT).await;
     }
 
     /// The held connections; empty when no holder runs.
@@ -149,10 +172,18 @@ impl Holder {
         tokio::time::timeout(limit, exchange).await.map_err(|_| HolderAbsent)?
     }
 
-    /// Starts the holder detached (own session, stdio on /dev/null), warming `target`.
-    fn start(&self, target: &str, options: &SshOptions) -> std::result::Result<(), HolderError> {
+    /// Starts the holder detached (own session, stdout on /dev/null, stderr to its log),
+    /// warming `destination`, which it reads from its stdin: argv shows nothing but `__hold`.
+    fn start(&self, destination: &Destination) -> std::result::Result<(), HolderError> {
         prepare_dir(&self.dir)?;
-        let options = serde_json::to_string(options).map_err(|err| HolderError(err.to_string()))?;
+        let mut warm = Vec::new();
+        let envelope = Envelope {
+            version: VERSION.to_string(),
+            request: Request::Warm {
+                destination: destination.clone(),
+            },
+        };
+        remora_wire::encode(&envelope, &mut warm).map_err(|err| HolderError(err.to_string()))?;
         let mut command = std::process::Command::new(&self.program);
         let log = self.dir.join("holder.log");
         let log = std::fs::OpenOptions::new()
@@ -162,8 +193,8 @@ impl Holder {
             .open(&log)
             .map_err(|err| HolderError(format!("cannot open {}: {err}", log.display())))?;
         command
-            .args(["__hold", "--warm", target, "--warm-options", &options])
-            .stdin(std::process::Stdio::null())
+            .arg("__hold")
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(log);
         // SAFETY: setsid is async-signal-safe; the holder leaves the caller's session and
@@ -173,10 +204,39 @@ impl Holder {
                 nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
             });
         }
-        command
+        let mut child = command
             .spawn()
-            .map(drop)
-            .map_err(|err| HolderError(format!("cannot start {}: {err}", self.program.display())))
+            .map_err(|err| HolderError(format!("cannot start {}: {err}", self.program.display())))?;
+        // Far below a pipe's buffer, so this does not wait for the holder to read; closing the
+        // pipe afterwards is the frame's end.
+        if warm.len() <= MAX_STDIN_FRAME {
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(&warm);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host keys a held connection's handshakes accepted.
+#[derive(Debug, Clone)]
+pub struct HeldKeys {
+    /// The host's.
+    pub host: VerifiedKey,
+    /// Its jump hosts', the one nearest the host first.
+    pub jump_hosts: Vec<VerifiedKey>,
+}
+
+impl HeldKeys {
+    /// Parses what the holder reported; `None` if any key is unreadable.
+    fn read(host: &str, jump_hosts: &[String]) -> Option<HeldKeys> {
+        Some(HeldKeys {
+            host: VerifiedKey::from_openssh(host)?,
+            jump_hosts: jump_hosts
+                .iter()
+                .map(|key| VerifiedKey::from_openssh(key))
+                .collect::<Option<_>>()?,
+        })
     }
 }
 
@@ -203,6 +263,28 @@ impl From<HolderAbsent> for ClientError {
 
 /// Largest request or reply between a caller and the holder.
 const MAX_FRAME: usize = 1 << 20;
+/// Largest warm request written to a starting holder's stdin (a pipe holds 64 KiB).
+const MAX_STDIN_FRAME: usize = 32 * 1024;
+
+/// The destination a starting holder is to warm, read from `input` (its stdin: one frame, then
+/// end of file); `None` for nothing, another version, or anything else.
+pub fn read_warm_request(mut input: impl Read) -> Option<Destination> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len).ok()?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_STDIN_FRAME {
+        return None;
+    }
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body).ok()?;
+    match remora_wire::decode::<Envelope>(&body).ok()? {
+        Envelope {
+            version,
+            request: Request::Warm { destination },
+        } if version == VERSION => Some(destination),
+        _ => None,
+    }
+}
 
 /// Writes one length-prefixed MessagePack frame.
 async fn write_frame<T: serde::Serialize>(stream: &mut UnixStream, message: &T) -> std::io::Result<()> {
@@ -253,4 +335,35 @@ fn prepare_dir(dir: &Path) -> std::result::Result<(), HolderError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_warm_request_is_read_from_stdin_and_anything_else_is_not() {
+        let settings = crate::ssh::resolve(&"h".parse().unwrap(), &crate::ssh::SshOptions::default()).unwrap();
+        let destination = Destination::of(&settings);
+        let frame = |version: &str, request: Request| {
+            let mut bytes = Vec::new();
+            let envelope = Envelope {
+                version: version.into(),
+                request,
+            };
+            remora_wire::encode(&envelope, &mut bytes).unwrap();
+            bytes
+        };
+        let warm = || Request::Warm {
+            destination: destination.clone(),
+        };
+        assert_eq!(
+            read_warm_request(&frame(VERSION, warm())[..]),
+            Some(destination.clone())
+        );
+        assert_eq!(read_warm_request(&frame("0.0.0-other", warm())[..]), None);
+        assert_eq!(read_warm_request(&frame(VERSION, Request::List)[..]), None);
+        assert_eq!(read_warm_request(&[0xff, 0xff, 0xff, 0xff, 0][..]), None, "too large");
+        assert_eq!(read_warm_request(&b""[..]), None);
+    }
 }

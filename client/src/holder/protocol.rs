@@ -1,11 +1,14 @@
 //! What `remora` and the connection holder say to each other over the holder's socket: one
 //! framed request (MessagePack, the wire crate's framing), one reply, then — after `Opened` — the
 //! raw byte stream of an agent channel.
+//!
+//! The caller's resolved settings travel here, in the frame, never in the holder's argv (which
+//! other local users can read in `ps`).
 
 use remora_wire::UnixMillis;
 use serde::{Deserialize, Serialize};
 
-use crate::ssh::SshOptions;
+pub use super::destination::Destination;
 
 /// A request, stamped with the sender's version: a holder of another version refuses it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -19,9 +22,12 @@ pub struct Envelope {
 pub enum Request {
     /// Open a channel to the host's agent on a held connection (connecting first if needed) and
     /// carry this socket's bytes to it.
-    Open { target: String, options: SshOptions },
+    Open { destination: Destination },
     /// Connect to the host now, so the next call finds the connection warm.
-    Warm { target: String, options: SshOptions },
+    Warm { destination: Destination },
+    /// Close the connections held for exactly this destination (the caller no longer trusts
+    /// their host key); answered with `Stopped`.
+    Forget { destination: Destination },
     /// The held connections.
     List,
     /// Close held connections: one host's (as typed), or all; the holder exits when none is left.
@@ -31,8 +37,15 @@ pub enum Request {
 /// The holder's answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
-    /// The channel is open: the agent's protocol follows on this socket.
-    Opened,
+    /// The channel is open: the agent's protocol follows on this socket. `host_key` is what the
+    /// held connection's handshake accepted (OpenSSH one-line form, a certificate if one was
+    /// used), `jump_keys` what its jump hosts' handshakes accepted (the hop nearest the host
+    /// first), for the caller to check against its own known_hosts before using the channel.
+    Opened {
+        host_key: String,
+        #[serde(default)]
+        jump_keys: Vec<String>,
+    },
     /// Nothing was opened; the caller connects on its own.
     Refused {
         reason: String,

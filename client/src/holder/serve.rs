@@ -1,6 +1,7 @@
-//! The holder process (`remora __hold`): holds SSH connections by host and carries callers'
-//! byte streams to channels on them, until every connection has been idle past its
-//! ControlPersist.
+//! The holder process (`remora __hold`): holds SSH connections by destination (the caller's
+//! resolved settings, see [`Destination`]) and carries callers' byte streams to channels on
+//! them, until every connection has been idle past its ControlPersist. It connects with the
+//! settings a caller sent, never resolving ssh_config for the destination itself.
 
 use std::{
     collections::HashMap,
@@ -19,11 +20,11 @@ use tokio::net::{UnixListener, UnixStream};
 use super::{
     prepare_dir,
     protocol::{Envelope, Held, Reply, Request},
-    read_frame, same_uid, socket_in, write_frame, HolderError, VERSION,
+    read_frame, same_uid, socket_in, write_frame, Destination, HolderError, VERSION,
 };
 use crate::{
     error::{ClientError, Result},
-    ssh::{self, Persist, SshLink, SshOptions, SubsystemStream, Target},
+    ssh::{self, Persist, SshLink, SubsystemStream},
 };
 
 /// Connections one host key may use at once: sshd's MaxSessions caps channels per connection.
@@ -32,23 +33,23 @@ const MAX_LINKS: usize = 16;
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the holder in `dir` until nothing is held; `warm` is connected to first.
-pub async fn serve(dir: PathBuf, warm: Option<(String, SshOptions)>) -> Result<()> {
+pub async fn serve(dir: PathBuf, warm: Option<Destination>) -> Result<()> {
     prepare_dir(&dir)?;
     let Some(_lock) = take_lock(&dir)? else {
         // Another holder of this version runs: it serves; warm it instead.
-        if let Some((target, options)) = warm {
+        if let Some(destination) = warm {
             super::Holder::new(PathBuf::new())
                 .with_dir(dir)
-                .warm(&target, &options)
+                .warm(&destination)
                 .await;
         }
         return Ok(());
     };
     let listener = bind(&socket_in(&dir))?;
     let holder = Arc::new(State::default());
-    if let Some((target, options)) = warm {
+    if let Some(destination) = warm {
         let holder = holder.clone();
-        tokio::spawn(async move { holder.warm(target, options).await });
+        tokio::spawn(async move { holder.warm(destination).await });
     }
     loop {
         tokio::select! {
@@ -104,10 +105,9 @@ struct State {
     callers: AtomicU32,
 }
 
-/// The connections to one host (as typed, with the caller's options).
+/// The connections to one destination.
 struct HostLinks {
-    target: String,
-    options: SshOptions,
+    destination: Destination,
     persist: Persist,
     since: remora_wire::UnixMillis,
     links: tokio::sync::Mutex<Vec<Arc<SshLink>>>,
@@ -140,10 +140,14 @@ impl State {
             return;
         }
         match envelope.request {
-            Request::Open { target, options } => self.open(stream, target, options).await,
-            Request::Warm { target, options } => {
+            Request::Open { destination } => self.open(stream, destination).await,
+            Request::Warm { destination } => {
                 let _ = write_frame(&mut stream, &Reply::Accepted).await;
-                self.warm(target, options).await;
+                self.warm(destination).await;
+            }
+            Request::Forget { destination } => {
+                let count = self.forget_destination(&destination);
+                let _ = write_frame(&mut stream, &Reply::Stopped { count }).await;
             }
             Request::List => {
                 let _ = write_frame(&mut stream, &Reply::Held(self.list())).await;
@@ -156,17 +160,17 @@ impl State {
     }
 
     /// Connects to the host unless it is held already.
-    async fn warm(&self, target: String, options: SshOptions) {
-        if let Ok(host) = self.host(&target, &options) {
+    async fn warm(&self, destination: Destination) {
+        if let Ok(host) = self.host(&destination) {
             if let Err(err) = host.link(false).await {
-                tracing::debug!(%target, "warming failed: {err}");
+                tracing::debug!(host = %destination.settings.alias, "warming failed: {err}");
                 self.forget(&host);
             }
         }
     }
 
-    async fn open(&self, mut stream: UnixStream, target: String, options: SshOptions) {
-        let host = match self.host(&target, &options) {
+    async fn open(&self, mut stream: UnixStream, destination: Destination) {
+        let host = match self.host(&destination) {
             Ok(host) => host,
             Err(err) => {
                 let reason = err.to_string();
@@ -174,8 +178,8 @@ impl State {
                 return;
             }
         };
-        let mut channel = match host.channel().await {
-            Ok(channel) => channel,
+        let (mut channel, host_key, jump_keys) = match host.channel().await {
+            Ok(opened) => opened,
             Err(err) => {
                 self.forget(&host);
                 let reason = err.to_string();
@@ -183,7 +187,10 @@ impl State {
                 return;
             }
         };
-        if write_frame(&mut stream, &Reply::Opened).await.is_err() {
+        if write_frame(&mut stream, &Reply::Opened { host_key, jump_keys })
+            .await
+            .is_err()
+        {
             return;
         }
         host.requests.fetch_add(1, Ordering::Relaxed);
@@ -193,23 +200,23 @@ impl State {
         *host.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
-    /// The host's entry, made on first use.
-    fn host(&self, target: &str, options: &SshOptions) -> std::result::Result<Arc<HostLinks>, HolderError> {
-        let key = serde_json::to_string(&(target, options)).map_err(|err| HolderError(err.to_string()))?;
+    /// The destination's entry, made on first use.
+    fn host(&self, destination: &Destination) -> std::result::Result<Arc<HostLinks>, HolderError> {
+        let key = destination.key();
         if let Some(host) = self.lock().get(&key) {
             return Ok(host.clone());
         }
-        let parsed: Target = target
-            .parse()
-            .map_err(|err: ssh::SshError| HolderError(err.to_string()))?;
-        let settings = ssh::resolve(&parsed, options).map_err(|err| HolderError(err.to_string()))?;
-        let persist = settings.control_persist;
+        let alias = &destination.settings.alias;
+        if destination.home != ssh::home_dir() {
+            let home = destination.home.display();
+            return Err(HolderError(format!("this holder does not run with HOME {home}")));
+        }
+        let persist = destination.settings.control_persist;
         if persist == Persist::Off {
-            return Err(HolderError(format!("ControlPersist is off for {target}")));
+            return Err(HolderError(format!("ControlPersist is off for {alias}")));
         }
         let host = Arc::new(HostLinks {
-            target: target.to_string(),
-            options: options.clone(),
+            destination: destination.clone(),
             persist,
             since: now_millis(),
             links: tokio::sync::Mutex::new(Vec::new()),
@@ -225,6 +232,11 @@ impl State {
         self.lock().retain(|_, held| !Arc::ptr_eq(held, host));
     }
 
+    /// Drops what is held for `destination` (its connections close when their last call ends).
+    fn forget_destination(&self, destination: &Destination) -> u32 {
+        u32::from(self.lock().remove(&destination.key()).is_some())
+    }
+
     fn list(&self) -> Vec<Held> {
         let mut held: Vec<Held> = self.lock().values().map(|host| host.describe()).collect();
         held.sort_by(|a, b| a.host.cmp(&b.host));
@@ -234,7 +246,7 @@ impl State {
     fn stop(&self, host: Option<&str>) -> u32 {
         let mut hosts = self.lock();
         let before = hosts.len();
-        hosts.retain(|_, held| host.is_some_and(|h| h != held.target));
+        hosts.retain(|_, held| host.is_some_and(|h| h != held.destination.settings.alias));
         (before - hosts.len()) as u32
     }
 
@@ -261,26 +273,36 @@ impl HostLinks {
         if links.len() >= MAX_LINKS {
             return Err(ClientError::Holder(format!(
                 "{MAX_LINKS} connections to {} are busy",
-                self.target
+                self.destination.settings.alias
             )));
         }
-        let target: Target = self.target.parse()?;
-        let mut settings = ssh::resolve(&target, &self.options)?;
         // The holder has nobody to ask: a host that needs a question is left to the caller.
-        settings.batch_mode = true;
-        let link = Arc::new(SshLink::connect(&settings).await?);
+        let link = Arc::new(SshLink::connect(&self.destination.holder_settings()).await?);
         links.push(link.clone());
         Ok(link)
     }
 
-    /// A channel to the agent: on the held connection, or on a new one if it refuses (sshd's
+    /// A channel to the agent, with the host keys its connection accepted (the host's, its
+    /// jump hosts'): on the held connection, or on a new one if it refuses (sshd's
     /// MaxSessions) or is gone.
-    async fn channel(&self) -> Result<SubsystemStream> {
-        let link = self.link(false).await?;
-        match open_agent(&link).await {
-            Ok(channel) => Ok(channel),
-            Err(_) => open_agent(&*self.link(true).await?).await,
-        }
+    async fn channel(&self) -> Result<(SubsystemStream, String, Vec<String>)> {
+        let mut link = self.link(false).await?;
+        let channel = match open_agent(&link).await {
+            Ok(channel) => channel,
+            Err(_) => {
+                link = self.link(true).await?;
+                open_agent(&link).await?
+            }
+        };
+        let host_key = link.host_key().and_then(ssh::VerifiedKey::to_openssh);
+        let host_key = host_key.ok_or_else(|| ClientError::Holder("no host key was recorded".into()))?;
+        // A hop without a key is sent as nothing readable: the caller then trusts none of it.
+        let jump_keys = link
+            .jump_host_keys()
+            .into_iter()
+            .map(|key| key.and_then(|key| key.to_openssh()).unwrap_or_default())
+            .collect();
+        Ok((channel, host_key, jump_keys))
     }
 
     fn expired(&self) -> bool {
@@ -310,7 +332,7 @@ impl HostLinks {
             .map_or(0, |links| links.iter().filter(|link| !link.is_closed()).count() as u32);
         Held {
             connections,
-            host: self.target.clone(),
+            host: self.destination.settings.alias.clone(),
             since: self.since,
             idle_secs: if active > 0 { 0 } else { idle.as_secs() },
             requests: self.requests.load(Ordering::Relaxed),

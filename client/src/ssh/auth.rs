@@ -26,13 +26,12 @@ use russh::{
 };
 use tokio::{net::UnixStream, sync::Mutex};
 
-use super::{AgentSocket, HostSettings, SshError};
+use super::{terminal, AgentSocket, HostSettings, SshError};
 
 /// How often a wrong passphrase may be typed (ssh's NumberOfPasswordPrompts).
 const PASSPHRASE_ATTEMPTS: usize = 3;
 
-/// Keys decrypted in this process, by path. The lock also keeps concurrent connections from
-/// prompting at the same time.
+/// Keys decrypted in this process, by path (held while asking, so a key is asked for once).
 static UNLOCKED: Mutex<Vec<(PathBuf, Arc<PrivateKey>)>> = Mutex::const_new(Vec::new());
 
 /// Authenticates as `settings.user`, or fails saying everything that was tried.
@@ -335,6 +334,7 @@ async fn unlock(path: &Path, may_ask: bool) -> Result<Arc<PrivateKey>, String> {
         return Ok(key.clone());
     }
     let owned = path.to_path_buf();
+    let _turn = terminal::turn().await;
     let key = tokio::task::spawn_blocking(move || decrypt_interactively(&owned, &text))
         .await
         .map_err(|err| format!("passphrase prompt failed: {err}"))??;

@@ -14,6 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use sha2::{Digest, Sha256};
 use wildmatch::WildMatch;
 
 use super::SshError;
@@ -43,6 +44,7 @@ const HONOURED_KEYS: &[&str] = &[
     "controlpersist",
     "globalknownhostsfile",
     "hostname",
+    "hostkeyalias",
     "escapechar",
     "port",
     "user",
@@ -197,6 +199,8 @@ pub fn host_matches(patterns: &[String], host: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
     blocks: Vec<Block>,
+    /// SHA-256 (hex) of every file read, path and text, in reading order.
+    identity: String,
 }
 
 /// The settings that apply to one host, in precedence order (lower-case keys).
@@ -257,25 +261,27 @@ impl Applied {
 impl SshConfig {
     /// Reads a config file; a missing file is an empty config. `Include`s resolve against `include_dir`.
     pub fn read(path: &Path, include_dir: &Path) -> Result<Self, SshError> {
-        let mut parser = Parser {
-            blocks: Vec::new(),
-            include_dir,
-        };
+        let mut parser = Parser::new(include_dir);
         if let Some(text) = read_optional(path)? {
+            parser.record(path, &text);
             parser.parse(&text, path, &[], 0)?;
         }
-        Ok(Self { blocks: parser.blocks })
+        Ok(parser.finish())
+    }
+
+    /// What was read, as SHA-256 (hex) over each file's path and text: equal for the same
+    /// files with the same contents, different after any edit.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// Parses config text as if read from `path` (tests).
     #[cfg(test)]
     pub fn parse(text: &str, path: &Path, include_dir: &Path) -> Result<Self, SshError> {
-        let mut parser = Parser {
-            blocks: Vec::new(),
-            include_dir,
-        };
+        let mut parser = Parser::new(include_dir);
+        parser.record(path, text);
         parser.parse(text, path, &[], 0)?;
-        Ok(Self { blocks: parser.blocks })
+        Ok(parser.finish())
     }
 
     /// Adds command-line `-o Key=Value` (or `Key Value`) options, which win over the files.
@@ -319,6 +325,34 @@ impl SshConfig {
 struct Parser<'a> {
     blocks: Vec<Block>,
     include_dir: &'a Path,
+    /// Every file read so far, by path and text.
+    digest: Sha256,
+}
+
+impl Parser<'_> {
+    fn new(include_dir: &Path) -> Parser<'_> {
+        Parser {
+            blocks: Vec::new(),
+            include_dir,
+            digest: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> SshConfig {
+        let identity = self.digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        SshConfig {
+            blocks: self.blocks,
+            identity,
+        }
+    }
+
+    /// Counts `path` and `text` into the identity of what was read.
+    fn record(&mut self, path: &Path, text: &str) {
+        for part in [path.as_os_str().as_encoded_bytes(), text.as_bytes()] {
+            self.digest.update((part.len() as u64).to_be_bytes());
+            self.digest.update(part);
+        }
+    }
 }
 
 impl Parser<'_> {
@@ -378,6 +412,7 @@ impl Parser<'_> {
             }
             for file in files {
                 if let Some(text) = read_optional(&file)? {
+                    self.record(&file, &text);
                     self.parse(&text, &file, &conditions, depth + 1)?;
                 }
             }
@@ -639,6 +674,28 @@ Host *
             "the include sits in a Host block"
         );
         assert_eq!(config.apply("elsewhere").value("port"), Some("1"));
+    }
+
+    #[test]
+    fn the_identity_changes_with_any_file_read_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let (main, included) = (dir.path().join("config"), dir.path().join("extra.conf"));
+        fs::write(&main, "Include extra.conf\nHost a\n  Port 1\n").unwrap();
+        fs::write(&included, "Host b\n  Port 2\n").unwrap();
+        let identity = || SshConfig::read(&main, dir.path()).unwrap().identity().to_string();
+        let first = identity();
+        assert_eq!(identity(), first, "the same files give the same identity");
+        fs::write(&included, "Host b\n  Port 3\n").unwrap();
+        let edited = identity();
+        assert_ne!(edited, first, "an included file's edit counts");
+        let elsewhere = dir.path().join("copy");
+        fs::copy(&main, &elsewhere).unwrap();
+        let copied = SshConfig::read(&elsewhere, dir.path()).unwrap();
+        assert_ne!(
+            copied.identity(),
+            edited,
+            "the same text at another path is another config"
+        );
     }
 
     #[test]

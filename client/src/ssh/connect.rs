@@ -10,7 +10,7 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use super::{
     auth,
-    host_key::{self, Verifier},
+    host_key::{self, Accepted, VerifiedKey, Verifier},
     route::{self, Carrier, Transport},
     HostSettings, SshError,
 };
@@ -40,8 +40,10 @@ pub struct SshLink {
     host: String,
     /// The host as the user named it (for messages that suggest a command).
     alias: String,
+    /// The host key (or certificate) the handshake accepted.
+    host_key: Option<VerifiedKey>,
     /// What the connection runs over; dropped after `handle`.
-    _carrier: Carrier,
+    carrier: Carrier,
 }
 
 impl SshLink {
@@ -62,8 +64,8 @@ impl SshLink {
             let (transport, mut carrier) = route::open(settings, depth, limit).await?;
             let handshake = tokio::time::timeout(limit, handshake(settings, transport)).await;
             let handshake = handshake.map_err(|_| route::timed_out(settings, limit))?;
-            let mut handle = match handshake {
-                Ok(handle) => handle,
+            let (mut handle, accepted) = match handshake {
+                Ok(handshake) => handshake,
                 Err(err) => return Err(carrier.explain(err).await),
             };
             auth::authenticate(&mut handle, settings).await?;
@@ -71,7 +73,8 @@ impl SshLink {
                 handle,
                 host: settings.hostname.clone(),
                 alias: settings.alias.clone(),
-                _carrier: carrier,
+                host_key: accepted.get(),
+                carrier,
             })
         })
     }
@@ -125,6 +128,23 @@ impl SshLink {
         &self.alias
     }
 
+    /// The host key (or certificate) this connection's handshake accepted.
+    pub fn host_key(&self) -> Option<&VerifiedKey> {
+        self.host_key.as_ref()
+    }
+
+    /// The host keys the jump hosts' handshakes accepted, the hop nearest this host first
+    /// (`None` for a hop that recorded none).
+    pub fn jump_host_keys(&self) -> Vec<Option<VerifiedKey>> {
+        let mut keys = Vec::new();
+        let mut carrier = &self.carrier;
+        while let Carrier::Jump { link, .. } = carrier {
+            keys.push(link.host_key.clone());
+            carrier = &link.carrier;
+        }
+        keys
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
@@ -146,11 +166,15 @@ impl SshLink {
 }
 
 /// The key exchange with host-key verification, over `transport`.
-async fn handshake(settings: &HostSettings, transport: Box<dyn Transport>) -> Result<Handle<Verifier>, SshError> {
-    let (verifier, rejection) = Verifier::new(settings);
+async fn handshake(
+    settings: &HostSettings,
+    transport: Box<dyn Transport>,
+) -> Result<(Handle<Verifier>, Accepted), SshError> {
+    let (verifier, rejection, accepted) = Verifier::new(settings);
     let config = Arc::new(client_config(settings));
     client::connect_stream(config, transport, verifier)
         .await
+        .map(|handle| (handle, accepted))
         .map_err(|source| {
             rejection.take().unwrap_or(SshError::Protocol {
                 host: settings.hostname.clone(),

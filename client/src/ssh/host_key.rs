@@ -6,9 +6,13 @@
 //! whatever the policy; `accept-new` records unknown keys in the first user known_hosts file;
 //! `ask` asks on the terminal as ssh does (fingerprint, then yes / no / the fingerprint typed
 //! back) and refuses without one. A host certificate is trusted when an `@cert-authority` line
-//! for the host names its signing CA, its principals name the host, it is valid now, and neither
-//! the CA nor the host key is `@revoked`; remora offers certificate algorithms only to hosts that
-//! have such a line.
+//! for the host names its signing CA, one of its principals (a pattern) matches HostName — or
+//! HostKeyAlias when set, never the ssh_config alias — it is valid now, and neither the CA nor
+//! the host key is `@revoked`; a certificate with no principals is refused, as OpenSSH refuses
+//! it. remora offers certificate algorithms only to hosts that have such a line.
+//!
+//! HostKeyAlias, when set, is the name every lookup and record uses (verbatim, without a port),
+//! as in OpenSSH.
 
 use std::{
     io::{BufRead, Write},
@@ -25,10 +29,11 @@ use russh::{
     },
     Preferred,
 };
+use wildmatch::WildMatch;
 
 use super::{
     known_hosts::{self, HostKeyStatus},
-    HostSettings, SshError, StrictHostKeyChecking,
+    route, terminal, HostSettings, SshError, StrictHostKeyChecking,
 };
 
 /// Where a [`Verifier`] leaves the reason it refused a key.
@@ -49,21 +54,68 @@ impl Rejection {
     }
 }
 
+/// The host key, or host certificate, a connection's handshake accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifiedKey {
+    Key(PublicKey),
+    Certificate(Box<Certificate>),
+}
+
+impl VerifiedKey {
+    /// The OpenSSH one-line form (`ssh-ed25519 AAAA…`, `ssh-ed25519-cert-v01@openssh.com AAAA…`).
+    pub fn to_openssh(&self) -> Option<String> {
+        match self {
+            VerifiedKey::Key(key) => key.to_openssh().ok(),
+            VerifiedKey::Certificate(cert) => cert.to_openssh().ok(),
+        }
+    }
+
+    /// Parses the OpenSSH one-line form of a key or certificate; `None` if it is neither.
+    pub fn from_openssh(text: &str) -> Option<VerifiedKey> {
+        match PublicKey::from_openssh(text) {
+            Ok(key) => Some(VerifiedKey::Key(key)),
+            Err(_) => Certificate::from_openssh(text)
+                .ok()
+                .map(|cert| VerifiedKey::Certificate(Box::new(cert))),
+        }
+    }
+}
+
+/// Where a [`Verifier`] leaves the key it accepted.
+#[derive(Clone, Default)]
+pub struct Accepted(Arc<Mutex<Option<VerifiedKey>>>);
+
+impl Accepted {
+    /// The accepted key, once the handshake accepted one.
+    pub fn get(&self) -> Option<VerifiedKey> {
+        self.0
+            .lock()
+            .expect("never poisoned: no code panics while holding it")
+            .clone()
+    }
+
+    fn set(&self, key: VerifiedKey) {
+        *self.0.lock().expect("never poisoned: no code panics while holding it") = Some(key);
+    }
+}
+
 /// russh's callback object for one connection: verifies the host key.
 pub struct Verifier {
     settings: HostSettings,
     rejection: Rejection,
+    accepted: Accepted,
 }
 
 impl Verifier {
-    /// A verifier for `settings`, and where it will leave a refusal.
-    pub fn new(settings: &HostSettings) -> (Self, Rejection) {
-        let rejection = Rejection::default();
+    /// A verifier for `settings`, where it will leave a refusal, and where the accepted key.
+    pub fn new(settings: &HostSettings) -> (Self, Rejection, Accepted) {
+        let (rejection, accepted) = (Rejection::default(), Accepted::default());
         let verifier = Verifier {
             settings: settings.clone(),
             rejection: rejection.clone(),
+            accepted: accepted.clone(),
         };
-        (verifier, rejection)
+        (verifier, rejection, accepted)
     }
 }
 
@@ -90,12 +142,27 @@ impl client::Handler for Verifier {
             })
         });
         match verdict {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                self.accepted.set(match key {
+                    PublicKeyOrCertificate::PublicKey { key, .. } => VerifiedKey::Key(key.clone()),
+                    PublicKeyOrCertificate::Certificate(cert) => VerifiedKey::Certificate(Box::new(cert.clone())),
+                });
+                Ok(true)
+            }
             Err(refusal) => {
                 self.rejection.set(refusal);
                 Ok(false)
             }
         }
+    }
+}
+
+/// The name and port host keys are looked up and recorded under: HostKeyAlias (verbatim: port
+/// 22 adds no brackets), else HostName and Port.
+fn recorded_as(settings: &HostSettings) -> (String, u16) {
+    match &settings.host_key_alias {
+        Some(alias) => (alias.clone(), 22),
+        None => (settings.hostname.clone(), settings.port),
     }
 }
 
@@ -108,7 +175,7 @@ fn all_files(settings: &HostSettings) -> Vec<PathBuf> {
 /// Decides whether `key` may be trusted for the host of `settings`, recording it under `accept-new`
 /// (or a `yes` to `ask`).
 pub fn verify(settings: &HostSettings, key: &PublicKey) -> Result<(), SshError> {
-    let (host, port) = (settings.hostname.clone(), settings.port);
+    let (host, port) = recorded_as(settings);
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     let algorithm = known_hosts::key_type(&key.algorithm());
     match known_hosts::check(&all_files(settings), &host, port, key) {
@@ -127,6 +194,35 @@ pub fn verify(settings: &HostSettings, key: &PublicKey) -> Result<(), SshError> 
     }
 }
 
+/// Whether the keys another process's handshakes accepted (the connection holder's: the host's,
+/// then its jump hosts', nearest first) would be accepted by `settings` now, without asking or
+/// recording anything: `true` when each is known (or StrictHostKeyChecking is `no`); `false` for
+/// anything a fresh connection would refuse, ask about or learn, which the caller then leaves
+/// to a fresh connection.
+pub fn trusts_held(settings: &HostSettings, key: &VerifiedKey, jump_keys: &[VerifiedKey]) -> bool {
+    let Ok(chain) = route::jump_chain(settings) else {
+        return false;
+    };
+    trusts_key(settings, key)
+        && chain.len() == jump_keys.len()
+        && chain.iter().zip(jump_keys).all(|(hop, key)| trusts_key(hop, key))
+}
+
+/// [`trusts_held`] for one host's key.
+fn trusts_key(settings: &HostSettings, key: &VerifiedKey) -> bool {
+    match key {
+        VerifiedKey::Certificate(cert) => verify_certificate(settings, cert, SystemTime::now()).is_ok(),
+        VerifiedKey::Key(key) => {
+            let (host, port) = recorded_as(settings);
+            match known_hosts::check(&all_files(settings), &host, port, key) {
+                HostKeyStatus::Known => true,
+                HostKeyStatus::Unknown => settings.strict_host_key_checking == StrictHostKeyChecking::No,
+                HostKeyStatus::Changed { .. } | HostKeyStatus::Revoked { .. } => false,
+            }
+        }
+    }
+}
+
 /// Applies StrictHostKeyChecking to a key nothing is recorded for.
 fn unknown(
     settings: &HostSettings,
@@ -134,7 +230,7 @@ fn unknown(
     algorithm: &'static str,
     fingerprint: String,
 ) -> Result<(), SshError> {
-    let (host, port) = (settings.hostname.clone(), settings.port);
+    let (host, port) = recorded_as(settings);
     let shown = known_hosts::host_pattern(&host, port);
     let first_file = settings.known_hosts_files.first();
     let learn = |file: &PathBuf| -> Result<(), SshError> {
@@ -148,8 +244,15 @@ fn unknown(
         Ok(())
     };
     match (settings.strict_host_key_checking, first_file) {
-        (StrictHostKeyChecking::AcceptNew, Some(file)) => learn(file),
+        (StrictHostKeyChecking::AcceptNew, Some(file)) => {
+            // The notice is a whole line of its own, never inside another host's question.
+            let _turn = terminal::blocking_turn();
+            learn(file)
+        }
         (StrictHostKeyChecking::Ask, Some(file)) if !settings.batch_mode => {
+            tracing::debug!("{shown} presents an unknown {algorithm} key; waiting to ask on the terminal");
+            // Asked, answered and recorded (with its notice) before another host may ask.
+            let _turn = terminal::blocking_turn();
             match ask_on_terminal(&shown, algorithm, &fingerprint) {
                 Some(true) => learn(file),
                 Some(false) => Err(SshError::HostKeyDeclined { host: shown }),
@@ -172,9 +275,10 @@ fn unknown(
 }
 
 fn unknown_error(settings: &HostSettings, algorithm: &'static str, fingerprint: String, asked: bool) -> SshError {
+    let (host, port) = recorded_as(settings);
     SshError::HostKeyUnknown {
-        host: settings.hostname.clone(),
-        port: settings.port,
+        host,
+        port,
         algorithm,
         fingerprint,
         known_hosts: settings.known_hosts_files.first().map_or_else(
@@ -217,7 +321,8 @@ fn ask_on_terminal(shown: &str, algorithm: &str, fingerprint: &str) -> Option<bo
 
 /// Decides whether a host certificate may be trusted for the host of `settings` at `now`.
 pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: SystemTime) -> Result<(), SshError> {
-    let (host, port) = (settings.hostname.as_str(), settings.port);
+    let (host, port) = recorded_as(settings);
+    let (host, port) = (host.as_str(), port);
     let refuse = |reason: String| SshError::HostCertificateRefused {
         host: known_hosts::host_pattern(host, port),
         reason,
@@ -252,10 +357,7 @@ pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: Syst
     if unix >= cert.valid_before() {
         return Err(refuse(format!("it expired at {}", when(cert.valid_before()))));
     }
-    let principals = cert.valid_principals();
-    if !principals.is_empty() && !principals.iter().any(|p| p == host || *p == settings.alias) {
-        return Err(refuse(format!("it names {}, not {host}", principals.join(", "))));
-    }
+    check_principals(cert.valid_principals(), host).map_err(refuse)?;
     if !cert.critical_options().is_empty() {
         return Err(refuse(
             "it carries critical options, which host certificates must not".into(),
@@ -265,10 +367,23 @@ pub fn verify_certificate(settings: &HostSettings, cert: &Certificate, now: Syst
         .map_err(|_| refuse("its signature does not verify".into()))
 }
 
+/// OpenSSH's rule (`sshkey_cert_check_host`): some principal, as a pattern, matches `name`
+/// (HostName, or HostKeyAlias); a certificate listing no principals is refused.
+fn check_principals(principals: &[String], name: &str) -> Result<(), String> {
+    if principals.is_empty() {
+        return Err("it lists no principals (OpenSSH refuses such host certificates too)".into());
+    }
+    if !principals.iter().any(|p| WildMatch::new(p).matches(name)) {
+        return Err(format!("it names {}, not {name}", principals.join(", ")));
+    }
+    Ok(())
+}
+
 /// Host-key algorithms to ask certificates for: those of the plain-key preference, for hosts that
 /// an `@cert-authority` line covers; none otherwise (a certificate nobody can check is no use).
 pub fn host_certificate_preference(settings: &HostSettings) -> Vec<Algorithm> {
-    if known_hosts::authorities(&all_files(settings), &settings.hostname, settings.port).is_empty() {
+    let (host, port) = recorded_as(settings);
+    if known_hosts::authorities(&all_files(settings), &host, port).is_empty() {
         return Vec::new();
     }
     host_key_preference(settings)
@@ -277,7 +392,8 @@ pub fn host_certificate_preference(settings: &HostSettings) -> Vec<Algorithm> {
 /// russh's host-key algorithms with those known_hosts records for the host first, so a host with a
 /// recorded key presents that one (OpenSSH does the same).
 pub fn host_key_preference(settings: &HostSettings) -> Vec<Algorithm> {
-    let recorded = known_hosts::recorded_algorithms(&all_files(settings), &settings.hostname, settings.port);
+    let (host, port) = recorded_as(settings);
+    let recorded = known_hosts::recorded_algorithms(&all_files(settings), &host, port);
     let is_rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
     let same_family = |a: &Algorithm, b: &Algorithm| a == b || (is_rsa(a) && is_rsa(b));
     let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = Preferred::DEFAULT
@@ -354,5 +470,85 @@ mod tests {
         let order = host_key_preference(&settings);
         assert_eq!(order[0], ecdsa.algorithm(), "{order:?}");
         assert_eq!(order.len(), Preferred::DEFAULT.key.len());
+    }
+
+    #[test]
+    fn principals_are_patterns_for_one_name_and_none_is_refused() {
+        let names = |list: &[&str]| list.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        check_principals(&names(&["db.example.com", "10.0.0.1"]), "10.0.0.1").unwrap();
+        check_principals(&names(&["*.example.com"]), "db.example.com").unwrap();
+        let err = check_principals(&names(&["db.example.com"]), "127.0.0.1").unwrap_err();
+        assert_eq!(err, "it names db.example.com, not 127.0.0.1");
+        assert!(check_principals(&[], "127.0.0.1")
+            .unwrap_err()
+            .contains("no principals"));
+    }
+
+    #[test]
+    fn host_key_alias_is_the_name_keys_are_known_and_learned_under() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let key = key_of(Algorithm::Ed25519);
+        std::fs::write(&file, format!("db-alias {}\n", key.to_openssh().unwrap())).unwrap();
+        let plain = settings(file.clone(), StrictHostKeyChecking::Yes);
+        assert!(verify(&plain, &key).is_err(), "[127.0.0.1]:2222 is not recorded");
+        let aliased = HostSettings {
+            host_key_alias: Some("db-alias".into()),
+            ..plain
+        };
+        verify(&aliased, &key).unwrap();
+        let learning = HostSettings {
+            host_key_alias: Some("other-alias".into()),
+            strict_host_key_checking: StrictHostKeyChecking::AcceptNew,
+            ..aliased
+        };
+        verify(&learning, &key_of(Algorithm::Ed25519)).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.lines().last().unwrap().starts_with("other-alias ssh-ed25519 "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_held_key_is_trusted_as_a_fresh_connection_would_trust_it_without_asking_or_learning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let key = key_of(Algorithm::Ed25519);
+        let held = VerifiedKey::Key(key.clone());
+        let asking = HostSettings {
+            batch_mode: false,
+            ..settings(file.clone(), StrictHostKeyChecking::Ask)
+        };
+        for strictness in [StrictHostKeyChecking::Ask, StrictHostKeyChecking::AcceptNew] {
+            let settings = HostSettings {
+                strict_host_key_checking: strictness,
+                ..asking.clone()
+            };
+            assert!(
+                !trusts_held(&settings, &held, &[]),
+                "unknown: left to a fresh connection"
+            );
+        }
+        assert!(!file.exists(), "nothing was learned");
+        assert!(trusts_held(
+            &settings(file.clone(), StrictHostKeyChecking::No),
+            &held,
+            &[]
+        ));
+        let recorded = format!("[127.0.0.1]:2222 {}\n", key.to_openssh().unwrap());
+        std::fs::write(&file, &recorded).unwrap();
+        assert!(trusts_held(&asking, &held, &[]));
+        assert!(
+            !trusts_held(&asking, &held, std::slice::from_ref(&held)),
+            "no jump host was configured"
+        );
+        let other = VerifiedKey::Key(key_of(Algorithm::Ed25519));
+        assert!(!trusts_held(&asking, &other, &[]), "changed");
+        std::fs::write(&file, format!("{recorded}@revoked * {}\n", key.to_openssh().unwrap())).unwrap();
+        assert!(!trusts_held(&asking, &held, &[]), "revoked");
+        let text = held.to_openssh().unwrap();
+        assert_eq!(VerifiedKey::from_openssh(&text), Some(held));
+        assert_eq!(VerifiedKey::from_openssh("not a key"), None);
     }
 }

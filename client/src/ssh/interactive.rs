@@ -9,16 +9,12 @@ use std::{
 };
 
 use russh::client::{AuthResult, Handle, Handler, KeyboardInteractiveAuthResponse};
-use tokio::sync::Mutex;
 
-use super::{HostSettings, SshError};
+use super::{terminal, HostSettings, SshError};
 use crate::visible::{visible, visible_lines};
 
 /// Password prompts before giving up (ssh's NumberOfPasswordPrompts).
 const PASSWORD_ATTEMPTS: usize = 3;
-
-/// One prompt at a time on the terminal, when several hosts are reached at once.
-static TERMINAL: Mutex<()> = Mutex::const_new(());
 
 /// Tries keyboard-interactive, then password, if there is a terminal to ask on. Records what was
 /// tried in `tried`; true once the server accepted.
@@ -30,7 +26,8 @@ pub async fn authenticate<H: Handler>(
     if settings.batch_mode || !has_terminal() {
         return Ok(false);
     }
-    let _turn = TERMINAL.lock().await;
+    // One host's whole exchange at a time: its prompts and answers never mix with another's.
+    let _turn = terminal::turn().await;
     let broken = |err: russh::Error| SshError::Protocol {
         host: settings.hostname.clone(),
         cause: err,

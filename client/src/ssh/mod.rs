@@ -20,12 +20,14 @@ mod known_hosts;
 mod route;
 mod settings;
 mod target;
+pub mod terminal;
 #[cfg(test)]
 mod test_server;
 
 pub use connect::{preferred_cipher, SshLink, SubsystemStream};
 pub use error::SshError;
 pub use exec::{sh_command, ExecOutput};
+pub use host_key::{trusts_held, VerifiedKey};
 pub use settings::{
     home_dir, local_user, resolve, AgentSocket, HostSettings, Persist, Route, SshOptions, StrictHostKeyChecking,
 };

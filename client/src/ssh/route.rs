@@ -60,6 +60,33 @@ impl Carrier {
     }
 }
 
+/// The settings of the jump host `last` of a chain, reached through the hops `before` it (or
+/// its own route when it is the first).
+fn jump_host_settings(settings: &HostSettings, last: &Target, before: &[Target]) -> Result<HostSettings, SshError> {
+    let mut hop_settings = resolve(last, &settings.jump_options)?;
+    if !before.is_empty() {
+        hop_settings.route = Route::Jump(before.to_vec());
+    }
+    Ok(hop_settings)
+}
+
+/// Every jump host a connection with `settings` goes through, the one nearest the host first:
+/// the order of [`super::SshLink::jump_host_keys`].
+pub fn jump_chain(settings: &HostSettings) -> Result<Vec<HostSettings>, SshError> {
+    let mut chain: Vec<HostSettings> = Vec::new();
+    let mut route = settings.route.clone();
+    while let Route::Jump(hops) = route {
+        let (last, before) = hops.split_last().ok_or(SshError::JumpLoop { max: MAX_HOPS })?;
+        if chain.len() + hops.len() > MAX_HOPS {
+            return Err(SshError::JumpLoop { max: MAX_HOPS });
+        }
+        let hop = jump_host_settings(settings, last, before)?;
+        route = hop.route.clone();
+        chain.push(hop);
+    }
+    Ok(chain)
+}
+
 /// Opens the byte stream to `settings`' sshd; `depth` counts the jump hosts already in the chain.
 /// Each step is bounded by `limit` (ConnectTimeout); jump hosts apply their own.
 pub async fn open(
@@ -110,10 +137,7 @@ async fn through_jump_hosts(
         hop: hop.clone(),
         cause: Box::new(source),
     };
-    let mut hop_settings = resolve(last, &settings.jump_options).map_err(within_hop)?;
-    if !before.is_empty() {
-        hop_settings.route = Route::Jump(before.to_vec());
-    }
+    let hop_settings = jump_host_settings(settings, last, before).map_err(within_hop)?;
     tracing::debug!(
         "connecting to {}:{} through jump host {hop}",
         settings.hostname,
@@ -169,5 +193,32 @@ pub fn timed_out(settings: &HostSettings, limit: Duration) -> SshError {
         host: settings.hostname.clone(),
         port: settings.port,
         secs: limit.as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssh::SshOptions;
+
+    #[test]
+    fn the_jump_chain_lists_each_hop_nearest_first_with_the_hops_own_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let text = "Host target\n  ProxyJump a,b\nHost a\n  HostName a.example\n  ProxyJump outer\n\
+            Host b\n  HostName b.example\nHost outer\n  HostName outer.example\n";
+        std::fs::write(&config, text).unwrap();
+        let options = SshOptions {
+            config_file: Some(config),
+            ..SshOptions::default()
+        };
+        let chain = |target: &str| {
+            let settings = resolve(&target.parse().unwrap(), &options).unwrap();
+            let chain = jump_chain(&settings).unwrap();
+            chain.into_iter().map(|hop| hop.hostname).collect::<Vec<_>>()
+        };
+        // b is reached through a, and a (first) through its own ProxyJump.
+        assert_eq!(chain("target"), ["b.example", "a.example", "outer.example"]);
+        assert!(chain("outer").is_empty());
     }
 }

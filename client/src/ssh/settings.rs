@@ -48,7 +48,7 @@ impl SshOptions {
 }
 
 /// How the connection reaches the host's sshd.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Route {
     /// TCP straight to HostName and Port.
     Direct,
@@ -60,7 +60,7 @@ pub enum Route {
 }
 
 /// Where ssh-agent listens (IdentityAgent).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AgentSocket {
     /// `$SSH_AUTH_SOCK` (the default).
     Environment,
@@ -71,7 +71,7 @@ pub enum AgentSocket {
 }
 
 /// How host keys missing from known_hosts are treated (changed keys are always refused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StrictHostKeyChecking {
     /// Refuse unknown keys (the default).
     Yes,
@@ -83,8 +83,10 @@ pub enum StrictHostKeyChecking {
     Ask,
 }
 
-/// Everything needed to connect to one host, after applying ssh_config (like `ssh -G`).
-#[derive(Clone, Debug)]
+/// Everything needed to connect to one host, after applying ssh_config (like `ssh -G`). It is
+/// also what the connection holder keys a held connection by (serialized), so it holds every
+/// input of a connection, down to which config produced it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostSettings {
     /// What the user typed.
     pub alias: String,
@@ -92,6 +94,9 @@ pub struct HostSettings {
     pub hostname: String,
     /// Port, 22 by default.
     pub port: u16,
+    /// HostKeyAlias: the name host keys are looked up and recorded under, and certificate
+    /// principals matched against, instead of HostName and Port.
+    pub host_key_alias: Option<String>,
     /// User, the local user by default.
     pub user: String,
     /// Identity files in the order tried (`-i` first); the default key files that exist if none is configured.
@@ -128,10 +133,13 @@ pub struct HostSettings {
     pub control_persist: Persist,
     /// Ciphers, in the order asked for; empty means remora's own order.
     pub ciphers: Vec<String>,
+    /// The identity of the ssh_config files read (their paths and contents): jump hosts are
+    /// resolved from them later, so an edit must not reuse a connection made before it.
+    pub config_identity: String,
 }
 
 /// How long the connection holder keeps a host's connection after its last use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Persist {
     /// Every call connects on its own (`ControlPersist no`).
     Off,
@@ -169,6 +177,9 @@ impl HostSettings {
             ("port", self.port.to_string()),
             ("user", self.user.clone()),
         ];
+        if let Some(alias) = &self.host_key_alias {
+            lines.push(("hostkeyalias", alias.clone()));
+        }
         lines.extend(self.identity_files.iter().map(|file| ("identityfile", path(file))));
         lines.push(("identitiesonly", yes_or_no(self.identities_only).into()));
         lines.push(("identityagent", self.agent.to_string()));
@@ -209,6 +220,7 @@ impl HostSettings {
             alias: "testhost".into(),
             hostname: "127.0.0.1".into(),
             port,
+            host_key_alias: None,
             user: "me".into(),
             identity_files: Vec::new(),
             identities_only: true,
@@ -227,6 +239,7 @@ impl HostSettings {
             kbd_interactive_authentication: false,
             control_persist: Persist::Off,
             ciphers: Vec::new(),
+            config_identity: String::new(),
         }
     }
 }
@@ -313,6 +326,8 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             .transpose()?
             .unwrap_or_default(),
         ciphers: applied.get("ciphers").map(ciphers).transpose()?.unwrap_or_default(),
+        host_key_alias: applied.value("hostkeyalias").map(str::to_string),
+        config_identity: config.identity().to_string(),
         hostname,
         port,
         user,

@@ -11,7 +11,8 @@ use super::SshError;
 
 /// `[user@]host[:port]` as typed on the command line (host may be an ssh_config alias; IPv6 in
 /// brackets `[::1]:22`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Target {
     /// The user before `@`, if any.
     pub user: Option<String>,
@@ -46,6 +47,21 @@ impl FromStr for Target {
             check_user_name(user).map_err(|reason| bad(&reason))?;
         }
         Ok(Target { user, host, port })
+    }
+}
+
+/// Serialized as typed, and parsed (so checked) again when read.
+impl TryFrom<String> for Target {
+    type Error = SshError;
+
+    fn try_from(text: String) -> Result<Self, SshError> {
+        text.parse()
+    }
+}
+
+impl From<Target> for String {
+    fn from(target: Target) -> String {
+        target.to_string()
     }
 }
 

@@ -34,4 +34,5 @@ mod trust;
 mod upgrade;
 mod wait;
 mod warm;
+mod warm_trust;
 mod workflow;

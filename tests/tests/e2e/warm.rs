@@ -6,12 +6,12 @@ use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command, time::D
 use crate::support::{binaries, remora, session, wait_until, wait_until_within, Background, Sshd};
 
 /// SSH logins sshd has accepted so far.
-fn logins(sshd: &Sshd) -> usize {
+pub(crate) fn logins(sshd: &Sshd) -> usize {
     sshd.log().matches("Accepted publickey").count()
 }
 
 /// The connection holder processes this test's clients started.
-fn holders(sshd: &Sshd) -> Vec<i32> {
+pub(crate) fn holders(sshd: &Sshd) -> Vec<i32> {
     sshd.processes()
         .into_iter()
         .filter(|pid| remora_testkit::command_line(*pid).is_some_and(|args| args.iter().any(|a| a == "__hold")))
@@ -19,7 +19,7 @@ fn holders(sshd: &Sshd) -> Vec<i32> {
 }
 
 /// Waits until `remora conn ls --json` lists `host` as held, with its connection made.
-fn wait_held(sshd: &Sshd, host: &str) -> serde_json::Value {
+pub(crate) fn wait_held(sshd: &Sshd, host: &str) -> serde_json::Value {
     let mut held = serde_json::Value::Null;
     wait_until("the holder to hold the host", || {
         let listed = remora(sshd, &["conn", "ls", "--json"]).stdout;
