@@ -63,25 +63,33 @@ impl Sshd {
     /// value it reads for most keywords, so they override the harness's. No `Match` blocks (they
     /// would swallow the lines after them), and `Subsystem remora` cannot be redefined.
     pub fn start_with(extra: &str) -> anyhow::Result<Sshd> {
-        Sshd::launch(extra, true, |_| Ok(String::new()))
+        Sshd::launch(extra, true, &[], |_| Ok(String::new()))
     }
 
     /// Like [`Sshd::start`], after `prepare` ran on the test's directory once the host key
     /// (`host_key`, `host_key.pub`) exists; the sshd_config lines it returns come first (a
     /// `HostCertificate` made by signing the host key, say).
     pub fn start_prepared(prepare: impl FnOnce(&Path) -> anyhow::Result<String>) -> anyhow::Result<Sshd> {
-        Sshd::launch("", true, prepare)
+        Sshd::launch("", true, &[], prepare)
     }
 
     /// An sshd without the `Subsystem remora` line, like a host whose admin has not added it:
     /// remora must find the agent itself (exec request), after `remora install` put it there.
     pub fn start_without_subsystem() -> anyhow::Result<Sshd> {
-        Sshd::launch("", false, |_| Ok(String::new()))
+        Sshd::launch("", false, &[], |_| Ok(String::new()))
+    }
+
+    /// Like [`Sshd::start_without_subsystem`], with `env` added to every session's environment
+    /// on the host (a `PATH` with fake commands first, an `XDG_RUNTIME_DIR`). Values cannot hold
+    /// spaces or quotes.
+    pub fn start_without_subsystem_env(env: &[(&str, &str)]) -> anyhow::Result<Sshd> {
+        Sshd::launch("", false, env, |_| Ok(String::new()))
     }
 
     fn launch(
         extra: &str,
         subsystem: bool,
+        env: &[(&str, &str)],
         prepare: impl FnOnce(&Path) -> anyhow::Result<String>,
     ) -> anyhow::Result<Sshd> {
         let binaries = binaries()?;
@@ -103,6 +111,7 @@ impl Sshd {
         ensure_privsep_dir()?;
         let extra = prepare(dir.path())? + extra;
         let marker = uuid::Uuid::new_v4().simple().to_string();
+        let host_env = host_env(env)?;
         let settings = ServerSettings {
             dir: dir.path(),
             port: 0,
@@ -111,6 +120,7 @@ impl Sshd {
             has_penalties: files::has_penalties(&program),
             extra: &extra,
             subsystem,
+            host_env: &host_env,
         };
         let (child, port) = launch(&program, settings)?;
         // From here on, Drop ends sshd if anything else fails.
@@ -366,6 +376,18 @@ impl Drop for Sshd {
         leftovers.dedup();
         stop_all(&leftovers);
     }
+}
+
+/// ` NAME=VALUE` words for sshd's `SetEnv` line.
+fn host_env(env: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut words = String::new();
+    for (name, value) in env {
+        if value.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'')) || name.contains('=') {
+            bail!("{name}={value} cannot go on sshd_config's SetEnv line unquoted");
+        }
+        words.push_str(&format!(" {name}={value}"));
+    }
+    Ok(words)
 }
 
 /// Ends `pids` (see [`terminate`]), reporting any that had to be killed: a process that ignores

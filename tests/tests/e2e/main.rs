@@ -17,6 +17,7 @@ mod jobs;
 mod library;
 mod lifecycle;
 mod many_hosts;
+mod platforms;
 mod reconnect;
 mod registry;
 mod robustness;
