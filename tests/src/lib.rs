@@ -12,6 +12,7 @@
 //! - Every wait is bounded and names what it waited for when it gives up.
 
 mod binaries;
+mod chroot;
 mod executable;
 mod pids;
 mod process;
@@ -21,6 +22,7 @@ mod sshd;
 mod wait;
 
 pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
+pub use chroot::ChrootSshd;
 pub use executable::copy_executable;
 pub use pids::{command_line, live_command_lines, process_alive, rss_kib, terminate};
 pub use process::{run, run_async, run_child};

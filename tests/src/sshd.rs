@@ -461,7 +461,7 @@ fn wait_until_listening(child: &mut Child, port: u16, dir: &Path) -> anyhow::Res
 }
 
 /// Whether something on `port` sends an SSH-2.0 banner.
-fn greets(port: u16) -> bool {
+pub(crate) fn greets(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, BANNER_TIMEOUT) else {
         return false;
@@ -472,7 +472,7 @@ fn greets(port: u16) -> bool {
         && &banner == b"SSH-2.0-"
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -502,7 +502,7 @@ fn ensure_privsep_dir() -> anyhow::Result<()> {
 }
 
 /// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

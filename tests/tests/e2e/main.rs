@@ -7,6 +7,7 @@ mod client_crash;
 mod configurations;
 mod cp;
 mod daemon;
+mod debian11;
 mod demo;
 mod disconnected;
 mod fleet;
