@@ -19,7 +19,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-pub use self::platform::{GlibcVersion, HostLibc, HostPlatform};
+pub use self::{
+    elf::{needs, LibcNeed, Needs},
+    platform::{GlibcVersion, HostLibc, HostPlatform},
+};
 use crate::{
     ssh::{self, sh_command, SshLink, SshOptions, Target},
     ClientError, Result,

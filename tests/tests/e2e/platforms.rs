@@ -2,7 +2,9 @@
 //! refuses before copying anything and names the command that builds one. The host's `uname`,
 //! `getconf` and `ldd` are fakes first on its PATH, answering what a test writes into files.
 
-use std::fs;
+use std::{fs, process::Command};
+
+use remora_client::install::{needs, GlibcVersion, LibcNeed};
 
 use crate::support::{binaries, remora, Run, Sshd};
 
@@ -144,4 +146,47 @@ fn install_ships_the_portable_agent_to_an_older_glibc_or_names_scripts_dist() {
     assert!(printed.contains("Linux x86_64 with glibc 2.31"), "{printed}");
     let installed = host.sshd.remote_home().join(".local/bin/remora-agent");
     assert_eq!(fs::read(installed).unwrap(), fs::read(portable).unwrap());
+}
+
+/// The agent `install` ships (scripts/dist's output) needs no glibc newer than 2.17, by
+/// binutils' reading of its version needs and by install's own. CI builds it (scripts/test runs
+/// scripts/dist) and fails here without it; elsewhere a missing build is reported and skipped.
+#[test]
+fn the_shipped_agent_needs_no_glibc_above_2_17() {
+    let portable = &binaries().portable_agent;
+    if !portable.is_file() {
+        let why = format!("{} is missing: build it with scripts/dist", portable.display());
+        assert!(std::env::var_os("CI").is_none(), "{why} (scripts/test does, in CI)");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let output = Command::new("readelf")
+        .args(["--version-info", "--wide"])
+        .arg(portable)
+        .output()
+        .expect("readelf (binutils) runs: scripts/test installs it");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let versions: Vec<GlibcVersion> = text
+        .split(|c: char| c.is_whitespace())
+        .filter_map(|word| word.strip_prefix("GLIBC_")?.parse().ok())
+        .collect();
+    let highest = versions
+        .iter()
+        .max()
+        .copied()
+        .expect("a glibc build needs GLIBC_ versions");
+    assert!(
+        highest <= GlibcVersion::PORTABLE,
+        "{} needs GLIBC_{highest}",
+        portable.display()
+    );
+
+    let needed = needs(&fs::read(portable).unwrap()).unwrap();
+    assert_eq!(needed.machine, "x86_64");
+    assert_eq!(
+        needed.libc,
+        LibcNeed::Glibc(Some(highest)),
+        "install reads the same floor"
+    );
 }
