@@ -1,8 +1,10 @@
-//! `remora install` on hosts of other CPUs and C libraries: it ships a build that runs there, or
-//! refuses before copying anything and names the command that builds one. The host's `uname`,
-//! `getconf` and `ldd` are fakes first on its PATH, answering what a test writes into files.
+//! The hosts admins have. `remora install` on hosts of other CPUs and C libraries ships a build
+//! that runs there, or refuses before copying anything and names the command that builds one
+//! (the host's `uname`, `getconf` and `ldd` are fakes first on its PATH, answering what a test
+//! writes into files); the agent it ships needs glibc 2.17 at most; and the agent runs on hosts
+//! without a systemd user session (no usable XDG_RUNTIME_DIR).
 
-use std::{fs, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Command};
 
 use remora_client::install::{needs, GlibcVersion, LibcNeed};
 
@@ -189,4 +191,44 @@ fn the_shipped_agent_needs_no_glibc_above_2_17() {
         LibcNeed::Glibc(Some(highest)),
         "install reads the same floor"
     );
+}
+
+/// Hosts without a systemd user session: with no XDG_RUNTIME_DIR, or one that does not exist,
+/// the agent keeps its socket in `~/.local/share/remora/run` (0700, checked) and creates
+/// nothing where the variable points; a private XDG_RUNTIME_DIR is used.
+#[test]
+fn without_a_usable_xdg_runtime_dir_the_socket_lives_in_the_data_dir() {
+    let runtime = tempfile::Builder::new().prefix("remora-xdg-").tempdir().unwrap();
+    let missing = runtime.path().join("missing");
+    let private = runtime.path().join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let agent = binaries().agent.display().to_string();
+    let missing_text = missing.display().to_string();
+    let private_text = private.display().to_string();
+    // The host's environment, and where the socket must be (None: the data dir).
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a Path>);
+    let cases: [Case; 3] = [
+        (&[], None),
+        (&[("XDG_RUNTIME_DIR", &missing_text)], None),
+        (&[("XDG_RUNTIME_DIR", &private_text)], Some(&private)),
+    ];
+    for (env, runtime_dir) in cases {
+        let sshd = Sshd::start_without_subsystem_env(env).unwrap();
+        remora(&sshd, &["install", sshd.alias(), "--agent", &agent]).ok();
+        let said = remora(&sshd, &["invoke", sshd.alias(), "--", "echo ok-$((6*7))"]).ok();
+        assert_eq!(said, "ok-42\n", "{env:?}");
+        let run_dir = match runtime_dir {
+            Some(dir) => dir.join("remora"),
+            None => sshd.remote_home().join(".local/share/remora/run"),
+        };
+        assert!(
+            run_dir.join("agent.sock").exists(),
+            "{env:?}: no socket in {}",
+            run_dir.display()
+        );
+        let mode = fs::metadata(&run_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{env:?}");
+        assert!(!missing.exists(), "{env:?}: created {}", missing.display());
+    }
 }
