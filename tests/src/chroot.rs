@@ -59,6 +59,7 @@ impl ChrootSshd {
         let inside = format!("/tmp/remora-e2e-{marker}");
         let host_dir = root.join(inside.trim_start_matches('/'));
         fs::create_dir_all(host_dir.join("home"))?;
+        fs::create_dir_all(host_dir.join("bin"))?;
         let dir = tempfile::Builder::new().prefix("remora-e2e-chroot-").tempdir()?;
         fs::create_dir(dir.path().join("home"))?;
         generate_key(&host_dir.join("host_key"), "")?;
@@ -154,6 +155,12 @@ impl ChrootSshd {
         command
     }
 
+    /// A directory first on the host's PATH, empty at start, for fake commands (a `getconf`
+    /// that lies), as seen from outside the root.
+    pub fn fake_bin(&self) -> PathBuf {
+        self.host_path(&format!("{}/bin", self.inside))
+    }
+
     /// The test's client-side directory, for files to copy.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -200,6 +207,6 @@ fn sshd_config(inside: &str, port: u16, marker: &str) -> String {
          PubkeyAuthentication yes\n\
          PermitRootLogin prohibit-password\n\
          LogLevel VERBOSE\n\
-         SetEnv {MARKER_VAR}={marker} HOME={inside}/home\n"
+         SetEnv {MARKER_VAR}={marker} HOME={inside}/home PATH={inside}/bin:/usr/local/bin:/usr/bin:/bin\n"
     )
 }

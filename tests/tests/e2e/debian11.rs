@@ -1,7 +1,8 @@
 //! A real older host: Debian 11 (glibc 2.31, OpenSSH 8.4) in a root built by
 //! `scripts/debian11-root`, its own sshd chrooted there (`remora_testkit::ChrootSshd`). From a
-//! clean host: `remora install` picks the portable agent, then invoke, a disconnected job and
-//! receive, a shell on a pty, and cp both ways.
+//! clean host: `remora install` refuses the native build and picks the portable agent, then
+//! invoke, a disconnected job and receive, a shell on a pty, and cp both ways. A host lying
+//! about its glibc shows the loader's complaint.
 //!
 //! Needs root, the root (`scripts/debian11-root`) and the portable agent (`scripts/dist`);
 //! `scripts/test` provides all three. In CI (`CI` set) a missing one fails the test; elsewhere
@@ -86,6 +87,20 @@ fn a_debian_11_host_gets_the_portable_agent_and_runs_sessions_shells_and_copies(
     );
     assert!(refused.stderr.contains("scripts/dist"), "{}", refused.stderr);
     assert!(!host.remote_home().join(".local").exists());
+
+    // A host that claims a newer glibc gets the native build; the copy's own `--version` fails
+    // there, and the loader's words come back. Nothing is left installed.
+    let source = host.dir().join("getconf");
+    fs::write(&source, "#!/bin/sh\necho glibc 2.99\n").unwrap();
+    remora_testkit::copy_executable(&source, &host.fake_bin().join("getconf")).unwrap();
+    let failed = outcome(host.remora().args(["install", alias, "--agent", &native]));
+    assert_eq!(failed.code, 1, "{}", failed.stdout);
+    assert!(failed.stderr.contains("does not run on the host"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("version `GLIBC_2.3"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("not found"), "{}", failed.stderr);
+    let bin = host.remote_home().join(".local/bin");
+    assert_eq!(fs::read_dir(&bin).unwrap().count(), 0, "the failed copy is removed");
+    fs::remove_file(host.fake_bin().join("getconf")).unwrap();
 
     let printed = ok(&host, &["install", alias]);
     let portable = binaries().portable_agent.display().to_string();
