@@ -104,6 +104,9 @@ pub fn choose(paths: &[PathBuf], host: &HostPlatform) -> Result<Build, String> {
 /// How to get an agent that runs on `host`.
 pub fn next_step(host: &HostPlatform) -> String {
     let machine = &host.machine;
+    if host.system != "Linux" {
+        return "remora-agent runs on Linux only".into();
+    }
     match &host.libc {
         HostLibc::Glibc(version) if *version < GlibcVersion::PORTABLE => format!(
             "remora-agent needs glibc {} or newer (Rust's floor for Linux), so it cannot run there",
@@ -172,6 +175,9 @@ mod tests {
         assert!(next_step(&host("aarch64", glibc("2.31"))).contains("aarch64-unknown-linux-gnu"));
         assert!(next_step(&host("x86_64", HostLibc::Musl)).contains("x86_64-unknown-linux-musl"));
         assert!(next_step(&host("x86_64", glibc("2.12"))).contains("needs glibc 2.17 or newer"));
+        let mut mac = host("arm64", HostLibc::Unknown(String::new()));
+        mac.system = "Darwin".into();
+        assert_eq!(next_step(&mac), "remora-agent runs on Linux only");
         let none = choose(&[], &host("aarch64", glibc("2.31"))).err().unwrap();
         assert!(none.contains("Linux aarch64 with glibc 2.31"), "{none}");
     }
