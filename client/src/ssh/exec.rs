@@ -3,7 +3,9 @@
 //! `remora install` copies it there.
 //!
 //! The commands are wrapped in `sh -c '…'` so they mean the same whatever the user's login shell
-//! is (sshd runs exec requests with it).
+//! is (sshd runs exec requests with it). Single quotes mean the same to sh, dash, bash, zsh,
+//! fish and tcsh only for text without newlines (tcsh: "Unmatched '") and backslashes (fish
+//! reads `\\` inside them as one); a script with either travels base64-encoded instead.
 
 use russh::ChannelMsg;
 
@@ -48,8 +50,14 @@ impl ExecOutput {
     }
 }
 
-/// `script` as one `sh -c` command line, quoted for the user's login shell.
+/// `script` as one `sh -c` command line that every login shell passes to sh unchanged (see the
+/// module docs): single-quoted when that is safe for all of them, else base64-encoded and
+/// decoded by sh on the host, so the script's stdin stays free.
 pub fn sh_command(script: &str) -> String {
+    if script.contains(['\n', '\\', '!']) {
+        let encoded = data_encoding::BASE64.encode(script.as_bytes());
+        return format!("sh -c 'eval \"$(echo {encoded} | base64 -d)\"'");
+    }
     format!("sh -c '{}'", script.replace('\'', r"'\''"))
 }
 
@@ -131,5 +139,47 @@ mod tests {
     #[test]
     fn scripts_survive_the_login_shell_quoted() {
         assert_eq!(sh_command("echo 'a b'; exit"), r"sh -c 'echo '\''a b'\''; exit'");
+        assert!(sh_command("a\nb").contains("base64 -d"));
+    }
+
+    /// Runs each script through every login shell remora promises to work under, as sshd does
+    /// (`SHELL -c COMMAND`), and compares with sh running it directly. In CI (`CI` set) every
+    /// shell must be installed (scripts/test installs them); elsewhere missing ones are skipped.
+    #[test]
+    fn every_login_shell_hands_the_script_to_sh_unchanged() {
+        let scripts = [
+            "echo plain; echo \"$HOME\" 'single' \"dou\\\"ble\"",
+            "set -u\nx='a b  c'\nprintf '%s\\n' \"$x\" \"it's\" '$HOME' \"!\"\nif true; then echo yes; fi",
+            "printf '%s|' 'a\\\\b' \"c\\\\d\" 'tab\there' \"new\nline\"; echo",
+            "dir=\"/tmp/with space\"; echo \"$dir/remora-agent\" ~ `echo tick` $((6*7)) #comment",
+        ];
+        let run = |shell: &str, args: &[&str]| {
+            std::process::Command::new(shell)
+                .args(args)
+                .env("HOME", "/home/someone")
+                .stdin(std::process::Stdio::null())
+                .output()
+        };
+        for shell in ["sh", "dash", "bash", "zsh", "fish", "tcsh"] {
+            if run(shell, &["-c", "true"]).is_err() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{shell} is not installed (scripts/test installs it)"
+                );
+                eprintln!("skipped {shell}: not installed");
+                continue;
+            }
+            for script in scripts {
+                let want = run("sh", &["-c", script]).unwrap();
+                let got = run(shell, &["-c", &sh_command(script)]).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&got.stdout),
+                    String::from_utf8_lossy(&want.stdout),
+                    "{shell} -c {:?}: {}",
+                    sh_command(script),
+                    String::from_utf8_lossy(&got.stderr)
+                );
+            }
+        }
     }
 }
