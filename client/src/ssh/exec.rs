@@ -64,27 +64,48 @@ pub fn sh_command(script: &str) -> String {
 impl SshLink {
     /// Runs `command`, feeding it `stdin`, and collects what it prints until it exits; past
     /// [`MAX_EXEC_OUTPUT`] bytes it closes the channel and fails.
+    ///
+    /// Output is read while stdin is still being sent: a command that exits before reading all
+    /// of it (a failed step of `install`) ends the call with its status and complaint instead of
+    /// leaving the send waiting for window space that never comes.
     pub async fn exec(&self, command: &str, stdin: &[u8]) -> Result<ExecOutput, SshError> {
         let channel = self.handle().channel_open_session().await;
-        let mut channel = channel.map_err(|source| self.protocol(source))?;
+        let channel = channel.map_err(|source| self.protocol(source))?;
         channel
             .exec(true, command)
             .await
             .map_err(|source| self.protocol(source))?;
-        channel.data(stdin).await.map_err(|source| self.protocol(source))?;
-        channel.eof().await.map_err(|source| self.protocol(source))?;
+        let (mut reader, writer) = channel.split();
+        let send = async {
+            writer.data(stdin).await?;
+            writer.eof().await
+        };
+        tokio::pin!(send);
+        let mut sending = true;
         let mut output = ExecOutput {
             status: None,
             stdout: Vec::new(),
             stderr: Vec::new(),
         };
-        while let Some(message) = channel.wait().await {
+        loop {
+            let message = tokio::select! {
+                sent = &mut send, if sending => {
+                    sending = false;
+                    // A command that stopped reading closes its end; what it said still counts.
+                    if let Err(err) = sent {
+                        tracing::debug!("{}: stdin of `{command}` not sent whole: {err}", self.host());
+                    }
+                    continue;
+                }
+                message = reader.wait() => message,
+            };
+            let Some(message) = message else { break };
             let received = match &message {
                 ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => data.len(),
                 _ => 0,
             };
             if output.stdout.len() + output.stderr.len() + received > MAX_EXEC_OUTPUT {
-                let _ = channel.close().await;
+                let _ = writer.close().await;
                 return Err(SshError::ExecOutputTooLarge {
                     host: self.alias().into(),
                     command: command.into(),
