@@ -11,6 +11,7 @@
 //!   explicit ssh_config, key and known_hosts, and no `SSH_AUTH_SOCK`.
 //! - Every wait is bounded and names what it waited for when it gives up.
 
+mod account;
 mod binaries;
 mod chroot;
 mod executable;
@@ -21,6 +22,7 @@ mod pty;
 mod sshd;
 mod wait;
 
+pub use account::Account;
 pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
 pub use chroot::ChrootSshd;
 pub use executable::copy_executable;

@@ -24,6 +24,7 @@ pub use files::generate_key;
 use files::{ServerSettings, ALIAS, MARKER_VAR, REMOTE_HOME};
 
 use crate::{
+    account::Account,
     binaries::{binaries, Binaries},
     pids::{self, process_alive, terminate},
     wait::wait_for,
@@ -63,38 +64,49 @@ impl Sshd {
     /// value it reads for most keywords, so they override the harness's. No `Match` blocks (they
     /// would swallow the lines after them), and `Subsystem remora` cannot be redefined.
     pub fn start_with(extra: &str) -> anyhow::Result<Sshd> {
-        Sshd::launch(extra, true, &[], |_| Ok(String::new()))
+        Sshd::launch(extra, true, &[], None, |_| Ok(String::new()))
     }
 
     /// Like [`Sshd::start`], after `prepare` ran on the test's directory once the host key
     /// (`host_key`, `host_key.pub`) exists; the sshd_config lines it returns come first (a
     /// `HostCertificate` made by signing the host key, say).
     pub fn start_prepared(prepare: impl FnOnce(&Path) -> anyhow::Result<String>) -> anyhow::Result<Sshd> {
-        Sshd::launch("", true, &[], prepare)
+        Sshd::launch("", true, &[], None, prepare)
     }
 
     /// An sshd without the `Subsystem remora` line, like a host whose admin has not added it:
     /// remora must find the agent itself (exec request), after `remora install` put it there.
     pub fn start_without_subsystem() -> anyhow::Result<Sshd> {
-        Sshd::launch("", false, &[], |_| Ok(String::new()))
+        Sshd::launch("", false, &[], None, |_| Ok(String::new()))
+    }
+
+    /// Like [`Sshd::start_without_subsystem`], logging clients in as `account` (another local
+    /// user, with its own login shell) instead of the user running the test. Needs root: sshd
+    /// then runs as root, and the files the account reads are made its own.
+    pub fn start_as(account: &Account) -> anyhow::Result<Sshd> {
+        Sshd::launch("", false, &[], Some(account), |_| Ok(String::new()))
     }
 
     /// Like [`Sshd::start_without_subsystem`], with `env` added to every session's environment
     /// on the host (a `PATH` with fake commands first, an `XDG_RUNTIME_DIR`). Values cannot hold
     /// spaces or quotes.
     pub fn start_without_subsystem_env(env: &[(&str, &str)]) -> anyhow::Result<Sshd> {
-        Sshd::launch("", false, env, |_| Ok(String::new()))
+        Sshd::launch("", false, env, None, |_| Ok(String::new()))
     }
 
     fn launch(
         extra: &str,
         subsystem: bool,
         env: &[(&str, &str)],
+        account: Option<&Account>,
         prepare: impl FnOnce(&Path) -> anyhow::Result<String>,
     ) -> anyhow::Result<Sshd> {
         let binaries = binaries()?;
         let program = files::sshd_program()?;
-        let user = current_user()?;
+        let user = match account {
+            Some(account) => account.name().to_string(),
+            None => current_user()?,
+        };
         let dir = tempfile::Builder::new()
             .prefix("remora-e2e-")
             .tempdir()
@@ -108,6 +120,9 @@ impl Sshd {
         let host_public_key = fs::read_to_string(dir.path().join("host_key.pub"))?;
         fs::create_dir(dir.path().join("home"))?;
         fs::create_dir(dir.path().join(REMOTE_HOME))?;
+        if let Some(account) = account {
+            hand_over(dir.path(), account)?;
+        }
         ensure_privsep_dir()?;
         let extra = prepare(dir.path())? + extra;
         let marker = uuid::Uuid::new_v4().simple().to_string();
@@ -376,6 +391,18 @@ impl Drop for Sshd {
         leftovers.dedup();
         stop_all(&leftovers);
     }
+}
+
+/// Lets `account` reach what it reads in the test's directory (its authorized_keys, its HOME)
+/// and own what it writes, with that HOME as its home directory; the rest stays the test's.
+fn hand_over(dir: &Path, account: &Account) -> anyhow::Result<()> {
+    let uid = Some(account.uid()?);
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
+    for name in ["authorized_keys", REMOTE_HOME] {
+        nix::unistd::chown(&dir.join(name), uid, None)
+            .with_context(|| format!("cannot give {name} to {}", account.name()))?;
+    }
+    account.set_home(&dir.join(REMOTE_HOME))
 }
 
 /// ` NAME=VALUE` words for sshd's `SetEnv` line.

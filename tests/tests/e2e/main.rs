@@ -17,6 +17,7 @@ mod isolation;
 mod jobs;
 mod library;
 mod lifecycle;
+mod login_shells;
 mod many_hosts;
 mod platforms;
 mod reconnect;
