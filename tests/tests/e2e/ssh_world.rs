@@ -489,3 +489,21 @@ fn install_stops_reading_a_host_that_prints_without_end() {
         run.stderr
     );
 }
+
+/// A host that answers install's probe and then refuses the copy without reading it (a login
+/// shell that cannot parse the script did this) fails install at once with its words, instead
+/// of leaving the send waiting for window space that never comes.
+#[test]
+fn install_fails_at_once_when_the_host_stops_reading_the_agent() {
+    let answer = r#"ForceCommand sh -c 'case "$SSH_ORIGINAL_COMMAND" in *uname*) echo Linux x86_64; echo glibc 2.36;; *) echo no copies here >&2; exit 3;; esac'"#;
+    let sshd = Sshd::start_with(answer).unwrap();
+    let started = std::time::Instant::now();
+    let run = outcome(sshd.remora().args(["install", "testhost"]));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the install script failed: no copies here"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < TIMEOUT / 2, "took {:?}", started.elapsed());
+}
