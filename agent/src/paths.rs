@@ -3,8 +3,13 @@
 //!
 //! Invariant: every directory handed out by [`StatePaths::prepare`] exists, is a real directory
 //! (not a symlink), is owned by the current uid and has no group or world permissions.
+//!
+//! The socket goes under `$XDG_RUNTIME_DIR` only when that is a private directory of this user
+//! already (what a systemd user session provides); it is never created. Without one (containers,
+//! `su`, cron, sshd without PAM) it goes under the data directory, `~/.local/share/remora/run`.
 
 use std::{
+    ffi::OsString,
     fs,
     os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
@@ -43,10 +48,7 @@ impl StatePaths {
     pub fn per_user() -> Result<Self> {
         let dirs = directories::ProjectDirs::from("", "", "remora").ok_or(AgentError::NoStateDir)?;
         let data_dir = dirs.data_local_dir().to_path_buf();
-        let run_dir = dirs
-            .runtime_dir()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| data_dir.join("run"));
+        let run_dir = runtime_dir(std::env::var_os("XDG_RUNTIME_DIR")).unwrap_or_else(|| data_dir.join("run"));
         Ok(Self {
             root: None,
             run_dir,
@@ -98,6 +100,24 @@ impl StatePaths {
     /// The agent's configuration file.
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("agent.toml")
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/remora` when `xdg` names an existing directory private to this user (the
+/// XDG rules: owned by the user, mode 0700); `None` when it is unset, relative, missing,
+/// someone else's (after `su`) or open to others, so the caller falls back to a directory it
+/// creates and checks itself.
+fn runtime_dir(xdg: Option<OsString>) -> Option<PathBuf> {
+    let dir = PathBuf::from(xdg?);
+    if !dir.is_absolute() {
+        return None;
+    }
+    match verify_private_dir(&dir) {
+        Ok(()) => Some(dir.join("remora")),
+        Err(err) => {
+            tracing::debug!("XDG_RUNTIME_DIR not used: {err}");
+            None
+        }
     }
 }
 
@@ -169,6 +189,24 @@ mod tests {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
         let err = ensure_private_dir(&dir).unwrap_err();
         assert!(matches!(err, AgentError::UnsafeDirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_runtime_dir_is_used_only_when_it_is_already_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let private = tmp.path().join("private");
+        ensure_private_dir(&private).unwrap();
+        assert_eq!(runtime_dir(Some(private.clone().into())), Some(private.join("remora")));
+        let missing = tmp.path().join("missing");
+        assert_eq!(runtime_dir(Some(missing.clone().into())), None);
+        assert!(!missing.exists(), "never created");
+        let open = tmp.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(runtime_dir(Some(open.into())), None);
+        assert_eq!(runtime_dir(Some("relative".into())), None);
+        assert_eq!(runtime_dir(Some("".into())), None);
+        assert_eq!(runtime_dir(None), None);
     }
 
     #[test]

@@ -163,7 +163,9 @@ pub struct ConfigArgs {
 pub struct InstallArgs {
     /// The host to install on.
     pub host: String,
-    /// The agent binary to copy; by default the remora-agent next to this remora, else on PATH.
+    /// The agent binary to copy (checked to run on the host); by default the first that runs
+    /// there of the portable agent (`remora-agent-<cpu>-linux-gnu`, built by scripts/dist) next
+    /// to this remora or in ../dist from it, the remora-agent next to it, or on PATH.
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
     /// Print a JSON object.

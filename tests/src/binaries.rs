@@ -22,6 +22,9 @@ pub struct Binaries {
     pub remora: PathBuf,
     /// The agent: sshd's `remora` subsystem and the per-user daemon.
     pub agent: PathBuf,
+    /// Where `scripts/dist` puts the portable agent (glibc 2.17), which `remora install`
+    /// prefers: `target/dist/` beside `target/<profile>/`. It may not have been built.
+    pub portable_agent: PathBuf,
 }
 
 impl Binaries {
@@ -43,9 +46,11 @@ impl Binaries {
 /// running test executable.
 pub fn binaries() -> anyhow::Result<Binaries> {
     let dir = bin_dir()?;
+    let dist = dir.parent().unwrap_or(&dir).join("dist");
     let binaries = Binaries {
         remora: dir.join("remora"),
         agent: dir.join("remora-agent"),
+        portable_agent: dist.join("remora-agent-x86_64-linux-gnu"),
     };
     for path in [&binaries.remora, &binaries.agent] {
         if !is_executable(path) {

@@ -11,7 +11,9 @@
 //!   explicit ssh_config, key and known_hosts, and no `SSH_AUTH_SOCK`.
 //! - Every wait is bounded and names what it waited for when it gives up.
 
+mod account;
 mod binaries;
+mod chroot;
 mod executable;
 pub mod hostile_agent;
 mod pids;
@@ -21,7 +23,9 @@ mod pty;
 mod sshd;
 mod wait;
 
+pub use account::Account;
 pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
+pub use chroot::ChrootSshd;
 pub use executable::copy_executable;
 pub use pids::{command_line, live_command_lines, process_alive, rss_kib, terminate};
 pub use process::{run, run_async, run_child};

@@ -24,6 +24,7 @@ pub use files::generate_key;
 use files::{ServerSettings, ALIAS, MARKER_VAR, REMOTE_HOME};
 
 use crate::{
+    account::Account,
     binaries::{binaries, Binaries},
     pids::{self, process_alive, terminate},
     wait::wait_for,
@@ -91,36 +92,55 @@ impl Sshd {
     /// value it reads for most keywords, so they override the harness's. No `Match` blocks (they
     /// would swallow the lines after them), and `Subsystem remora` cannot be redefined.
     pub fn start_with(extra: &str) -> anyhow::Result<Sshd> {
-        Sshd::launch(extra, Serving::Agent, |_| Ok(String::new()))
+        Sshd::launch(extra, Serving::Agent, &[], None, |_| Ok(String::new()))
     }
 
     /// Like [`Sshd::start`], after `prepare` ran on the test's directory once the host key
     /// (`host_key`, `host_key.pub`) exists; the sshd_config lines it returns come first (a
     /// `HostCertificate` made by signing the host key, say).
     pub fn start_prepared(prepare: impl FnOnce(&Path) -> anyhow::Result<String>) -> anyhow::Result<Sshd> {
-        Sshd::launch("", Serving::Agent, prepare)
+        Sshd::launch("", Serving::Agent, &[], None, prepare)
     }
 
     /// An sshd without the `Subsystem remora` line, like a host whose admin has not added it:
     /// remora must find the agent itself (exec request), after `remora install` put it there.
     pub fn start_without_subsystem() -> anyhow::Result<Sshd> {
-        Sshd::launch("", Serving::Nothing, |_| Ok(String::new()))
+        Sshd::launch("", Serving::Nothing, &[], None, |_| Ok(String::new()))
     }
 
     /// An sshd whose `remora` subsystem is the hostile agent (`hostile-agent --dir DIR`, see
     /// [`crate::hostile_agent`]): a compromised host speaking the real protocol.
     pub fn start_hostile() -> anyhow::Result<Sshd> {
-        Sshd::launch("", Serving::Hostile, |_| Ok(String::new()))
+        Sshd::launch("", Serving::Hostile, &[], None, |_| Ok(String::new()))
+    }
+
+    /// Like [`Sshd::start_without_subsystem`], logging clients in as `account` (another local
+    /// user, with its own login shell) instead of the user running the test. Needs root: sshd
+    /// then runs as root, and the files the account reads are made its own.
+    pub fn start_as(account: &Account) -> anyhow::Result<Sshd> {
+        Sshd::launch("", Serving::Nothing, &[], Some(account), |_| Ok(String::new()))
+    }
+
+    /// Like [`Sshd::start_without_subsystem`], with `env` added to every session's environment
+    /// on the host (a `PATH` with fake commands first, an `XDG_RUNTIME_DIR`). Values cannot hold
+    /// spaces or quotes.
+    pub fn start_without_subsystem_env(env: &[(&str, &str)]) -> anyhow::Result<Sshd> {
+        Sshd::launch("", Serving::Nothing, env, None, |_| Ok(String::new()))
     }
 
     fn launch(
         extra: &str,
         serving: Serving,
+        env: &[(&str, &str)],
+        account: Option<&Account>,
         prepare: impl FnOnce(&Path) -> anyhow::Result<String>,
     ) -> anyhow::Result<Sshd> {
         let binaries = binaries()?;
         let program = files::sshd_program()?;
-        let user = current_user()?;
+        let user = match account {
+            Some(account) => account.name().to_string(),
+            None => current_user()?,
+        };
         let dir = tempfile::Builder::new()
             .prefix("remora-e2e-")
             .tempdir()
@@ -134,10 +154,14 @@ impl Sshd {
         let host_public_key = fs::read_to_string(dir.path().join("host_key.pub"))?;
         fs::create_dir(dir.path().join("home"))?;
         fs::create_dir(dir.path().join(REMOTE_HOME))?;
+        if let Some(account) = account {
+            hand_over(dir.path(), account)?;
+        }
         ensure_privsep_dir()?;
         let extra = prepare(dir.path())? + extra;
         let marker = uuid::Uuid::new_v4().simple().to_string();
         let subsystem = serving.command(&binaries, dir.path())?;
+        let host_env = host_env(env)?;
         let settings = ServerSettings {
             dir: dir.path(),
             port: 0,
@@ -145,6 +169,7 @@ impl Sshd {
             has_penalties: files::has_penalties(&program),
             extra: &extra,
             subsystem,
+            host_env: &host_env,
         };
         let (child, port) = launch(&program, settings)?;
         // From here on, Drop ends sshd if anything else fails.
@@ -402,6 +427,30 @@ impl Drop for Sshd {
     }
 }
 
+/// Lets `account` reach what it reads in the test's directory (its authorized_keys, its HOME)
+/// and own what it writes, with that HOME as its home directory; the rest stays the test's.
+fn hand_over(dir: &Path, account: &Account) -> anyhow::Result<()> {
+    let uid = Some(account.uid()?);
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))?;
+    for name in ["authorized_keys", REMOTE_HOME] {
+        nix::unistd::chown(&dir.join(name), uid, None)
+            .with_context(|| format!("cannot give {name} to {}", account.name()))?;
+    }
+    account.set_home(&dir.join(REMOTE_HOME))
+}
+
+/// ` NAME=VALUE` words for sshd's `SetEnv` line.
+fn host_env(env: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut words = String::new();
+    for (name, value) in env {
+        if value.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'')) || name.contains('=') {
+            bail!("{name}={value} cannot go on sshd_config's SetEnv line unquoted");
+        }
+        words.push_str(&format!(" {name}={value}"));
+    }
+    Ok(words)
+}
+
 /// Ends `pids` (see [`terminate`]), reporting any that had to be killed: a process that ignores
 /// SIGTERM is worth knowing about.
 fn stop_all(pids: &[i32]) {
@@ -473,7 +522,7 @@ fn wait_until_listening(child: &mut Child, port: u16, dir: &Path) -> anyhow::Res
 }
 
 /// Whether something on `port` sends an SSH-2.0 banner.
-fn greets(port: u16) -> bool {
+pub(crate) fn greets(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, BANNER_TIMEOUT) else {
         return false;
@@ -484,7 +533,7 @@ fn greets(port: u16) -> bool {
         && &banner == b"SSH-2.0-"
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -514,7 +563,7 @@ fn ensure_privsep_dir() -> anyhow::Result<()> {
 }
 
 /// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -32,6 +32,8 @@ pub(super) struct ServerSettings<'a> {
     /// The command of the `Subsystem remora` line, if there is one (hosts whose admin did not
     /// add it reach the agent through an exec request instead).
     pub subsystem: Option<String>,
+    /// More `NAME=VALUE` words for the sessions' environment (sshd reads one `SetEnv` line).
+    pub host_env: &'a str,
 }
 
 /// Writes an ed25519 key pair at `path` and `path.pub`, encrypted with `passphrase` unless it
@@ -65,6 +67,7 @@ pub(super) fn sshd_config(settings: &ServerSettings) -> String {
         has_penalties,
         extra,
         subsystem,
+        host_env,
     } = settings;
     let dir = dir.display();
     let mut config = String::new();
@@ -87,7 +90,7 @@ pub(super) fn sshd_config(settings: &ServerSettings) -> String {
          AllowTcpForwarding yes\n\
          LogLevel VERBOSE\n\
          # Sessions get a private HOME: nothing a test runs on the \"host\" touches the real one.\n\
-         SetEnv {MARKER_VAR}={marker} HOME={dir}/{REMOTE_HOME}\n\
+         SetEnv {MARKER_VAR}={marker} HOME={dir}/{REMOTE_HOME}{host_env}\n\
          # Tests open many connections at once (reconnect storms, many hosts); the default\n\
          # 10:30:100 would drop some unauthenticated ones at random.\n\
          MaxStartups 100\n",

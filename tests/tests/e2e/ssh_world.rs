@@ -74,11 +74,18 @@ fn a_host_without_the_subsystem_line_gets_the_agent_by_install_and_exec() {
     let printed = outcome(sshd.remora().args(["install", "testhost"])).ok();
     let line = format!("Subsystem remora {} subsystem", agent.display());
     assert!(printed.contains(&line), "{printed}");
-    assert_eq!(
-        fs::read(&agent).unwrap(),
-        fs::read(&binaries().agent).unwrap(),
-        "copied whole"
+    // The portable agent when scripts/dist built it, else the one built beside remora.
+    let portable = &binaries().portable_agent;
+    let source = if portable.is_file() {
+        portable
+    } else {
+        &binaries().agent
+    };
+    assert!(
+        printed.contains(&format!("copied from {}", source.display())),
+        "{printed}"
     );
+    assert_eq!(fs::read(&agent).unwrap(), fs::read(source).unwrap(), "copied whole");
     assert_eq!(fs::metadata(&agent).unwrap().permissions().mode() & 0o777, 0o755);
 
     round_trip(|| sshd.remora(), "testhost");
@@ -477,8 +484,26 @@ fn install_stops_reading_a_host_that_prints_without_end() {
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(
         run.stderr
-            .contains("testhost printed more than 65536 bytes in reply to `uname -sm`"),
+            .contains("testhost printed more than 65536 bytes in reply to `sh -c 'uname -sm;"),
         "{}",
         run.stderr
     );
+}
+
+/// A host that answers install's probe and then refuses the copy without reading it (a login
+/// shell that cannot parse the script did this) fails install at once with its words, instead
+/// of leaving the send waiting for window space that never comes.
+#[test]
+fn install_fails_at_once_when_the_host_stops_reading_the_agent() {
+    let answer = r#"ForceCommand sh -c 'case "$SSH_ORIGINAL_COMMAND" in *uname*) echo Linux x86_64; echo glibc 2.36;; *) echo no copies here >&2; exit 3;; esac'"#;
+    let sshd = Sshd::start_with(answer).unwrap();
+    let started = std::time::Instant::now();
+    let run = outcome(sshd.remora().args(["install", "testhost"]));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the install script failed: no copies here"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < TIMEOUT / 2, "took {:?}", started.elapsed());
 }
