@@ -289,8 +289,17 @@ class Connection(ConnectionBase):
         lines = [line for line in to_text(stderr, errors='surrogate_or_replace').splitlines() if line.strip()]
         message = lines[-1] if lines else '%s exited with status %d' % (self.get_option('remora_executable'), rc)
         if rc == EXIT_CONNECTION and message.startswith('remora: '):
-            return AnsibleConnectionFailure(message)
+            return AnsibleConnectionFailure(self._with_own_options(message))
         return AnsibleError('%s failed: %s' % (what, message))
+
+    def _with_own_options(self, message):
+        """remora's message with the `remora receive ...` it names spelled with this plugin's
+        program and options (-F, -o Port=, -o User=), so that it can be pasted as it is."""
+        own = [a for a in self._base_args() if a not in ('--no-reuse',)]
+        if '--reconnect-for' in own:
+            at = own.index('--reconnect-for')
+            del own[at:at + 2]
+        return message.replace('`remora receive ', '`%s receive ' % ' '.join(shlex.quote(a) for a in own))
 
     # --- the connection API --------------------------------------------------------------
 
