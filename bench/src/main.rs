@@ -16,7 +16,7 @@ use clap::Parser;
 use crate::{measure::Row, setup::Bench};
 
 /// The workloads `--only` can name, in the order they run.
-const WORKLOADS: [&str; 11] = [
+const WORKLOADS: [&str; 12] = [
     "stream",
     "replay",
     "roundtrip",
@@ -26,6 +26,7 @@ const WORKLOADS: [&str; 11] = [
     "scale",
     "fanout",
     "fleet",
+    "ansible",
     "terminal",
     "transfer",
 ];
@@ -159,6 +160,10 @@ fn run(args: &Args) -> anyhow::Result<(String, Vec<Row>)> {
     if args.wants("fleet") {
         progress("fleet");
         rows.extend(workloads::fleet::run(&bench, args)?);
+    }
+    if args.wants("ansible") {
+        progress("ansible");
+        rows.extend(workloads::ansible::run(args)?);
     }
     if args.wants("terminal") {
         progress("terminal");

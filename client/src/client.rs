@@ -378,8 +378,11 @@ impl Client {
         Ok(fresh)
     }
 
+    /// Whether a broken link goes through the reconnect policy: this client knows its target.
+    /// A policy with a zero window then gives up at once, saying the link was lost and how to
+    /// collect the output later.
     pub(crate) fn can_reconnect(&self) -> bool {
-        self.target.is_some() && !self.reconnect.window.is_zero()
+        self.target.is_some()
     }
 
     /// Reconnects within the policy's window and restarts the stream; returns its request id.

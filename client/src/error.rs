@@ -23,14 +23,17 @@ pub enum ClientError {
     /// The byte stream to the agent broke or carried something unreadable.
     #[error("{host}: connection to remora-agent failed: {cause}")]
     Wire { host: String, cause: WireError },
-    /// The agent closed the connection before answering.
-    #[error("{host}: remora-agent closed the connection unexpectedly{hint}")]
+    /// The connection ended before the agent answered: the link broke, or the agent went away.
+    #[error("{host}: the connection to remora-agent was lost{hint}")]
     Closed { host: String, hint: String },
     /// The agent answered with something that does not fit the request.
     #[error("{host}: unexpected reply from remora-agent ({what}); are client and agent versions compatible?")]
     Unexpected { host: String, what: String },
-    /// The link broke and reconnecting did not succeed within the policy's window.
-    #[error("{host}: the link broke and reconnecting failed ({cause}); the session is still on the host: collect its output with `remora receive {host} --id {session}`")]
+    /// The link broke and reconnecting did not succeed within the policy's window (or is off).
+    #[error(
+        "{host}: {}; the session is still on the host: collect its output with `remora receive {host} --id {session}`",
+        link_lost(cause)
+    )]
     GaveUp {
         host: String,
         session: uuid::Uuid,
@@ -68,9 +71,23 @@ pub enum ClientError {
         asked: String,
         problem: crate::listing::ListingError,
     },
-    /// The link broke during a transfer and reconnecting did not succeed in time.
-    #[error("{host}: the link broke and reconnecting failed ({cause}); run the same command again to resume")]
+    /// The link broke during a transfer and reconnecting did not succeed in time (or is off).
+    #[error("{host}: {}; run the same command again to resume", link_lost(cause))]
     LinkLost { host: String, cause: Box<ClientError> },
+    /// The link broke and the reconnect policy's window is zero (`--reconnect-for 0`); always
+    /// the cause of a [`ClientError::GaveUp`] or [`ClientError::LinkLost`].
+    #[error("{cause}")]
+    NotReconnecting { cause: String },
+}
+
+/// How a call that gave up on a broken link says so, from what ended its reconnecting.
+fn link_lost(cause: &ClientError) -> String {
+    match cause {
+        ClientError::NotReconnecting { cause } => {
+            format!("the link was lost ({cause}) and reconnecting is off (--reconnect-for 0)")
+        }
+        other => format!("the link broke and reconnecting failed ({other})"),
+    }
 }
 
 impl ClientError {
@@ -83,6 +100,7 @@ impl ClientError {
                 | ClientError::Closed { .. }
                 | ClientError::GaveUp { .. }
                 | ClientError::LinkLost { .. }
+                | ClientError::NotReconnecting { .. }
         )
     }
 
@@ -181,6 +199,12 @@ mod tests {
                 session: uuid::Uuid::nil(),
                 cause: Box::new(ClientError::from(unresolvable())),
             }),
+            Box::new(ClientError::LinkLost {
+                host: "h".into(),
+                cause: Box::new(ClientError::NotReconnecting {
+                    cause: "the cause".into(),
+                }),
+            }),
             Box::new(ClientError::Output(cause())),
             Box::new(ClientError::from(unresolvable())),
         ];
@@ -192,5 +216,41 @@ mod tests {
             assert!(!repeated, "{text}");
             assert!(text.contains("the cause") || text.contains(LOOKUP), "{text}");
         }
+    }
+
+    #[test]
+    fn giving_up_on_a_link_says_the_link_was_lost_and_how_to_collect_the_output() {
+        let closed = || ClientError::Closed {
+            host: "web1".into(),
+            hint: String::new(),
+        };
+        let session = uuid::Uuid::nil();
+        let off = ClientError::GaveUp {
+            host: "web1".into(),
+            session,
+            cause: Box::new(ClientError::NotReconnecting {
+                cause: closed().to_string(),
+            }),
+        };
+        assert_eq!(
+            off.to_string(),
+            format!(
+                "web1: the link was lost (web1: the connection to remora-agent was lost) and reconnecting is off \
+                 (--reconnect-for 0); the session is still on the host: collect its output with \
+                 `remora receive web1 --id {session}`"
+            )
+        );
+        let ran_out = ClientError::GaveUp {
+            host: "web1".into(),
+            session,
+            cause: Box::new(closed()),
+        };
+        assert!(
+            ran_out
+                .to_string()
+                .starts_with("web1: the link broke and reconnecting failed (web1: the connection"),
+            "{ran_out}"
+        );
+        assert!(off.is_connection_failure() && !off.is_transient());
     }
 }

@@ -85,28 +85,36 @@ pub(crate) struct Retrying {
     policy: ReconnectPolicy,
     since: Instant,
     attempt_at: tokio::time::Instant,
+    /// What broke the link, for a policy that does not reconnect at all.
+    cause: String,
 }
 
 impl Retrying {
     /// The link broke with `cause`. The first attempt is immediate (most drops are brief); then
-    /// one per interval.
+    /// one per interval. A zero window makes no attempt and reports nothing.
     pub(crate) fn start(policy: ReconnectPolicy, cause: &ClientError) -> Self {
-        policy.report(ReconnectEvent::LinkLost {
-            error: cause.to_string(),
-        });
+        let cause = cause.to_string();
+        if !policy.window.is_zero() {
+            policy.report(ReconnectEvent::LinkLost { error: cause.clone() });
+        }
         Self {
             policy,
             since: Instant::now(),
             attempt_at: tokio::time::Instant::now(),
+            cause,
         }
     }
 
     /// Calls `attempt` at the policy's pace until it succeeds, reporting each step; the error
-    /// that ended the retries otherwise (not transient, or the window ran out).
+    /// that ended the retries otherwise (not transient, or the window ran out), or
+    /// [`ClientError::NotReconnecting`] at once when the window is zero.
     pub(crate) async fn until_ok<T>(
         mut self,
         mut attempt: impl AsyncFnMut() -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        if self.policy.window.is_zero() {
+            return Err(ClientError::NotReconnecting { cause: self.cause });
+        }
         loop {
             tokio::time::sleep_until(self.attempt_at).await;
             self.attempt_at += self.policy.interval;

@@ -27,7 +27,7 @@ pub use account::Account;
 pub use binaries::{binaries, Binaries, BIN_DIR_VAR};
 pub use chroot::ChrootSshd;
 pub use executable::copy_executable;
-pub use pids::{command_line, live_command_lines, process_alive, rss_kib, terminate};
+pub use pids::{command_line, descendants, live_command_lines, process_alive, rss_kib, terminate};
 pub use process::{run, run_async, run_child};
 pub use proxy::FaultyLink;
 pub use pty::PtyProgram;

@@ -53,7 +53,7 @@ pub fn terminate(pids: &[i32], grace: Duration) -> Vec<i32> {
 
 /// Every live process below `root` right now (children, grandchildren, …), not `root` itself.
 /// Take it before ending `root`: orphans are re-parented and drop out of the tree.
-pub(crate) fn descendants(root: i32) -> Vec<i32> {
+pub fn descendants(root: i32) -> Vec<i32> {
     let parents: Vec<(i32, i32)> = all_pids().filter_map(|pid| Some((pid, parent(pid)?))).collect();
     let mut found = vec![root];
     let mut next = 0;

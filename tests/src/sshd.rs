@@ -381,6 +381,14 @@ impl Sshd {
         command
     }
 
+    /// Another program run on the client side (`ansible-playbook`, say) with the same private
+    /// HOME, no ssh-agent, stdin from /dev/null and the tag that ends it with this sshd.
+    pub fn client_program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new(program);
+        self.client_environment(&mut command);
+        command
+    }
+
     fn client_environment(&self, command: &mut Command) {
         command
             .env("HOME", self.home())

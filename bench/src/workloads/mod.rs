@@ -1,5 +1,6 @@
 //! One module per workload of the benchmark; each returns its rows of the results table.
 
+pub mod ansible;
 pub mod fanout;
 pub mod fleet;
 pub mod reattach;

@@ -2,6 +2,7 @@
 //! `remora` subsystem; the real `remora` binary and the client library drive it. Each test owns
 //! its sshd, state directory and daemon, so tests run in parallel.
 
+mod ansible;
 mod buffering;
 mod client_crash;
 mod configurations;

@@ -155,6 +155,41 @@ fn a_link_down_longer_than_reconnect_for_ends_with_the_command_to_resume() {
     assert_eq!(rest, "second\n", "the session kept the rest");
 }
 
+#[test]
+fn a_cut_with_reconnecting_off_says_the_link_was_lost_and_how_to_collect_the_output() {
+    let flaky = Flaky::start();
+    let gate = flaky.sshd.dir().join("gate");
+    let command = format!(
+        "echo first; while [ ! -e {} ]; do sleep 0.05; done; echo second",
+        gate.display()
+    );
+    let mut child = flaky
+        .remora(&["invoke", "flaky", "--name", "s", "--reconnect-for", "0", "--", &command])
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 6];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"first\n");
+    crate::support::wait_until("the client to acknowledge what it printed", || {
+        session(&flaky.sshd, "s")["unacked_bytes"] == 0
+    })
+    .unwrap();
+    flaky.link.cut();
+    let output = run_child(child, TIMEOUT).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(255), "{stderr}");
+    let id = session(&flaky.sshd, "s")["instance_id"].as_str().unwrap().to_string();
+    let said = format!(
+        "remora: flaky: the link was lost (flaky: the connection to remora-agent was lost) and reconnecting is \
+         off (--reconnect-for 0); the session is still on the host: collect its output with \
+         `remora receive flaky --id {id}`\n"
+    );
+    assert_eq!(stderr, said, "one line, blaming the link, not the agent");
+    std::fs::write(&gate, "").unwrap();
+    let rest = crate::support::remora(&flaky.sshd, &["receive", flaky.sshd.alias(), "--id", &id]).ok();
+    assert_eq!(rest, "second\n", "the session kept the rest");
+}
+
 /// Starts a command in session `name` that prints `first`, waits for a gate file, then prints
 /// `second`; attaches `remora connect` to it through the flaky link once `first` is out.
 fn attach_gated(flaky: &Flaky, name: &str) -> (std::process::Child, std::path::PathBuf) {
