@@ -6,6 +6,7 @@ mod buffering;
 mod client_crash;
 mod configurations;
 mod cp;
+mod cp_stall;
 mod daemon;
 mod demo;
 mod disconnected;
