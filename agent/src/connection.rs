@@ -299,10 +299,15 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
             spawn_stream(ctx, streams, id, move |ctx| handler::wait::handle(ctx, id, request)).await
         }
         ClientBody::Input(input) => handler::input::handle(ctx, input).await,
-        ClientBody::PutPath(request) => ctx.finish(id, handler::cp::put(ctx, id, request).await).await,
+        // The disk work of cp runs off this loop (and off the async worker): see `transfer`.
+        ClientBody::PutPath(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| handler::cp::put(ctx, id, request)).await
+        }
         ClientBody::FileData(data) => handler::cp::data(ctx, id, data).await,
         ClientBody::FileEnd(end) => ctx.finish(id, handler::cp::end(ctx, id, end).await).await,
-        ClientBody::GetPath(request) => ctx.finish(id, handler::cp::get(ctx, id, request).await).await,
+        ClientBody::GetPath(request) => {
+            spawn_stream(ctx, streams, id, move |ctx| handler::cp::get(ctx, id, request)).await
+        }
         ClientBody::ReadFile(request) => {
             spawn_stream(ctx, streams, id, move |ctx| handler::cp::read(ctx, id, request)).await
         }

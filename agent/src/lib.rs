@@ -19,6 +19,7 @@ pub mod serve;
 pub mod session;
 pub mod state;
 pub mod subsystem;
+mod transfer;
 
 pub use error::{AgentError, Result};
 pub use paths::StatePaths;

@@ -7,6 +7,7 @@ mod buffering;
 mod client_crash;
 mod configurations;
 mod cp;
+mod cp_stall;
 mod daemon;
 mod debian11;
 mod demo;
