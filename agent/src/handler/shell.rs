@@ -9,10 +9,8 @@ use remora_wire::{
     TerminalOpened,
 };
 
-use super::{
-    new::{check_idle_timeout, create_session},
-    refusal_for, Ctx, Refusal,
-};
+use super::{refusal_for, Ctx, Refusal};
+use crate::create::{check_idle_timeout, CreateError};
 use crate::session::{
     terminal::{self, Next, TermSpec, Terminal},
     Session, SessionRefusal,
@@ -143,13 +141,11 @@ fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, b
             },
         },
     };
-    match create_session(ctx, &name, false, &options) {
+    match ctx.daemon.create_session(&name, false, &options, &ctx.from) {
         Ok(session) => Ok((session, true)),
         // Created by someone else meanwhile: use it.
-        Err(refusal) if refusal.code == ErrorCode::SessionExists => {
-            Ok((ctx.find_session(&SessionRef::Name(name))?, false))
-        }
-        Err(refusal) => Err(refusal),
+        Err(CreateError::Exists { .. }) => Ok((ctx.find_session(&SessionRef::Name(name))?, false)),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -177,7 +173,7 @@ fn busy_retry() -> Refusal {
 
 /// The session's live terminal, or a new one (not for watchers).
 fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Result<(Arc<Terminal>, bool), Refusal> {
-    if let Some(terminal) = session.terminal().filter(|t| t.exit().is_none()) {
+    if let Some(terminal) = session.terminal.live() {
         return Ok((terminal, false));
     }
     if request.watch {
@@ -199,7 +195,8 @@ fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Re
             Ok((terminal, true))
         }
         Ok(None) => session
-            .terminal()
+            .terminal
+            .get()
             .map(|t| (t, false))
             .ok_or_else(|| Refusal::new(ErrorCode::Internal, "the terminal ended while starting")),
         Err(err) => Err(Refusal::new(
@@ -230,8 +227,7 @@ fn spec_for(
     let base = program
         .file_name()
         .map_or("sh".into(), |n| n.to_string_lossy().into_owned());
-    let runspace = session.runspace_pid();
-    let mut env: Vec<(OsString, OsString)> = match runspace.and_then(read_environ) {
+    let mut env: Vec<(OsString, OsString)> = match session.runspace.environ() {
         Some(env) => env,
         None => std::env::vars_os().collect(),
     };
@@ -256,8 +252,9 @@ fn spec_for(
     set("LOGNAME", user.name.clone().into());
     set("SHELL", program.clone().into());
     set("REMORA_SESSION", session.name.clone().into());
-    let cwd = runspace
-        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
+    let cwd = session
+        .runspace
+        .cwd()
         .or(config_cwd)
         .filter(|p| p.is_dir())
         .or_else(|| env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v)))
@@ -270,19 +267,4 @@ fn spec_for(
         rows: request.rows,
         cols: request.cols,
     })
-}
-
-fn read_environ(pid: i32) -> Option<Vec<(OsString, OsString)>> {
-    use std::os::unix::ffi::OsStrExt;
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let pairs = raw
-        .split(|b| *b == 0)
-        .filter_map(|entry| {
-            let eq = entry.iter().position(|b| *b == b'=')?;
-            let key = std::ffi::OsStr::from_bytes(&entry[..eq]).to_os_string();
-            let value = std::ffi::OsStr::from_bytes(&entry[eq + 1..]).to_os_string();
-            Some((key, value))
-        })
-        .collect();
-    Some(pairs)
 }

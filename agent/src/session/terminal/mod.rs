@@ -15,6 +15,7 @@
 pub mod handover;
 mod pty;
 pub mod screen;
+mod slot;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 pub use pty::TermSpec;
 use screen::Screen;
+pub use slot::TerminalSlot;
 
 use super::{runspace::ShellProcess, ConnId};
 use tokio_util::sync::CancellationToken;
