@@ -5,6 +5,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 pub mod connection;
+pub mod create;
 pub mod error;
 pub mod fdpass;
 mod handler;

@@ -155,9 +155,9 @@ impl Daemon {
         spec: &terminal::TermSpec,
         scrollback: usize,
     ) -> std::io::Result<Option<Arc<terminal::Terminal>>> {
-        let generation = session.next_terminal_generation();
+        let generation = session.terminal.next_generation();
         let terminal = terminal::Terminal::spawn(spec, generation, scrollback)?;
-        if !session.set_terminal(terminal.clone()) {
+        if !session.terminal.install(terminal.clone()) {
             let closed = CancellationToken::new();
             closed.cancel();
             self.tasks
@@ -170,7 +170,7 @@ impl Daemon {
 
     /// Runs (or goes on with) a session's terminal: after a handover, or one that did not happen.
     pub fn resume_terminal(&self, session: &Arc<Session>, terminal: Arc<terminal::Terminal>) {
-        session.set_terminal(terminal.clone());
+        session.terminal.install(terminal.clone());
         self.runspaces
             .spawn(terminal::pump(terminal, session.closed.clone(), self.handover_token()));
     }
@@ -211,10 +211,10 @@ impl Daemon {
         self.connections.reopen();
         self.runspaces.reopen();
         for session in self.registry.list(None) {
-            if let Some(parked) = session.take_parked() {
+            if let Some(parked) = session.runspace.take_parked() {
                 self.resume_runspace(&session, parked);
             }
-            if let Some(terminal) = session.terminal().filter(|t| t.is_parked()) {
+            if let Some(terminal) = session.terminal.get().filter(|t| t.is_parked()) {
                 self.resume_terminal(&session, terminal);
             }
         }

@@ -3,10 +3,8 @@
 
 use remora_wire::{AgentBody, Disconnect, RequestId};
 
-use super::{
-    new::{check_buffering, check_idle_timeout},
-    Ctx, Refusal,
-};
+use super::{Ctx, Refusal};
+use crate::create::{check_buffering, check_idle_timeout};
 
 pub async fn handle(ctx: &Ctx, id: RequestId, request: Disconnect) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;

@@ -23,7 +23,8 @@ pub async fn handle(ctx: &Ctx, input: Input) {
         return ctx.send_error(0, ErrorCode::SessionNotFound, message).await;
     };
     match session
-        .push_input(input.command, input.offset, input.data, input.eof)
+        .inputs
+        .push(input.command, input.offset, input.data, input.eof)
         .await
     {
         Ok(ack) => {
@@ -53,7 +54,7 @@ pub async fn send_ack_due(ctx: &Ctx, session: &Session, scope: Scope, sent: &mut
     let Scope::Command(command) = scope else {
         return Ok(());
     };
-    let Some(ack) = session.input_ack(command) else {
+    let Some(ack) = session.inputs.ack(command) else {
         return Ok(());
     };
     let due = match *sent {

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use remora_wire::{AgentBody, ErrorCode, InputMode, Invoke, Invoked, NewSession, RequestId, SessionRef};
 
-use super::{
-    new::{check_idle_timeout, create_session},
-    refusal_for, stream, Ctx, Refusal,
+use super::{refusal_for, stream, Ctx, Refusal};
+use crate::{
+    create::{check_idle_timeout, CreateError},
+    session::{Scope, Session},
 };
-use crate::session::{Scope, Session};
 
 /// Longest command text accepted.
 const MAX_COMMAND_LEN: usize = 1024 * 1024;
@@ -102,15 +102,15 @@ fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal>
     };
     let Some(reference) = &request.session else {
         let name = generated_name(request.follow);
-        return create_session(ctx, &name, request.follow, &options);
+        return Ok(ctx.daemon.create_session(&name, request.follow, &options, &ctx.from)?);
     };
     let session = match ctx.daemon.registry.find(reference) {
         Some(session) => session,
         None => {
             if let (SessionRef::Name(name), true) = (reference, request.create) {
-                match create_session(ctx, name, false, &options) {
-                    Err(refusal) if refusal.code == ErrorCode::SessionExists => {}
-                    created => return created,
+                match ctx.daemon.create_session(name, false, &options, &ctx.from) {
+                    Err(CreateError::Exists { .. }) => {}
+                    created => return Ok(created?),
                 }
             }
             ctx.find_session(reference)?

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    create::CreateError,
     session::{ConnId, Session, SessionRefusal},
     state::Daemon,
 };
@@ -80,6 +81,21 @@ impl Refusal {
             code,
             message: message.into(),
         }
+    }
+}
+
+impl From<CreateError> for Refusal {
+    fn from(err: CreateError) -> Self {
+        let code = match &err {
+            CreateError::InvalidName(_) => ErrorCode::InvalidName,
+            CreateError::SessionLimit { .. } => ErrorCode::LimitReached,
+            CreateError::Exists { .. } => ErrorCode::SessionExists,
+            CreateError::Runspace(_) => ErrorCode::Internal,
+            CreateError::Configuration(_) | CreateError::IdleTimeout { .. } | CreateError::Buffering => {
+                ErrorCode::InvalidRequest
+            }
+        };
+        Refusal::new(code, err.to_string())
     }
 }
 

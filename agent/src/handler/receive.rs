@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use remora_wire::{AgentBody, ErrorCode, Receive, Receiving, RequestId};
 
-use super::{new::check_idle_timeout, refusal_for, stream, Ctx, Refusal};
+use super::{refusal_for, stream, Ctx, Refusal};
+use crate::create::check_idle_timeout;
 use crate::session::Scope;
 
 pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {

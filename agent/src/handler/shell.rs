@@ -2,19 +2,17 @@
 //! client resuming within the ring, nothing), then live output, until the client goes, loses
 //! the session to `--force`, or the shell ends.
 
-use std::{ffi::OsString, path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use remora_wire::{
     AgentBody, ErrorCode, NewSession, OpenTerminal, RequestId, SessionRef, StreamEnd, TermEnded, TermOutput,
     TerminalOpened,
 };
 
-use super::{
-    new::{check_idle_timeout, create_session},
-    refusal_for, Ctx, Refusal,
-};
+use super::{refusal_for, Ctx, Refusal};
+use crate::create::{check_idle_timeout, CreateError};
 use crate::session::{
-    terminal::{self, Next, TermSpec, Terminal},
+    terminal::{self, spec::Wanted, Next, TermSpec, Terminal},
     Session, SessionRefusal,
 };
 
@@ -143,13 +141,11 @@ fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, b
             },
         },
     };
-    match create_session(ctx, &name, false, &options) {
+    match ctx.daemon.create_session(&name, false, &options, &ctx.from) {
         Ok(session) => Ok((session, true)),
         // Created by someone else meanwhile: use it.
-        Err(refusal) if refusal.code == ErrorCode::SessionExists => {
-            Ok((ctx.find_session(&SessionRef::Name(name))?, false))
-        }
-        Err(refusal) => Err(refusal),
+        Err(CreateError::Exists { .. }) => Ok((ctx.find_session(&SessionRef::Name(name))?, false)),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -177,7 +173,7 @@ fn busy_retry() -> Refusal {
 
 /// The session's live terminal, or a new one (not for watchers).
 fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Result<(Arc<Terminal>, bool), Refusal> {
-    if let Some(terminal) = session.terminal().filter(|t| t.exit().is_none()) {
+    if let Some(terminal) = session.terminal.live() {
         return Ok((terminal, false));
     }
     if request.watch {
@@ -192,14 +188,23 @@ fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Re
         .get(Some(&session.settings().configuration))
         .or_else(|_| config.get(None))
         .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
-    let spec = spec_for(session, request, &configuration.env, configuration.cwd.clone())?;
+    let wanted = Wanted {
+        term: &request.term,
+        rows: request.rows,
+        cols: request.cols,
+        session: &session.name,
+        config_env: &configuration.env,
+        config_cwd: configuration.cwd.clone(),
+    };
+    let spec = TermSpec::for_session(session, &wanted).map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
     match ctx.daemon.start_terminal(session, &spec, configuration.scrollback) {
         Ok(Some(terminal)) => {
             tracing::info!(session = %session.name, pid = terminal.pid, "terminal started");
             Ok((terminal, true))
         }
         Ok(None) => session
-            .terminal()
+            .terminal
+            .get()
             .map(|t| (t, false))
             .ok_or_else(|| Refusal::new(ErrorCode::Internal, "the terminal ended while starting")),
         Err(err) => Err(Refusal::new(
@@ -207,82 +212,4 @@ fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Re
             format!("cannot start a terminal with {}: {err}", spec.program.display()),
         )),
     }
-}
-
-/// The user's login shell with the client's TERM and size, in the runspace's directory and
-/// environment when the session has a runspace (its `/proc` cwd and environ: the environment
-/// it started with plus the configuration's, not variables exported by later commands).
-fn spec_for(
-    session: &Session,
-    request: &OpenTerminal,
-    config_env: &std::collections::BTreeMap<String, String>,
-    config_cwd: Option<PathBuf>,
-) -> Result<TermSpec, Refusal> {
-    let uid = nix::unistd::getuid();
-    let user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .ok_or_else(|| Refusal::new(ErrorCode::Internal, format!("uid {uid} has no passwd entry")))?;
-    let program = match user.shell.as_os_str().is_empty() {
-        true => PathBuf::from("/bin/sh"),
-        false => user.shell.clone(),
-    };
-    let base = program
-        .file_name()
-        .map_or("sh".into(), |n| n.to_string_lossy().into_owned());
-    let runspace = session.runspace_pid();
-    let mut env: Vec<(OsString, OsString)> = match runspace.and_then(read_environ) {
-        Some(env) => env,
-        None => std::env::vars_os().collect(),
-    };
-    let term = match request.term.is_empty() {
-        true => "xterm-256color".to_string(),
-        false => request.term.clone(),
-    };
-    let has_home = env.iter().any(|(k, _)| k == "HOME");
-    let mut set = |key: &str, value: OsString| {
-        env.retain(|(k, _)| k != key);
-        env.push((key.into(), value));
-    };
-    for (key, value) in config_env {
-        set(key, value.into());
-    }
-    set("TERM", term.into());
-    // HOME as the runspace (or the daemon) has it, else from passwd.
-    if !has_home {
-        set("HOME", user.dir.clone().into());
-    }
-    set("USER", user.name.clone().into());
-    set("LOGNAME", user.name.clone().into());
-    set("SHELL", program.clone().into());
-    set("REMORA_SESSION", session.name.clone().into());
-    let cwd = runspace
-        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).ok())
-        .or(config_cwd)
-        .filter(|p| p.is_dir())
-        .or_else(|| env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v)))
-        .unwrap_or_else(|| user.dir.clone());
-    Ok(TermSpec {
-        program,
-        argv0: format!("-{base}"),
-        cwd,
-        env,
-        rows: request.rows,
-        cols: request.cols,
-    })
-}
-
-fn read_environ(pid: i32) -> Option<Vec<(OsString, OsString)>> {
-    use std::os::unix::ffi::OsStrExt;
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let pairs = raw
-        .split(|b| *b == 0)
-        .filter_map(|entry| {
-            let eq = entry.iter().position(|b| *b == b'=')?;
-            let key = std::ffi::OsStr::from_bytes(&entry[..eq]).to_os_string();
-            let value = std::ffi::OsStr::from_bytes(&entry[eq + 1..]).to_os_string();
-            Some((key, value))
-        })
-        .collect();
-    Some(pairs)
 }

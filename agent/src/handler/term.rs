@@ -14,7 +14,7 @@ use crate::session::terminal::{self, Terminal};
 
 fn live_terminal(ctx: &Ctx, session: uuid::Uuid) -> Result<Arc<Terminal>, Refusal> {
     let session = ctx.find_session(&SessionRef::Id(session))?;
-    session.terminal().filter(|t| t.exit().is_none()).ok_or_else(|| {
+    session.terminal.live().ok_or_else(|| {
         Refusal::new(
             ErrorCode::InvalidRequest,
             format!("session {:?} has no running terminal", session.name),
@@ -66,7 +66,7 @@ pub fn resize(ctx: &Ctx, request: TermResize) -> Result<(), Refusal> {
 
 pub fn ack(ctx: &Ctx, request: TermAck) {
     if let Some(session) = ctx.daemon.registry.find(&SessionRef::Id(request.session)) {
-        if let Some(terminal) = session.terminal() {
+        if let Some(terminal) = session.terminal.get() {
             terminal.ack(ctx.conn, request.seq);
         }
     }
@@ -74,7 +74,7 @@ pub fn ack(ctx: &Ctx, request: TermAck) {
 
 pub async fn transcript(ctx: &Ctx, id: RequestId, request: TermTranscript) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
-    let terminal = session.terminal().ok_or_else(|| {
+    let terminal = session.terminal.get().ok_or_else(|| {
         Refusal::new(
             ErrorCode::InvalidRequest,
             format!(

@@ -56,7 +56,7 @@ impl Session {
     /// (their connections end with the handover), so the idle clock starts at `now`.
     pub fn handover_snapshot(&self, now: UnixMillis) -> SessionSnapshot {
         let runspace = self.parked_runspace();
-        let inputs = self.handover_inputs();
+        let inputs = self.inputs.handover();
         let state = self.lock();
         SessionSnapshot {
             description: store::stored_session(self.id, &self.name, self.created_at, &state.settings),
@@ -75,15 +75,13 @@ impl Session {
             commands: state.commands.values().map(store::hand_command).collect(),
             spill: self.spill.handover_state(),
             runspace,
-            terminal: self.terminal().and_then(|t| t.handover_form()),
+            terminal: self.terminal.get().and_then(|t| t.handover_form()),
             inputs,
         }
     }
 
     fn parked_runspace(&self) -> Option<HandedRunspace> {
-        let parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
-        let parked = parked.as_ref()?;
-        Some(HandedRunspace {
+        self.runspace.with_parked(|parked| HandedRunspace {
             shell: parked.shell.fds(),
             running: parked.running,
             stop_requested: parked.running.is_some() && *self.stop_requests.borrow() == parked.running,
@@ -126,7 +124,7 @@ impl Session {
             .map(|c| (c.id, c))
             .collect();
         drop(state);
-        session.adopt_inputs(snapshot.inputs)?;
+        session.inputs.adopt(snapshot.inputs, spill_dir)?;
         if let Some(runspace) = &snapshot.runspace {
             if runspace.stop_requested {
                 session.stop_requests.send_replace(runspace.running);

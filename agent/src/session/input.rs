@@ -29,7 +29,8 @@ use bytes::Bytes;
 use remora_wire::InputMode;
 use serde::{Deserialize, Serialize};
 
-use super::Session;
+use tokio::sync::watch;
+use uuid::Uuid;
 
 /// Unconsumed bytes of a streamed input the agent acknowledges (and so may hold).
 pub const STREAM_BUFFER: u64 = 4 * 1024 * 1024;
@@ -124,13 +125,33 @@ pub struct InputStream {
     spill_path: PathBuf,
 }
 
-/// The input streams of a session's commands.
-#[derive(Debug, Default)]
-pub struct Inputs(Mutex<HashMap<u64, Arc<InputStream>>>);
+/// The input streams of a session's commands: one of the session's parts.
+#[derive(Debug)]
+pub struct Inputs {
+    streams: Mutex<HashMap<u64, Arc<InputStream>>>,
+    /// The session whose commands these are (names its stored files and log lines).
+    session: Uuid,
+    name: String,
+    /// The session's change signal: input taken or written wakes the streams that acknowledge it.
+    changed: watch::Sender<()>,
+}
 
 impl Inputs {
+    pub fn new(session: Uuid, name: String, changed: watch::Sender<()>) -> Self {
+        Self {
+            streams: Mutex::new(HashMap::new()),
+            session,
+            name,
+            changed,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<InputStream>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_replace(());
     }
 
     fn get(&self, command: u64) -> Option<Arc<InputStream>> {
@@ -210,35 +231,29 @@ impl InputState {
     }
 }
 
-impl Session {
+impl Inputs {
     /// Opens the input stream of a command being queued with `mode` (`Null` opens nothing).
-    pub(super) fn open_input(&self, command: u64, mode: InputMode, spill_dir: &Path) {
+    pub(super) fn open(&self, command: u64, mode: InputMode, spill_dir: &Path) {
         if mode == InputMode::Null {
             return;
         }
-        let spill_path = spill_dir.join(format!("{}-input-{command}", self.id));
+        let spill_path = spill_dir.join(format!("{}-input-{command}", self.session));
         let stream = InputStream {
             state: Mutex::new(InputState::new(mode)),
             append: tokio::sync::Mutex::new(()),
             spill_path,
         };
-        self.inputs.lock().insert(command, Arc::new(stream));
+        self.lock().insert(command, Arc::new(stream));
     }
 
     /// The command's input mode (`Null` when it has none).
-    pub fn input_mode(&self, command: u64) -> InputMode {
-        self.inputs.get(command).map_or(InputMode::Null, |i| i.lock().mode)
+    pub fn mode(&self, command: u64) -> InputMode {
+        self.get(command).map_or(InputMode::Null, |i| i.lock().mode)
     }
 
     /// Takes input bytes at `offset`; returns the acknowledgement to send.
-    pub async fn push_input(
-        &self,
-        command: u64,
-        offset: u64,
-        data: Vec<u8>,
-        eof: bool,
-    ) -> Result<InputAckState, InputError> {
-        let input = self.inputs.get(command).ok_or(InputError::NoInput(command))?;
+    pub async fn push(&self, command: u64, offset: u64, data: Vec<u8>, eof: bool) -> Result<InputAckState, InputError> {
+        let input = self.get(command).ok_or(InputError::NoInput(command))?;
         let _append = input.append.lock().await;
         let (fresh, to_file) = {
             let mut state = input.lock();
@@ -324,13 +339,13 @@ impl Session {
     }
 
     /// The acknowledgement of `command`'s input, if it has one.
-    pub fn input_ack(&self, command: u64) -> Option<InputAckState> {
-        self.inputs.get(command).map(|input| input.ack())
+    pub fn ack(&self, command: u64) -> Option<InputAckState> {
+        self.get(command).map(|input| input.ack())
     }
 
     /// What to write to the command next; a stored part is read outside the lock.
-    pub fn input_next(&self, command: u64) -> InputNext {
-        let Some(input) = self.inputs.get(command) else {
+    pub fn next(&self, command: u64) -> InputNext {
+        let Some(input) = self.get(command) else {
             return InputNext::Eof;
         };
         let (file, position, len) = {
@@ -358,8 +373,8 @@ impl Session {
     }
 
     /// The runspace wrote `n` bytes of the input to the command.
-    pub fn input_consumed(&self, command: u64, n: usize) {
-        if let Some(input) = self.inputs.get(command) {
+    pub fn consumed(&self, command: u64, n: usize) {
+        if let Some(input) = self.get(command) {
             input.lock().consume(n);
             self.notify();
         }
@@ -367,15 +382,15 @@ impl Session {
 
     /// The command ended or its stdin closed: what it did not read is dropped, and later input
     /// is accepted and discarded so the client can finish.
-    pub fn close_input(&self, command: u64) {
-        if let Some(input) = self.inputs.get(command) {
+    pub fn close(&self, command: u64) {
+        if let Some(input) = self.get(command) {
             input.lock().close();
         }
     }
 
     /// The input streams in handover form; their stored files are left for the next program.
-    pub fn handover_inputs(&self) -> Vec<HandedInput> {
-        let inputs = self.inputs.lock();
+    pub fn handover(&self) -> Vec<HandedInput> {
+        let inputs = self.lock();
         inputs
             .iter()
             .map(|(command, input)| {
@@ -398,13 +413,10 @@ impl Session {
     }
 
     /// Takes over input streams handed over by the previous program.
-    pub fn adopt_inputs(&self, handed: Vec<HandedInput>) -> std::io::Result<()> {
-        let mut inputs = self.inputs.lock();
+    pub fn adopt(&self, handed: Vec<HandedInput>, spill_dir: &Path) -> std::io::Result<()> {
+        let mut inputs = self.lock();
         for input in handed {
-            let spill_path = self
-                .settings()
-                .spill_dir
-                .join(format!("{}-input-{}", self.id, input.command));
+            let spill_path = spill_dir.join(format!("{}-input-{}", self.session, input.command));
             let mut state = InputState::new(input.mode);
             state.received = input.received;
             state.consumed = input.consumed;
@@ -461,7 +473,7 @@ pub fn fifo_path(dir: &Path, session: uuid::Uuid, command: u64) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{test_settings, SessionSettings};
+    use crate::session::{test_settings, Session, SessionSettings};
 
     fn session() -> (Session, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -474,9 +486,9 @@ mod tests {
 
     fn drain(session: &Session, command: u64) -> Vec<u8> {
         let mut got = Vec::new();
-        while let InputNext::Data(bytes) = session.input_next(command) {
+        while let InputNext::Data(bytes) = session.inputs.next(command) {
             got.extend_from_slice(&bytes);
-            session.input_consumed(command, bytes.len());
+            session.inputs.consumed(command, bytes.len());
         }
         got
     }
@@ -489,27 +501,27 @@ mod tests {
             .unwrap()
             .id;
         let chunk = vec![7u8; STREAM_BUFFER as usize];
-        let ack = session.push_input(id, 0, chunk.clone(), false).await.unwrap();
+        let ack = session.inputs.push(id, 0, chunk.clone(), false).await.unwrap();
         assert_eq!((ack.offset, ack.caught_up), (STREAM_BUFFER, true));
-        let ack = session.push_input(id, STREAM_BUFFER, chunk, false).await.unwrap();
+        let ack = session.inputs.push(id, STREAM_BUFFER, chunk, false).await.unwrap();
         assert_eq!(
             ack.offset, STREAM_BUFFER,
             "nothing read yet: the second buffer is not acknowledged"
         );
-        let ack = session.push_input(id, 10, vec![9; 20], true).await.unwrap();
+        let ack = session.inputs.push(id, 10, vec![9; 20], true).await.unwrap();
         assert!(
             !ack.eof,
             "a repeat adds nothing; eof waits for the acknowledgement to catch up"
         );
         assert!(matches!(
-            session.push_input(id, 3 * STREAM_BUFFER, vec![1], false).await,
+            session.inputs.push(id, 3 * STREAM_BUFFER, vec![1], false).await,
             Err(InputError::Gap { .. })
         ));
         let read = drain(&session, id);
         assert_eq!(read.len() as u64, 2 * STREAM_BUFFER);
-        let ack = session.input_ack(id).unwrap();
+        let ack = session.inputs.ack(id).unwrap();
         assert_eq!((ack.offset, ack.eof), (2 * STREAM_BUFFER, true));
-        assert!(matches!(session.input_next(id), InputNext::Eof));
+        assert!(matches!(session.inputs.next(id), InputNext::Eof));
     }
 
     #[tokio::test]
@@ -522,17 +534,17 @@ mod tests {
         let chunk = vec![5u8; 1024 * 1024];
         let mut offset = 0;
         while offset + chunk.len() as u64 <= STREAM_LIMIT {
-            session.push_input(id, offset, chunk.clone(), false).await.unwrap();
+            session.inputs.push(id, offset, chunk.clone(), false).await.unwrap();
             offset += chunk.len() as u64;
         }
-        let over = session.push_input(id, offset, chunk.clone(), false).await;
+        let over = session.inputs.push(id, offset, chunk.clone(), false).await;
         assert!(
             matches!(over, Err(InputError::Overrun { again: false, .. })),
             "{over:?}"
         );
         let text = over.unwrap_err().to_string();
         assert!(text.contains("window") && text.contains("InputAck"), "{text}");
-        let later = session.push_input(id, offset, chunk, false).await;
+        let later = session.inputs.push(id, offset, chunk, false).await;
         assert!(
             matches!(later, Err(InputError::Overrun { again: true, .. })),
             "{later:?}"
@@ -540,7 +552,7 @@ mod tests {
         let held = session.inputs.get(id).unwrap().lock().memory_bytes;
         assert_eq!(held, 0, "what the overrun held is dropped");
         assert!(
-            matches!(session.input_next(id), InputNext::Eof),
+            matches!(session.inputs.next(id), InputNext::Eof),
             "the command's stdin ends"
         );
     }
@@ -556,7 +568,8 @@ mod tests {
         let data: Vec<u8> = (0..3 * STORED_MEMORY).map(|i| i as u8).collect();
         for (i, piece) in data.chunks(STORED_MEMORY / 2).enumerate() {
             let ack = session
-                .push_input(id, (i * STORED_MEMORY / 2) as u64, piece.to_vec(), false)
+                .inputs
+                .push(id, (i * STORED_MEMORY / 2) as u64, piece.to_vec(), false)
                 .await
                 .unwrap();
             assert_eq!(
@@ -569,7 +582,8 @@ mod tests {
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&spill).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         session
-            .push_input(id, data.len() as u64, Vec::new(), true)
+            .inputs
+            .push(id, data.len() as u64, Vec::new(), true)
             .await
             .unwrap();
         assert_eq!(session.start_next().0.map(|(id, _)| id), Some(id));

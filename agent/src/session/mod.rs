@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod buffer;
 mod command;
+pub mod handle;
 pub mod handover;
 pub mod input;
 pub mod journal;
@@ -120,20 +121,17 @@ pub struct Session {
     jobs: Queue,
     /// The persister until the daemon starts it (see [`Session::take_persister`]).
     persister: Mutex<Option<Persister>>,
-    /// The shell, parked by its runspace for a handover.
-    parked: Mutex<Option<runspace::Parked>>,
     /// Saved to disk (a named session with a store).
     stored: bool,
-    /// The session's terminal, once one was opened (it stays after its shell ended, for `ls`).
-    terminal: Mutex<Option<Arc<terminal::Terminal>>>,
-    /// The runspace shell's pid, where a terminal takes its directory and environment from.
-    runspace_pid: std::sync::atomic::AtomicI32,
     /// The configuration's `on_job_end` command, run when a job ends.
     on_job_end: Option<String>,
+    /// The runspace shell as seen from outside its task: its pid, directory, environment and
+    /// the shell while parked (`handle.rs`).
+    pub runspace: handle::RunspaceHandle,
+    /// The session's terminal, once one was opened (`terminal/slot.rs`).
+    pub terminal: terminal::TerminalSlot,
     /// Commands' stdin streams (`input.rs`).
-    inputs: input::Inputs,
-    /// The runspace shell's process id (0: none yet), for resolving paths against its directory.
-    shell_pid: std::sync::atomic::AtomicI32,
+    pub inputs: input::Inputs,
 }
 
 impl Session {
@@ -161,59 +159,25 @@ impl Session {
         let stored = store.is_some();
         let on_job_end = settings.on_job_end.clone();
         let (jobs, persister) = persist::channel(&name, store, spill.clone());
+        let changed = watch::Sender::new(());
         Self {
             id,
-            name,
             temporary,
             created_at,
             closed: CancellationToken::new(),
             state: Mutex::new(SessionState::new(settings, created_at)),
-            changed: watch::Sender::new(()),
             stop_requests: watch::Sender::new(None),
             spill,
             jobs,
             persister: Mutex::new(Some(persister)),
-            parked: Mutex::new(None),
             stored,
-            terminal: Mutex::new(None),
-            runspace_pid: std::sync::atomic::AtomicI32::new(0),
             on_job_end,
-            inputs: input::Inputs::default(),
-            shell_pid: std::sync::atomic::AtomicI32::new(0),
+            runspace: handle::RunspaceHandle::default(),
+            terminal: terminal::TerminalSlot::new(changed.clone()),
+            inputs: input::Inputs::new(id, name.clone(), changed.clone()),
+            name,
+            changed,
         }
-    }
-
-    /// The session's terminal, live or ended.
-    pub fn terminal(&self) -> Option<Arc<terminal::Terminal>> {
-        self.terminal.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Installs a new terminal; returns false (and installs nothing) when a live one exists.
-    pub fn set_terminal(&self, new: Arc<terminal::Terminal>) -> bool {
-        let mut slot = self.terminal.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|t| t.exit().is_none()) {
-            return false;
-        }
-        *slot = Some(new);
-        drop(slot);
-        self.notify();
-        true
-    }
-
-    /// The generation a new terminal gets.
-    pub fn next_terminal_generation(&self) -> u64 {
-        self.terminal().map_or(1, |t| t.generation + 1)
-    }
-
-    /// Records the runspace shell's pid (0: none).
-    pub fn set_runspace_pid(&self, pid: i32) {
-        self.runspace_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The runspace shell's pid, while it runs.
-    pub fn runspace_pid(&self) -> Option<i32> {
-        let pid = self.runspace_pid.load(std::sync::atomic::Ordering::Relaxed);
-        (pid > 0 && self.lock().broken.is_none()).then_some(pid)
     }
 
     /// A session read back from disk after the daemon restarted: Broken, its shell gone, its
@@ -240,16 +204,6 @@ impl Session {
     /// The persister, once: the daemon runs it as one of its tracked tasks.
     pub fn take_persister(&self) -> Option<Persister> {
         self.persister.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    /// Keeps the runspace's shell while the daemon hands over.
-    pub fn park(&self, parked: runspace::Parked) {
-        *self.parked.lock().unwrap_or_else(|p| p.into_inner()) = Some(parked);
-    }
-
-    /// The parked shell, once.
-    pub fn take_parked(&self) -> Option<runspace::Parked> {
-        self.parked.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Waits until every disk job queued so far is done.
@@ -348,7 +302,7 @@ impl Session {
         self.change(|state| {
             let queued = state.enqueue_job(text, options);
             if let Ok(info) = &queued {
-                self.open_input(info.id, mode, &state.settings.spill_dir);
+                self.inputs.open(info.id, mode, &state.settings.spill_dir);
             }
             (queued, Effects::default())
         })
@@ -377,18 +331,9 @@ impl Session {
         retrying
     }
 
-    /// Records the runspace shell's process id.
-    pub fn set_shell_pid(&self, pid: i32) {
-        self.shell_pid.store(pid, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The runspace shell's current directory, when it has a live shell.
+    /// The runspace shell's current directory, while it runs (where `cp` resolves paths).
     pub fn runspace_dir(&self) -> Option<std::path::PathBuf> {
-        let pid = self.shell_pid.load(std::sync::atomic::Ordering::Relaxed);
-        if pid <= 0 || self.lock().broken.is_some() {
-            return None;
-        }
-        std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+        self.runspace.cwd()
     }
 
     /// Appends output of a running command to its journal. A chunk bound for the spill file is
@@ -410,14 +355,14 @@ impl Session {
 
     /// Ends a command with its final state; the end becomes its journal's last entry.
     pub fn finish(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
-        self.close_input(command);
+        self.inputs.close(command);
         self.change(|s| ((), s.finish(command, state, exit_code)));
     }
 
     /// Ends a command, its ended journal saved first (for a stored session): a command that
     /// clients see Completed survives a crash of the daemon right after.
     pub async fn finish_durably(&self, command: u64, state: CommandState, exit_code: Option<i32>) {
-        self.close_input(command);
+        self.inputs.close(command);
         let now = now_millis();
         if self.stored {
             if let Some(snapshot) = self.read(|s| s.ended_snapshot(command, state, exit_code, now)) {
@@ -433,6 +378,7 @@ impl Session {
 
     /// Marks the runspace gone: unended commands Failed and the session Broken with `reason`.
     pub fn mark_broken(&self, reason: String) {
+        self.runspace.clear();
         self.change(|state| ((), state.mark_broken(reason)));
     }
 
@@ -647,7 +593,7 @@ impl Session {
         };
         drop(state);
         SessionInfo {
-            terminal: self.terminal().map(|t| t.info()),
+            terminal: self.terminal.get().map(|t| t.info()),
             ..info
         }
     }

@@ -119,14 +119,14 @@ impl InputPipe {
     pub async fn feed(&self, session: &Session, command: u64) -> bool {
         loop {
             let mut changed = session.subscribe();
-            match session.input_next(command) {
+            match session.inputs.next(command) {
                 InputNext::Data(bytes) => {
                     if self.sender.writable().await.is_err() {
                         return false;
                     }
                     match self.sender.try_write(&bytes) {
                         Ok(n) => {
-                            session.input_consumed(command, n);
+                            session.inputs.consumed(command, n);
                             return true;
                         }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,

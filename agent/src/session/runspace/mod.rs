@@ -63,7 +63,6 @@ impl std::fmt::Debug for Parked {
 /// Feeds the session's shell commands until the session closes or the shell dies. Run it as a
 /// tracked task: when the session closes, the shell is killed and unended commands are stopped.
 pub async fn run(session: Arc<Session>, mut shell: Shell, handover: CancellationToken) {
-    session.set_shell_pid(shell.fds().pid);
     if let Err(err) = shell.init().await {
         session.mark_broken(err.to_string());
         shell.kill().await;
@@ -74,12 +73,11 @@ pub async fn run(session: Arc<Session>, mut shell: Shell, handover: Cancellation
 
 /// Goes on with a parked shell: after a handover that did not happen, or in the new program.
 pub async fn resume(session: Arc<Session>, parked: Parked, handover: CancellationToken) {
-    session.set_shell_pid(parked.shell.fds().pid);
     drive(session, parked.shell, parked.running, handover).await;
 }
 
 async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>, handover: CancellationToken) {
-    session.set_runspace_pid(shell.fds().pid);
+    session.runspace.set_pid(shell.fds().pid);
     loop {
         let (id, outcome) = match running.take() {
             Some(id) => (id, shell.follow(&session, id, &handover).await),
@@ -87,7 +85,7 @@ async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>
                 Next::Command(id, text) => (id, shell.execute(&session, id, &text, &handover).await),
                 Next::Closed => break,
                 Next::ShellGone => return,
-                Next::HandOver => return session.park(Parked { shell, running: None }),
+                Next::HandOver => return session.runspace.park(Parked { shell, running: None }),
             },
         };
         match outcome {
@@ -104,7 +102,7 @@ async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>
             }
             Outcome::Closed => break,
             Outcome::HandOver => {
-                return session.park(Parked {
+                return session.runspace.park(Parked {
                     shell,
                     running: Some(id),
                 })
@@ -112,6 +110,7 @@ async fn drive(session: Arc<Session>, mut shell: Shell, mut running: Option<u64>
         }
     }
     shell.kill().await;
+    session.runspace.clear();
     session.stop_all();
 }
 

@@ -236,13 +236,13 @@ impl Shell {
 
     /// Runs one command to its end, journaling its output into the session.
     pub async fn execute(&mut self, session: &Session, id: u64, text: &str, handover: &CancellationToken) -> Outcome {
-        self.input = match session.input_mode(id) {
+        self.input = match session.inputs.mode(id) {
             remora_wire::InputMode::Null => None,
             _ => match InputPipe::create(&session.settings().spill_dir, session.id, id) {
                 Ok(pipe) => Some(pipe),
                 Err(err) => {
                     tracing::error!(session = %session.name, command = id, "cannot make the command's stdin fifo: {err}; it reads /dev/null");
-                    session.close_input(id);
+                    session.inputs.close(id);
                     None
                 }
             },

@@ -5,14 +5,14 @@
 //! loses and repeats nothing.
 
 use std::{
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{FromRawFd, OwnedFd, RawFd},
     sync::Arc,
 };
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{screen::Screen, ShellProcess, Terminal};
+use super::{core::TermCore, screen::Screen, ShellProcess, Terminal};
 
 /// One parked terminal, handed over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,23 +33,22 @@ impl Terminal {
     /// The terminal's handover form, when it is parked with its shell still running.
     pub fn handover_form(&self) -> Option<HandedTerminal> {
         let parked = self.process.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-        let state = self.lock();
-        if !parked || state.exit.is_some() {
+        let core = self.lock();
+        if !parked || core.exit().is_some() {
             return None;
         }
-        let (rows, cols) = state.screen.size();
+        let (rows, cols) = core.size();
+        let (last_seq, ring) = core.ring();
         Some(HandedTerminal {
             generation: self.generation,
             pid: self.pid,
-            master: self.master.get_ref().as_raw_fd(),
+            master: self.master_fd(),
             rows,
             cols,
             scrollback: self.scrollback,
-            last_seq: state.last_seq,
+            last_seq,
             input_seq: self.input.try_lock().map_or(0, |seq| *seq),
-            ring: state
-                .ring
-                .iter()
+            ring: ring
                 .map(|(seq, bytes)| (*seq, serde_bytes::ByteBuf::from(bytes.to_vec())))
                 .collect(),
         })
@@ -64,28 +63,14 @@ impl Terminal {
         // SAFETY: guaranteed by the caller.
         let master = unsafe { OwnedFd::from_raw_fd(handed.master) };
         let process = ShellProcess::adopt(handed.pid)?;
-        let mut screen = Screen::new(handed.rows, handed.cols, handed.scrollback);
-        for (_, bytes) in &handed.ring {
-            screen.process(bytes);
-        }
-        let terminal = Self::assemble(
-            handed.generation,
-            handed.pid,
-            master,
-            process,
-            screen,
-            handed.scrollback,
-        )?;
-        {
-            let mut state = terminal.lock();
-            state.last_seq = handed.last_seq;
-            state.ring_bytes = handed.ring.iter().map(|(_, b)| b.len()).sum();
-            state.ring = handed
-                .ring
-                .into_iter()
-                .map(|(seq, bytes)| (seq, Bytes::from(bytes.into_vec())))
-                .collect();
-        }
+        let ring = handed
+            .ring
+            .into_iter()
+            .map(|(seq, bytes)| (seq, Bytes::from(bytes.into_vec())))
+            .collect();
+        let screen = Screen::new(handed.rows, handed.cols, handed.scrollback);
+        let core = TermCore::from_ring(screen, handed.last_seq, ring);
+        let terminal = Self::assemble(handed.generation, handed.pid, master, process, core, handed.scrollback)?;
         *terminal.input.try_lock().expect("a new terminal's input is free") = handed.input_seq;
         Ok(terminal)
     }

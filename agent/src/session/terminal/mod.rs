@@ -11,48 +11,52 @@
 //! - Keystrokes and screen contents are never logged.
 //! - The shell and everything it started leave with the terminal: SIGHUP to the shell's and the
 //!   foreground process groups, then SIGKILL to every process of its session.
+//!
+//! Files: `core.rs` (the pure state machine: ring, acks, windows, viewers, the model's size),
+//! `screen.rs` (the `vt100` model, scrollback and transcript), `pty.rs` (the OS seam: spawning,
+//! the master, signals, `/proc`), `spec.rs` (what the shell starts with, from passwd and the
+//! runspace behind a `Lookups` seam), `slot.rs` (a session's one terminal), `handover.rs`.
+//! This file joins them: the core behind a short-held lock, its effects carried out after it.
 
+pub mod core;
 pub mod handover;
 mod pty;
 pub mod screen;
+mod slot;
+pub mod spec;
 
 use std::{
-    collections::{HashMap, VecDeque},
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::OwnedFd,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use bytes::Bytes;
-use nix::{
-    sys::signal::{kill, killpg, Signal},
-    unistd::Pid,
-};
 use remora_wire::{TermRedraw, TerminalInfo};
-use tokio::{io::unix::AsyncFd, sync::watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use pty::TermSpec;
-use screen::Screen;
+pub use self::core::{Next, TermEffects, RING_BYTES};
+pub use slot::TerminalSlot;
+pub use spec::TermSpec;
 
+use self::{core::TermCore, pty::Master, screen::Screen};
 use super::{runspace::ShellProcess, ConnId};
 use tokio_util::sync::CancellationToken;
 
-/// Raw output kept for clients that resume without a redraw.
-pub const RING_BYTES: usize = 512 * 1024;
 /// One read from the master.
 const READ_CHUNK: usize = 64 * 1024;
 /// Time the shell has after SIGHUP before everything on its terminal is killed.
 const HANGUP_GRACE: Duration = Duration::from_secs(2);
 
-/// One terminal.
+/// One terminal: the pure core ([`TermCore`]) behind a short-held lock, and the operating
+/// system's side (the pty master, the shell process, signals) around it.
 pub struct Terminal {
     /// Tells this terminal from an earlier one of the same session.
     pub generation: u64,
     /// The shell's pid, also its process group and session id.
     pub pid: i32,
-    master: AsyncFd<OwnedFd>,
-    state: Mutex<TermState>,
+    master: Master,
+    core: Mutex<TermCore>,
     changed: watch::Sender<()>,
     /// Serialises keystrokes and remembers the last input seq taken.
     input: tokio::sync::Mutex<u64>,
@@ -71,34 +75,6 @@ impl std::fmt::Debug for Terminal {
     }
 }
 
-#[derive(Debug)]
-struct TermState {
-    screen: Screen,
-    /// Output chunks by seq, oldest first, at most `RING_BYTES` in all.
-    ring: VecDeque<(u64, Bytes)>,
-    ring_bytes: usize,
-    last_seq: u64,
-    /// Highest seq each streaming connection acknowledged.
-    acks: HashMap<ConnId, u64>,
-    /// The connection allowed to type and resize.
-    interactive: Option<ConnId>,
-    watchers: u32,
-    /// Set when the shell ended: its exit code (128 + signal for a signal).
-    exit: Option<Option<i32>>,
-}
-
-/// What a stream sends next.
-#[derive(Debug)]
-pub enum Next {
-    Output(u64, Bytes),
-    /// The stream fell out of the ring: repaint from the model.
-    Redraw(TermRedraw),
-    /// Everything is sent and the shell has ended.
-    Ended(Option<i32>),
-    /// Nothing to send (or the window is full): wait for a change.
-    Wait,
-}
-
 impl Terminal {
     /// Starts the shell described by `spec`; run [`pump`] next.
     pub fn spawn(spec: &TermSpec, generation: u64, scrollback: usize) -> std::io::Result<Arc<Self>> {
@@ -112,8 +88,8 @@ impl Terminal {
         // Waited for through a pidfd like a handed-over one, so both ways look the same.
         let process = ShellProcess::adopt(pid)?;
         drop(spawned.child);
-        let screen = Screen::new(spec.rows, spec.cols, scrollback);
-        Self::assemble(generation, pid, spawned.master, process, screen, scrollback)
+        let core = TermCore::new(Screen::new(spec.rows, spec.cols, scrollback));
+        Self::assemble(generation, pid, spawned.master, process, core, scrollback)
     }
 
     fn assemble(
@@ -121,24 +97,14 @@ impl Terminal {
         pid: i32,
         master: OwnedFd,
         process: ShellProcess,
-        screen: Screen,
+        core: TermCore,
         scrollback: usize,
     ) -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             generation,
             pid,
-            // SAFETY: the master is ours alone and stays open as long as the AsyncFd.
-            master: unsafe { AsyncFd::register(master) }.map_err(|err| err.into_parts().1)?,
-            state: Mutex::new(TermState {
-                screen,
-                ring: VecDeque::new(),
-                ring_bytes: 0,
-                last_seq: 0,
-                acks: HashMap::new(),
-                interactive: None,
-                watchers: 0,
-                exit: None,
-            }),
+            master: Master::register(master)?,
+            core: Mutex::new(core),
             changed: watch::Sender::new(()),
             input: tokio::sync::Mutex::new(0),
             process: Mutex::new(Some(process)),
@@ -146,8 +112,27 @@ impl Terminal {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, TermState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, TermCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Carries out a change's effects, after the lock is gone.
+    fn apply(&self, effects: TermEffects) -> std::io::Result<()> {
+        if let Some((rows, cols)) = effects.resize_pty {
+            self.master.resize(rows, cols)?;
+        }
+        if effects.wake {
+            self.changed.send_replace(());
+        }
+        Ok(())
+    }
+
+    /// Applies effects that ask for no system call (output, acks, the end).
+    fn wake(&self, effects: TermEffects) {
+        debug_assert!(effects.resize_pty.is_none());
+        if effects.wake {
+            self.changed.send_replace(());
+        }
     }
 
     /// Wakes on every change after this call.
@@ -157,24 +142,13 @@ impl Terminal {
 
     /// Takes output read from the master: into the model and the ring.
     fn push(&self, bytes: &[u8]) {
-        let mut state = self.lock();
-        state.screen.process(bytes);
-        state.last_seq += 1;
-        let seq = state.last_seq;
-        state.ring_bytes += bytes.len();
-        state.ring.push_back((seq, Bytes::copy_from_slice(bytes)));
-        while state.ring_bytes > RING_BYTES && state.ring.len() > 1 {
-            if let Some((_, old)) = state.ring.pop_front() {
-                state.ring_bytes -= old.len();
-            }
-        }
-        drop(state);
-        self.changed.send_replace(());
+        let effects = self.lock().push(bytes);
+        self.wake(effects);
     }
 
     fn set_exit(&self, code: Option<i32>) {
-        self.lock().exit = Some(code);
-        self.changed.send_replace(());
+        let effects = self.lock().set_exit(code);
+        self.wake(effects);
     }
 
     /// True while the shell runs with no pump reading (parked for a handover).
@@ -184,86 +158,34 @@ impl Terminal {
 
     /// The shell's exit code once it ended.
     pub fn exit(&self) -> Option<Option<i32>> {
-        self.lock().exit
+        self.lock().exit()
     }
 
     /// True when `seq + 1` onward is still in the ring (a resume without a redraw).
     pub fn can_resume_after(&self, seq: u64) -> bool {
-        let state = self.lock();
-        let first = state.ring.front().map_or(state.last_seq + 1, |(s, _)| *s);
-        seq <= state.last_seq && seq + 1 >= first
+        self.lock().can_resume_after(seq)
     }
 
     /// The screen as it stands, with the seq it reflects.
     pub fn redraw(&self, session: Uuid) -> TermRedraw {
-        let state = self.lock();
-        let (rows, cols) = state.screen.size();
-        TermRedraw {
-            session,
-            seq: state.last_seq,
-            scrollback: state
-                .screen
-                .scrollback()
-                .into_iter()
-                .map(serde_bytes::ByteBuf::from)
-                .collect(),
-            screen: state.screen.repaint(),
-            rows,
-            cols,
-        }
+        self.lock().redraw(session)
     }
 
     /// The next thing for a stream whose next seq is `cursor`, within `window` bytes past the
     /// connection's ack.
     pub fn next(&self, session: Uuid, conn: ConnId, cursor: u64, window: u64) -> Next {
-        let state = self.lock();
-        let first = state.ring.front().map_or(state.last_seq + 1, |(s, _)| *s);
-        if cursor < first && cursor <= state.last_seq {
-            drop(state);
-            return Next::Redraw(self.redraw(session));
-        }
-        if cursor > state.last_seq {
-            return match state.exit {
-                Some(code) => Next::Ended(code),
-                None => Next::Wait,
-            };
-        }
-        let acked = state.acks.get(&conn).copied().unwrap_or(0);
-        let in_flight: u64 = state
-            .ring
-            .iter()
-            .filter(|(s, _)| *s > acked && *s < cursor)
-            .map(|(_, b)| b.len() as u64)
-            .sum();
-        if in_flight >= window {
-            return Next::Wait;
-        }
-        let index = (cursor - first) as usize;
-        match state.ring.get(index) {
-            Some((seq, bytes)) => Next::Output(*seq, bytes.clone()),
-            None => Next::Wait,
-        }
+        self.lock().next(session, conn, cursor, window)
     }
 
     /// A connection wrote output up to `seq`.
     pub fn ack(&self, conn: ConnId, seq: u64) {
-        let mut state = self.lock();
-        let last = state.last_seq;
-        let entry = state.acks.entry(conn).or_default();
-        *entry = (*entry).max(seq.min(last));
-        drop(state);
-        self.changed.send_replace(());
+        let effects = self.lock().ack(conn, seq);
+        self.wake(effects);
     }
 
     /// A stream of `conn` starts (interactive or watching).
     pub fn join(self: &Arc<Self>, conn: ConnId, interactive: bool, acked: u64) -> Viewer {
-        let mut state = self.lock();
-        state.acks.insert(conn, acked);
-        if interactive {
-            state.interactive = Some(conn);
-        } else {
-            state.watchers += 1;
-        }
+        self.lock().join(conn, interactive, acked);
         Viewer {
             terminal: self.clone(),
             conn,
@@ -273,7 +195,7 @@ impl Terminal {
 
     /// Whether `conn` may type and resize.
     pub fn is_interactive(&self, conn: ConnId) -> bool {
-        self.lock().interactive == Some(conn)
+        self.lock().is_interactive(conn)
     }
 
     /// Writes keystrokes numbered `seq`; a seq already taken is skipped (a resent frame).
@@ -283,15 +205,7 @@ impl Terminal {
         if seq <= *taken {
             return Ok(*taken);
         }
-        let mut rest = data;
-        while !rest.is_empty() {
-            let mut guard = self.master.writable().await?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), rest).map_err(std::io::Error::from)) {
-                Ok(Ok(n)) => rest = &rest[n..],
-                Ok(Err(err)) => return Err(err),
-                Err(_would_block) => continue,
-            }
-        }
+        self.master.write_all(data).await?;
         *taken = seq;
         Ok(seq)
     }
@@ -304,57 +218,38 @@ impl Terminal {
     /// Resizes the terminal and its model (the foreground program gets SIGWINCH), to at most
     /// the model's cell budget ([`screen::fit`]): a huge window gets fewer rows, not a huge model.
     pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
-        let (rows, cols) = screen::fit(rows, cols);
-        let mut state = self.lock();
-        if state.screen.size() != (rows, cols) {
-            state.screen.resize(rows, cols);
-            pty::resize(self.master.get_ref(), rows, cols)?;
-        }
-        drop(state);
-        self.changed.send_replace(());
-        Ok(())
+        let effects = self.lock().resize(rows, cols);
+        self.apply(effects)
     }
 
     /// The transcript since the last call, as plain text, and lines lost to the bound.
     pub fn transcript(&self) -> (String, u64) {
-        self.lock().screen.take_transcript()
+        self.lock().transcript()
     }
 
     /// What `ls` shows.
     pub fn info(&self) -> TerminalInfo {
-        let state = self.lock();
-        let (rows, cols) = state.screen.size();
-        let foreground = match state.exit {
+        let (rows, cols, exit, watchers) = {
+            let core = self.lock();
+            let (rows, cols) = core.size();
+            (rows, cols, core.exit(), core.watchers())
+        };
+        let foreground = match exit {
             Some(_) => None,
-            None => pty::foreground_group(self.master.get_ref()).and_then(pty::process_name),
+            None => self.master.foreground_group().and_then(pty::process_name),
         };
         TerminalInfo {
             rows,
             cols,
             foreground,
-            exit_code: state.exit.flatten(),
-            watchers: state.watchers,
-        }
-    }
-
-    /// SIGHUP to the shell's and the foreground process groups, like a terminal closing.
-    fn hang_up(&self) {
-        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGHUP);
-        if let Some(group) = pty::foreground_group(self.master.get_ref()) {
-            let _ = killpg(Pid::from_raw(group), Signal::SIGHUP);
-        }
-    }
-
-    /// SIGKILL to every process of the terminal's session.
-    fn kill_all(&self) {
-        for pid in pty::session_members(self.pid) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            exit_code: exit.flatten(),
+            watchers,
         }
     }
 
     /// Raw descriptor of the master, for logs and handover.
     pub fn master_fd(&self) -> i32 {
-        self.master.get_ref().as_raw_fd()
+        self.master.raw_fd()
     }
 }
 
@@ -368,15 +263,7 @@ pub struct Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        let mut state = self.terminal.lock();
-        state.acks.remove(&self.conn);
-        if self.interactive {
-            if state.interactive == Some(self.conn) {
-                state.interactive = None;
-            }
-        } else {
-            state.watchers = state.watchers.saturating_sub(1);
-        }
+        self.terminal.lock().leave(self.conn, self.interactive);
     }
 }
 
@@ -430,19 +317,19 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
         }
         Stop::Exited(code) => code,
         Stop::Hungup | Stop::Closed => {
-            terminal.hang_up();
+            terminal.master.hang_up(terminal.pid);
             match tokio::time::timeout(HANGUP_GRACE, process.wait()).await {
                 Ok(code) => code,
                 Err(_) => {
-                    terminal.kill_all();
+                    pty::kill_session(terminal.pid);
                     process.wait().await
                 }
             }
         }
     };
     // Whatever the shell left on its terminal goes with it.
-    terminal.hang_up();
-    terminal.kill_all();
+    terminal.master.hang_up(terminal.pid);
+    pty::kill_session(terminal.pid);
     terminal.set_exit(Some(code));
 }
 
@@ -450,7 +337,7 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
 fn top_up(terminal: &Terminal, buf: &mut [u8]) -> usize {
     let mut filled = 0;
     while filled < buf.len() {
-        match nix::unistd::read(terminal.master.get_ref(), &mut buf[filled..]) {
+        match terminal.master.read_now(&mut buf[filled..]) {
             Ok(0) | Err(_) => break,
             Ok(n) => filled += n,
         }
@@ -459,7 +346,7 @@ fn top_up(terminal: &Terminal, buf: &mut [u8]) -> usize {
 }
 
 fn drain(terminal: &Terminal, buf: &mut [u8]) {
-    while let Ok(n) = nix::unistd::read(terminal.master.get_ref(), buf) {
+    while let Ok(n) = terminal.master.read_now(buf) {
         if n == 0 {
             break;
         }

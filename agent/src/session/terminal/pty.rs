@@ -1,35 +1,96 @@
-//! Starting the terminal's shell: a pseudo-terminal pair, the user's login shell on its slave as
-//! the leader of a new session with the slave as its controlling terminal.
+//! The operating system under a terminal, kept thin: starting the shell (a pseudo-terminal
+//! pair, the user's login shell on its slave as the leader of a new session with the slave as
+//! its controlling terminal), the [`Master`] this process holds, signals to the terminal's
+//! processes and the `/proc` look-ups about them. Nothing here decides anything: the terminal's
+//! logic is in `core.rs`. Who holds the master is decided here alone (today the daemon does;
+//! a process that keeps it while no daemon runs would hand it in through [`Master::register`]).
 
 use std::{
-    ffi::OsString,
     io,
     os::{
         fd::{AsRawFd, OwnedFd},
         unix::process::CommandExt,
     },
-    path::PathBuf,
     process::{Child, Command, Stdio},
 };
 
 use nix::{
     fcntl::{fcntl, FcntlArg, OFlag},
     pty::{openpty, Winsize},
-    sys::stat::{fchmod, Mode},
+    sys::{
+        signal::{kill, killpg, Signal},
+        stat::{fchmod, Mode},
+    },
+    unistd::Pid,
 };
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
-/// What a terminal starts.
-#[derive(Debug, Clone)]
-pub struct TermSpec {
-    /// The login shell (from passwd).
-    pub program: PathBuf,
-    /// `-bash`: a leading dash makes it a login shell, so profiles load.
-    pub argv0: String,
-    pub cwd: PathBuf,
-    /// The whole environment (TERM included).
-    pub env: Vec<(OsString, OsString)>,
-    pub rows: u16,
-    pub cols: u16,
+use super::spec::TermSpec;
+
+/// The master side of a terminal, held by this process (non-blocking, close-on-exec).
+pub struct Master(AsyncFd<OwnedFd>);
+
+impl Master {
+    /// Takes the master into the runtime's readiness polling.
+    pub fn register(fd: OwnedFd) -> io::Result<Self> {
+        // SAFETY: the master is ours alone and stays open as long as the AsyncFd.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)?;
+        Ok(Self(fd))
+    }
+
+    /// Waits until output can be read (use the guard's `try_io` to read).
+    pub async fn readable(&self) -> io::Result<AsyncFdReadyGuard<'_, OwnedFd>> {
+        self.0.readable().await
+    }
+
+    /// Reads what is there without waiting (`EAGAIN` when nothing is).
+    pub fn read_now(&self, buf: &mut [u8]) -> nix::Result<usize> {
+        nix::unistd::read(self.0.get_ref(), buf)
+    }
+
+    /// Writes all of `data` (keystrokes), waiting while the terminal's input queue is full.
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.0.writable().await?;
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(err)) => return Err(err),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the window size (the kernel sends SIGWINCH to the foreground group).
+    pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
+        resize(self.0.get_ref(), rows, cols)
+    }
+
+    /// The process group in the terminal's foreground.
+    pub fn foreground_group(&self) -> Option<i32> {
+        foreground_group(self.0.get_ref())
+    }
+
+    /// SIGHUP to the shell's (`shell`) and the foreground process groups, like a terminal
+    /// closing.
+    pub fn hang_up(&self, shell: i32) {
+        let _ = killpg(Pid::from_raw(shell), Signal::SIGHUP);
+        if let Some(group) = self.foreground_group() {
+            let _ = killpg(Pid::from_raw(group), Signal::SIGHUP);
+        }
+    }
+
+    /// The raw descriptor, for logs and a handover.
+    pub fn raw_fd(&self) -> i32 {
+        self.0.get_ref().as_raw_fd()
+    }
+}
+
+/// SIGKILL to every process of the terminal's session (`sid`, the shell's pid).
+pub fn kill_session(sid: i32) {
+    for pid in session_members(sid) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// A started shell and the master side of its terminal (non-blocking, close-on-exec).
@@ -88,7 +149,7 @@ pub fn spawn(spec: &TermSpec) -> io::Result<Spawned> {
 }
 
 /// Sets the terminal's window size (the kernel sends SIGWINCH to its foreground group).
-pub fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
+fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
     let size = winsize(rows, cols);
     // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
     let result = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
@@ -99,7 +160,7 @@ pub fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
 }
 
 /// The process group in the terminal's foreground.
-pub fn foreground_group(master: &impl AsRawFd) -> Option<i32> {
+fn foreground_group(master: &impl AsRawFd) -> Option<i32> {
     // SAFETY: TIOCGPGRP writes one pid_t.
     let mut pgid: nix::libc::pid_t = 0;
     let result = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCGPGRP, &mut pgid) };
@@ -114,7 +175,7 @@ pub fn process_name(pid: i32) -> Option<String> {
 
 /// Every process whose session is `sid` (the shell's pid): the shell and all it started on
 /// the terminal, whatever process group job control put them in.
-pub fn session_members(sid: i32) -> Vec<i32> {
+fn session_members(sid: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
