@@ -23,9 +23,9 @@ use tracing::{debug, info};
 
 use crate::{
     clock::now_millis,
+    daemon::Daemon,
     handler::{self, Ctx, Outgoing},
     pipe_width::{PipeWidth, WidenOnBulk},
-    state::Daemon,
 };
 
 /// Time a client has to send its hello.
@@ -289,7 +289,7 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
             spawn_stream(ctx, streams, id, move |ctx| handler::receive::handle(ctx, id, request)).await
         }
         ClientBody::OpenTerminal(request) => {
-            spawn_stream(ctx, streams, id, move |ctx| handler::shell::handle(ctx, id, request)).await
+            spawn_stream(ctx, streams, id, move |ctx| handler::terminal::handle(ctx, id, request)).await
         }
         ClientBody::TermInput(request) => ctx.finish(id, handler::term::input(ctx, id, request).await).await,
         ClientBody::TermResize(request) => ctx.finish(id, handler::term::resize(ctx, request)).await,
@@ -301,15 +301,15 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::Input(input) => handler::input::handle(ctx, input).await,
         // The disk work of cp runs off this loop (and off the async worker): see `transfer`.
         ClientBody::PutPath(request) => {
-            spawn_stream(ctx, streams, id, move |ctx| handler::cp::put(ctx, id, request)).await
+            spawn_stream(ctx, streams, id, move |ctx| handler::transfer::put(ctx, id, request)).await
         }
-        ClientBody::FileData(data) => handler::cp::data(ctx, id, data).await,
-        ClientBody::FileEnd(end) => ctx.finish(id, handler::cp::end(ctx, id, end).await).await,
+        ClientBody::FileData(data) => handler::transfer::data(ctx, id, data).await,
+        ClientBody::FileEnd(end) => ctx.finish(id, handler::transfer::end(ctx, id, end).await).await,
         ClientBody::GetPath(request) => {
-            spawn_stream(ctx, streams, id, move |ctx| handler::cp::get(ctx, id, request)).await
+            spawn_stream(ctx, streams, id, move |ctx| handler::transfer::get(ctx, id, request)).await
         }
         ClientBody::ReadFile(request) => {
-            spawn_stream(ctx, streams, id, move |ctx| handler::cp::read(ctx, id, request)).await
+            spawn_stream(ctx, streams, id, move |ctx| handler::transfer::read(ctx, id, request)).await
         }
     }
 }

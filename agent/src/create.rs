@@ -1,7 +1,7 @@
 //! Session creation and the limits on session settings: daemon operations that the handlers
 //! (`new`, `invoke`, `shell`, `receive`, `disconnect`) call, so no handler calls another.
 //!
-//! At the level of `state.rs` (it knows the daemon, sessions and configurations, never a
+//! At the level of `daemon.rs` (it knows the daemon, sessions and configurations, never a
 //! connection or a handler); refusals are values of [`CreateError`], which the handlers turn
 //! into error replies.
 
@@ -11,9 +11,9 @@ use remora_wire::{Buffering, NewSession};
 
 use crate::{
     config::Configuration,
+    daemon::Daemon,
     error::AgentError,
     session::{runspace::RunspaceSpec, validate_name, Session, SessionSettings},
-    state::Daemon,
 };
 
 /// Why a session was not created, or a setting was refused.

@@ -1,11 +1,12 @@
 //! remora's agent: the sshd subsystem, the per-user session daemon and an embedded SSH server.
 //! See `docs/ARCHITECTURE.md` for the lifecycle and invariants.
 
-pub mod cli;
 mod clock;
 pub mod config;
 pub mod connection;
 pub mod create;
+pub mod daemon;
+pub mod entry;
 pub mod error;
 pub mod fdpass;
 mod handler;
@@ -18,7 +19,6 @@ pub mod pipe_width;
 mod registry;
 pub mod serve;
 pub mod session;
-pub mod state;
 pub mod subsystem;
 mod transfer;
 

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use remora_agent::{cli, StatePaths};
+use remora_agent::{entry, StatePaths};
 
 /// remora's per-user agent. sshd runs `remora-agent subsystem`; it starts the daemon on demand.
 #[derive(Parser)]
@@ -71,19 +71,19 @@ enum ConfigAction {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        Command::Subsystem { state_dir } => paths(state_dir).and_then(cli::subsystem),
-        Command::Daemon { state_dir, resume } => paths(state_dir).and_then(|paths| cli::daemon(paths, resume)),
-        Command::Upgrade { state_dir } => paths(state_dir).and_then(cli::upgrade),
-        Command::HandoverCheck => cli::handover_check(),
+        Command::Subsystem { state_dir } => paths(state_dir).and_then(entry::subsystem),
+        Command::Daemon { state_dir, resume } => paths(state_dir).and_then(|paths| entry::daemon(paths, resume)),
+        Command::Upgrade { state_dir } => paths(state_dir).and_then(entry::upgrade),
+        Command::HandoverCheck => entry::handover_check(),
         Command::Config {
             action: ConfigAction::Check { state_dir },
-        } => paths(state_dir).and_then(cli::config_check),
+        } => paths(state_dir).and_then(entry::config_check),
         Command::Serve {
             listen,
             authorized_keys,
             host_key,
             state_dir,
-        } => paths(state_dir).and_then(|paths| cli::serve(paths, listen, &authorized_keys, host_key)),
+        } => paths(state_dir).and_then(|paths| entry::serve(paths, listen, &authorized_keys, host_key)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use remora_agent::{config::ConfigStore, connection, state::Daemon};
+use remora_agent::{config::ConfigStore, connection, daemon::Daemon};
 use remora_wire::*;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 

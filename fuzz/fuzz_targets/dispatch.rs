@@ -24,7 +24,7 @@ use libfuzzer_sys::fuzz_target;
 use remora_agent::{
     config::ConfigStore,
     connection,
-    state::Daemon,
+    daemon::Daemon,
     session::{Session, SessionSettings},
 };
 use remora_wire::{

@@ -2,7 +2,6 @@
 //! connection context, never frames or bytes.
 
 pub mod ack;
-pub mod cp;
 pub mod disconnect;
 pub mod input;
 pub mod invoke;
@@ -11,10 +10,11 @@ pub mod ls;
 pub mod new;
 pub mod receive;
 pub mod rm;
-pub mod shell;
 pub mod stop;
 mod stream;
 pub mod term;
+pub mod terminal;
+pub mod transfer;
 pub mod wait;
 
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     create::CreateError,
+    daemon::Daemon,
     session::{ConnId, Session, SessionRefusal},
-    state::Daemon,
 };
 
 /// What a handler knows about the connection it serves.
@@ -42,7 +42,7 @@ pub struct Ctx {
     /// Cancelled when the connection ends.
     pub closed: CancellationToken,
     /// `cp` uploads open on this connection.
-    pub uploads: cp::Uploads,
+    pub uploads: transfer::Uploads,
 }
 
 /// What a connection's writer sends: a frame, or an output event whose bytes (journal `Bytes`)

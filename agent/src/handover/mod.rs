@@ -36,9 +36,9 @@ pub use snapshot::DaemonSnapshot;
 
 use crate::{
     clock::now_millis,
+    daemon::{Daemon, UpgradeRequest},
     error::{AgentError, Result},
     paths::StatePaths,
-    state::{Daemon, UpgradeRequest},
 };
 
 /// How long connections and runspaces have to let go, and disk work to finish.

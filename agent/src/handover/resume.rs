@@ -12,13 +12,13 @@ use tracing::{error, info};
 
 use super::snapshot::DaemonSnapshot;
 use crate::{
+    daemon::Daemon,
     error::{AgentError, Result},
     session::{
         runspace::{Parked, Shell},
         terminal::Terminal,
         Session,
     },
-    state::Daemon,
 };
 
 /// Closes every descriptor above stderr except `keep`: nothing the old program left open by

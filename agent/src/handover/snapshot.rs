@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{check::FORMAT, Inherited};
 use crate::{
+    daemon::Daemon,
     error::{AgentError, Result},
     session::handover::SessionSnapshot,
-    state::Daemon,
 };
 
 /// Everything a new program needs to carry on as the daemon.

@@ -7,9 +7,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     connection,
+    daemon::{Daemon, UpgradeRequest},
     error::{AgentError, Result},
     fdpass::{self, MODE_HANDOFF, MODE_PROTOCOL, MODE_UPGRADE},
-    state::{Daemon, UpgradeRequest},
 };
 
 /// Time a connecting process has to send its mode tag.

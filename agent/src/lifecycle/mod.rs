@@ -15,10 +15,10 @@ use tokio::{net::UnixListener, signal::unix::SignalKind};
 use tracing::{info, warn};
 
 use crate::{
+    daemon::Daemon,
     error::{AgentError, Result},
     handover::{self, DaemonSnapshot, Inherited},
     paths::StatePaths,
-    state::Daemon,
 };
 
 /// How long a stopping daemon waits for runspaces to end and their output to be saved.
@@ -82,8 +82,8 @@ async fn serve(listener: &UnixListener, daemon: &Arc<Daemon>, inherited: &Inheri
 }
 
 async fn recv_upgrade(
-    upgrades: &mut Option<tokio::sync::mpsc::Receiver<crate::state::UpgradeRequest>>,
-) -> Option<crate::state::UpgradeRequest> {
+    upgrades: &mut Option<tokio::sync::mpsc::Receiver<crate::daemon::UpgradeRequest>>,
+) -> Option<crate::daemon::UpgradeRequest> {
     match upgrades {
         Some(upgrades) => upgrades.recv().await,
         None => std::future::pending().await,

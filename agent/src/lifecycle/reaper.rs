@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{clock::now_millis, state::Daemon};
+use crate::{clock::now_millis, daemon::Daemon};
 
 /// Longest sleep between checks, a backstop for a wake-up that was missed.
 const MAX_SLEEP: Duration = Duration::from_secs(60);

@@ -2,7 +2,7 @@
 //! ([`download`]), mirroring the client's `transfer` module.
 //!
 //! It exists so that no file work of a copy runs on the daemon's async worker. The daemon has
-//! one worker thread (`cli.rs`); a multi-GB resume hashed there would stop every session's
+//! one worker thread (`entry.rs`); a multi-GB resume hashed there would stop every session's
 //! streams, keystrokes and heartbeats for as long as the hash takes.
 //!
 //! Invariants:
