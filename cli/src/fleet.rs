@@ -11,7 +11,7 @@ use std::{
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{inventory, values::HostList};
+use crate::{inventory, output::StdSink, values::HostList};
 
 /// Hosts PowerShell's -ThrottleLimit and pssh contact at once by default.
 pub const DEFAULT_THROTTLE: usize = 32;
@@ -161,9 +161,21 @@ impl Progress {
     }
 }
 
+/// The sink for `host` in the output `mode`: the terminal, the host's files, or memory.
+pub fn sink(mode: &OutputMode, host: &str, prefixed: bool) -> io::Result<StdSink> {
+    Ok(match mode {
+        OutputMode::Live => StdSink::for_host(host, prefixed),
+        OutputMode::Dir(dir) => {
+            let (stdout, stderr) = output_files(dir, host)?;
+            StdSink::to_files(stdout, stderr)
+        }
+        OutputMode::Group => StdSink::held(),
+    })
+}
+
 /// After every host is done: `--output-dir` gets each host's exit status beside its output,
 /// `--group` prints the held outputs grouped; live output was printed already.
-pub fn deliver(mode: &OutputMode, finished: Vec<(String, crate::output::StdSink, u8)>) -> io::Result<()> {
+pub fn deliver(mode: &OutputMode, finished: Vec<(String, StdSink, u8)>) -> io::Result<()> {
     match mode {
         OutputMode::Live => Ok(()),
         OutputMode::Dir(dir) => finished

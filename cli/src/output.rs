@@ -44,23 +44,20 @@ impl StdSink {
         }
     }
 
-    /// A sink for `host` in the fleet output `mode`: the terminal, the host's files, or memory.
-    pub fn for_mode(mode: &crate::fleet::OutputMode, host: &str, prefixed: bool) -> io::Result<Self> {
-        use crate::fleet::OutputMode;
-        Ok(match mode {
-            OutputMode::Live => Self::for_host(host, prefixed),
-            OutputMode::Dir(dir) => {
-                let (stdout, stderr) = crate::fleet::output_files(dir, host)?;
-                Self {
-                    target: SinkTarget::Files(stdout, stderr),
-                    ..Self::default()
-                }
-            }
-            OutputMode::Group => Self {
-                target: SinkTarget::Memory(Vec::new(), Vec::new()),
-                ..Self::default()
-            },
-        })
+    /// A sink that writes stdout and stderr to these files (a host's files of `--output-dir`).
+    pub fn to_files(stdout: std::fs::File, stderr: std::fs::File) -> Self {
+        Self {
+            target: SinkTarget::Files(stdout, stderr),
+            ..Self::default()
+        }
+    }
+
+    /// A sink that holds what it is given, for [`StdSink::take_held`] (`--group`).
+    pub fn held() -> Self {
+        Self {
+            target: SinkTarget::Memory(Vec::new(), Vec::new()),
+            ..Self::default()
+        }
     }
 
     /// What a `--group` sink held: stdout and stderr.

@@ -2,7 +2,7 @@
 
 use remora_wire::{CommandInfo, CommandState, UnixMillis};
 
-use super::{journal::Journal, workflow::Workflow};
+use super::{job::Workflow, journal::Journal};
 use crate::clock::now_millis;
 
 /// A command and everything it produced.

@@ -15,6 +15,7 @@ mod command;
 pub mod handle;
 pub mod handover;
 pub mod input;
+mod job;
 pub mod journal;
 mod lease;
 mod name;

@@ -28,9 +28,9 @@ use crate::error::{AgentError, Result};
 
 use super::{
     command::CommandRecord,
+    job::StoredWorkflow,
     journal::{Data, Entry, EntryKind, Journal},
     spill::SpillRef,
-    workflow::StoredWorkflow,
     SessionSettings,
 };
 

@@ -20,8 +20,7 @@ use super::{combined_status, exit_status, with_client};
 use crate::{
     args::{Cli, InvokeArgs},
     fanout::fan_out_at,
-    fleet,
-    output::{self, StdSink},
+    fleet, output,
     values::IdleTimeout,
 };
 
@@ -47,7 +46,7 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
         let (mut request, mode) = (request.clone(), &mode);
         let source = inputs.lock().unwrap_or_else(|p| p.into_inner()).pop();
         async move {
-            let mut sink = StdSink::for_mode(mode, &host, prefixed)?;
+            let mut sink = crate::fleet::sink(mode, &host, prefixed)?;
             let mut feed = source.map(InputFeed::new);
             if feed.is_some() {
                 request.stdin = if request.follow {

@@ -14,7 +14,6 @@ use crate::{
     fanout::fan_out,
     fleet,
     notify::NotifySink,
-    output::StdSink,
     values::{job_failed, HostList},
 };
 
@@ -60,7 +59,7 @@ async fn receive_selected(
         let (request, mode) = (request.clone(), &mode);
         let selection = selection.clone();
         async move {
-            let mut out = StdSink::for_mode(mode, &host, prefixed)?;
+            let mut out = crate::fleet::sink(mode, &host, prefixed)?;
             let mut sink = NotifySink {
                 inner: &mut out,
                 host: host.clone(),

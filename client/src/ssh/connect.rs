@@ -1,18 +1,19 @@
-//! Making the connection: the byte stream ([`route`]: TCP, jump hosts or a proxy command), the
-//! SSH handshake with host-key verification, authentication, and opening the `remora` subsystem
-//! on a session channel.
+//! Making the connection: the byte stream (TCP or a proxy command from [`route`], or a channel
+//! forwarded by a jump host connected here first), the SSH handshake with host-key verification,
+//! authentication, and opening the `remora` subsystem on a session channel.
 //!
-//! Invariant: reaching sshd and the key exchange are bounded by ConnectTimeout, so a link that
-//! swallows packets fails instead of hanging; authentication is not, as it may wait for a
-//! passphrase.
+//! Invariants: what carries a connection (the jump hosts' connections, the proxy command) lives
+//! exactly as long as the connection it carries, in its [`Carrier`]. Reaching sshd and the key
+//! exchange are bounded by ConnectTimeout, so a link that swallows packets fails instead of
+//! hanging; authentication is not, as it may wait for a passphrase.
 
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use super::{
     auth,
     host_key::{self, Accepted, VerifiedKey, Verifier},
-    route::{self, Carrier, Transport},
-    HostSettings, SshError,
+    route::{self, Transport},
+    HostSettings, Route, SshError, Target,
 };
 use russh::{
     client::{self, Handle},
@@ -30,6 +31,8 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
 const WINDOW_SIZE: u32 = 2 * 1024 * 1024;
 /// Largest packet we accept (what OpenSSH's sshd sends).
 const MAXIMUM_PACKET_SIZE: u32 = 32 * 1024;
+/// How long a proxy command that closed its stdout gets to exit, for its status to be reported.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// The byte stream of an open subsystem channel (`AsyncRead + AsyncWrite + Unpin + Send + 'static`).
 pub type SubsystemStream = russh::ChannelStream<client::Msg>;
@@ -44,6 +47,41 @@ pub struct SshLink {
     host_key: Option<VerifiedKey>,
     /// What the connection runs over; dropped after `handle`.
     carrier: Carrier,
+}
+
+/// Whatever must stay alive while the connection runs over it.
+pub enum Carrier {
+    /// The kernel's TCP connection: nothing to keep.
+    Direct,
+    /// The connection to the last jump host (which keeps its own carrier).
+    Jump { hop: String, link: Box<SshLink> },
+    /// The proxy command; killed when the connection is dropped.
+    Command {
+        command: String,
+        child: tokio::process::Child,
+    },
+}
+
+impl Carrier {
+    /// Replaces a handshake failure with a better reason when the carrier explains it (the proxy
+    /// command died, the jump host went away).
+    pub async fn explain(&mut self, err: SshError) -> SshError {
+        match self {
+            // The handshake fails as soon as the command's stdout closes; its exit follows.
+            Carrier::Command { command, child } => match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                Ok(Ok(status)) => SshError::ProxyCommandExited {
+                    command: command.clone(),
+                    status: status.to_string(),
+                },
+                _ => err,
+            },
+            Carrier::Jump { hop, link } if link.is_closed() => SshError::JumpHost {
+                hop: hop.clone(),
+                cause: Box::new(err),
+            },
+            Carrier::Direct | Carrier::Jump { .. } => err,
+        }
+    }
 }
 
 impl SshLink {
@@ -61,7 +99,7 @@ impl SshLink {
         // Boxed: reaching a jump host is itself a connect.
         Box::pin(async move {
             let limit = settings.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
-            let (transport, mut carrier) = route::open(settings, depth, limit).await?;
+            let (transport, mut carrier) = open(settings, depth, limit).await?;
             let handshake = tokio::time::timeout(limit, handshake(settings, transport)).await;
             let handshake = handshake.map_err(|_| route::timed_out(settings, limit))?;
             let (mut handle, accepted) = match handshake {
@@ -163,6 +201,65 @@ impl SshLink {
             cause: source,
         }
     }
+}
+
+/// Opens the byte stream to `settings`' sshd; `depth` counts the jump hosts already in the chain.
+/// Each step is bounded by `limit` (ConnectTimeout); jump hosts apply their own.
+async fn open(
+    settings: &HostSettings,
+    depth: usize,
+    limit: Duration,
+) -> Result<(Box<dyn Transport>, Carrier), SshError> {
+    match &settings.route {
+        Route::Direct => Ok((route::tcp(settings, limit).await?, Carrier::Direct)),
+        Route::Command(command) => {
+            let (transport, child) = route::spawn_proxy_command(command)?;
+            let command = command.clone();
+            Ok((transport, Carrier::Command { command, child }))
+        }
+        Route::Jump(hops) => through_jump_hosts(settings, hops, depth, limit).await,
+    }
+}
+
+/// Connects to the last hop (through the ones before it), then asks it for a TCP channel to the
+/// host.
+async fn through_jump_hosts(
+    settings: &HostSettings,
+    hops: &[Target],
+    depth: usize,
+    limit: Duration,
+) -> Result<(Box<dyn Transport>, Carrier), SshError> {
+    let Some((last, before)) = hops.split_last() else {
+        return Err(SshError::JumpLoop { max: route::MAX_HOPS });
+    };
+    if depth + hops.len() > route::MAX_HOPS {
+        return Err(SshError::JumpLoop { max: route::MAX_HOPS });
+    }
+    let hop = last.to_string();
+    let within_hop = |source| SshError::JumpHost {
+        hop: hop.clone(),
+        cause: Box::new(source),
+    };
+    let hop_settings = route::jump_host_settings(settings, last, before).map_err(within_hop)?;
+    tracing::debug!(
+        "connecting to {}:{} through jump host {hop}",
+        settings.hostname,
+        settings.port
+    );
+    let link = SshLink::connect_at_depth(&hop_settings, depth + 1)
+        .await
+        .map_err(within_hop)?;
+    let forward = link.forward(&settings.hostname, settings.port);
+    let channel = tokio::time::timeout(limit, forward).await;
+    let channel = channel.map_err(|_| route::timed_out(settings, limit))?;
+    let channel = channel.map_err(|reason| SshError::JumpForward {
+        hop: hop.clone(),
+        host: settings.hostname.clone(),
+        port: settings.port,
+        reason,
+    })?;
+    let link = Box::new(link);
+    Ok((Box::new(channel), Carrier::Jump { hop, link }))
 }
 
 /// The key exchange with host-key verification, over `transport`.

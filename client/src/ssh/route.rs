@@ -3,8 +3,8 @@
 //! (ProxyCommand). Each jump host is resolved with its own ssh_config settings and authenticated
 //! like any host; a failure names the hop.
 //!
-//! Invariant: what carries a connection (the jump hosts' connections, the proxy command) lives
-//! exactly as long as the connection it carries, in its [`Carrier`].
+//! The jump hosts themselves are SSH connections, so going through them is `connect.rs`'s; this
+//! file resolves the chain of hops and opens the other two kinds of byte stream.
 
 use std::{process::Stdio, time::Duration};
 
@@ -14,55 +14,24 @@ use tokio::{
     process::{Child, Command},
 };
 
-use super::{connect::SshLink, resolve, HostSettings, Route, SshError, Target};
+use super::{resolve, HostSettings, Route, SshError, Target};
 
 /// Jump hosts chained through each other at most (a config whose hops jump through each other
 /// would otherwise recurse forever).
-const MAX_HOPS: usize = 16;
-
-/// How long a proxy command that closed its stdout gets to exit, for its status to be reported.
-const EXIT_GRACE: Duration = Duration::from_millis(500);
+pub(super) const MAX_HOPS: usize = 16;
 
 /// A byte stream an SSH connection can run over.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 
-/// Whatever must stay alive while the connection runs over it.
-pub enum Carrier {
-    /// The kernel's TCP connection: nothing to keep.
-    Direct,
-    /// The connection to the last jump host (which keeps its own carrier).
-    Jump { hop: String, link: Box<SshLink> },
-    /// The proxy command; killed when the connection is dropped.
-    Command { command: String, child: Child },
-}
-
-impl Carrier {
-    /// Replaces a handshake failure with a better reason when the carrier explains it (the proxy
-    /// command died, the jump host went away).
-    pub async fn explain(&mut self, err: SshError) -> SshError {
-        match self {
-            // The handshake fails as soon as the command's stdout closes; its exit follows.
-            Carrier::Command { command, child } => match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
-                Ok(Ok(status)) => SshError::ProxyCommandExited {
-                    command: command.clone(),
-                    status: status.to_string(),
-                },
-                _ => err,
-            },
-            Carrier::Jump { hop, link } if link.is_closed() => SshError::JumpHost {
-                hop: hop.clone(),
-                cause: Box::new(err),
-            },
-            Carrier::Direct | Carrier::Jump { .. } => err,
-        }
-    }
-}
-
 /// The settings of the jump host `last` of a chain, reached through the hops `before` it (or
 /// its own route when it is the first).
-fn jump_host_settings(settings: &HostSettings, last: &Target, before: &[Target]) -> Result<HostSettings, SshError> {
+pub(super) fn jump_host_settings(
+    settings: &HostSettings,
+    last: &Target,
+    before: &[Target],
+) -> Result<HostSettings, SshError> {
     let mut hop_settings = resolve(last, &settings.jump_options)?;
     if !before.is_empty() {
         hop_settings.route = Route::Jump(before.to_vec());
@@ -87,22 +56,11 @@ pub fn jump_chain(settings: &HostSettings) -> Result<Vec<HostSettings>, SshError
     Ok(chain)
 }
 
-/// Opens the byte stream to `settings`' sshd; `depth` counts the jump hosts already in the chain.
-/// Each step is bounded by `limit` (ConnectTimeout); jump hosts apply their own.
-pub async fn open(
-    settings: &HostSettings,
-    depth: usize,
-    limit: Duration,
-) -> Result<(Box<dyn Transport>, Carrier), SshError> {
-    match &settings.route {
-        Route::Direct => {
-            let tcp = tokio::time::timeout(limit, tcp_connect(settings)).await;
-            let tcp = tcp.map_err(|_| timed_out(settings, limit))??;
-            Ok((Box::new(tcp), Carrier::Direct))
-        }
-        Route::Command(command) => spawn_proxy_command(command),
-        Route::Jump(hops) => through_jump_hosts(settings, hops, depth, limit).await,
-    }
+/// Opens a TCP connection to `settings`' sshd, bounded by `limit` (ConnectTimeout).
+pub async fn tcp(settings: &HostSettings, limit: Duration) -> Result<Box<dyn Transport>, SshError> {
+    let tcp = tokio::time::timeout(limit, tcp_connect(settings)).await;
+    let tcp = tcp.map_err(|_| timed_out(settings, limit))??;
+    Ok(Box::new(tcp))
 }
 
 async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
@@ -118,50 +76,9 @@ async fn tcp_connect(settings: &HostSettings) -> Result<TcpStream, SshError> {
     Ok(stream)
 }
 
-/// Connects to the last hop (through the ones before it), then asks it for a TCP channel to the
-/// host.
-async fn through_jump_hosts(
-    settings: &HostSettings,
-    hops: &[Target],
-    depth: usize,
-    limit: Duration,
-) -> Result<(Box<dyn Transport>, Carrier), SshError> {
-    let Some((last, before)) = hops.split_last() else {
-        return Err(SshError::JumpLoop { max: MAX_HOPS });
-    };
-    if depth + hops.len() > MAX_HOPS {
-        return Err(SshError::JumpLoop { max: MAX_HOPS });
-    }
-    let hop = last.to_string();
-    let within_hop = |source| SshError::JumpHost {
-        hop: hop.clone(),
-        cause: Box::new(source),
-    };
-    let hop_settings = jump_host_settings(settings, last, before).map_err(within_hop)?;
-    tracing::debug!(
-        "connecting to {}:{} through jump host {hop}",
-        settings.hostname,
-        settings.port
-    );
-    let link = SshLink::connect_at_depth(&hop_settings, depth + 1)
-        .await
-        .map_err(within_hop)?;
-    let forward = link.forward(&settings.hostname, settings.port);
-    let channel = tokio::time::timeout(limit, forward).await;
-    let channel = channel.map_err(|_| timed_out(settings, limit))?;
-    let channel = channel.map_err(|reason| SshError::JumpForward {
-        hop: hop.clone(),
-        host: settings.hostname.clone(),
-        port: settings.port,
-        reason,
-    })?;
-    let link = Box::new(link);
-    Ok((Box::new(channel), Carrier::Jump { hop, link }))
-}
-
 /// Runs ProxyCommand with the user's shell, like ssh: `$SHELL -c "exec COMMAND"`. Its stderr
-/// goes to ours, so its own complaints are seen.
-fn spawn_proxy_command(command: &str) -> Result<(Box<dyn Transport>, Carrier), SshError> {
+/// goes to ours, so its own complaints are seen. The child is killed when dropped.
+pub fn spawn_proxy_command(command: &str) -> Result<(Box<dyn Transport>, Child), SshError> {
     let shell = std::env::var_os("SHELL")
         .filter(|shell| !shell.is_empty())
         .unwrap_or_else(|| "/bin/sh".into());
@@ -181,11 +98,7 @@ fn spawn_proxy_command(command: &str) -> Result<(Box<dyn Transport>, Carrier), S
     let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
         unreachable!("both pipes were requested");
     };
-    let carrier = Carrier::Command {
-        command: command.to_string(),
-        child,
-    };
-    Ok((Box::new(tokio::io::join(stdout, stdin)), carrier))
+    Ok((Box::new(tokio::io::join(stdout, stdin)), child))
 }
 
 pub fn timed_out(settings: &HostSettings, limit: Duration) -> SshError {

@@ -4,7 +4,7 @@
 use std::{
     io,
     os::fd::{AsRawFd, OwnedFd, RawFd},
-    process::{ExitStatus, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
@@ -427,12 +427,6 @@ fn command_script(text: &str, stdin: Option<&std::path::Path>) -> String {
             quote(text)
         ),
     }
-}
-
-/// A shell's exit status as a number: its code, or 128 + signal like shells report it.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 #[cfg(test)]
