@@ -41,13 +41,50 @@ pub enum AgentError {
     #[error("cannot hand the daemon over to {binary}: {reason}")]
     HandoverRefused { binary: PathBuf, reason: String },
     #[error("the handover failed: {0}; the daemon keeps serving")]
-    Handover(String),
+    Handover(HandoverFailure),
     #[error("protocol error: {0}")]
     Wire(#[from] remora_wire::WireError),
     #[error("{0}")]
     Sys(#[from] nix::Error),
     #[error("ssh server: {0}")]
-    Ssh(String),
+    HostKey(HostKeyFailure),
+    #[error("a background task of the agent failed: {0}; see the agent's log")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why a handover to a new binary did not happen (the old daemon keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverFailure {
+    #[error("the snapshot is in format {found}, this program reads {reads}")]
+    SnapshotFormat { found: u32, reads: u32 },
+    #[error("connections and runspaces did not settle within {secs} s")]
+    NotSettled { secs: u64 },
+    #[error("cannot keep descriptors open across exec: {0}")]
+    KeepDescriptors(nix::Error),
+    #[error("cannot execute {}: {cause}", binary.display())]
+    Exec { binary: PathBuf, cause: nix::Error },
+    #[error("the daemon closed the socket without an answer")]
+    NoAnswer,
+    #[error("the daemon did not answer in time")]
+    AnswerTimedOut,
+    #[error("the daemon did not welcome us after the handover")]
+    NotWelcomed,
+    #[error("the new daemon did not answer; see its log")]
+    NewDaemonSilent,
+}
+
+/// Why the embedded server has no host key.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyFailure {
+    #[error("cannot read host key {}: {cause}; remove it to generate a new one", path.display())]
+    Read {
+        path: PathBuf,
+        cause: russh::keys::ssh_key::Error,
+    },
+    #[error("cannot generate a host key: {0}")]
+    Generate(russh::keys::ssh_key::Error),
+    #[error("cannot encode the host key: {0}")]
+    Encode(russh::keys::ssh_key::Error),
 }
 
 impl AgentError {

@@ -50,7 +50,7 @@ pub async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
     let lock_paths = paths.clone();
     let _spawn_lock = tokio::task::spawn_blocking(move || lock_spawn(&lock_paths))
         .await
-        .map_err(|err| AgentError::Ssh(format!("spawn-lock task failed: {err}")))??;
+        .map_err(AgentError::Task)??;
     if let Ok(stream) = UnixStream::connect(paths.socket()).await {
         return ours(stream);
     }

@@ -22,5 +22,5 @@ pub mod session;
 pub mod subsystem;
 mod transfer;
 
-pub use error::{AgentError, Result};
+pub use error::{AgentError, HandoverFailure, HostKeyFailure, Result};
 pub use paths::StatePaths;

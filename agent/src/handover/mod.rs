@@ -37,7 +37,7 @@ pub use snapshot::DaemonSnapshot;
 use crate::{
     clock::now_millis,
     daemon::{Daemon, UpgradeRequest},
-    error::{AgentError, Result},
+    error::{AgentError, HandoverFailure, Result},
     paths::StatePaths,
 };
 
@@ -95,10 +95,9 @@ async fn prepare_and_exec(
         }
     };
     if tokio::time::timeout(QUIESCE_BOUND, settled).await.is_err() {
-        return Err(AgentError::Handover(format!(
-            "connections and runspaces did not settle within {} s",
-            QUIESCE_BOUND.as_secs()
-        )));
+        return Err(AgentError::Handover(HandoverFailure::NotSettled {
+            secs: QUIESCE_BOUND.as_secs(),
+        }));
     }
     let snapshot = DaemonSnapshot::take(daemon, inherited, now_millis());
     let file = inherited.paths.run_dir.join("handover.msgpack");
@@ -107,9 +106,7 @@ async fn prepare_and_exec(
     if let Err(err) = inherit.apply(true) {
         let _ = std::fs::remove_file(&file);
         inherit.undo();
-        return Err(AgentError::Handover(format!(
-            "cannot keep descriptors open across exec: {err}"
-        )));
+        return Err(AgentError::Handover(HandoverFailure::KeepDescriptors(err)));
     }
     let reply = format!("handing over to remora-agent {version} at {}\n", binary.display());
     let _ = requester.write_all(reply.as_bytes()).await;
@@ -121,10 +118,10 @@ async fn prepare_and_exec(
     let err = exec(binary, inherited.paths, &file);
     let _ = std::fs::remove_file(&file);
     inherit.undo();
-    Err(AgentError::Handover(format!(
-        "cannot execute {}: {err}",
-        binary.display()
-    )))
+    Err(AgentError::Handover(HandoverFailure::Exec {
+        binary: binary.to_path_buf(),
+        cause: err,
+    }))
 }
 
 /// Replaces this program with `binary`, resuming from `snapshot`. Returns only on failure.
@@ -189,10 +186,8 @@ pub async fn request(paths: &StatePaths, binary: &Path) -> Result<Option<String>
     let read = tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer);
     match tokio::time::timeout(check::CHECK_TIMEOUT + QUIESCE_BOUND * 2, read).await {
         Ok(Ok(_)) if !answer.is_empty() => Ok(Some(answer.trim().to_string())),
-        Ok(_) => Err(AgentError::Handover(
-            "the daemon closed the socket without an answer".into(),
-        )),
-        Err(_) => Err(AgentError::Handover("the daemon did not answer in time".into())),
+        Ok(_) => Err(AgentError::Handover(HandoverFailure::NoAnswer)),
+        Err(_) => Err(AgentError::Handover(HandoverFailure::AnswerTimedOut)),
     }
 }
 
@@ -241,14 +236,12 @@ pub async fn confirm(paths: &StatePaths) -> Result<remora_wire::Welcome> {
                 body: AgentBody::Welcome(welcome),
                 ..
             }) => Ok(welcome),
-            _ => Err(AgentError::Handover(
-                "the daemon did not welcome us after the handover".into(),
-            )),
+            _ => Err(AgentError::Handover(HandoverFailure::NotWelcomed)),
         }
     };
     tokio::time::timeout(QUIESCE_BOUND * 2, talk)
         .await
-        .map_err(|_| AgentError::Handover("the new daemon did not answer; see its log".into()))?
+        .map_err(|_| AgentError::Handover(HandoverFailure::NewDaemonSilent))?
 }
 
 /// When the running daemon's binary was replaced (a package upgrade, `remora install`) and this

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{check::FORMAT, Inherited};
 use crate::{
     daemon::Daemon,
-    error::{AgentError, Result},
+    error::{AgentError, HandoverFailure, Result},
     session::handover::SessionSnapshot,
 };
 
@@ -93,10 +93,10 @@ impl DaemonSnapshot {
             cause,
         })?;
         if snapshot.format != FORMAT {
-            return Err(AgentError::Handover(format!(
-                "the snapshot is in format {}, this program reads {FORMAT}",
-                snapshot.format
-            )));
+            return Err(AgentError::Handover(HandoverFailure::SnapshotFormat {
+                found: snapshot.format,
+                reads: FORMAT,
+            }));
         }
         Ok(snapshot)
     }

@@ -5,23 +5,23 @@ use std::{fs, io::Write, os::unix::fs::OpenOptionsExt, path::Path};
 
 use russh::keys::{ssh_key::LineEnding, Algorithm, PrivateKey};
 
-use crate::error::{AgentError, Result};
+use crate::error::{AgentError, HostKeyFailure, Result};
 
 /// Loads the host key at `path`, creating it first if it does not exist.
 pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
     if path.exists() {
-        return PrivateKey::read_openssh_file(path).map_err(|err| {
-            AgentError::Ssh(format!(
-                "cannot read host key {}: {err}; remove it to generate a new one",
-                path.display()
-            ))
+        return PrivateKey::read_openssh_file(path).map_err(|cause| {
+            AgentError::HostKey(HostKeyFailure::Read {
+                path: path.to_path_buf(),
+                cause,
+            })
         });
     }
     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .map_err(|err| AgentError::Ssh(format!("cannot generate a host key: {err}")))?;
+        .map_err(|err| AgentError::HostKey(HostKeyFailure::Generate(err)))?;
     let text = key
         .to_openssh(LineEnding::LF)
-        .map_err(|err| AgentError::Ssh(format!("cannot encode the host key: {err}")))?;
+        .map_err(|err| AgentError::HostKey(HostKeyFailure::Encode(err)))?;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
