@@ -61,8 +61,8 @@ pub enum ClientError {
     },
     /// A copy that cannot be done as asked (`cp`): a directory without -r, a file over a
     /// directory, a checksum mismatch.
-    #[error("{0}")]
-    Copy(String),
+    #[error(transparent)]
+    Copy(#[from] CopyRefusal),
     /// A host's listing for a download broke the rules of [`crate::listing`]: refused before
     /// anything was written.
     #[error("{host}: refused its listing of {asked}: {problem}; nothing was written (a host that sends this may be compromised)")]
@@ -253,4 +253,34 @@ mod tests {
         );
         assert!(off.is_connection_failure() && !off.is_transient());
     }
+}
+
+/// Why `cp` could not copy as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyRefusal {
+    #[error("{} is a directory; copy it with -r", .0.display())]
+    DirectoryWithoutR(std::path::PathBuf),
+    #[error("cannot overwrite {what} {}", path.display())]
+    WouldOverwrite {
+        what: &'static str,
+        path: std::path::PathBuf,
+    },
+    #[error("{} names no file to copy to; name one", .0.display())]
+    NoFileName(std::path::PathBuf),
+    #[error("{} is not a directory; several sources need a directory to copy into", .0.display())]
+    NotADirectory(std::path::PathBuf),
+    #[error("{} arrived as {got_size} bytes with SHA-256 {got_sha256}, but the host's file has {size} bytes with SHA-256 {sha256}; nothing was written, copy it again", path.display())]
+    ChecksumMismatch {
+        path: std::path::PathBuf,
+        got_size: u64,
+        got_sha256: String,
+        size: u64,
+        sha256: String,
+    },
+    #[error("{} changed while it was copied ({listed} bytes, then {sent}); copy it again", path.display())]
+    ChangedWhileCopied {
+        path: std::path::PathBuf,
+        listed: u64,
+        sent: u64,
+    },
 }

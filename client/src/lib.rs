@@ -21,6 +21,6 @@ pub mod visible;
 
 pub use client::{BoxedTransport, Client, InvokeOutcome};
 pub use connection::OutputSink;
-pub use error::{ClientError, Result};
+pub use error::{ClientError, CopyRefusal, Result};
 pub use remora_wire as wire;
 pub use visible::{visible, visible_bytes, visible_lines};

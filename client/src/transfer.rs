@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::listing::base_name;
 use crate::{
-    error::{ClientError, Result},
+    error::{ClientError, CopyRefusal, Result},
     Client,
 };
 
@@ -189,10 +189,7 @@ impl Client {
         for source in sources {
             let meta = local_meta(source)?;
             if meta.kind == PathKind::Dir && !options.recursive {
-                return Err(ClientError::Copy(format!(
-                    "{} is a directory; copy it with -r",
-                    source.display()
-                )));
+                return Err(CopyRefusal::DirectoryWithoutR(source.clone()).into());
             }
             let mut entries = vec![(PathBuf::new(), meta)];
             if entries[0].1.kind == PathKind::Dir {
@@ -316,11 +313,12 @@ impl Client {
             }
         }
         if sent != meta.size {
-            return Err(ClientError::Copy(format!(
-                "{} changed while it was copied ({} bytes, then {sent}); copy it again",
-                local.display(),
-                meta.size
-            )));
+            return Err(CopyRefusal::ChangedWhileCopied {
+                path: local.to_path_buf(),
+                listed: meta.size,
+                sent,
+            }
+            .into());
         }
         let end = FileEnd {
             size: sent,

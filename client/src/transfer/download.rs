@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{join_bytes, join_path, local_err, source_key, Copied, CopyOptions, CopyProgress};
 use crate::{
-    error::{ClientError, Result},
+    error::{ClientError, CopyRefusal, Result},
     listing::{self, shown, Entry, Listing, Name},
     Client,
 };
@@ -46,8 +46,12 @@ fn copied_meta(meta: &PathMeta) -> CopiedMeta {
     }
 }
 
-fn conflict(what: &str, path: &Path) -> ClientError {
-    ClientError::Copy(format!("cannot overwrite {what} {}", path.display()))
+fn conflict(what: &'static str, path: &Path) -> ClientError {
+    CopyRefusal::WouldOverwrite {
+        what,
+        path: path.to_path_buf(),
+    }
+    .into()
 }
 
 /// The directory and name the root of `listing` goes to: inside `dest` when it is a directory
@@ -59,7 +63,7 @@ fn place(dest: &Path, into_dir: bool, listing: &Listing) -> Result<Place> {
             let name = dest
                 .file_name()
                 .and_then(|n| Name::new(n.as_bytes()))
-                .ok_or_else(|| ClientError::Copy(format!("{} names no file to copy to; name one", dest.display())))?;
+                .ok_or_else(|| CopyRefusal::NoFileName(dest.to_path_buf()))?;
             let parent = dest
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -129,10 +133,7 @@ impl Client {
     ) -> Result<Vec<Copied>> {
         let dest_is_dir = fs::metadata(dest).is_ok_and(|m| m.is_dir());
         if sources.len() > 1 && !dest_is_dir {
-            return Err(ClientError::Copy(format!(
-                "{} is not a directory; several sources need a directory to copy into",
-                dest.display()
-            )));
+            return Err(CopyRefusal::NotADirectory(dest.to_path_buf()).into());
         }
         let into_dir = dest_is_dir || dest.as_os_str().as_bytes().ends_with(b"/");
         let mut lists = Vec::new();
@@ -290,12 +291,14 @@ impl Client {
                     let sha256 = data_encoding::HEXLOWER.encode(&hasher.finalize());
                     if end.size != at || end.sha256 != sha256 {
                         let _ = target.dir.remove(part);
-                        return Err(ClientError::Copy(format!(
-                            "{} arrived as {at} bytes with SHA-256 {sha256}, but the host's file has {} bytes with SHA-256 {}; nothing was written, copy it again",
-                            shown.display(),
-                            end.size,
-                            end.sha256
-                        )));
+                        return Err(CopyRefusal::ChecksumMismatch {
+                            path: shown.to_path_buf(),
+                            got_size: at,
+                            got_sha256: sha256,
+                            size: end.size,
+                            sha256: end.sha256,
+                        }
+                        .into());
                     }
                     let finish = || -> io::Result<()> {
                         file.sync_data()?;
