@@ -84,6 +84,7 @@ impl Drop for Attached {
 /// The window size of stdout's terminal (else stdin's), as (rows, columns).
 pub fn window_size() -> Option<(u16, u16)> {
     [1, 0].into_iter().find_map(|fd| {
+        // SAFETY: winsize is plain integers, for which all zeroes is a valid value.
         let mut size: nix::libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ writes one winsize.
         let ok = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCGWINSZ, &mut size) } == 0;

@@ -85,6 +85,7 @@ impl OtherUser {
                     })
                 })()
                 .unwrap_or(99);
+                // SAFETY: _exit ends the forked child at once, running nothing of the parent's.
                 unsafe { nix::libc::_exit(code) }
             }
             ForkResult::Parent { child } => match waitpid(child, None).unwrap() {

@@ -318,6 +318,7 @@ fn a_passphrase_protected_key_without_a_terminal_fails_cleanly() {
     let config = config_file(&sshd, "locked_config", &text);
     let mut command = sshd.remora_with_config(&config);
     // No controlling terminal, as under cron or CI.
+    // SAFETY: setsid is async-signal-safe, the only call between fork and exec.
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
     }

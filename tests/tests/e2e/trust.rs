@@ -157,6 +157,7 @@ fn ask_asks_on_a_terminal_and_refuses_without_one() {
     );
     let mut headless = sshd.remora();
     // No controlling terminal, as under cron or CI.
+    // SAFETY: setsid is async-signal-safe, the only call between fork and exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut headless, || {
             nix::unistd::setsid().map(drop).map_err(std::io::Error::from)

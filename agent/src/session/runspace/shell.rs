@@ -157,6 +157,7 @@ impl Shell {
                 nix::fcntl::FdFlag::FD_CLOEXEC
             };
             fcntl(
+                // SAFETY: the shell's descriptors stay open while `self` holds them.
                 unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
                 FcntlArg::F_SETFD(flags),
             )?;
@@ -173,11 +174,11 @@ impl Shell {
     /// The descriptors in `fds` must be open, owned by nobody else in this process, and be the
     /// handed-over shell's pipes; `fds.pid` must be a child of this process.
     pub unsafe fn adopt(fds: ShellFds) -> io::Result<Self> {
-        // SAFETY: the caller vouches that the descriptors are ours alone.
         let own = |fd: RawFd| -> io::Result<Option<OwnedFd>> {
             if fd < 0 {
                 return Ok(None);
             }
+            // SAFETY: the caller vouches that the descriptors are ours alone.
             let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
             fcntl(&fd, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
             Ok(Some(fd))
@@ -188,8 +189,8 @@ impl Shell {
         let stdout = own(fds.stdout)?.map(receiver).transpose()?;
         let stderr = own(fds.stderr)?.map(receiver).transpose()?;
         let input = match (fds.input, fds.input_path) {
-            // SAFETY: as for the shell's pipes.
             (fd, Some(path)) if fd >= 0 => {
+                // SAFETY: as for the shell's pipes: handed over, open, ours alone.
                 Some(unsafe { InputPipe::adopt(fd, path, fds.input_eof, fds.input_opened) }?)
             }
             _ => None,
@@ -395,8 +396,10 @@ fn shell_command(spec: &RunspaceSpec, status_write: &OwnedFd) -> Command {
 /// Makes the status pipe the child's fd 3, inheritable across exec.
 fn install_status_fd(fd: i32) -> io::Result<()> {
     let result = if fd == 3 {
+        // SAFETY: fcntl on a descriptor number is async-signal-safe and touches no memory.
         unsafe { nix::libc::fcntl(3, nix::libc::F_SETFD, 0) }
     } else {
+        // SAFETY: as above, for dup2.
         unsafe { nix::libc::dup2(fd, 3) }
     };
     if result < 0 {

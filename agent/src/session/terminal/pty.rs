@@ -161,8 +161,8 @@ fn resize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
 
 /// The process group in the terminal's foreground.
 fn foreground_group(master: &impl AsRawFd) -> Option<i32> {
-    // SAFETY: TIOCGPGRP writes one pid_t.
     let mut pgid: nix::libc::pid_t = 0;
+    // SAFETY: TIOCGPGRP writes one pid_t.
     let result = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCGPGRP, &mut pgid) };
     (result == 0 && pgid > 0).then_some(pgid)
 }
