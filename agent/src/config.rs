@@ -25,6 +25,7 @@
 //! a file that does not parse or validate is reported (logged, and shown by
 //! `remora-agent config check`) and the last good configuration stays in force.
 
+use remora_unix::LockRecover;
 use std::{
     collections::BTreeMap,
     fs,
@@ -400,7 +401,7 @@ impl ConfigStore {
 
     /// The configuration in force, after re-reading the file if it changed.
     pub fn current(&self) -> Arc<AgentConfig> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock_or_recover();
         let Some(path) = &self.path else {
             return state.config.clone();
         };
@@ -423,7 +424,7 @@ impl ConfigStore {
 
     /// The last load error, if the file in force is not the file on disk.
     pub fn error(&self) -> Option<ConfigError> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).error.clone()
+        self.state.lock_or_recover().error.clone()
     }
 }
 

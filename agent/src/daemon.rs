@@ -3,6 +3,7 @@
 //! A leaf of the layering (lifecycle → connection → handler → state → session/config): it knows
 //! sessions and configurations, never connections or handlers.
 
+use remora_unix::LockRecover;
 use std::{
     fs,
     io::Write,
@@ -182,32 +183,26 @@ impl Daemon {
     }
 
     fn handover_token(&self) -> CancellationToken {
-        self.handover.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.handover.lock_or_recover().clone()
     }
 
     /// The token a new connection closes on: the daemon stopping, or a handover.
     pub fn connection_token(&self) -> CancellationToken {
-        self.connections_closed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .child_token()
+        self.connections_closed.lock_or_recover().child_token()
     }
 
     /// Ends every connection and parks every runspace, for a handover.
     pub fn quiesce(&self) {
-        self.connections_closed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cancel();
-        self.handover.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+        self.connections_closed.lock_or_recover().cancel();
+        self.handover.lock_or_recover().cancel();
         self.connections.close();
         self.runspaces.close();
     }
 
     /// Serves again after a handover that did not happen: new tokens, parked shells resumed.
     pub fn unquiesce(&self) {
-        *self.connections_closed.lock().unwrap_or_else(|p| p.into_inner()) = self.shutdown.child_token();
-        *self.handover.lock().unwrap_or_else(|p| p.into_inner()) = CancellationToken::new();
+        *self.connections_closed.lock_or_recover() = self.shutdown.child_token();
+        *self.handover.lock_or_recover() = CancellationToken::new();
         self.connections.reopen();
         self.runspaces.reopen();
         for session in self.registry.list(None) {
@@ -230,7 +225,7 @@ impl Daemon {
 
     /// Upgrade requests, once (for the lifecycle loop).
     pub fn take_upgrade_requests(&self) -> Option<tokio::sync::mpsc::Receiver<UpgradeRequest>> {
-        self.upgrade_requests.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.upgrade_requests.lock_or_recover().take()
     }
 
     /// A fresh connection id.

@@ -3,6 +3,7 @@
 //! Invariant: names are unique among live sessions; a removed session is cancelled (its runspace
 //! and streams stop) at the moment it leaves the registry.
 
+use remora_unix::LockRecover;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use remora_wire::SessionRef;
@@ -19,7 +20,7 @@ pub struct Registry {
 
 impl Registry {
     fn lock(&self) -> MutexGuard<'_, Vec<Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sessions.lock_or_recover()
     }
 
     /// Adds a session unless its name is taken; on refusal returns the holder of the name.

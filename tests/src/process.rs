@@ -1,6 +1,7 @@
 //! Running a command to completion under a deadline, its output captured: a hung client fails
 //! its test instead of hanging the whole run.
 
+use remora_unix::LockRecover;
 use std::{
     io::{self, Read},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -117,9 +118,7 @@ impl Capture {
             if let Some(mut pipe) = pipe {
                 let mut buf = [0u8; 8192];
                 while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                    sink.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&buf[..n]);
+                    sink.lock_or_recover().extend_from_slice(&buf[..n]);
                 }
             }
             let _ = events.send(Event::Closed);
@@ -128,7 +127,7 @@ impl Capture {
     }
 
     fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.0.lock_or_recover())
     }
 }
 

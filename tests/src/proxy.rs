@@ -6,6 +6,7 @@
 //! synchronous calls that have taken effect when they return. Invariant: a link that has been
 //! stalled never carries bytes again — bytes were lost, so the SSH stream on it is dead anyway.
 
+use remora_unix::LockRecover;
 use std::{
     collections::HashMap,
     io,
@@ -172,7 +173,7 @@ impl Drop for FaultyLink {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_or_recover()
     }
 
     /// Records a new connection; its fate starts as the link's current mode.

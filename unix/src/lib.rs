@@ -9,11 +9,14 @@
 //!   so a link planted under a name is refused or replaced, never followed.
 //! - A file is reused only when `fstat` on its open descriptor shows a regular file of our uid
 //!   with exactly one link ([`Dir::open_resume`], [`Dir::create_or_truncate`]).
+//! - A lock whose holder panicked is recovered, in one place ([`LockRecover`]).
 //! - Modes and times are set through the descriptor ([`set_meta`]), and copied modes never carry
 //!   set-uid, set-gid or sticky bits ([`copied_mode`]).
 
 mod dir;
+mod lock;
 mod meta;
 
 pub use dir::{Dir, EntryKind, NotOurs};
+pub use lock::LockRecover;
 pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};

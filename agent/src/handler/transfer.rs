@@ -11,6 +11,7 @@
 //! - Remote paths are plain paths: relative ones start at the session's runspace directory (or
 //!   home), `..` included, as with scp.
 
+use remora_unix::LockRecover;
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -36,7 +37,7 @@ pub struct Uploads(Mutex<HashMap<RequestId, Feeder>>);
 
 impl Uploads {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Feeder>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock_or_recover()
     }
 
     fn take(&self, id: RequestId) -> Option<Feeder> {

@@ -8,6 +8,7 @@
 //! - `/proc/PID/cwd` and `/proc/PID/environ` are read here and nowhere else.
 //! - The parked shell is here only between a handover's park and its resume or hand-off.
 
+use remora_unix::LockRecover;
 use std::{
     ffi::OsString,
     path::PathBuf,
@@ -73,7 +74,7 @@ impl RunspaceHandle {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Parked>> {
-        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+        self.parked.lock_or_recover()
     }
 }
 

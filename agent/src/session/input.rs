@@ -17,6 +17,7 @@
 //! - A stored file is a guard: dropping the input removes it. A handover hands its name over
 //!   (`exec` runs no destructors).
 
+use remora_unix::LockRecover;
 use std::{
     collections::{HashMap, VecDeque},
     fs::File,
@@ -147,7 +148,7 @@ impl Inputs {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<InputStream>>> {
-        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+        self.streams.lock_or_recover()
     }
 
     fn notify(&self) {
@@ -169,7 +170,7 @@ impl Inputs {
 
 impl InputStream {
     fn lock(&self) -> MutexGuard<'_, InputState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_or_recover()
     }
 
     fn ack(&self) -> InputAckState {

@@ -28,6 +28,7 @@ pub mod store;
 pub mod terminal;
 pub mod workflow;
 
+use remora_unix::LockRecover;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -204,7 +205,7 @@ impl Session {
 
     /// The persister, once: the daemon runs it as one of its tracked tasks.
     pub fn take_persister(&self) -> Option<Persister> {
-        self.persister.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.persister.lock_or_recover().take()
     }
 
     /// Waits until every disk job queued so far is done.
@@ -222,7 +223,7 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock_or_recover()
     }
 
     fn notify(&self) {

@@ -7,6 +7,7 @@
 //! so a reader holding an entry that was acknowledged and released meanwhile gets
 //! [`SpillRead::Released`], never the bytes of a newer chunk written at the same offset.
 
+use remora_unix::LockRecover;
 use std::{
     fs, io,
     os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt},
@@ -59,7 +60,7 @@ impl Spill {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<SpillFile>> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock_or_recover()
     }
 
     /// Appends a chunk; returns where it went.

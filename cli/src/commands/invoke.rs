@@ -7,6 +7,7 @@
 //! `-n` keeps /dev/null. With `--disconnected`/`--job` it is stored on the host to its end
 //! before the command starts, and invoke returns once the host has acknowledged it.
 
+use remora_unix::LockRecover;
 use std::io::IsTerminal;
 
 use remora_wire::{InputMode, Invoke, SessionRef, DEFAULT_WINDOW};
@@ -44,7 +45,7 @@ pub async fn run(cli: &Cli, args: &InvokeArgs) -> anyhow::Result<u8> {
     let inputs = std::sync::Mutex::new(sources);
     let gathered = fan_out_at(&hosts, cli.fleet.throttle, |host| {
         let (mut request, mode) = (request.clone(), &mode);
-        let source = inputs.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let source = inputs.lock_or_recover().pop();
         async move {
             let mut sink = crate::fleet::sink(mode, &host, prefixed)?;
             let mut feed = source.map(InputFeed::new);
