@@ -16,7 +16,9 @@
 mod dir;
 mod lock;
 mod meta;
+mod writeback;
 
 pub use dir::{Dir, EntryKind, NotOurs};
 pub use lock::LockRecover;
 pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};
+pub use writeback::{WriteBack, WRITE_BACK_STEP};

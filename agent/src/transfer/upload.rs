@@ -32,7 +32,7 @@ use std::{
 };
 
 use nix::fcntl::{Flock, FlockArg};
-use remora_unix::{set_meta, CopiedMeta, Dir, EntryKind};
+use remora_unix::{set_meta, CopiedMeta, Dir, EntryKind, WriteBack};
 use remora_wire::{partial::part_name, FileData, FileEnd, PathKind, PathMeta, PutPath};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -336,6 +336,8 @@ pub struct UploadFile {
     target: PathBuf,
     hasher: Sha256,
     written: u64,
+    /// Hands what is written to the disk as it comes, so the final `fsync` is short.
+    write_back: WriteBack,
     started_at: u64,
     acked: u64,
     meta: PathMeta,
@@ -368,6 +370,7 @@ impl UploadFile {
             target,
             hasher,
             written: offset,
+            write_back: WriteBack::from(offset),
             started_at: offset,
             acked: offset,
             meta: request.meta,
@@ -404,6 +407,7 @@ impl UploadFile {
             self.hasher.update(fresh);
             self.written += fresh.len() as u64;
         }
+        self.write_back.written(&*self.file, self.written);
         let ack = (self.written >= self.acked + ACK_STEP).then_some(self.written);
         if let Some(offset) = ack {
             self.acked = offset;

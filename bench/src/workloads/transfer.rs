@@ -3,6 +3,10 @@
 //! `ssh HOST 'cat > /dev/null'`; and an upload cut three times through a faulty link, where the
 //! bytes on the wire are compared with the file's size, next to what scp does after one cut
 //! (it fails; run again, it starts over). Same cipher, alternating, in one run.
+//!
+//! `remora cp` makes each file durable (`fdatasync`) before it renames it into place; scp and
+//! sftp do not. The targets stay against plain scp and sftp, and one more row shows the
+//! durable-for-durable comparison: scp followed by `sync --data` of the file it wrote.
 
 use std::{
     fs::File,
@@ -36,9 +40,9 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     timed(&mut bench.remora(&["invoke", host, "--", "true"]))?;
     let remote = |path: &Path| format!("{host}:{}", path.display());
     let target = far.join("payload.bin");
-    let mut samples: [Vec<f64>; 8] = Default::default();
+    let mut samples: [Vec<f64>; 9] = Default::default();
     for _ in 0..args.reps {
-        let runs: [Command; 8] = [
+        let runs: [Command; 9] = [
             bench.remora(&["cp", file.to_str().unwrap(), &remote(&far)]),
             scp(bench, &[file.to_str().unwrap(), &remote(&far)]),
             sftp(bench, &format!("put {} {}", file.display(), target.display())),
@@ -47,6 +51,7 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
             sftp(bench, &format!("get {} {}", target.display(), back.display())),
             bench.remora(&["invoke", host, "--", "cat > /dev/null"]),
             bench.ssh(&[host, "cat > /dev/null"]),
+            then_sync(scp(bench, &[file.to_str().unwrap(), &remote(&far)]), &target),
         ];
         for (slot, mut command) in runs.into_iter().enumerate() {
             let input = match slot {
@@ -76,6 +81,13 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
             stats(7),
             "ssh",
         ),
+        Row::new(
+            "9 transfer",
+            &format!("{mb} MB upload, cp vs scp + sync --data (both durable)"),
+            "MB/s",
+            stats(0),
+        )
+        .against(stats(8)),
     ];
     rows.push(cut_three_times(bench, &file, &dir, args.bytes)?);
     Ok(rows)
@@ -98,6 +110,24 @@ fn sftp(bench: &Bench, batch: &str) -> Command {
         .arg("-c")
         .arg("printf '%s\\n' \"$REMORA_BENCH_BATCH\" | exec \"$0\" \"$@\"");
     shell.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    shell
+}
+
+/// `command`, then `sync --data FILE` (coreutils: fdatasync of the file), timed as one.
+fn then_sync(command: Command, file: &Path) -> Command {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("\"$0\" \"$@\" && exec sync --data \"$REMORA_BENCH_SYNC\"")
+        .arg(command.get_program())
+        .args(command.get_args())
+        .env("REMORA_BENCH_SYNC", file);
     for (key, value) in command.get_envs() {
         match value {
             Some(value) => shell.env(key, value),

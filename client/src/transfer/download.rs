@@ -18,7 +18,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use remora_unix::{read_prefix, set_meta, CopiedMeta, Dir, EntryKind};
+use remora_unix::{read_prefix, set_meta, CopiedMeta, Dir, EntryKind, WriteBack};
 use remora_wire::{partial::part_name, AgentBody, ClientBody, GetPath, PathKind, PathMeta, ReadFile, RequestId};
 use sha2::{Digest, Sha256};
 
@@ -279,12 +279,14 @@ impl Client {
         };
         let id: RequestId = self.connection.send(ClientBody::ReadFile(request)).await?;
         let mut at = offset;
+        let mut write_back = WriteBack::from(offset);
         loop {
             match self.connection.next_reply(id).await? {
                 AgentBody::FileData(data) if data.offset == at => {
                     file.write_all_at(&data.data, at).map_err(local_err("write", shown))?;
                     hasher.update(&data.data);
                     at += data.data.len() as u64;
+                    write_back.written(&file, at);
                     progress.advance(at);
                 }
                 AgentBody::FileEnd(end) => {
