@@ -20,6 +20,7 @@ pub mod journal;
 mod lease;
 mod name;
 pub mod notice;
+mod oom;
 pub mod persist;
 pub mod runspace;
 mod spill;

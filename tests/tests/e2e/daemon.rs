@@ -200,3 +200,51 @@ fn the_daemon_log_is_private_and_holds_no_command_text_or_output() {
     let file = sshd.state_dir().join("log").join("daemon.log");
     assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// The `oom_score_adj` of `pid`.
+fn oom_score_adj(pid: &str) -> i32 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+    text.trim().parse().unwrap()
+}
+
+#[test]
+fn the_oom_killer_picks_a_command_or_a_terminals_shell_before_the_daemon() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let command = remora(
+        &sshd,
+        &["invoke", host, "--name", "o", "--", "cat /proc/self/oom_score_adj"],
+    )
+    .ok();
+    let daemon = oom_score_adj(&sshd.daemon_pid().unwrap().to_string());
+    let command: i32 = command.trim().parse().unwrap();
+    assert!(
+        command > daemon,
+        "a command ranks before the daemon ({command} vs {daemon})"
+    );
+
+    let mut pty = remora_testkit::PtyProgram::spawn(
+        {
+            let mut shell = sshd.remora();
+            shell.args(["shell", host, "--name", "t"]).env("TERM", "xterm");
+            shell
+        },
+        24,
+        80,
+    )
+    .unwrap();
+    pty.send(b"echo adj-$(cat /proc/self/oom_score_adj)-$((40+2))\r")
+        .unwrap();
+    let screen = pty.wait_for_text(std::time::Duration::from_secs(20), "-42").unwrap();
+    let shown = screen
+        .split("adj-")
+        .filter_map(|rest| rest.split('-').next()?.parse::<i32>().ok())
+        .last()
+        .unwrap_or_else(|| panic!("no oom_score_adj on the screen: {screen}"));
+    assert!(
+        shown > daemon,
+        "a terminal's programs rank before the daemon ({shown} vs {daemon})"
+    );
+    pty.send(b"\r~.").unwrap();
+    pty.wait_exit(std::time::Duration::from_secs(20)).unwrap();
+}

@@ -104,6 +104,7 @@ impl Shell {
             .spawn()
             .map_err(AgentError::io("cannot start the runspace shell", &spec.shell.program))?;
         drop(status_write);
+        crate::session::oom::rank_before_daemon(child.id());
         let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
         let io = |action| AgentError::io(action, &spec.shell.program);
         let status = pipe::Receiver::from_owned_fd(status_read).map_err(io("cannot watch the status pipe of"))?;

@@ -141,6 +141,7 @@ pub fn spawn(spec: &TermSpec) -> io::Result<Spawned> {
         });
     }
     let child = command.spawn()?;
+    crate::session::oom::rank_before_daemon(Some(child.id()));
     drop(pair.slave);
     Ok(Spawned {
         master: pair.master,
