@@ -50,7 +50,10 @@ async fn stop_labelled(client: &mut Client, session: SessionRef, glob: &str) -> 
         .await?;
     let session = SessionRef::Id(list.session.instance_id);
     let mut stopping = Vec::new();
-    for job in list.commands.iter().filter(|c| c.ended_at.is_none()) {
+    // Newest first: the runspace only ever starts the oldest queued job, so a queued job is
+    // stopped before the running one it waits behind is interrupted, and cannot start (and end
+    // with its own status) in between.
+    for job in list.commands.iter().rev().filter(|c| c.ended_at.is_none()) {
         match client.stop(session.clone(), Some(job.id)).await {
             Ok(stopped) => stopping.extend(stopped.commands),
             // It ended between the listing and the stop: nothing left to do.
@@ -58,6 +61,7 @@ async fn stop_labelled(client: &mut Client, session: SessionRef, glob: &str) -> 
             Err(err) => return Err(err),
         }
     }
+    stopping.reverse();
     list.commands = stopping;
     Ok(list)
 }

@@ -209,3 +209,32 @@ fn on_job_end_runs_with_the_jobs_environment_and_a_failing_hook_breaks_nothing()
     assert_eq!((again.status, again.stdout.as_str()), (0, "again\n"), "{again:?}");
     assert_eq!(job(&sshd, "b", 1)["state"], "Completed");
 }
+
+#[test]
+fn stopping_by_label_never_lets_a_queued_job_start_in_between() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let gate = sshd.dir().join("gate");
+    let hold = format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display());
+    invoke_job(&sshd, "q", &["--label", "batch"], &hold).ok();
+    for i in 2..=6 {
+        invoke_job(&sshd, "q", &["--label", "batch"], &format!("echo ran-{i}")).ok();
+    }
+    wait_until("the first job to run", || job(&sshd, "q", 1)["state"] == "Running").unwrap();
+    let stopped = remora(&sshd, &["stop", host, "--name", "q", "--label", "batch"]).ok();
+    for i in 1..=6 {
+        assert!(stopped.contains(&format!("stopping job {i} ")), "{stopped}");
+    }
+    let waited = remora(&sshd, &["wait", host, "--name", "q", "--label", "batch"]);
+    assert_ne!(waited.status, 0, "stopped jobs are no success: {waited:?}");
+    for i in 2..=6 {
+        let queued = job(&sshd, "q", i);
+        assert_eq!(
+            (queued["state"].as_str(), queued["exit_code"].as_i64()),
+            (Some("Stopped"), None),
+            "job {i} never started: {queued}"
+        );
+    }
+    let output = remora(&sshd, &["receive", host, "--name", "q"]).stdout;
+    assert!(!output.contains("ran-"), "no queued job ran: {output:?}");
+}
