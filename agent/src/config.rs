@@ -65,16 +65,24 @@ pub enum ConfigError {
 pub struct ShellSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Found by [`ShellSpec::detect`] rather than named by a configuration's `shell`.
+    pub detected: bool,
 }
 
+/// Where [`ShellSpec::detect`] looks for bash.
+pub const BASH_PATHS: [&str; 3] = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"];
+
 impl ShellSpec {
-    /// bash without startup files when installed, otherwise POSIX sh.
+    /// bash without startup files. On a host without bash the spec names the first place
+    /// looked, and creating a session says so and names the `shell` setting (never a silent
+    /// switch to another shell, whose `stop` and quoting behave differently).
     pub fn detect() -> Self {
-        let bash = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists());
-        Self::for_program(bash.unwrap_or_else(|| PathBuf::from("/bin/sh")))
+        let bash = BASH_PATHS.into_iter().map(PathBuf::from).find(|p| p.exists());
+        let program = bash.unwrap_or_else(|| PathBuf::from(BASH_PATHS[0]));
+        Self {
+            detected: true,
+            ..Self::for_program(program)
+        }
     }
 
     /// `program` as an interactive shell reading commands from stdin, without startup files.
@@ -90,6 +98,7 @@ impl ShellSpec {
         Self {
             program,
             args: args.into_iter().map(String::from).collect(),
+            detected: false,
         }
     }
 }

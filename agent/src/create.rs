@@ -43,6 +43,29 @@ pub enum CreateError {
     },
     #[error("cannot start the session's shell: {0}")]
     Runspace(AgentError),
+    #[error("this host has no bash for the session's runspace (looked for {}); set `shell = \"/bin/sh\"` (or another shell's absolute path) under [configurations.{configuration}] in the agent's agent.toml (~/.config/remora/), then check it with `remora-agent config check`", crate::config::BASH_PATHS.join(", "))]
+    NoBash { configuration: String },
+    #[error("the runspace shell {} of configuration {configuration:?} is not on this host; set `shell =` under [configurations.{configuration}] in the agent's agent.toml (~/.config/remora/) to one that is, such as \"/bin/sh\", then check it with `remora-agent config check`", program.display())]
+    NoShell {
+        configuration: String,
+        program: std::path::PathBuf,
+    },
+}
+
+/// Refuses a configuration whose runspace shell is not on this host, naming the setting.
+fn check_shell(configuration: &Configuration) -> Result<(), CreateError> {
+    let shell = &configuration.shell;
+    if shell.program.exists() {
+        return Ok(());
+    }
+    let configuration = configuration.name.clone();
+    Err(match shell.detected {
+        true => CreateError::NoBash { configuration },
+        false => CreateError::NoShell {
+            configuration,
+            program: shell.program.clone(),
+        },
+    })
 }
 
 /// Accepts an idle timeout within 1 s ..= `max` (the configuration's maximum).
@@ -77,6 +100,7 @@ impl Daemon {
             .get(options.configuration.as_deref())
             .map_err(|err| CreateError::Configuration(err.to_string()))?;
         self.check_session_limit(configuration)?;
+        check_shell(configuration)?;
         let settings = SessionSettings {
             store_root: self.store_root.clone(),
             ..settings_for(configuration, options, &self.spill_dir)?
@@ -144,6 +168,7 @@ fn settings_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigStore, ShellSpec};
 
     #[test]
     fn idle_timeouts_and_buffering_modes_outside_the_limits_are_refused() {
@@ -157,5 +182,31 @@ mod tests {
             Err(CreateError::Buffering)
         ));
         assert_eq!(check_buffering(Buffering::Drop).unwrap(), Buffering::Drop);
+    }
+
+    fn configuration_with(shell: ShellSpec) -> Configuration {
+        let mut configuration = ConfigStore::builtin().current().get(None).unwrap().clone();
+        configuration.shell = shell;
+        configuration
+    }
+
+    #[test]
+    fn a_host_without_bash_is_told_so_and_shown_the_shell_setting() {
+        let missing = ShellSpec {
+            program: "/nonexistent/bash".into(),
+            detected: true,
+            ..ShellSpec::for_program("/nonexistent/bash".into())
+        };
+        let err = check_shell(&configuration_with(missing)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CreateError::NoBash { .. }), "{text}");
+        assert!(text.contains("no bash") && text.contains("/usr/bin/bash"), "{text}");
+        assert!(text.contains("set `shell = \"/bin/sh\"`"), "{text}");
+        assert!(text.contains("under [configurations.default]"), "{text}");
+    }
+
+    #[test]
+    fn a_shell_that_is_there_is_accepted() {
+        assert!(check_shell(&configuration_with(ShellSpec::for_program("/bin/sh".into()))).is_ok());
     }
 }

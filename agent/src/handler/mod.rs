@@ -91,9 +91,11 @@ impl From<CreateError> for Refusal {
             CreateError::SessionLimit { .. } => ErrorCode::LimitReached,
             CreateError::Exists { .. } => ErrorCode::SessionExists,
             CreateError::Runspace(_) => ErrorCode::Internal,
-            CreateError::Configuration(_) | CreateError::IdleTimeout { .. } | CreateError::Buffering => {
-                ErrorCode::InvalidRequest
-            }
+            CreateError::Configuration(_)
+            | CreateError::IdleTimeout { .. }
+            | CreateError::Buffering
+            | CreateError::NoBash { .. }
+            | CreateError::NoShell { .. } => ErrorCode::InvalidRequest,
         };
         Refusal::new(code, err.to_string())
     }

@@ -170,3 +170,43 @@ fn invoke_creates_its_session_with_the_configuration_and_buffering_given() {
     );
     assert_eq!(other.status, 1, "{other:?}");
 }
+
+#[test]
+fn a_runspace_shell_that_is_not_there_is_named_with_the_setting_to_change() {
+    let sshd = Sshd::start().unwrap();
+    let config =
+        "[configurations.gone]\nshell = \"/nonexistent/bash\"\n\n[configurations.posix]\nshell = \"/bin/sh\"\n";
+    write_agent_config(&sshd, config);
+    let host = sshd.alias();
+    let run = remora(
+        &sshd,
+        &["invoke", host, "--name", "g", "--config", "gone", "--", "echo hi"],
+    );
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("/nonexistent/bash") && run.stderr.contains("set `shell =` under [configurations.gone]"),
+        "{run:?}"
+    );
+    assert!(
+        !crate::support::ls_json(&sshd).iter().any(|s| s["name"] == "g"),
+        "no session is left behind"
+    );
+
+    // The setting it names works: a POSIX sh runspace keeps its state between commands.
+    let first = remora(
+        &sshd,
+        &[
+            "invoke",
+            host,
+            "--name",
+            "p",
+            "--config",
+            "posix",
+            "--",
+            "cd /tmp; X=kept",
+        ],
+    );
+    assert_eq!(first.status, 0, "{first:?}");
+    let second = remora(&sshd, &["invoke", host, "--name", "p", "--", "echo \"$(pwd) $X\""]).ok();
+    assert_eq!(second, "/tmp kept\n");
+}

@@ -37,8 +37,12 @@ use crate::{
 
 /// Sent once to a new shell: no job control, history or history expansion, empty prompts, then
 /// a ready line on the status pipe.
-const INIT_SCRIPT: &str =
-    "set +m; set +H 2>/dev/null; set +o history 2>/dev/null; PS1=''; PS2=''; PS0=''\nprintf 'ready\\n' >&3\n";
+///
+/// Every line must run in any POSIX shell without an error: an interactive dash that meets an
+/// unknown option of `set` (a special builtin) drops the rest of its buffered input, `ready`
+/// line included, so the bash-only settings only run under bash.
+const INIT_SCRIPT: &str = "set +m\nif [ -n \"${BASH_VERSION-}\" ]; then set +H; set +o history; fi\n\
+    PS1=''; PS2=''; PS0=''\nprintf 'ready\\n' >&3\n";
 /// How long a new shell has to become ready.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
