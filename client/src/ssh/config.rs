@@ -41,6 +41,7 @@ const SINGLE_WORD_KEYS: &[&str] = &[
 /// Keys remora honours (besides `Host`, `Match` and `Include`, which shape the file).
 const HONOURED_KEYS: &[&str] = &[
     "ciphers",
+    "hostkeyalgorithms",
     "controlpersist",
     "globalknownhostsfile",
     "hostname",

@@ -273,11 +273,33 @@ async fn handshake(
         .await
         .map(|handle| (handle, accepted))
         .map_err(|source| {
-            rejection.take().unwrap_or(SshError::Protocol {
-                host: settings.hostname.clone(),
-                cause: source,
-            })
+            rejection
+                .take()
+                .unwrap_or_else(|| negotiation_failure(settings, source))
         })
+}
+
+/// A handshake failure, said in terms of the setting that decides it when the two sides share
+/// no host-key algorithm.
+fn negotiation_failure(settings: &HostSettings, source: russh::Error) -> SshError {
+    let host = settings.hostname.clone();
+    match source {
+        russh::Error::NoCommonAlgo {
+            kind: russh::AlgorithmKind::Key,
+            ours,
+            theirs,
+        } => {
+            if theirs.iter().any(|name| name == "ssh-rsa") && !ours.iter().any(|name| name == "ssh-rsa") {
+                return SshError::OnlySha1RsaHostKey { host };
+            }
+            SshError::NoCommonHostKeyAlgorithm {
+                host,
+                offered: theirs.join(","),
+                asked: ours.join(","),
+            }
+        }
+        cause => SshError::Protocol { host, cause },
+    }
 }
 
 fn client_config(settings: &HostSettings) -> client::Config {
@@ -293,10 +315,30 @@ fn client_config(settings: &HostSettings) -> client::Config {
             cipher: Cow::Owned(
                 configured_ciphers(&settings.ciphers).unwrap_or_else(|| cipher_preference(aes_in_hardware())),
             ),
+            kex: Cow::Owned(kex_preference()),
             ..Preferred::DEFAULT
         },
         ..client::Config::default()
     }
+}
+
+/// russh's key exchanges, with the NIST-curve ECDH ones after the curve25519 family, where
+/// OpenSSH puts them: an sshd restricted to them (FIPS mode on RHEL, a hardened OpenSSH 7.4) is
+/// still reached; SHA-1 exchanges stay out.
+fn kex_preference() -> Vec<russh::kex::Name> {
+    use russh::kex;
+    let mut names = Preferred::DEFAULT.kex.to_vec();
+    let after = names
+        .iter()
+        .position(|name| *name == kex::CURVE25519_PRE_RFC_8731)
+        .map_or(0, |at| at + 1);
+    let nist = [
+        kex::ECDH_SHA2_NISTP256,
+        kex::ECDH_SHA2_NISTP384,
+        kex::ECDH_SHA2_NISTP521,
+    ];
+    names.splice(after..after, nist);
+    names
 }
 
 /// russh's ciphers, with AES-256-GCM first where the CPU has AES instructions: there it moves

@@ -183,6 +183,16 @@ pub enum SshError {
     /// The SSH connection failed after the TCP connection was made.
     #[error("SSH connection to {host} failed: {cause} (run with -vv for details)")]
     Protocol { host: String, cause: russh::Error },
+    /// The server signs its host key only with SHA-1 `ssh-rsa` (OpenSSH before 7.2).
+    #[error("{host} offers only the SHA-1 `ssh-rsa` host-key signature (an sshd older than OpenSSH 7.2), which remora, like OpenSSH 8.8 and later, does not use unless told to; if you accept that for this host, add `HostKeyAlgorithms +ssh-rsa` to its Host block in ssh_config (or pass -o HostKeyAlgorithms=+ssh-rsa)")]
+    OnlySha1RsaHostKey { host: String },
+    /// The server offers no host-key algorithm remora asked for.
+    #[error("{host} offers only host-key algorithms remora does not use ({offered}); it asked for {asked}, set by HostKeyAlgorithms in ssh_config")]
+    NoCommonHostKeyAlgorithm {
+        host: String,
+        offered: String,
+        asked: String,
+    },
 }
 
 impl SshError {

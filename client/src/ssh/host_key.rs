@@ -389,19 +389,43 @@ pub fn host_certificate_preference(settings: &HostSettings) -> Vec<Algorithm> {
     host_key_preference(settings)
 }
 
-/// russh's host-key algorithms with those known_hosts records for the host first, so a host with a
-/// recorded key presents that one (OpenSSH does the same).
+/// The host-key algorithms asked for, with those known_hosts records for the host first, so a
+/// host with a recorded key presents that one (OpenSSH does the same).
 pub fn host_key_preference(settings: &HostSettings) -> Vec<Algorithm> {
     let (host, port) = recorded_as(settings);
     let recorded = known_hosts::recorded_algorithms(&all_files(settings), &host, port);
     let is_rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
     let same_family = |a: &Algorithm, b: &Algorithm| a == b || (is_rsa(a) && is_rsa(b));
-    let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = Preferred::DEFAULT
-        .key
-        .iter()
-        .cloned()
+    let (first, rest): (Vec<Algorithm>, Vec<Algorithm>) = configured_algorithms(settings)
+        .into_iter()
         .partition(|algorithm| recorded.iter().any(|r| same_family(r, algorithm)));
     first.into_iter().chain(rest).collect()
+}
+
+/// SHA-1 `ssh-rsa` signatures: only for a server that offers nothing newer (OpenSSH before
+/// 7.2), and only when ssh_config's HostKeyAlgorithms names it.
+const SHA1_RSA: Algorithm = Algorithm::Rsa { hash: None };
+
+/// HostKeyAlgorithms applied to russh's list: by default without `ssh-rsa`, `+list` after the
+/// defaults, a plain list in its own order.
+fn configured_algorithms(settings: &HostSettings) -> Vec<Algorithm> {
+    let defaults = Preferred::DEFAULT.key.iter().filter(|a| **a != SHA1_RSA).cloned();
+    let parse = |list: &str| -> Vec<Algorithm> { list.split(',').filter_map(|n| n.trim().parse().ok()).collect() };
+    match settings.host_key_algorithms.as_deref() {
+        None => defaults.collect(),
+        Some(value) => match value.strip_prefix('+') {
+            Some(added) => {
+                let mut all: Vec<Algorithm> = defaults.collect();
+                for algorithm in parse(added) {
+                    if !all.contains(&algorithm) {
+                        all.push(algorithm);
+                    }
+                }
+                all
+            }
+            None => parse(value),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +443,32 @@ mod tests {
             server_alive_interval: Some(Duration::from_secs(1)),
             ..HostSettings::for_tests(2222, known_hosts)
         }
+    }
+
+    #[test]
+    fn sha1_ssh_rsa_is_asked_for_only_when_host_key_algorithms_adds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = settings(dir.path().join("known_hosts"), StrictHostKeyChecking::Yes);
+        assert!(!host_key_preference(&settings).contains(&SHA1_RSA));
+        assert!(host_key_preference(&settings).contains(&Algorithm::Rsa {
+            hash: Some(russh::keys::HashAlg::Sha512)
+        }));
+        settings.host_key_algorithms = Some("+ssh-rsa".into());
+        assert_eq!(
+            host_key_preference(&settings).last(),
+            Some(&SHA1_RSA),
+            "after every default"
+        );
+        settings.host_key_algorithms = Some("rsa-sha2-256,ssh-ed25519".into());
+        assert_eq!(
+            host_key_preference(&settings),
+            [
+                Algorithm::Rsa {
+                    hash: Some(russh::keys::HashAlg::Sha256)
+                },
+                Algorithm::Ed25519
+            ]
+        );
     }
 
     #[test]
@@ -462,14 +512,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("known_hosts");
         let settings = settings(file.clone(), StrictHostKeyChecking::Yes);
-        assert_eq!(host_key_preference(&settings), Preferred::DEFAULT.key.to_vec());
+        let defaults: Vec<Algorithm> = Preferred::DEFAULT
+            .key
+            .iter()
+            .filter(|a| **a != SHA1_RSA)
+            .cloned()
+            .collect();
+        assert_eq!(host_key_preference(&settings), defaults);
         let ecdsa = key_of(Algorithm::Ecdsa {
             curve: russh::keys::EcdsaCurve::NistP384,
         });
         std::fs::write(&file, format!("[127.0.0.1]:2222 {}\n", ecdsa.to_openssh().unwrap())).unwrap();
         let order = host_key_preference(&settings);
         assert_eq!(order[0], ecdsa.algorithm(), "{order:?}");
-        assert_eq!(order.len(), Preferred::DEFAULT.key.len());
+        assert_eq!(order.len(), defaults.len());
     }
 
     #[test]

@@ -133,6 +133,9 @@ pub struct HostSettings {
     pub control_persist: Persist,
     /// Ciphers, in the order asked for; empty means remora's own order.
     pub ciphers: Vec<String>,
+    /// HostKeyAlgorithms as written (`+ssh-rsa` adds to the defaults, a plain list replaces
+    /// them); `None` is remora's default, which leaves out SHA-1 `ssh-rsa` as OpenSSH 8.8 does.
+    pub host_key_algorithms: Option<String>,
     /// The identity of the ssh_config files read (their paths and contents): jump hosts are
     /// resolved from them later, so an edit must not reuse a connection made before it.
     pub config_identity: String,
@@ -207,6 +210,9 @@ impl HostSettings {
         if !self.ciphers.is_empty() {
             lines.push(("ciphers", self.ciphers.join(",")));
         }
+        if let Some(algorithms) = &self.host_key_algorithms {
+            lines.push(("hostkeyalgorithms", algorithms.clone()));
+        }
         lines
     }
 }
@@ -239,6 +245,7 @@ impl HostSettings {
             kbd_interactive_authentication: false,
             control_persist: Persist::Off,
             ciphers: Vec::new(),
+            host_key_algorithms: None,
             config_identity: String::new(),
         }
     }
@@ -326,6 +333,7 @@ pub fn resolve(target: &Target, options: &SshOptions) -> Result<HostSettings, Ss
             .transpose()?
             .unwrap_or_default(),
         ciphers: applied.get("ciphers").map(ciphers).transpose()?.unwrap_or_default(),
+        host_key_algorithms: applied.get("hostkeyalgorithms").map(host_key_algorithms).transpose()?,
         host_key_alias: applied.value("hostkeyalias").map(str::to_string),
         config_identity: config.identity().to_string(),
         hostname,
@@ -521,6 +529,32 @@ fn ciphers(entry: &Entry) -> Result<Vec<String>, SshError> {
         return Err(invalid(entry, &expected));
     }
     Ok(named)
+}
+
+/// HostKeyAlgorithms: a comma-separated list of host-key signature algorithms replacing the
+/// defaults, or `+list` added after them (`+ssh-rsa` for a server that offers nothing newer).
+/// Every name must be one remora knows.
+fn host_key_algorithms(entry: &Entry) -> Result<String, SshError> {
+    let value = entry.value().trim();
+    if value.starts_with(['-', '^']) {
+        return Err(invalid(
+            entry,
+            "a comma-separated list of host-key algorithms, or +list to add some to the defaults",
+        ));
+    }
+    let names = value.strip_prefix('+').unwrap_or(value);
+    let unknown: Vec<&str> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|name| name.parse::<russh::keys::Algorithm>().is_err())
+        .collect();
+    if !unknown.is_empty() || names.trim().is_empty() {
+        return Err(invalid(
+            entry,
+            "host-key algorithms such as ssh-ed25519, rsa-sha2-512 or ssh-rsa",
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// A time as sshd_config(5) spells it: seconds, or numbers with `s`, `m`, `h`, `d`, `w` run

@@ -23,6 +23,7 @@ mod library;
 mod lifecycle;
 mod login_shells;
 mod many_hosts;
+mod old_servers;
 mod planted_links;
 mod platforms;
 mod reconnect;
