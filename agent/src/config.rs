@@ -70,7 +70,7 @@ pub struct ShellSpec {
 }
 
 /// Where [`ShellSpec::detect`] looks for bash.
-pub const BASH_PATHS: [&str; 3] = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"];
+pub(crate) const BASH_PATHS: [&str; 3] = ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"];
 
 impl ShellSpec {
     /// bash without startup files. On a host without bash the spec names the first place
@@ -104,7 +104,7 @@ impl ShellSpec {
 }
 
 /// The name of the built-in configuration.
-pub const DEFAULT_NAME: &str = "default";
+pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// One configuration, resolved and validated.
 #[derive(Debug, Clone)]
@@ -128,7 +128,7 @@ pub struct Configuration {
 }
 
 /// Most terminal history lines a configuration may keep.
-pub const MAX_SCROLLBACK: usize = 100_000;
+pub(crate) const MAX_SCROLLBACK: usize = 100_000;
 
 impl Configuration {
     fn builtin(name: &str) -> Self {
@@ -350,7 +350,7 @@ fn buffering(text: &str) -> Result<Buffering, ConfigError> {
 }
 
 /// `65536`, `64KiB`, `64MiB`, `1GiB` (also KB/MB/GB as powers of two, like most admins mean).
-pub fn size(text: &str) -> Result<u64, ConfigError> {
+pub(crate) fn size(text: &str) -> Result<u64, ConfigError> {
     let text = text.trim();
     let bad = |why: String| ConfigError::Value(why);
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -438,7 +438,7 @@ impl ConfigStore {
 }
 
 /// Loads and validates a config file; a missing file is the built-in configuration.
-pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
     match fs::read_to_string(path) {
         Ok(text) => AgentConfig::parse(&text).map_err(|problem| ConfigError::File {
             path: path.to_path_buf(),

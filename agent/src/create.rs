@@ -69,7 +69,7 @@ fn check_shell(configuration: &Configuration) -> Result<(), CreateError> {
 }
 
 /// Accepts an idle timeout within 1 s ..= `max` (the configuration's maximum).
-pub fn check_idle_timeout(max: u64, secs: u64) -> Result<u64, CreateError> {
+pub(crate) fn check_idle_timeout(max: u64, secs: u64) -> Result<u64, CreateError> {
     if secs == 0 || secs > max {
         return Err(CreateError::IdleTimeout { secs, max });
     }
@@ -77,7 +77,7 @@ pub fn check_idle_timeout(max: u64, secs: u64) -> Result<u64, CreateError> {
 }
 
 /// Accepts every buffering mode a client may name (newer peers may send ones we do not know).
-pub fn check_buffering(mode: Buffering) -> Result<Buffering, CreateError> {
+pub(crate) fn check_buffering(mode: Buffering) -> Result<Buffering, CreateError> {
     match mode {
         Buffering::Unknown => Err(CreateError::Buffering),
         known => Ok(known),

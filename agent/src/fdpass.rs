@@ -25,30 +25,35 @@ use tokio::{
 /// The uid at the other end of a daemon-socket connection when it is not this process's: both
 /// ends refuse strangers (the daemon serves only its user; the subsystem hands the SSH channel
 /// only to its user's daemon).
-pub fn foreign_uid(stream: &UnixStream) -> io::Result<Option<(u32, u32)>> {
+pub(crate) fn foreign_uid(stream: &UnixStream) -> io::Result<Option<(u32, u32)>> {
     let own = nix::unistd::getuid().as_raw();
     let peer = stream.peer_cred()?.uid();
     Ok((peer != own).then_some((peer, own)))
 }
 
 /// Tag: the socket itself carries protocol frames.
-pub const MODE_PROTOCOL: u8 = b'P';
+pub(crate) const MODE_PROTOCOL: u8 = b'P';
 /// Tag: descriptors for the protocol stream accompany this byte.
-pub const MODE_HANDOFF: u8 = b'F';
+pub(crate) const MODE_HANDOFF: u8 = b'F';
 /// Tag: hand the daemon over to the binary whose path follows (as a length-prefixed text); the
 /// daemon answers with one line, then (on success) re-executes and the socket closes.
-pub const MODE_UPGRADE: u8 = b'U';
+pub(crate) const MODE_UPGRADE: u8 = b'U';
 /// Longest origin description accepted.
 const MAX_ORIGIN: usize = 512;
 
 /// The mode tag and any descriptors that came with it.
-pub struct Tag {
+pub(crate) struct Tag {
     pub mode: u8,
     pub fds: Vec<OwnedFd>,
 }
 
 /// Sends the handoff tag with `read_fd`/`write_fd`, then the origin description.
-pub async fn send_handoff(stream: &mut UnixStream, read_fd: RawFd, write_fd: RawFd, origin: &str) -> io::Result<()> {
+pub(crate) async fn send_handoff(
+    stream: &mut UnixStream,
+    read_fd: RawFd,
+    write_fd: RawFd,
+    origin: &str,
+) -> io::Result<()> {
     let fds = [read_fd, write_fd];
     let rights = [ControlMessage::ScmRights(&fds)];
     let tag = [MODE_HANDOFF];
@@ -64,7 +69,7 @@ pub async fn send_handoff(stream: &mut UnixStream, read_fd: RawFd, write_fd: Raw
 }
 
 /// Receives the mode tag (and descriptors) without reading past it.
-pub async fn recv_tag(stream: &UnixStream) -> io::Result<Tag> {
+pub(crate) async fn recv_tag(stream: &UnixStream) -> io::Result<Tag> {
     stream
         .async_io(Interest::READABLE, || recv_tag_now(stream.as_raw_fd()))
         .await
@@ -93,7 +98,7 @@ fn recv_tag_now(fd: RawFd) -> io::Result<Tag> {
 }
 
 /// Sends the upgrade tag and the path of the binary to hand over to.
-pub async fn send_upgrade(stream: &mut UnixStream, binary: &str) -> io::Result<()> {
+pub(crate) async fn send_upgrade(stream: &mut UnixStream, binary: &str) -> io::Result<()> {
     if binary.len() > MAX_ORIGIN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -107,7 +112,7 @@ pub async fn send_upgrade(stream: &mut UnixStream, binary: &str) -> io::Result<(
 }
 
 /// Reads the origin description that follows a handoff tag (or the path after an upgrade tag).
-pub async fn recv_origin(stream: &mut UnixStream) -> io::Result<String> {
+pub(crate) async fn recv_origin(stream: &mut UnixStream) -> io::Result<String> {
     let len = stream.read_u16().await? as usize;
     if len > MAX_ORIGIN {
         return Err(io::Error::new(
@@ -121,7 +126,7 @@ pub async fn recv_origin(stream: &mut UnixStream) -> io::Result<String> {
 }
 
 /// Wraps passed descriptors as async read and write halves.
-pub fn into_halves(read_fd: OwnedFd, write_fd: OwnedFd) -> io::Result<(pipe::Receiver, pipe::Sender)> {
+pub(crate) fn into_halves(read_fd: OwnedFd, write_fd: OwnedFd) -> io::Result<(pipe::Receiver, pipe::Sender)> {
     set_nonblocking(&read_fd)?;
     set_nonblocking(&write_fd)?;
     Ok((

@@ -28,7 +28,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects to the daemon in protocol mode (the socket then carries remora frames),
 /// starting the daemon first if it is not running.
-pub async fn connect_daemon(paths: &StatePaths) -> Result<UnixStream> {
+pub(crate) async fn connect_daemon(paths: &StatePaths) -> Result<UnixStream> {
     let mut stream = connect_or_start(paths).await?;
     stream
         .write_all(&[MODE_PROTOCOL])
@@ -42,7 +42,7 @@ pub async fn connect_daemon(paths: &StatePaths) -> Result<UnixStream> {
 /// The directories are checked first and the daemon's uid after connecting: this process is
 /// about to hand the user's SSH channel to whatever answers on that socket, so a socket in a
 /// place others control, or served by another user, is refused.
-pub async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
+pub(crate) async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
     paths.prepare()?;
     if let Ok(stream) = UnixStream::connect(paths.socket()).await {
         return ours(stream);

@@ -1,26 +1,34 @@
 //! remora's agent: the sshd subsystem, the per-user session daemon and an embedded SSH server.
 //! See `docs/ARCHITECTURE.md` for the lifecycle and invariants.
 
+// What the crate exports is what its binary, its tests and the fuzz targets use; the rest is
+// `pub(crate)`.
+#![deny(unreachable_pub)]
+
 mod clock;
-pub mod config;
-pub mod connection;
-pub mod create;
-pub mod daemon;
+mod config;
+mod connection;
+mod create;
+mod daemon;
 pub mod entry;
-pub mod error;
-pub mod fdpass;
+mod error;
+mod fdpass;
 mod handler;
-pub mod handover;
-pub mod launcher;
-pub mod lifecycle;
-pub mod logfile;
-pub mod paths;
-pub mod pipe_width;
+mod handover;
+mod launcher;
+mod lifecycle;
+mod logfile;
+mod paths;
+mod pipe_width;
 mod registry;
-pub mod serve;
+mod serve;
 pub mod session;
-pub mod subsystem;
+mod subsystem;
 mod transfer;
 
+pub use config::ConfigStore;
+pub use connection::serve as serve_connection;
+pub use daemon::Daemon;
 pub use error::{AgentError, HandoverFailure, HostKeyFailure, Result};
+
 pub use paths::StatePaths;

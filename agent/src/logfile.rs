@@ -12,12 +12,12 @@ use std::{
 };
 
 /// Size at which the log is rotated.
-pub const MAX_LOG_BYTES: u64 = 10 << 20;
+pub(crate) const MAX_LOG_BYTES: u64 = 10 << 20;
 /// Rotated files kept besides the current one.
-pub const KEEP_ROTATED: usize = 5;
+pub(crate) const KEEP_ROTATED: usize = 5;
 
 /// An append-only log file that rotates itself by size.
-pub struct RotatingLog {
+pub(crate) struct RotatingLog {
     path: PathBuf,
     file: File,
     written: u64,
@@ -27,7 +27,7 @@ pub struct RotatingLog {
 
 impl RotatingLog {
     /// Opens (appending to) the log at `path`.
-    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
         let file = open_private(path)?;
         let written = file.metadata()?.len();
         Ok(Self {

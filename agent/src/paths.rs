@@ -122,7 +122,7 @@ fn runtime_dir(xdg: Option<OsString>) -> Option<PathBuf> {
 }
 
 /// Opens (creating, 0600) a file used only for its flock.
-pub fn open_lock_file(path: &Path) -> Result<fs::File> {
+pub(crate) fn open_lock_file(path: &Path) -> Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .create(true)
@@ -135,7 +135,7 @@ pub fn open_lock_file(path: &Path) -> Result<fs::File> {
 
 /// Creates `dir` (and missing parents) with mode 0700, then refuses it unless it is a real
 /// directory owned by us without group/world access.
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -145,7 +145,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Checks, without following symlinks, that `dir` is private to the current user.
-pub fn verify_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn verify_private_dir(dir: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(dir).map_err(AgentError::io("cannot inspect", dir))?;
     let unsafe_dir = |reason: String| AgentError::UnsafeDirectory {
         path: dir.to_path_buf(),

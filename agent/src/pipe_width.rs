@@ -14,9 +14,9 @@ use std::os::fd::AsFd;
 use nix::fcntl::{fcntl, FcntlArg};
 
 /// A pipe's default capacity (and what a quiet pipe is set back to).
-pub const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_PIPE_BYTES: usize = 64 * 1024;
 /// Capacity while bulk output flows: the default `pipe-max-size`, which any user may set.
-pub const WIDE_PIPE_BYTES: usize = 1024 * 1024;
+pub(crate) const WIDE_PIPE_BYTES: usize = 1024 * 1024;
 
 /// Whether one pipe has been widened, so it is asked once per bulk run, not on every read.
 #[derive(Debug, Default)]

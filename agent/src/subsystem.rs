@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Runs one subsystem process to its end.
-pub async fn run(paths: StatePaths) -> Result<()> {
+pub(crate) async fn run(paths: StatePaths) -> Result<()> {
     handover::upgrade_if_replaced(&paths).await;
     let mut stream = match launcher::connect_or_start(&paths).await {
         Ok(stream) => stream,

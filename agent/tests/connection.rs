@@ -1,9 +1,9 @@
 //! The daemon's protocol handling over in-memory streams: the hello, limits, bad input, and a
-//! request round trip. No SSH, no sockets: `connection::serve` on a `tokio::io::duplex`.
+//! request round trip. No SSH, no sockets: `serve_connection` on a `tokio::io::duplex`.
 
 use std::{sync::Arc, time::Duration};
 
-use remora_agent::{config::ConfigStore, connection, daemon::Daemon};
+use remora_agent::{serve_connection, ConfigStore, Daemon};
 use remora_wire::*;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
@@ -23,7 +23,7 @@ fn start() -> Peer {
     ));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let (read, write) = tokio::io::split(theirs);
-    tokio::spawn(connection::serve(daemon.clone(), read, write, "test".into()));
+    tokio::spawn(serve_connection(daemon.clone(), read, write, "test".into()));
     let (reader, writer) = tokio::io::split(ours);
     let mut reader = FrameReader::new(reader);
     reader.set_max_len(MAX_FRAME_LEN);

@@ -1,5 +1,5 @@
 //! Fuzz target: one client connection to an in-process daemon. The input is the byte stream the
-//! client sends; `connection::serve` reads it over a `tokio::io::duplex`, dispatches every request
+//! client sends; `serve_connection` reads it over a `tokio::io::duplex`, dispatches every request
 //! to the handlers, and must answer with well-formed frames and end once the client closes.
 //!
 //! Input: byte 0 picks a preamble (0: none, the fuzzer writes its own hello; 1: a hello; 2: a
@@ -22,10 +22,9 @@ use std::{
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use remora_agent::{
-    config::ConfigStore,
-    connection,
-    daemon::Daemon,
+    serve_connection,
     session::{Session, SessionSettings},
+    ConfigStore, Daemon,
 };
 use remora_wire::{
     encode, AgentFrame, Buffering, ClientBody, ClientFrame, ClientInfo, CommandState, FrameReader, Hello, Stream,
@@ -96,6 +95,7 @@ fn settings(state: &Path, buffering: Buffering, memory_limit: usize) -> SessionS
         max_queued: 4,
         spill_dir: state.join("spill"),
         store_root: None,
+        on_job_end: None,
     }
 }
 
@@ -112,7 +112,7 @@ fn session(
     session.id = Uuid::from_u128(id);
     for (output, exit) in commands {
         session.enqueue(format!("echo {output:?}")).expect("queue");
-        let (command, _) = session.start_next().expect("start");
+        let (command, _) = session.start_next().0.expect("start");
         for (i, chunk) in output.iter().enumerate() {
             let stream = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
             session.append_output(command, stream, Bytes::copy_from_slice(chunk.as_bytes()));
@@ -197,7 +197,7 @@ async fn run(state: PathBuf, input: Vec<u8>) {
     let daemon = daemon(&state);
     let (client, server) = tokio::io::duplex(64 * 1024);
     let (server_read, server_write) = tokio::io::split(server);
-    let served = tokio::spawn(connection::serve(
+    let served = tokio::spawn(serve_connection(
         daemon.clone(),
         server_read,
         server_write,

@@ -5,7 +5,7 @@ use remora_wire::{Ack, SessionRef};
 use super::Ctx;
 
 /// Applies an ack; a temporary session whose output is all delivered is removed.
-pub fn handle(ctx: &Ctx, ack: Ack) {
+pub(crate) fn handle(ctx: &Ctx, ack: Ack) {
     let Some(session) = ctx.daemon.registry.find(&SessionRef::Id(ack.session)) else {
         return;
     };

@@ -6,7 +6,7 @@ use remora_wire::{AgentBody, Disconnect, RequestId};
 use super::{Ctx, Refusal};
 use crate::create::{check_buffering, check_idle_timeout};
 
-pub async fn handle(ctx: &Ctx, id: RequestId, request: Disconnect) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: &Ctx, id: RequestId, request: Disconnect) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
     let idle_timeout = request
         .idle_timeout_secs

@@ -14,7 +14,7 @@ use crate::session::{
 const ACK_STEP: u64 = 512 * 1024;
 
 /// Takes the bytes; answers with the acknowledgement, or an error the client reports.
-pub async fn handle(ctx: &Ctx, input: Input) {
+pub(crate) async fn handle(ctx: &Ctx, input: Input) {
     let Some(session) = ctx.daemon.registry.find(&SessionRef::Id(input.session)) else {
         let message = format!(
             "no session with instance id {} for this input; it was removed",
@@ -50,7 +50,12 @@ pub async fn handle(ctx: &Ctx, input: Input) {
 }
 
 /// Sends the followed command's input acknowledgement when it moved on enough since `sent`.
-pub async fn send_ack_due(ctx: &Ctx, session: &Session, scope: Scope, sent: &mut Option<u64>) -> Result<(), Closed> {
+pub(crate) async fn send_ack_due(
+    ctx: &Ctx,
+    session: &Session,
+    scope: Scope,
+    sent: &mut Option<u64>,
+) -> Result<(), Closed> {
     let Scope::Command(command) = scope else {
         return Ok(());
     };

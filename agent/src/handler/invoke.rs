@@ -13,7 +13,7 @@ use crate::{
 /// Longest command text accepted.
 const MAX_COMMAND_LEN: usize = 1024 * 1024;
 
-pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
     validate_command(&request.command)?;
     validate_input(&request)?;
     let session = resolve_session(&ctx, &request)?;

@@ -4,7 +4,7 @@ use remora_wire::{AgentBody, CommandList, ListCommands, RequestId};
 
 use super::{Ctx, Refusal};
 
-pub async fn handle(ctx: &Ctx, id: RequestId, request: ListCommands) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: &Ctx, id: RequestId, request: ListCommands) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
     let list = CommandList {
         session: session.info(ctx.conn, &ctx.daemon.host),

@@ -4,7 +4,7 @@ use remora_wire::{AgentBody, ListSessions, RequestId, SessionList};
 
 use super::{Ctx, Refusal};
 
-pub async fn handle(ctx: &Ctx, id: RequestId, request: ListSessions) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: &Ctx, id: RequestId, request: ListSessions) -> Result<(), Refusal> {
     let host = &ctx.daemon.host;
     // Expire at the deadline, whenever the reaper last woke: `ls` never shows an expired session.
     ctx.daemon.remove_expired();

@@ -1,21 +1,21 @@
 //! One module per request, mirroring the client's `commands/`. Handlers see sessions and the
 //! connection context, never frames or bytes.
 
-pub mod ack;
-pub mod disconnect;
-pub mod input;
-pub mod invoke;
-pub mod jobs;
-pub mod ls;
-pub mod new;
-pub mod receive;
-pub mod rm;
-pub mod stop;
+pub(crate) mod ack;
+pub(crate) mod disconnect;
+pub(crate) mod input;
+pub(crate) mod invoke;
+pub(crate) mod jobs;
+pub(crate) mod ls;
+pub(crate) mod new;
+pub(crate) mod receive;
+pub(crate) mod rm;
+pub(crate) mod stop;
 mod stream;
-pub mod term;
-pub mod terminal;
-pub mod transfer;
-pub mod wait;
+pub(crate) mod term;
+pub(crate) mod terminal;
+pub(crate) mod transfer;
+pub(crate) mod wait;
 
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// What a handler knows about the connection it serves.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub daemon: Arc<Daemon>,
     pub conn: ConnId,
     /// Who the client is and where it connects from, for `ls` and logs.
@@ -48,7 +48,7 @@ pub struct Ctx {
 /// What a connection's writer sends: a frame, or an output event whose bytes (journal `Bytes`)
 /// are written beside its header, uncopied.
 #[derive(Debug)]
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     Frame(Box<AgentFrame>),
     Output {
         id: RequestId,
@@ -66,17 +66,17 @@ impl From<AgentFrame> for Outgoing {
 
 /// The connection's writer is gone; stop producing frames.
 #[derive(Debug)]
-pub struct Closed;
+pub(crate) struct Closed;
 
 /// A request refused with a stable code and a message for people.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub code: ErrorCode,
     pub message: String,
 }
 
 impl Refusal {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -109,30 +109,30 @@ impl From<Closed> for Refusal {
 
 impl Ctx {
     /// Queues a frame for the client.
-    pub async fn send(&self, id: RequestId, body: AgentBody) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, id: RequestId, body: AgentBody) -> Result<(), Closed> {
         self.tx.send(AgentFrame { id, body }.into()).await.map_err(|_| Closed)
     }
 
     /// Queues an output event; `payload` goes out as it is (no copy into the frame).
-    pub async fn send_output(&self, id: RequestId, header: Output, payload: Bytes) -> Result<(), Closed> {
+    pub(crate) async fn send_output(&self, id: RequestId, header: Output, payload: Bytes) -> Result<(), Closed> {
         let outgoing = Outgoing::Output { id, header, payload };
         self.tx.send(outgoing).await.map_err(|_| Closed)
     }
 
     /// Sends an error reply (best effort: the client may be gone).
-    pub async fn send_error(&self, id: RequestId, code: ErrorCode, message: String) {
+    pub(crate) async fn send_error(&self, id: RequestId, code: ErrorCode, message: String) {
         let _ = self.send(id, AgentBody::Error(ErrorReply { code, message })).await;
     }
 
     /// Turns a handler's refusal into an error reply.
-    pub async fn finish(&self, id: RequestId, result: Result<(), Refusal>) {
+    pub(crate) async fn finish(&self, id: RequestId, result: Result<(), Refusal>) {
         if let Err(refusal) = result {
             self.send_error(id, refusal.code, refusal.message).await;
         }
     }
 
     /// Finds a session or explains that it does not exist.
-    pub fn find_session(&self, reference: &SessionRef) -> Result<Arc<Session>, Refusal> {
+    pub(crate) fn find_session(&self, reference: &SessionRef) -> Result<Arc<Session>, Refusal> {
         self.daemon.remove_expired();
         self.daemon
             .registry
@@ -156,7 +156,7 @@ impl Ctx {
 }
 
 /// The refusal a client sees when a session cannot serve it.
-pub fn refusal_for(session: &Session, refusal: SessionRefusal) -> Refusal {
+pub(crate) fn refusal_for(session: &Session, refusal: SessionRefusal) -> Refusal {
     match refusal {
         SessionRefusal::Broken(reason) => Refusal::new(
             ErrorCode::SessionBroken,

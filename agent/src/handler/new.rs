@@ -4,7 +4,7 @@ use remora_wire::{AgentBody, NewSession, RequestId};
 
 use super::{Ctx, Refusal};
 
-pub async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: &Ctx, id: RequestId, request: NewSession) -> Result<(), Refusal> {
     let session = ctx.daemon.create_session(&request.name, false, &request, &ctx.from)?;
     ctx.send(id, AgentBody::Session(session.info(ctx.conn, &ctx.daemon.host)))
         .await?;

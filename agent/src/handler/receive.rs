@@ -10,7 +10,7 @@ use super::{refusal_for, stream, Ctx, Refusal};
 use crate::create::check_idle_timeout;
 use crate::session::Scope;
 
-pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Receive) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
     let scope = match request.command {
         Some(command) if session.command_info(command).is_none() => {

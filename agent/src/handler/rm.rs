@@ -4,7 +4,7 @@ use remora_wire::{AgentBody, ErrorCode, RemoveSessions, RequestId, SessionList, 
 
 use super::{Ctx, Refusal};
 
-pub async fn handle(ctx: &Ctx, id: RequestId, request: RemoveSessions) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: &Ctx, id: RequestId, request: RemoveSessions) -> Result<(), Refusal> {
     if request.names.is_empty() && request.ids.is_empty() {
         return Err(Refusal::new(
             ErrorCode::InvalidRequest,

@@ -6,7 +6,7 @@ use remora_wire::{AgentBody, CommandList, ErrorCode, RequestId, StopCommand};
 use super::{Ctx, Refusal};
 use crate::session::StopRefusal;
 
-pub async fn handle(ctx: &Ctx, id: RequestId, request: StopCommand) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: &Ctx, id: RequestId, request: StopCommand) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
     let stopping = session.request_stop(request.command).map_err(|refusal| {
         let message = match refusal {

@@ -24,7 +24,7 @@ use crate::session::{
 ///
 /// `attachment` is the client's hold on the session: when another client takes the session over
 /// (or it is disconnected by force) the stream ends and says so.
-pub async fn run(
+pub(super) async fn run(
     ctx: &Ctx,
     id: RequestId,
     session: &Session,

@@ -29,7 +29,7 @@ fn not_interactive() -> Refusal {
     )
 }
 
-pub async fn input(ctx: &Ctx, id: RequestId, request: TermInput) -> Result<(), Refusal> {
+pub(crate) async fn input(ctx: &Ctx, id: RequestId, request: TermInput) -> Result<(), Refusal> {
     if request.data.len() > MAX_TERM_INPUT {
         let message = format!(
             "{} bytes of input in one frame; the limit is {MAX_TERM_INPUT}",
@@ -53,7 +53,7 @@ pub async fn input(ctx: &Ctx, id: RequestId, request: TermInput) -> Result<(), R
     Ok(())
 }
 
-pub fn resize(ctx: &Ctx, request: TermResize) -> Result<(), Refusal> {
+pub(crate) fn resize(ctx: &Ctx, request: TermResize) -> Result<(), Refusal> {
     terminal::check_size(request.rows, request.cols).map_err(|m| Refusal::new(ErrorCode::InvalidRequest, m))?;
     let terminal = live_terminal(ctx, request.session)?;
     if !terminal.is_interactive(ctx.conn) {
@@ -64,7 +64,7 @@ pub fn resize(ctx: &Ctx, request: TermResize) -> Result<(), Refusal> {
         .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot resize the terminal: {e}")))
 }
 
-pub fn ack(ctx: &Ctx, request: TermAck) {
+pub(crate) fn ack(ctx: &Ctx, request: TermAck) {
     if let Some(session) = ctx.daemon.registry.find(&SessionRef::Id(request.session)) {
         if let Some(terminal) = session.terminal.get() {
             terminal.ack(ctx.conn, request.seq);
@@ -72,7 +72,7 @@ pub fn ack(ctx: &Ctx, request: TermAck) {
     }
 }
 
-pub async fn transcript(ctx: &Ctx, id: RequestId, request: TermTranscript) -> Result<(), Refusal> {
+pub(crate) async fn transcript(ctx: &Ctx, id: RequestId, request: TermTranscript) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
     let terminal = session.terminal.get().ok_or_else(|| {
         Refusal::new(

@@ -16,7 +16,7 @@ use crate::session::{
     Session, SessionRefusal,
 };
 
-pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) -> Result<(), Refusal> {
     terminal::check_size(request.rows, request.cols).map_err(|m| Refusal::new(ErrorCode::InvalidRequest, m))?;
     let (session, created) = resolve_session(&ctx, &request)?;
     if let Some(secs) = request.idle_timeout_secs {

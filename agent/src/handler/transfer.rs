@@ -33,7 +33,7 @@ use crate::transfer::{
 
 /// Uploads open on one connection, by the request id of their `PutPath`.
 #[derive(Default)]
-pub struct Uploads(Mutex<HashMap<RequestId, Feeder>>);
+pub(crate) struct Uploads(Mutex<HashMap<RequestId, Feeder>>);
 
 impl Uploads {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Feeder>> {
@@ -105,7 +105,7 @@ fn base_dir(ctx: &Ctx, session: &Option<SessionRef>) -> Result<PathBuf, Refusal>
 }
 
 /// `PutPath` (a stream): a directory or symlink at once, or a file received to its end.
-pub async fn put(ctx: Arc<Ctx>, id: RequestId, request: PutPath) -> Result<(), Refusal> {
+pub(crate) async fn put(ctx: Arc<Ctx>, id: RequestId, request: PutPath) -> Result<(), Refusal> {
     let base = base_dir(&ctx, &request.session)?;
     let opened = upload::open(request, base, ctx.closed.clone()).await;
     match opened {
@@ -154,7 +154,7 @@ async fn receive(ctx: &Ctx, id: RequestId, file: Box<UploadFile>, mut feed: Feed
 }
 
 /// `FileData` of an upload: queued for its stream at its offset.
-pub async fn data(ctx: &Ctx, id: RequestId, data: FileData) {
+pub(crate) async fn data(ctx: &Ctx, id: RequestId, data: FileData) {
     let Some(mut feeder) = ctx.uploads.take(id) else {
         return ctx
             .send_error(id, ErrorCode::InvalidRequest, "file data for no open upload".into())
@@ -175,7 +175,7 @@ pub async fn data(ctx: &Ctx, id: RequestId, data: FileData) {
 }
 
 /// `FileEnd` of an upload: queued behind its data; the upload's stream checks it and answers.
-pub async fn end(ctx: &Ctx, id: RequestId, end: FileEnd) -> Result<(), Refusal> {
+pub(crate) async fn end(ctx: &Ctx, id: RequestId, end: FileEnd) -> Result<(), Refusal> {
     let no_upload = || Refusal::new(ErrorCode::InvalidRequest, "end of file for no open upload");
     let feeder = ctx.uploads.take(id).ok_or_else(no_upload)?;
     feeder.end(end).await.map_err(|_| no_upload())
@@ -191,7 +191,7 @@ async fn done(ctx: &Ctx, id: RequestId, made: Done) -> Result<(), Refusal> {
 }
 
 /// `GetPath` (a stream): describe a path and, recursively, a directory's tree.
-pub async fn get(ctx: Arc<Ctx>, id: RequestId, request: GetPath) -> Result<(), Refusal> {
+pub(crate) async fn get(ctx: Arc<Ctx>, id: RequestId, request: GetPath) -> Result<(), Refusal> {
     let base = base_dir(&ctx, &request.session)?;
     let list = match download::list(request, base, ctx.closed.clone()).await {
         Ok(list) => list,
@@ -203,7 +203,7 @@ pub async fn get(ctx: Arc<Ctx>, id: RequestId, request: GetPath) -> Result<(), R
 
 /// `ReadFile` (a stream): the file's bytes from `offset`, then its size and SHA-256. The
 /// connection's bounded outbox paces it.
-pub async fn read(ctx: Arc<Ctx>, id: RequestId, request: ReadFile) -> Result<(), Refusal> {
+pub(crate) async fn read(ctx: Arc<Ctx>, id: RequestId, request: ReadFile) -> Result<(), Refusal> {
     let path = bytes_path(&request.path);
     let result = async {
         let mut reader = Reader::open(path, request.offset, ctx.closed.clone()).await?;

@@ -13,7 +13,7 @@ use remora_wire::{AgentBody, CommandInfo, CommandList, CommandState, ErrorCode, 
 use super::{Ctx, Refusal};
 use crate::session::Session;
 
-pub async fn handle(ctx: Arc<Ctx>, id: RequestId, request: WaitJobs) -> Result<(), Refusal> {
+pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: WaitJobs) -> Result<(), Refusal> {
     let session = ctx.find_session(&request.session)?;
     let chosen = choose(&session, &request)?;
     let mut shown: Option<Vec<(u64, CommandState, u32)>> = None;

@@ -7,14 +7,14 @@ use std::{path::Path, process::Stdio, time::Duration};
 use crate::error::{AgentError, Result};
 
 /// The snapshot format this program writes.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 /// Snapshot formats this program reads (`resume.rs`).
 const READS: &[u32] = &[1];
 /// How long the new binary has to answer.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `remora-agent handover-check`: the line a daemon handing over reads.
-pub fn print_formats() {
+pub(crate) fn print_formats() {
     let formats: Vec<String> = READS.iter().map(u32::to_string).collect();
     println!(
         "remora-agent {} reads handover formats {}",
@@ -24,7 +24,7 @@ pub fn print_formats() {
 }
 
 /// Runs `binary handover-check`; returns the new binary's version when it reads [`FORMAT`].
-pub async fn check_binary(binary: &Path) -> Result<String> {
+pub(super) async fn check_binary(binary: &Path) -> Result<String> {
     let refused = |reason: String| AgentError::HandoverRefused {
         binary: binary.to_path_buf(),
         reason,

@@ -30,9 +30,9 @@ use std::{
 use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
-pub use check::{print_formats, FORMAT};
-pub use resume::{adopt_listener, adopt_pid_lock, adopt_sessions, close_stray_fds};
-pub use snapshot::DaemonSnapshot;
+pub(crate) use check::print_formats;
+pub(crate) use resume::{adopt_listener, adopt_pid_lock, adopt_sessions, close_stray_fds};
+pub(crate) use snapshot::DaemonSnapshot;
 
 use crate::{
     clock::now_millis,
@@ -45,7 +45,7 @@ use crate::{
 const QUIESCE_BOUND: Duration = Duration::from_secs(10);
 
 /// What the old program hands over besides its sessions.
-pub struct Inherited<'a> {
+pub(crate) struct Inherited<'a> {
     pub paths: &'a StatePaths,
     pub listener: RawFd,
     pub pid_lock: RawFd,
@@ -53,7 +53,7 @@ pub struct Inherited<'a> {
 
 /// Serves one upgrade request: on success this never returns (the process runs the new binary);
 /// on failure the daemon serves on and the requester reads why.
-pub async fn serve_request(daemon: &Arc<Daemon>, inherited: &Inherited<'_>, request: UpgradeRequest) {
+pub(crate) async fn serve_request(daemon: &Arc<Daemon>, inherited: &Inherited<'_>, request: UpgradeRequest) {
     let UpgradeRequest { binary, mut requester } = request;
     let error = match hand_over(daemon, inherited, &binary, &mut requester).await {
         Ok(never) => match never {},
@@ -168,7 +168,7 @@ impl Inheritance {
 
 /// Asks the daemon behind `paths` to hand over to `binary` (`remora-agent upgrade`). Returns
 /// the daemon's answer line, or `None` when no daemon runs (nothing to hand over).
-pub async fn request(paths: &StatePaths, binary: &Path) -> Result<Option<String>> {
+pub(crate) async fn request(paths: &StatePaths, binary: &Path) -> Result<Option<String>> {
     let socket = paths.socket();
     let Ok(mut stream) = tokio::net::UnixStream::connect(&socket).await else {
         return Ok(None);
@@ -192,24 +192,24 @@ pub async fn request(paths: &StatePaths, binary: &Path) -> Result<Option<String>
 }
 
 /// The path this program runs from, for a handover to it.
-pub fn own_binary() -> Result<PathBuf> {
+pub(crate) fn own_binary() -> Result<PathBuf> {
     std::env::current_exe().map_err(AgentError::io("cannot find own executable", "/proc/self/exe"))
 }
 
 /// Whether the daemon behind `pid` runs a binary that has since been replaced or removed (a
 /// package upgrade or `remora install` put a new one in its place).
-pub fn daemon_binary_replaced(pid: i32) -> bool {
+pub(crate) fn daemon_binary_replaced(pid: i32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .is_ok_and(|exe| exe.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
 }
 
 /// The listener's descriptor, for [`Inherited`].
-pub fn raw(fd: &impl AsRawFd) -> RawFd {
+pub(crate) fn raw(fd: &impl AsRawFd) -> RawFd {
     fd.as_raw_fd()
 }
 
 /// Says hello to the daemon behind `paths` and returns its welcome (who serves now).
-pub async fn confirm(paths: &StatePaths) -> Result<remora_wire::Welcome> {
+pub(crate) async fn confirm(paths: &StatePaths) -> Result<remora_wire::Welcome> {
     use remora_wire::{encode, AgentBody, ClientBody, ClientFrame, FrameReader, Hello, PROTOCOL_VERSION};
     let socket = paths.socket();
     let io = |action| AgentError::io(action, &socket);
@@ -247,7 +247,7 @@ pub async fn confirm(paths: &StatePaths) -> Result<remora_wire::Welcome> {
 /// When the running daemon's binary was replaced (a package upgrade, `remora install`) and this
 /// program is the binary now in place, hands the daemon over to it first. Best effort: a
 /// refusal is logged and the old daemon serves this connection as before.
-pub async fn upgrade_if_replaced(paths: &StatePaths) {
+pub(crate) async fn upgrade_if_replaced(paths: &StatePaths) {
     let Some(pid) = std::fs::read_to_string(paths.pid_file())
         .ok()
         .and_then(|text| text.trim().parse::<i32>().ok())

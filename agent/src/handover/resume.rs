@@ -23,7 +23,7 @@ use crate::{
 
 /// Closes every descriptor above stderr except `keep`: nothing the old program left open by
 /// mistake (an SSH client's pipe, say) may outlive it. Call before starting threads or runtimes.
-pub fn close_stray_fds(keep: &[RawFd]) {
+pub(crate) fn close_stray_fds(keep: &[RawFd]) {
     let Ok(entries) = fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -37,14 +37,14 @@ pub fn close_stray_fds(keep: &[RawFd]) {
 
 /// Takes the pid-file lock back: the handed-over descriptor already holds it, so locking it
 /// again succeeds at once.
-pub fn adopt_pid_lock(snapshot: &DaemonSnapshot) -> Result<Flock<fs::File>> {
+pub(crate) fn adopt_pid_lock(snapshot: &DaemonSnapshot) -> Result<Flock<fs::File>> {
     // SAFETY: the snapshot names the pid file's descriptor, handed over to this program alone.
     let file = unsafe { fs::File::from_raw_fd(snapshot.pid_lock) };
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| errno.into())
 }
 
 /// The listening socket, still bound, with connections waiting in its backlog.
-pub fn adopt_listener(snapshot: &DaemonSnapshot) -> Result<tokio::net::UnixListener> {
+pub(crate) fn adopt_listener(snapshot: &DaemonSnapshot) -> Result<tokio::net::UnixListener> {
     // SAFETY: the snapshot names the listener's descriptor, handed over to this program alone.
     let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(snapshot.listener) };
     let io = |action| AgentError::io(action, "the handed-over socket");
@@ -53,7 +53,7 @@ pub fn adopt_listener(snapshot: &DaemonSnapshot) -> Result<tokio::net::UnixListe
 }
 
 /// Registers every handed-over session and goes on with its shell.
-pub fn adopt_sessions(daemon: &Daemon, snapshot: DaemonSnapshot) {
+pub(crate) fn adopt_sessions(daemon: &Daemon, snapshot: DaemonSnapshot) {
     let (count, from) = (snapshot.sessions.len(), snapshot.from_version);
     let (mut shells, mut terminals) = (0, 0);
     let root = daemon.store_root.clone().unwrap_or_default();

@@ -20,7 +20,7 @@ use crate::{
 
 /// Everything a new program needs to carry on as the daemon.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct DaemonSnapshot {
+pub(crate) struct DaemonSnapshot {
     /// The snapshot format ([`FORMAT`] when written by this program).
     pub format: u32,
     /// The version of the program that wrote it.
@@ -34,7 +34,7 @@ pub struct DaemonSnapshot {
 
 impl DaemonSnapshot {
     /// Takes the snapshot of a quiesced daemon (connections ended, runspaces parked).
-    pub fn take(daemon: &Daemon, inherited: &Inherited<'_>, now: UnixMillis) -> Self {
+    pub(crate) fn take(daemon: &Daemon, inherited: &Inherited<'_>, now: UnixMillis) -> Self {
         Self {
             format: FORMAT,
             from_version: env!("CARGO_PKG_VERSION").into(),
@@ -50,7 +50,7 @@ impl DaemonSnapshot {
     }
 
     /// Every descriptor that must survive `exec`.
-    pub fn kept_fds(&self) -> Vec<RawFd> {
+    pub(crate) fn kept_fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.listener, self.pid_lock];
         for runspace in self.sessions.iter().filter_map(|s| s.runspace.as_ref()) {
             let shell = &runspace.shell;
@@ -67,7 +67,7 @@ impl DaemonSnapshot {
     }
 
     /// Writes the snapshot, private to the user.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         let bytes = rmp_serde::to_vec_named(self).map_err(|cause| AgentError::Encode {
             what: "handover snapshot",
             cause,
@@ -84,7 +84,7 @@ impl DaemonSnapshot {
 
     /// Reads a snapshot and deletes its file. A format this program does not read is an error
     /// (`handover-check` keeps that from happening).
-    pub fn read_and_remove(path: &Path) -> Result<Self> {
+    pub(crate) fn read_and_remove(path: &Path) -> Result<Self> {
         let bytes = fs::read(path).map_err(AgentError::io("cannot read", path));
         let _ = fs::remove_file(path);
         let snapshot: Self = rmp_serde::from_slice(&bytes?).map_err(|cause| AgentError::Unreadable {

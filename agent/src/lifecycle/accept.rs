@@ -16,7 +16,7 @@ use crate::{
 const TAG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one socket connection to its end, logging why it ended.
-pub async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
+pub(super) async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
     // Refused before the stream is dropped, so the refusal is in the log by the time the peer
     // sees the hang-up.
     if let Err(err) = check_peer(&stream) {

@@ -26,7 +26,7 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
 /// Runs the daemon in the foreground until it is told to stop; `handed` is what a previous
 /// program of this process handed over (see `handover`).
-pub async fn run(paths: StatePaths, handed: Option<DaemonSnapshot>) -> Result<()> {
+pub(crate) async fn run(paths: StatePaths, handed: Option<DaemonSnapshot>) -> Result<()> {
     paths.prepare()?;
     let (pid_lock, listener, daemon) = match handed {
         Some(snapshot) => {

@@ -10,7 +10,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Runs until the daemon stops: sleeps until the next session's expiry, or until a client lets
 /// go of a session or changes an idle timeout.
-pub async fn run(daemon: Arc<Daemon>) {
+pub(super) async fn run(daemon: Arc<Daemon>) {
     let mut sessions = daemon.registry.len();
     loop {
         let next = daemon.remove_expired();

@@ -21,26 +21,26 @@ const HARMLESS_OPTIONS: &[&str] = &[
 
 /// One usable key line.
 #[derive(Debug, Clone)]
-pub struct AuthorizedKey {
+pub(crate) struct AuthorizedKey {
     pub key: PublicKey,
     pub line: usize,
 }
 
 /// The keys that may log in.
 #[derive(Debug, Default)]
-pub struct AuthorizedKeys {
+pub(crate) struct AuthorizedKeys {
     pub keys: Vec<AuthorizedKey>,
 }
 
 impl AuthorizedKeys {
     /// Reads and parses a file; unusable lines are skipped with a warning naming the line.
-    pub fn read(path: &Path) -> Result<Self> {
+    pub(crate) fn read(path: &Path) -> Result<Self> {
         let text = fs::read_to_string(path).map_err(AgentError::io("cannot read authorized keys", path))?;
         Ok(Self::parse(&text, &path.display().to_string()))
     }
 
     /// Parses authorized_keys text; `origin` names it in warnings.
-    pub fn parse(text: &str, origin: &str) -> Self {
+    pub(crate) fn parse(text: &str, origin: &str) -> Self {
         let keys = text
             .lines()
             .enumerate()
@@ -56,9 +56,12 @@ impl AuthorizedKeys {
         Self { keys }
     }
 
-    /// Whether `key` may log in.
-    pub fn allows(&self, key: &PublicKey) -> bool {
-        self.keys.iter().any(|k| k.key.key_data() == key.key_data())
+    /// The line that lets `key` log in, if one does (like sshd, the log names it).
+    pub(crate) fn allowing_line(&self, key: &PublicKey) -> Option<usize> {
+        self.keys
+            .iter()
+            .find(|k| k.key.key_data() == key.key_data())
+            .map(|k| k.line)
     }
 }
 
@@ -172,6 +175,6 @@ mod tests {
         assert_eq!(keys.keys.len(), 1);
         assert_eq!(keys.keys[0].line, 3);
         let key = parse_public_key_base64(good.split_whitespace().nth(1).unwrap()).unwrap();
-        assert!(keys.allows(&key));
+        assert_eq!(keys.allowing_line(&key), Some(3));
     }
 }

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use super::{AuthorizedKeys, DaemonConnector};
 
 /// Per-connection state.
-pub struct ClientHandler {
+pub(super) struct ClientHandler {
     peer: Option<SocketAddr>,
     authorized_keys: PathBuf,
     connect: DaemonConnector,
@@ -23,7 +23,7 @@ pub struct ClientHandler {
 }
 
 impl ClientHandler {
-    pub fn new(peer: Option<SocketAddr>, authorized_keys: PathBuf, connect: DaemonConnector) -> Self {
+    pub(super) fn new(peer: Option<SocketAddr>, authorized_keys: PathBuf, connect: DaemonConnector) -> Self {
         Self {
             peer,
             authorized_keys,
@@ -33,14 +33,15 @@ impl ClientHandler {
     }
 
     fn is_authorized(&self, user: &str, key: &PublicKey) -> bool {
-        let allowed = match AuthorizedKeys::read(&self.authorized_keys) {
-            Ok(keys) => keys.allows(key),
+        let line = match AuthorizedKeys::read(&self.authorized_keys) {
+            Ok(keys) => keys.allowing_line(key),
             Err(err) => {
                 warn!("{err}");
-                false
+                None
             }
         };
-        info!(peer = ?self.peer, user, allowed, "public key offered");
+        let allowed = line.is_some();
+        info!(peer = ?self.peer, user, allowed, line, "public key offered");
         allowed
     }
 

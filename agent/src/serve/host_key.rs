@@ -8,7 +8,7 @@ use russh::keys::{ssh_key::LineEnding, Algorithm, PrivateKey};
 use crate::error::{AgentError, HostKeyFailure, Result};
 
 /// Loads the host key at `path`, creating it first if it does not exist.
-pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
+pub(crate) fn load_or_create_host_key(path: &Path) -> Result<PrivateKey> {
     if path.exists() {
         return PrivateKey::read_openssh_file(path).map_err(|cause| {
             AgentError::HostKey(HostKeyFailure::Read {

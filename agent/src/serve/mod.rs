@@ -20,8 +20,8 @@ use russh::{
 use tokio::net::{TcpListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-pub use authorized_keys::{AuthorizedKey, AuthorizedKeys};
-pub use host_key::load_or_create_host_key;
+pub(crate) use authorized_keys::AuthorizedKeys;
+pub(crate) use host_key::load_or_create_host_key;
 
 use crate::{
     error::{AgentError, Result},
@@ -29,7 +29,7 @@ use crate::{
 };
 
 /// Where and how to serve.
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// Who may log in (OpenSSH authorized_keys format).
@@ -40,11 +40,12 @@ pub struct ServeOptions {
 
 /// How the server reaches the daemon for each subsystem channel: a fresh unix stream already in
 /// protocol mode.
-pub type DaemonConnector = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<UnixStream>> + Send>> + Send + Sync>;
+pub(crate) type DaemonConnector =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<UnixStream>> + Send>> + Send + Sync>;
 
 /// Binds, prints `listening on ADDR` and `host key SHA256:…` on stdout, then serves until
 /// `shutdown` is cancelled.
-pub async fn run(
+pub(crate) async fn run(
     options: ServeOptions,
     paths: &StatePaths,
     connect: DaemonConnector,
@@ -75,7 +76,7 @@ pub async fn run(
 }
 
 /// Serves connections on `listener` until `shutdown` is cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     config: Config,
     authorized_keys: PathBuf,
@@ -96,7 +97,7 @@ pub async fn serve(
 }
 
 /// The server's SSH settings: public-key auth only, keepalives, a large window.
-pub fn server_config(host_key: russh::keys::PrivateKey) -> Config {
+pub(crate) fn server_config(host_key: russh::keys::PrivateKey) -> Config {
     Config {
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(200),

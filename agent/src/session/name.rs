@@ -1,7 +1,7 @@
 //! Session names: short, printable, safe in file names and shell prompts.
 
 /// Longest accepted session name.
-pub const MAX_NAME_LEN: usize = 64;
+pub(super) const MAX_NAME_LEN: usize = 64;
 
 /// Why a session name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

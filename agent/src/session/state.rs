@@ -70,7 +70,7 @@ pub(super) struct Lease {
 
 /// Everything about a session that changes.
 #[derive(Debug)]
-pub struct SessionState {
+pub(super) struct SessionState {
     pub(super) settings: SessionSettings,
     /// Why the last holder lost the session by force ("taken over by …", "disconnected by …").
     pub(super) released_by: Option<String>,
@@ -84,7 +84,7 @@ pub struct SessionState {
 
 impl SessionState {
     /// A new, empty, unattached session; its idle clock starts at `now`.
-    pub fn new(settings: SessionSettings, now: UnixMillis) -> Self {
+    pub(super) fn new(settings: SessionSettings, now: UnixMillis) -> Self {
         Self {
             settings,
             released_by: None,
@@ -98,7 +98,7 @@ impl SessionState {
     }
 
     /// Queues a command; it runs after the ones before it.
-    pub fn enqueue(&mut self, text: String) -> Result<CommandInfo, SessionRefusal> {
+    pub(super) fn enqueue(&mut self, text: String) -> Result<CommandInfo, SessionRefusal> {
         if let Some(reason) = &self.broken {
             return Err(SessionRefusal::Broken(reason.clone()));
         }
@@ -120,17 +120,17 @@ impl SessionState {
     }
 
     /// Where the next `len` bytes of output go.
-    pub fn placement(&self, len: usize) -> Placement {
+    pub(super) fn placement(&self, len: usize) -> Placement {
         self.buffer.placement(&self.settings, self.lease.is_some(), len)
     }
 
     /// Spilling failed: the session keeps output in memory and blocks at the limit.
-    pub fn spill_failed(&mut self, reason: String) {
+    pub(super) fn spill_failed(&mut self, reason: String) {
         self.buffer.spill_error.get_or_insert(reason);
     }
 
     /// Appends output of a running command to its journal.
-    pub fn push_output(&mut self, command: u64, stream: Stream, data: Data) -> Effects {
+    pub(super) fn push_output(&mut self, command: u64, stream: Stream, data: Data) -> Effects {
         let mut effects = Effects::default();
         let Some(record) = self.commands.get_mut(&command) else {
             if let Data::Spilled(chunk) = data {
@@ -150,7 +150,7 @@ impl SessionState {
     }
 
     /// Ends a command with its final state; the end becomes its journal's last entry.
-    pub fn finish(&mut self, command: u64, state: CommandState, exit_code: Option<i32>) -> Effects {
+    pub(super) fn finish(&mut self, command: u64, state: CommandState, exit_code: Option<i32>) -> Effects {
         let mut effects = Effects::default();
         if let Some(record) = self.commands.get_mut(&command) {
             if record.finish(state, exit_code) {
@@ -162,7 +162,7 @@ impl SessionState {
 
     /// What `command` will look like once ended at `now`, for saving it before the end is
     /// published (see `Session::finish_durably`); `None` if it has ended already.
-    pub fn ended_snapshot(
+    pub(super) fn ended_snapshot(
         &self,
         command: u64,
         state: CommandState,
@@ -175,7 +175,7 @@ impl SessionState {
 
     /// Ends a command whose ended form is already saved: only how far it is acknowledged (acks
     /// may have come in while it was being saved) is left to record.
-    pub fn finish_saved(
+    pub(super) fn finish_saved(
         &mut self,
         command: u64,
         state: CommandState,
@@ -208,19 +208,19 @@ impl SessionState {
     }
 
     /// The runspace is gone: unended commands Failed, the session Broken with `reason`.
-    pub fn mark_broken(&mut self, reason: String) -> Effects {
+    pub(super) fn mark_broken(&mut self, reason: String) -> Effects {
         self.broken.get_or_insert(reason);
         self.finish_all(CommandState::Failed)
     }
 
     /// Stops every command that has not ended (session removal, daemon shutdown).
-    pub fn stop_all(&mut self) -> Effects {
+    pub(super) fn stop_all(&mut self) -> Effects {
         self.finish_all(CommandState::Stopped)
     }
 
     /// Stops `command` (default: the running one). A queued command ends at once; a running
     /// one is returned in `interrupt` for the runspace to interrupt.
-    pub fn request_stop(&mut self, command: Option<u64>) -> Result<StopAccepted, StopRefusal> {
+    pub(super) fn request_stop(&mut self, command: Option<u64>) -> Result<StopAccepted, StopRefusal> {
         let target = match command {
             Some(id) => id,
             None => self
@@ -252,7 +252,7 @@ impl SessionState {
     }
 
     /// Records that a client has written a command's output up to `seq`.
-    pub fn ack(&mut self, command: u64, seq: u64) -> Effects {
+    pub(super) fn ack(&mut self, command: u64, seq: u64) -> Effects {
         let mut effects = Effects::default();
         let Some(record) = self.commands.get_mut(&command) else {
             return effects;
@@ -275,7 +275,7 @@ impl SessionState {
     }
 
     /// Attaches `conn`; see `Session::attach`. Returns the attachment's token.
-    pub fn attach(
+    pub(super) fn attach(
         &mut self,
         conn: ConnId,
         from: &str,
@@ -314,7 +314,7 @@ impl SessionState {
     }
 
     /// One stream of `conn` let go; the last one detaches and starts the idle clock.
-    pub fn detach(&mut self, conn: ConnId, now: UnixMillis) {
+    pub(super) fn detach(&mut self, conn: ConnId, now: UnixMillis) {
         let Some(lease) = self.lease.as_mut().filter(|l| l.conn == conn) else {
             return;
         };
@@ -326,7 +326,7 @@ impl SessionState {
     }
 
     /// Detaches whoever holds the session (Disconnect-PSSession); their streams end.
-    pub fn release(&mut self, by: &str, now: UnixMillis) {
+    pub(super) fn release(&mut self, by: &str, now: UnixMillis) {
         if let Some(lease) = self.lease.take() {
             lease.token.cancel();
             self.released_by = Some(format!("disconnected by {by}"));
@@ -335,7 +335,7 @@ impl SessionState {
     }
 
     /// Changes the idle timeout and/or buffering mode; saved only when something changed.
-    pub fn update_settings(&mut self, idle_timeout_secs: Option<u64>, buffering: Option<Buffering>) -> Effects {
+    pub(super) fn update_settings(&mut self, idle_timeout_secs: Option<u64>, buffering: Option<Buffering>) -> Effects {
         let before = (self.settings.idle_timeout_secs, self.settings.buffering);
         if let Some(secs) = idle_timeout_secs {
             self.settings.idle_timeout_secs = secs;
@@ -351,7 +351,7 @@ impl SessionState {
     }
 
     /// When the idle timeout removes the session, if nobody is attached.
-    pub fn expires_at(&self) -> Option<UnixMillis> {
+    pub(super) fn expires_at(&self) -> Option<UnixMillis> {
         match self.lease {
             Some(_) => None,
             None => self
@@ -361,22 +361,22 @@ impl SessionState {
     }
 
     /// Why the runspace must stop reading the command's output for now.
-    pub fn pause_reason(&self) -> Option<String> {
+    pub(super) fn pause_reason(&self) -> Option<String> {
         self.buffer.pause_reason(&self.settings, self.lease.is_some())
     }
 
     /// Number of commands Running or Queued.
-    pub fn active_commands(&self) -> u32 {
+    pub(super) fn active_commands(&self) -> u32 {
         self.commands.values().filter(|c| !c.is_ended()).count() as u32
     }
 
     /// True when every command has ended and every journal entry is acknowledged.
-    pub fn drained(&self) -> bool {
+    pub(super) fn drained(&self) -> bool {
         self.commands.values().all(|c| c.is_ended() && c.journal.fully_acked())
     }
 
     /// Exit code of the most recently ended command.
-    pub fn last_exit_code(&self) -> Option<i32> {
+    pub(super) fn last_exit_code(&self) -> Option<i32> {
         self.commands
             .values()
             .rev()
@@ -399,7 +399,7 @@ impl SessionState {
 
 /// A stop request that was accepted.
 #[derive(Debug)]
-pub struct StopAccepted {
+pub(super) struct StopAccepted {
     pub info: CommandInfo,
     /// The running command the runspace must interrupt.
     pub interrupt: Option<u64>,

@@ -63,7 +63,7 @@ pub fn failed(record: &CommandRecord) -> bool {
 impl SessionState {
     /// Queues a job with its workflow options, refusing unknown or circular dependencies and
     /// out-of-range values before anything changes.
-    pub fn enqueue_job(
+    pub(super) fn enqueue_job(
         &mut self,
         text: String,
         options: JobOptions,
@@ -140,7 +140,7 @@ impl SessionState {
     /// whose dependencies have ended, skipping (ending Skipped) those whose `--after-ok`
     /// dependency did not succeed. Jobs run in order: while the job to start is not `input_ready`
     /// (its stored stdin is still arriving), nothing starts.
-    pub fn next_job(&mut self, now: UnixMillis, input_ready: impl Fn(u64) -> bool) -> NextJob {
+    pub(super) fn next_job(&mut self, now: UnixMillis, input_ready: impl Fn(u64) -> bool) -> NextJob {
         let mut next = NextJob::default();
         if let Some(record) = self.commands.values_mut().find(|c| c.workflow.retry_at.is_some()) {
             let at = record.workflow.retry_at.expect("found by it");
@@ -216,7 +216,7 @@ impl SessionState {
     /// An attempt of a running job exited with `code`. When the job has retries left, a marker
     /// line goes to its stderr, the job stays Running until `retry_at`, and this returns true;
     /// otherwise the caller ends the job with this attempt's result.
-    pub fn retry_after_failure(&mut self, id: u64, code: i32, now: UnixMillis) -> bool {
+    pub(super) fn retry_after_failure(&mut self, id: u64, code: i32, now: UnixMillis) -> bool {
         let Some(record) = self.commands.get(&id) else {
             return false;
         };
@@ -240,7 +240,7 @@ impl SessionState {
     }
 
     /// Jobs counted as failed (see [`failed`]).
-    pub fn failed_commands(&self) -> u32 {
+    pub(super) fn failed_commands(&self) -> u32 {
         self.commands.values().filter(|c| failed(c)).count() as u32
     }
 }

@@ -31,7 +31,11 @@ const READ_AHEAD: usize = 4;
 
 /// `GetPath`: the path and, recursively, a directory's tree (a blocking job). Relative paths
 /// start at `base`.
-pub async fn list(request: GetPath, base: PathBuf, cancel: CancellationToken) -> Result<PathList, TransferError> {
+pub(crate) async fn list(
+    request: GetPath,
+    base: PathBuf,
+    cancel: CancellationToken,
+) -> Result<PathList, TransferError> {
     let root = resolve(&base, &request.path);
     blocking(&root.clone(), move || list_now(&root, request.recursive, &cancel)).await
 }
@@ -115,7 +119,7 @@ fn path_meta(path: &Path, meta: &fs::Metadata) -> PathMeta {
 }
 
 /// What a [`Reader`] has next.
-pub enum Read {
+pub(crate) enum Read {
     /// The next chunks, in order.
     Data(Vec<FileData>),
     /// Every byte was read: the file's size and SHA-256.
@@ -123,7 +127,7 @@ pub enum Read {
 }
 
 /// `ReadFile`: a file's bytes from an offset, read by blocking jobs one batch ahead.
-pub struct Reader {
+pub(crate) struct Reader {
     path: PathBuf,
     ahead: Ahead,
 }
@@ -150,7 +154,7 @@ struct ReadState {
 impl Reader {
     /// Opens `path` and hashes its bytes before `offset` (capped at its size), then starts
     /// reading from there.
-    pub async fn open(path: PathBuf, offset: u64, cancel: CancellationToken) -> Result<Reader, TransferError> {
+    pub(crate) async fn open(path: PathBuf, offset: u64, cancel: CancellationToken) -> Result<Reader, TransferError> {
         let state = blocking(&path.clone(), move || ReadState::open(path, offset, cancel)).await?;
         let path = state.path.clone();
         Ok(Reader {
@@ -160,7 +164,7 @@ impl Reader {
     }
 
     /// The next chunks, or the end; a read error ends the reader.
-    pub async fn next(&mut self) -> Result<Read, TransferError> {
+    pub(crate) async fn next(&mut self) -> Result<Read, TransferError> {
         loop {
             match std::mem::replace(&mut self.ahead, Ahead::Gone) {
                 Ahead::Reading(job) => {

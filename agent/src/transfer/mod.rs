@@ -19,8 +19,8 @@
 //!   sessions, connections, frames or handlers: the handler resolves the session's directory
 //!   and turns results into frames.
 
-pub mod download;
-pub mod upload;
+pub(crate) mod download;
+pub(crate) mod upload;
 
 use std::{
     ffi::OsStr,
@@ -34,14 +34,14 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 /// Bytes read per step when hashing, and per data frame of a download.
-pub const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 /// Most paths one `GetPath` lists.
-pub const MAX_LISTED: usize = 1_000_000;
+pub(crate) const MAX_LISTED: usize = 1_000_000;
 
 /// Why a copy step failed. Messages name the path and the next step; [`TransferError::on_host`]
 /// says which ones the handler prefixes with the host's name.
 #[derive(Debug, thiserror::Error)]
-pub enum TransferError {
+pub(crate) enum TransferError {
     #[error("cannot {action} {}: {cause}{}", path.display(), next_step(cause))]
     Io {
         action: &'static str,
@@ -78,7 +78,7 @@ pub enum TransferError {
 
 impl TransferError {
     /// The wire code a client sees for this failure.
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             TransferError::Io { cause, .. } => io_code(cause),
             TransferError::Conflict(_) => ErrorCode::PathConflict,
@@ -90,7 +90,7 @@ impl TransferError {
     }
 
     /// Whether the message is about the host's files, so it starts with the host's name.
-    pub fn on_host(&self) -> bool {
+    pub(crate) fn on_host(&self) -> bool {
         matches!(
             self,
             TransferError::Io { .. }
@@ -184,13 +184,13 @@ impl PrefixError {
 }
 
 /// A path the client sent, as bytes.
-pub fn bytes_path(bytes: &[u8]) -> PathBuf {
+pub(crate) fn bytes_path(bytes: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(bytes))
 }
 
 /// A remote path as the client sent it: relative ones start at `base` (the session's runspace
 /// directory or home); an empty one is `base` itself.
-pub fn resolve(base: &Path, path: &[u8]) -> PathBuf {
+pub(crate) fn resolve(base: &Path, path: &[u8]) -> PathBuf {
     let path = bytes_path(path);
     match path.as_os_str().is_empty() {
         true => base.to_path_buf(),
@@ -199,7 +199,7 @@ pub fn resolve(base: &Path, path: &[u8]) -> PathBuf {
 }
 
 /// A path's bytes as the wire has them.
-pub fn wire_path(path: &Path) -> Vec<u8> {
+pub(crate) fn wire_path(path: &Path) -> Vec<u8> {
     path.as_os_str().as_bytes().to_vec()
 }
 

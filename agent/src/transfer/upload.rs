@@ -43,7 +43,7 @@ use super::{blocking, check, hash_prefix, io_err, resolve, TransferError};
 /// Upload progress between acknowledgements, and about the bytes one write job takes.
 const ACK_STEP: u64 = 1024 * 1024;
 /// Most bytes of one upload waiting for the disk (a larger frame waits alone).
-pub const QUEUED_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const QUEUED_BYTES: usize = 4 * 1024 * 1024;
 /// Most frames of one upload waiting for the disk, whatever their size.
 const QUEUED_FRAMES: usize = 64;
 /// How long an upload waits for another one to let go of the same partial file (the old
@@ -54,14 +54,14 @@ const PART_LOCK_RETRY: Duration = Duration::from_millis(50);
 
 /// A path that is complete: made at once (a directory, a symlink) or renamed into place.
 #[derive(Debug)]
-pub struct Done {
+pub(crate) struct Done {
     pub path: PathBuf,
     /// File bytes written by this request (0 for directories and links).
     pub bytes: u64,
 }
 
 /// What a `PutPath` led to.
-pub enum Opened {
+pub(crate) enum Opened {
     Done(Done),
     /// A file to receive: its partial file is open and locked, resumed from [`UploadFile::offset`].
     File(Box<UploadFile>),
@@ -69,7 +69,7 @@ pub enum Opened {
 
 /// `PutPath`: make a directory or symlink, or open (and for a resume, hash) a file's partial
 /// file. Relative paths start at `base`.
-pub async fn open(request: PutPath, base: PathBuf, cancel: CancellationToken) -> Result<Opened, TransferError> {
+pub(crate) async fn open(request: PutPath, base: PathBuf, cancel: CancellationToken) -> Result<Opened, TransferError> {
     let dest = resolve(&base, &request.dest);
     let (request, place) = blocking(&dest, move || {
         let place = Place::for_request(&request, &base)?;
@@ -326,7 +326,7 @@ async fn open_file(request: PutPath, place: Place, cancel: CancellationToken) ->
 
 /// A file being uploaded to its partial name, locked (flock) so that no other upload writes it.
 /// Moved into each blocking job that works on it and handed back.
-pub struct UploadFile {
+pub(crate) struct UploadFile {
     file: Flock<File>,
     /// The target's directory, opened once; `part` and the target's name are names in it.
     dir: Dir,
@@ -380,18 +380,18 @@ impl UploadFile {
     }
 
     /// Where the file goes.
-    pub fn target(&self) -> &Path {
+    pub(crate) fn target(&self) -> &Path {
         &self.target
     }
 
     /// The bytes the partial file holds: where the client continues.
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.written
     }
 
     /// Writes `batch` at the end of what is written (a blocking job) and says when the client
     /// is due an acknowledgement (every [`ACK_STEP`]). A failed write removes the partial file.
-    pub async fn write(self, batch: Vec<Chunk>) -> Result<(UploadFile, Option<u64>), TransferError> {
+    pub(crate) async fn write(self, batch: Vec<Chunk>) -> Result<(UploadFile, Option<u64>), TransferError> {
         let target = self.target.clone();
         blocking(&target, move || self.write_now(batch)).await
     }
@@ -417,7 +417,7 @@ impl UploadFile {
 
     /// `FileEnd`: checks size and SHA-256, then `fsync`, mode and mtime, and the rename into
     /// place (a blocking job). Any failure removes the partial file.
-    pub async fn finish(self, end: FileEnd) -> Result<Done, TransferError> {
+    pub(crate) async fn finish(self, end: FileEnd) -> Result<Done, TransferError> {
         let target = self.target.clone();
         blocking(&target, move || self.finish_now(end)).await
     }
@@ -451,7 +451,7 @@ impl UploadFile {
 }
 
 /// One data frame's bytes waiting for the disk, holding its share of the feed's room.
-pub struct Chunk {
+pub(crate) struct Chunk {
     data: Vec<u8>,
     /// Leading bytes the partial file already holds (a client resending after a reconnect).
     skip: usize,
@@ -471,7 +471,7 @@ enum Item {
 
 /// A `FileData` frame that cannot be taken.
 #[derive(Debug)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// It starts past the bytes received so far: bytes are missing in between.
     Past { offset: u64, received: u64 },
     /// The upload has ended (it failed, or its connection is closing).
@@ -480,7 +480,7 @@ pub enum PushError {
 
 /// The request loop's end of an upload: takes its frames in order, trims what the partial file
 /// already has, and waits while [`QUEUED_BYTES`] wait for the disk.
-pub struct Feeder {
+pub(crate) struct Feeder {
     tx: mpsc::Sender<Item>,
     room: Arc<Semaphore>,
     /// Bytes of the file received so far (written or waiting).
@@ -488,7 +488,7 @@ pub struct Feeder {
 }
 
 /// The upload's end of the queue: batches for the write jobs, then the `FileEnd`.
-pub struct Feed {
+pub(crate) struct Feed {
     rx: mpsc::Receiver<Item>,
     room: Arc<Semaphore>,
     /// An item taken while gathering a batch, for the next call.
@@ -496,7 +496,7 @@ pub struct Feed {
 }
 
 /// What the upload does next.
-pub enum Next {
+pub(crate) enum Next {
     Data(Vec<Chunk>),
     End(FileEnd),
     /// The feeder is gone: the connection ended or refused a frame; the partial file stays.
@@ -504,7 +504,7 @@ pub enum Next {
 }
 
 /// A bounded queue for an upload whose partial file holds `offset` bytes.
-pub fn feed(offset: u64) -> (Feeder, Feed) {
+pub(crate) fn feed(offset: u64) -> (Feeder, Feed) {
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     let room = Arc::new(Semaphore::new(QUEUED_BYTES));
     let feeder = Feeder {
@@ -522,7 +522,7 @@ pub fn feed(offset: u64) -> (Feeder, Feed) {
 
 impl Feeder {
     /// Queues a frame's new bytes, waiting for room.
-    pub async fn push(&mut self, data: FileData) -> Result<(), PushError> {
+    pub(crate) async fn push(&mut self, data: FileData) -> Result<(), PushError> {
         if data.offset > self.received {
             return Err(PushError::Past {
                 offset: data.offset,
@@ -551,19 +551,19 @@ impl Feeder {
     }
 
     /// Queues the `FileEnd` behind the data.
-    pub async fn end(self, end: FileEnd) -> Result<(), PushError> {
+    pub(crate) async fn end(self, end: FileEnd) -> Result<(), PushError> {
         self.tx.send(Item::End(end)).await.map_err(|_| PushError::Closed)
     }
 
     /// Whether the upload has ended.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
 }
 
 impl Feed {
     /// Waits for data (gathering what is queued, up to about [`ACK_STEP`] bytes) or the end.
-    pub async fn next(&mut self) -> Next {
+    pub(crate) async fn next(&mut self) -> Next {
         let first = match self.held.pop_front() {
             Some(item) => item,
             None => match self.rx.recv().await {

@@ -35,7 +35,7 @@ use crate::session::{
 const PIPE_SIZE: i32 = 1024 * 1024;
 
 /// The write end of a command's stdin fifo.
-pub struct InputPipe {
+pub(super) struct InputPipe {
     path: PathBuf,
     sender: pipe::Sender,
     /// All input was written: close once the shell opened the fifo.
@@ -46,7 +46,7 @@ pub struct InputPipe {
 
 impl InputPipe {
     /// Makes a fresh 0600 fifo for `command` in `dir` and opens it.
-    pub fn create(dir: &Path, session: uuid::Uuid, command: u64) -> io::Result<Self> {
+    pub(super) fn create(dir: &Path, session: uuid::Uuid, command: u64) -> io::Result<Self> {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         let path = fifo_path(dir, session, command);
         let _ = std::fs::remove_file(&path);
@@ -69,28 +69,28 @@ impl InputPipe {
     }
 
     /// The shell has the fifo open: its name is no longer needed.
-    pub fn mark_opened(&mut self) {
+    pub(super) fn mark_opened(&mut self) {
         self.opened = true;
         let _ = std::fs::remove_file(&self.path);
     }
 
     /// Whether the agent's end can be closed: all input written and the shell holds the fifo.
-    pub fn finished(&self) -> bool {
+    pub(super) fn finished(&self) -> bool {
         self.eof && self.opened
     }
 
     /// Where the command reads.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The descriptor, for a handover.
-    pub fn raw_fd(&self) -> RawFd {
+    pub(super) fn raw_fd(&self) -> RawFd {
         self.sender.as_raw_fd()
     }
 
     /// Lets the descriptor survive `exec`, or not.
-    pub fn inherit(&self, inherit: bool) -> io::Result<()> {
+    pub(super) fn inherit(&self, inherit: bool) -> io::Result<()> {
         let flags = if inherit { FdFlag::empty() } else { FdFlag::FD_CLOEXEC };
         fcntl(&self.sender, FcntlArg::F_SETFD(flags))?;
         Ok(())
@@ -100,7 +100,7 @@ impl InputPipe {
     ///
     /// # Safety
     /// `fd` must be open, owned by nobody else in this process, and the write end of `path`.
-    pub unsafe fn adopt(fd: RawFd, path: PathBuf, eof: bool, opened: bool) -> io::Result<Self> {
+    pub(super) unsafe fn adopt(fd: RawFd, path: PathBuf, eof: bool, opened: bool) -> io::Result<Self> {
         // SAFETY: the caller vouches that the descriptor is ours alone.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
@@ -116,7 +116,7 @@ impl InputPipe {
     /// Writes the next piece of the command's input; false once the input is complete (or the
     /// pipe failed) and the pipe should be closed. Cancel-safe: bytes count as consumed only in
     /// the same poll that wrote them.
-    pub async fn feed(&self, session: &Session, command: u64) -> bool {
+    pub(super) async fn feed(&self, session: &Session, command: u64) -> bool {
         loop {
             let mut changed = session.subscribe();
             match session.inputs.next(command) {
@@ -149,7 +149,7 @@ impl Drop for InputPipe {
 }
 
 /// [`InputPipe::feed`] on an optional pipe: never ready without one or once all is written.
-pub async fn feed(pipe: Option<&InputPipe>, session: &Session, command: u64) -> bool {
+pub(super) async fn feed(pipe: Option<&InputPipe>, session: &Session, command: u64) -> bool {
     match pipe {
         Some(pipe) if !pipe.eof => pipe.feed(session, command).await,
         _ => std::future::pending().await,

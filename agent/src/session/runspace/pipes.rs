@@ -12,18 +12,21 @@ use crate::{
 };
 
 /// Largest read from a pipe, and so the largest journal chunk: a quarter of a widened pipe.
-pub const READ_CHUNK: usize = 256 * 1024;
+pub(super) const READ_CHUNK: usize = 256 * 1024;
 /// The largest chunk to journal for `session`: [`READ_CHUNK`], or its memory limit if smaller,
 /// so a single chunk never overflows the limit (drop mode would discard it whole).
-pub fn chunk_len(session: &Session) -> usize {
+pub(super) fn chunk_len(session: &Session) -> usize {
     session.settings().memory_limit.clamp(1, READ_CHUNK)
 }
 
 /// Reads in one drain, so a background writer cannot keep a drain going forever.
-pub const MAX_DRAIN_READS: usize = 64;
+pub(super) const MAX_DRAIN_READS: usize = 64;
 
 /// Reads from `reader`, or waits forever when the pipe is closed (`None`).
-pub async fn read_some<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    reader: Option<&mut R>,
+    buf: &mut [u8],
+) -> io::Result<usize> {
     use tokio::io::AsyncReadExt;
     match reader {
         Some(reader) => reader.read(buf).await,
@@ -34,7 +37,7 @@ pub async fn read_some<R: tokio::io::AsyncRead + Unpin>(reader: Option<&mut R>, 
 /// After a read of some bytes, takes whatever else the pipe holds right now, without waiting:
 /// a command that writes in small pieces is journaled in chunks of up to [`READ_CHUNK`] — fewer
 /// entries, frames and writes for the same bytes — and nothing waits longer than before.
-pub fn top_up(read: io::Result<usize>, pipe: Option<&impl AsFd>, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn top_up(read: io::Result<usize>, pipe: Option<&impl AsFd>, buf: &mut [u8]) -> io::Result<usize> {
     let (Ok(first), Some(pipe)) = (&read, pipe) else {
         return read;
     };
@@ -52,7 +55,7 @@ pub fn top_up(read: io::Result<usize>, pipe: Option<&impl AsFd>, buf: &mut [u8])
 
 /// Widens the pipe once a read finds it was full at its default size: bulk output flows (see
 /// `pipe_width.rs`).
-pub fn widen_on_bulk(read: &io::Result<usize>, pipe: Option<&impl AsFd>, width: &mut PipeWidth) {
+pub(super) fn widen_on_bulk(read: &io::Result<usize>, pipe: Option<&impl AsFd>, width: &mut PipeWidth) {
     if let (Ok(n), Some(pipe)) = (read, pipe) {
         if *n >= DEFAULT_PIPE_BYTES {
             width.widen(pipe);
@@ -61,7 +64,7 @@ pub fn widen_on_bulk(read: &io::Result<usize>, pipe: Option<&impl AsFd>, width: 
 }
 
 /// Journals one read; a closed or failed pipe stops being read.
-pub fn journal_read<R>(
+pub(super) fn journal_read<R>(
     session: &Session,
     id: u64,
     stream: Stream,
@@ -76,7 +79,7 @@ pub fn journal_read<R>(
 }
 
 /// Moves whatever the pipe holds right now into the journal, without waiting.
-pub fn drain_fd(fd: &impl AsFd, session: &Session, id: u64, stream: Stream) {
+pub(super) fn drain_fd(fd: &impl AsFd, session: &Session, id: u64, stream: Stream) {
     let mut buf = vec![0u8; chunk_len(session)];
     for _ in 0..MAX_DRAIN_READS {
         match nix::unistd::read(fd.as_fd(), &mut buf) {
@@ -88,7 +91,7 @@ pub fn drain_fd(fd: &impl AsFd, session: &Session, id: u64, stream: Stream) {
 }
 
 /// Reads and discards whatever the pipe holds right now (what a shell printed while starting).
-pub fn discard_fd(fd: &impl AsFd) {
+pub(super) fn discard_fd(fd: &impl AsFd) {
     let mut buf = vec![0u8; READ_CHUNK];
     for _ in 0..MAX_DRAIN_READS {
         match nix::unistd::read(fd.as_fd(), &mut buf) {

@@ -13,7 +13,7 @@ use nix::{
 use tokio::{io::unix::AsyncFd, process::Child};
 
 /// A shell's exit status as a number: its code, or 128 + signal like shells report it.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+pub(super) fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }

@@ -15,7 +15,7 @@ use crate::session::Session;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What to do to the running command.
-pub enum StopAction {
+pub(super) enum StopAction {
     Interrupt,
     Kill,
 }
@@ -24,7 +24,7 @@ pub enum StopAction {
 /// the command gets it, and the interactive shell abandons the rest of the command line and
 /// reports 130, keeping its state. What is still running after [`STOP_GRACE`] is killed, except
 /// the shell itself.
-pub struct Stopper {
+pub(super) struct Stopper {
     requests: watch::Receiver<Option<u64>>,
     command: u64,
     state: StopState,
@@ -39,7 +39,7 @@ enum StopState {
 }
 
 impl Stopper {
-    pub fn new(session: &Session, command: u64) -> Self {
+    pub(super) fn new(session: &Session, command: u64) -> Self {
         let mut requests = session.stop_requests();
         let already = *requests.borrow_and_update() == Some(command);
         let state = if already {
@@ -54,16 +54,16 @@ impl Stopper {
         }
     }
 
-    pub fn requested(&self) -> bool {
+    pub(super) fn requested(&self) -> bool {
         self.state != StopState::NotRequested
     }
 
-    pub fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.state == StopState::Done
     }
 
     /// Resolves when there is something to do; cancel-safe.
-    pub async fn next(&mut self) -> StopAction {
+    pub(super) async fn next(&mut self) -> StopAction {
         loop {
             match self.state {
                 StopState::InterruptDue => {
@@ -108,7 +108,7 @@ fn process_group_of(pid: i32) -> Option<i32> {
 }
 
 /// Carries out a stop action on the runspace's process group `pgid` (the shell's pid).
-pub fn apply(pgid: Pid, action: StopAction) {
+pub(super) fn apply(pgid: Pid, action: StopAction) {
     if pgid.as_raw() <= 0 {
         return;
     }

@@ -28,28 +28,28 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use super::spec::TermSpec;
 
 /// The master side of a terminal, held by this process (non-blocking, close-on-exec).
-pub struct Master(AsyncFd<OwnedFd>);
+pub(super) struct Master(AsyncFd<OwnedFd>);
 
 impl Master {
     /// Takes the master into the runtime's readiness polling.
-    pub fn register(fd: OwnedFd) -> io::Result<Self> {
+    pub(super) fn register(fd: OwnedFd) -> io::Result<Self> {
         // SAFETY: the master is ours alone and stays open as long as the AsyncFd.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)?;
         Ok(Self(fd))
     }
 
     /// Waits until output can be read (use the guard's `try_io` to read).
-    pub async fn readable(&self) -> io::Result<AsyncFdReadyGuard<'_, OwnedFd>> {
+    pub(super) async fn readable(&self) -> io::Result<AsyncFdReadyGuard<'_, OwnedFd>> {
         self.0.readable().await
     }
 
     /// Reads what is there without waiting (`EAGAIN` when nothing is).
-    pub fn read_now(&self, buf: &mut [u8]) -> nix::Result<usize> {
+    pub(super) fn read_now(&self, buf: &mut [u8]) -> nix::Result<usize> {
         nix::unistd::read(self.0.get_ref(), buf)
     }
 
     /// Writes all of `data` (keystrokes), waiting while the terminal's input queue is full.
-    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+    pub(super) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let mut guard = self.0.writable().await?;
             match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
@@ -62,18 +62,18 @@ impl Master {
     }
 
     /// Sets the window size (the kernel sends SIGWINCH to the foreground group).
-    pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
+    pub(super) fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
         resize(self.0.get_ref(), rows, cols)
     }
 
     /// The process group in the terminal's foreground.
-    pub fn foreground_group(&self) -> Option<i32> {
+    pub(super) fn foreground_group(&self) -> Option<i32> {
         foreground_group(self.0.get_ref())
     }
 
     /// SIGHUP to the shell's (`shell`) and the foreground process groups, like a terminal
     /// closing.
-    pub fn hang_up(&self, shell: i32) {
+    pub(super) fn hang_up(&self, shell: i32) {
         let _ = killpg(Pid::from_raw(shell), Signal::SIGHUP);
         if let Some(group) = self.foreground_group() {
             let _ = killpg(Pid::from_raw(group), Signal::SIGHUP);
@@ -81,26 +81,26 @@ impl Master {
     }
 
     /// The raw descriptor, for logs and a handover.
-    pub fn raw_fd(&self) -> i32 {
+    pub(super) fn raw_fd(&self) -> i32 {
         self.0.get_ref().as_raw_fd()
     }
 }
 
 /// SIGKILL to every process of the terminal's session (`sid`, the shell's pid).
-pub fn kill_session(sid: i32) {
+pub(super) fn kill_session(sid: i32) {
     for pid in session_members(sid) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
 
 /// A started shell and the master side of its terminal (non-blocking, close-on-exec).
-pub struct Spawned {
+pub(super) struct Spawned {
     pub master: OwnedFd,
     pub child: Child,
 }
 
 /// The window size as the kernel takes it.
-pub fn winsize(rows: u16, cols: u16) -> Winsize {
+pub(super) fn winsize(rows: u16, cols: u16) -> Winsize {
     Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -110,7 +110,7 @@ pub fn winsize(rows: u16, cols: u16) -> Winsize {
 }
 
 /// Opens a pty pair (slave mode 0600) and starts `spec` on it.
-pub fn spawn(spec: &TermSpec) -> io::Result<Spawned> {
+pub(super) fn spawn(spec: &TermSpec) -> io::Result<Spawned> {
     let pair = openpty(Some(&winsize(spec.rows, spec.cols)), None)?;
     // devpts creates the slave 0620 group tty; nobody but the user may write to it.
     fchmod(&pair.slave, Mode::from_bits_truncate(0o600))?;
@@ -169,7 +169,7 @@ fn foreground_group(master: &impl AsRawFd) -> Option<i32> {
 }
 
 /// The short name of a process (`/proc/PID/comm`).
-pub fn process_name(pid: i32) -> Option<String> {
+pub(super) fn process_name(pid: i32) -> Option<String> {
     let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(name.trim_end().to_string())
 }
