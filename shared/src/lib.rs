@@ -11,7 +11,7 @@ mod display;
 mod error;
 mod frame;
 mod message;
-pub mod partial;
+
 mod terminal;
 mod transfer;
 

@@ -17,10 +17,12 @@ mod dir;
 mod lock;
 mod meta;
 mod oom;
+mod partial;
 mod writeback;
 
 pub use dir::{Dir, EntryKind, NotOurs};
 pub use lock::LockRecover;
 pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};
 pub use oom::{rank_before_self, COMMAND_OOM_BONUS};
+pub use partial::part_name;
 pub use writeback::{WriteBack, WRITE_BACK_STEP};

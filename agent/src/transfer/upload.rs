@@ -32,8 +32,8 @@ use std::{
 };
 
 use nix::fcntl::{Flock, FlockArg};
-use remora_unix::{set_meta, CopiedMeta, Dir, EntryKind, WriteBack};
-use remora_wire::{partial::part_name, FileData, FileEnd, PathKind, PathMeta, PutPath};
+use remora_unix::{part_name, set_meta, CopiedMeta, Dir, EntryKind, WriteBack};
+use remora_wire::{FileData, FileEnd, PathKind, PathMeta, PutPath};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;

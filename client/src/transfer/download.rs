@@ -18,8 +18,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use remora_unix::{read_prefix, set_meta, CopiedMeta, Dir, EntryKind, WriteBack};
-use remora_wire::{partial::part_name, AgentBody, ClientBody, GetPath, PathKind, PathMeta, ReadFile, RequestId};
+use remora_unix::{part_name, read_prefix, set_meta, CopiedMeta, Dir, EntryKind, WriteBack};
+use remora_wire::{AgentBody, ClientBody, GetPath, PathKind, PathMeta, ReadFile, RequestId};
 use sha2::{Digest, Sha256};
 
 use super::{join_bytes, join_path, local_err, source_key, Copied, CopyOptions, CopyProgress};

@@ -132,7 +132,7 @@ fn a_resume_hashing_a_large_partial_file_does_not_stall_another_sessions_stream(
     let meta = std::fs::metadata(&source).unwrap();
     let source_key = format!("{}-{}.{}", meta.size(), meta.mtime(), meta.mtime_nsec());
     let target = far.join("big.bin");
-    let part = remora_wire::partial::part_name(b"big.bin", &[source_key.as_bytes(), target.as_os_str().as_bytes()]);
+    let part = remora_unix::part_name(b"big.bin", &[source_key.as_bytes(), target.as_os_str().as_bytes()]);
     let part = far.join(std::ffi::OsStr::from_bytes(&part));
     sparse(&part, size - (1 << 20));
 

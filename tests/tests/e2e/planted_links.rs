@@ -14,7 +14,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use remora_wire::{partial::part_name, AgentBody, ClientBody, PathKind, PathMeta, PutPath};
+use remora_unix::part_name;
+use remora_wire::{AgentBody, ClientBody, PathKind, PathMeta, PutPath};
 
 use crate::{
     hostile::RawLink,

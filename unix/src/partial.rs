@@ -1,7 +1,7 @@
 //! The partial files of `remora cp`, as both ends name them: a copy is written to
 //! `.NAME.remora-KEY.part` beside its target, and resumes only after the SHA-256 of what the
-//! partial file holds matches the source's first bytes. Only names here: the file I/O (created
-//! relative to a directory handle, never through a link) is `remora-unix`'s.
+//! partial file holds matches the source's first bytes. The name is made here, beside the
+//! file I/O that creates it relative to a directory handle ([`crate::Dir`]), never through a link.
 
 use sha2::{Digest, Sha256};
 
