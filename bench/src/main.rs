@@ -110,6 +110,10 @@ fn main() -> ExitCode {
             println!("\n{missed} target(s) missed; results in {}", args.json.display());
             ExitCode::SUCCESS
         }
+        Err(_) if setup::stopping() => loop {
+            // The signal thread is ending everything and exits with 128 + the signal.
+            std::thread::park();
+        },
         Err(err) => {
             eprintln!("remora-bench: {err:#}");
             ExitCode::FAILURE

@@ -1,7 +1,7 @@
 //! The bench's world: one sshd from the test harness, its agent's configuration, and the client
 //! commands for remora and OpenSSH with the same cipher.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use remora_client::{ssh::SshOptions, Client};
@@ -16,7 +16,8 @@ const AGENT_CONFIG: &str = "[configurations.default]\nspill_quota = \"64GiB\"\nm
                             [configurations.memory]\nbuffering = \"block\"\nbuffer_limit = \"64GiB\"\n";
 
 pub struct Bench {
-    pub sshd: Sshd,
+    /// Shared with the thread that ends everything on SIGTERM or SIGINT ([`Bench::start`]).
+    pub sshd: Arc<Sshd>,
     /// The cipher both clients use: the one remora prefers here, asked of ssh with `-c`.
     pub cipher: String,
 }
@@ -24,8 +25,9 @@ pub struct Bench {
 impl Bench {
     pub fn start() -> anyhow::Result<Bench> {
         // sftp (and scp, which speaks SFTP by default) are compared in the transfer workload.
-        let sshd = Sshd::start_with("Subsystem sftp internal-sftp\n")?;
+        let sshd = Arc::new(Sshd::start_with("Subsystem sftp internal-sftp\n")?);
         sshd.write_agent_config(AGENT_CONFIG)?;
+        end_on_signal(sshd.clone())?;
         Ok(Bench {
             sshd,
             cipher: remora_client::ssh::preferred_cipher(),
@@ -148,4 +150,38 @@ impl Drop for Master<'_> {
             eprintln!("remora-bench: could not end the ssh ControlMaster: {err:#}");
         }
     }
+}
+
+/// Set once a signal asked the bench to stop: a workload failing from then on is the cleanup's
+/// doing, and the signal thread decides how the process ends.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a signal is ending the bench.
+pub fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// On SIGTERM or SIGINT, ends the sshd and everything it led to (sessions, the agent's daemon,
+/// the connection holder, the clients), then exits with 128 + the signal, as a shell reports it.
+/// A thread of its own with a small runtime: the workloads run synchronously on the main one.
+fn end_on_signal(sshd: Arc<Sshd>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let (mut terminate, mut interrupt) =
+        runtime.block_on(async { anyhow::Ok((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)) })?;
+    std::thread::spawn(move || {
+        let number = runtime.block_on(async {
+            tokio::select! {
+                _ = terminate.recv() => nix::libc::SIGTERM,
+                _ = interrupt.recv() => nix::libc::SIGINT,
+            }
+        });
+        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        eprintln!("remora-bench: stopped by signal {number}; ending its sshd, daemon and clients");
+        sshd.stop_everything();
+        // exit skips destructors: the test directory goes here.
+        let _ = std::fs::remove_dir_all(sshd.dir());
+        std::process::exit(128 + number);
+    });
+    Ok(())
 }

@@ -412,11 +412,11 @@ impl Sshd {
     }
 }
 
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.print_logs();
-        }
+impl Sshd {
+    /// Ends sshd and everything it led to (sessions, subsystems, the agent's daemon and what it
+    /// runs, the clients built for it), by pid; for a process that must clean up without
+    /// dropping its `Sshd` (a signal handler). Dropping does the same.
+    pub fn stop_everything(&self) {
         // Trees first: once a parent is gone its orphans are re-parented out of them.
         let listener = self.pid();
         let mut leftovers = pids::descendants(listener);
@@ -427,11 +427,20 @@ impl Drop for Sshd {
         }
         // The daemon ends its sessions itself on SIGTERM; what survives that is swept below.
         stop_all(&first);
-        let _ = self.child.wait();
         leftovers.extend(self.processes());
         leftovers.sort_unstable();
         leftovers.dedup();
         stop_all(&leftovers);
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.print_logs();
+        }
+        self.stop_everything();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,6 +3,7 @@
 //! its sshd, state directory and daemon, so tests run in parallel.
 
 mod ansible;
+mod bench_signals;
 mod buffering;
 mod client_crash;
 mod configurations;
