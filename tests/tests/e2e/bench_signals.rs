@@ -21,7 +21,7 @@ fn processes_mentioning(text: &str) -> Vec<i32> {
 fn ends_everything_on(signal: Signal) {
     let bench = binaries().unwrap().agent.with_file_name("remora-bench");
     let json = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(&bench)
+    let child = std::process::Command::new(&bench)
         .args(["--only", "stream", "--reps", "50", "--bytes", "50M", "--json"])
         .arg(json.path().join("bench.json"))
         .stdout(Stdio::piped())
