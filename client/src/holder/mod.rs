@@ -174,6 +174,10 @@ impl Holder {
 
     /// Starts the holder detached (own session, stdout on /dev/null, stderr to its log),
     /// warming `destination`, which it reads from its stdin: argv shows nothing but `__hold`.
+    ///
+    /// The holder is a grandchild: the child forks it and exits at once, and is reaped here, so
+    /// the holder belongs to init (or a subreaper) and leaves no zombie in this call when it
+    /// exits first (`conn stop` while the call that started it still runs).
     fn start(&self, destination: &Destination) -> std::result::Result<(), HolderError> {
         prepare_dir(&self.dir)?;
         let mut warm = Vec::new();
@@ -197,12 +201,11 @@ impl Holder {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(log);
-        // SAFETY: setsid is async-signal-safe; the holder leaves the caller's session and
-        // terminal so it outlives the call and never holds its stdio.
+        // SAFETY: fork, _exit and setsid are async-signal-safe, the only calls between fork and
+        // exec; the holder leaves the caller's session and terminal so it outlives the call and
+        // never holds its stdio.
         unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
-            });
+            std::os::unix::process::CommandExt::pre_exec(&mut command, detach_as_grandchild);
         }
         let mut child = command
             .spawn()
@@ -214,7 +217,22 @@ impl Holder {
                 let _ = stdin.write_all(&warm);
             }
         }
+        // The intermediate child exited as soon as it forked the holder.
+        let _ = child.wait();
         Ok(())
+    }
+}
+
+/// Between fork and exec of the holder: fork again; the first child exits at once (the caller
+/// reaps it), the second leaves the caller's session and goes on to exec. The exec result
+/// still reaches `spawn`, through the descriptor std closes on exec, which both share.
+fn detach_as_grandchild() -> std::io::Result<()> {
+    // SAFETY: fork in a single-threaded child between fork and exec; nothing but async-signal-
+    // safe calls follow in either process.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        // SAFETY: _exit ends the intermediate without running anything of the parent's.
+        nix::unistd::ForkResult::Parent { .. } => unsafe { nix::libc::_exit(0) },
+        nix::unistd::ForkResult::Child => nix::unistd::setsid().map(drop).map_err(std::io::Error::from),
     }
 }
 

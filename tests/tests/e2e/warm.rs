@@ -272,3 +272,26 @@ fn a_passphrase_prompt_still_reaches_the_user_on_a_terminal() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_stopped_holder_leaves_no_zombie_while_the_call_that_started_it_runs() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    let gate = sshd.dir().join("gate");
+    let hold = format!("echo started; while [ ! -e {} ]; do sleep 0.05; done", gate.display());
+    let mut first = Background::start(&sshd, &["invoke", host, "--name", "z", "--", &hold]);
+    first.wait_for_line("started");
+    wait_held(&sshd, host);
+    let holder = holders(&sshd);
+    assert_eq!(holder.len(), 1, "{holder:?}");
+    let holder = holder[0];
+    remora(&sshd, &["conn", "stop"]).ok();
+    let proc_entry = PathBuf::from(format!("/proc/{holder}"));
+    wait_until("the stopped holder to be gone, not a zombie of the call", || {
+        !proc_entry.exists()
+    })
+    .unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let (status, stderr) = first.finish();
+    assert_eq!(status, 0, "{stderr}");
+}
