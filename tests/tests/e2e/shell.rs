@@ -418,6 +418,23 @@ fn invoke_and_the_terminal_live_side_by_side_and_receive_prints_the_transcript()
         "escape sequences stripped: {transcript:?}"
     );
     assert!(!terminal_of(&sshd, "both").is_null());
+    let again = remora(&sshd, &["receive", host, "--name", "both", "--terminal"]).ok();
+    assert!(
+        !again.contains("red cwd-/tmp-10"),
+        "a second receive gives only what came since: {again:?}"
+    );
+
+    // A full-screen program holds the alternate screen; the transcript is still the shell's.
+    let mut pty = shell(&sshd, &["--name", "both"]);
+    run_line(
+        &mut pty,
+        "echo before-$((2+3)); printf '\\033[?1049h\\033[Hfull-%s' screen; cat",
+        "full-screen",
+    );
+    assert_eq!(detach(&mut pty), 0);
+    let transcript = remora(&sshd, &["receive", host, "--name", "both", "--terminal"]).ok();
+    assert!(transcript.contains("before-5"), "{transcript:?}");
+    assert!(!transcript.contains("full-screen"), "{transcript:?}");
 }
 
 #[test]

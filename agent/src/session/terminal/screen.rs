@@ -82,6 +82,9 @@ pub struct History {
     pub transcript: Lines,
     /// Transcript lines that fell out of the bound before anyone took them.
     pub transcript_lost: u64,
+    /// Lines that have scrolled off the main screen so far: the number of the screen's top row,
+    /// counting every line the terminal ever showed from 0.
+    pub scrolled: u64,
     pub limit: usize,
 }
 
@@ -97,12 +100,16 @@ impl Callbacks for History {
         line.push_str("\x1b[m");
         self.lines.push(line, self.limit);
         self.transcript_lost += self.transcript.push(plain.trim_end().to_string(), self.limit);
+        self.scrolled += 1;
     }
 }
 
 /// The emulator with its history.
 pub struct Screen {
     parser: vt100::Parser<History>,
+    /// The main screen's rows as the last transcript gave them, by line number: the next one
+    /// leaves out a line that is still (or has since scrolled off) exactly as it was given.
+    given: std::collections::BTreeMap<u64, String>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -125,6 +132,7 @@ impl Screen {
         let (rows, cols) = fit(rows, cols);
         Self {
             parser: vt100::Parser::new_with_callbacks(side(rows), side(cols), 0, history),
+            given: Default::default(),
         }
     }
 
@@ -163,20 +171,40 @@ impl Screen {
         out
     }
 
-    /// The plain-text transcript since the last call, then the screen's current lines.
+    /// The plain-text transcript since the last call: the lines that scrolled off the main
+    /// screen, then the main screen's rows (the shell's, also while a full-screen program such
+    /// as vim has the alternate screen), leaving out every line the last call gave that is still
+    /// as it was. A line that changed since (the prompt line, typed on) comes again.
     pub fn take_transcript(&mut self) -> (String, u64) {
         let history = self.parser.callbacks_mut();
         let lost = std::mem::take(&mut history.transcript_lost);
-        let mut text: String = history.transcript.drain().map(|l| l + "\n").collect();
-        let screen = self.parser.screen();
-        if !screen.alternate_screen() {
-            let contents = screen.contents();
-            let trimmed = contents.trim_end_matches(['\n', ' ']);
-            if !trimmed.is_empty() {
-                text.push_str(trimmed);
+        let scrolled = history.scrolled;
+        let drained: Vec<String> = history.transcript.drain().collect();
+        let first = scrolled - drained.len() as u64;
+        let rows = main_screen_rows(self.parser.screen());
+        let end = rows.iter().rposition(|row| !row.is_empty()).map_or(0, |last| last + 1);
+        let numbered = drained
+            .into_iter()
+            .enumerate()
+            .map(|(k, line)| (first + k as u64, line))
+            .chain(
+                rows.into_iter()
+                    .take(end)
+                    .enumerate()
+                    .map(|(r, row)| (scrolled + r as u64, row)),
+            );
+        let mut text = String::new();
+        let mut given = std::collections::BTreeMap::new();
+        for (number, line) in numbered {
+            if self.given.get(&number) != Some(&line) {
+                text.push_str(&line);
                 text.push('\n');
             }
+            if number >= scrolled {
+                given.insert(number, line);
+            }
         }
+        self.given = given;
         (text, lost)
     }
 
@@ -184,6 +212,26 @@ impl Screen {
     pub fn contents(&self) -> String {
         self.parser.screen().contents()
     }
+}
+
+/// The main screen's rows as plain text, trimmed: the screen itself, or with a full-screen
+/// program on the alternate screen, what a copy shows once it leaves it.
+fn main_screen_rows(screen: &vt100::Screen) -> Vec<String> {
+    let (_, cols) = screen.size();
+    let rows = |screen: &vt100::Screen| -> Vec<String> {
+        screen
+            .rows(0, cols.get())
+            .map(|row| row.trim_end().to_string())
+            .collect()
+    };
+    if !screen.alternate_screen() {
+        return rows(screen);
+    }
+    let (height, width) = screen.size();
+    let mut main = vt100::Parser::new(height, width, 0);
+    *main.screen_mut() = screen.clone();
+    main.process(b"\x1b[?1049l");
+    rows(main.screen())
 }
 
 #[cfg(test)]
@@ -204,6 +252,33 @@ mod tests {
         assert!(text.starts_with("line 4\n"), "{text:?}");
         assert!(text.contains("line 10"));
         assert_eq!(lost, 3);
+    }
+
+    #[test]
+    fn a_second_transcript_gives_only_what_came_since() {
+        let mut screen = Screen::new(3, 20, 100);
+        screen.process(b"a\r\nb\r\n$ ");
+        assert_eq!(screen.take_transcript().0, "a\nb\n$\n");
+        assert_eq!(screen.take_transcript().0, "", "nothing came since");
+        // a and b scroll off now: given already, they are not given again.
+        screen.process(b"ls\r\nc\r\nd\r\n$ ");
+        assert_eq!(screen.take_transcript().0, "$ ls\nc\nd\n$\n");
+        // A cleared screen's new rows are new lines, though they sit where given ones were.
+        screen.process(b"\x1b[H\x1b[2Jfresh\r\n$ ");
+        assert_eq!(screen.take_transcript().0, "fresh\n$\n");
+    }
+
+    #[test]
+    fn with_vim_on_the_alternate_screen_the_transcript_is_the_shells() {
+        let mut screen = Screen::new(5, 30, 100);
+        screen.process(b"$ echo before\r\nbefore\r\n$ vim notes\r\n\x1b[?1049h\x1b[H~ vim's own screen");
+        let text = screen.take_transcript().0;
+        assert!(text.contains("before\n$ vim notes\n"), "{text:?}");
+        assert!(!text.contains("vim's own screen"), "{text:?}");
+        assert!(
+            screen.parser.screen().alternate_screen(),
+            "the model itself stays on vim's screen"
+        );
     }
 
     #[test]
