@@ -26,9 +26,7 @@ use tokio::{
 /// ends refuse strangers (the daemon serves only its user; the subsystem hands the SSH channel
 /// only to its user's daemon).
 pub(crate) fn foreign_uid(stream: &UnixStream) -> io::Result<Option<(u32, u32)>> {
-    let own = nix::unistd::getuid().as_raw();
-    let peer = stream.peer_cred()?.uid();
-    Ok((peer != own).then_some((peer, own)))
+    remora_unix::foreign_peer(stream)
 }
 
 /// Tag: the socket itself carries protocol frames.

@@ -11,7 +11,6 @@
 use std::{
     ffi::OsString,
     fs,
-    os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
@@ -134,43 +133,37 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<fs::File> {
 }
 
 /// Creates `dir` (and missing parents) with mode 0700, then refuses it unless it is a real
-/// directory owned by us without group/world access.
+/// directory owned by us without group/world access ([`remora_unix::ensure_private_dir`]).
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(AgentError::io("cannot create directory", dir))?;
-    verify_private_dir(dir)
+    remora_unix::ensure_private_dir(dir).map_err(agent_error)
 }
 
 /// Checks, without following symlinks, that `dir` is private to the current user.
 pub(crate) fn verify_private_dir(dir: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(dir).map_err(AgentError::io("cannot inspect", dir))?;
-    let unsafe_dir = |reason: String| AgentError::UnsafeDirectory {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    if meta.file_type().is_symlink() {
-        return Err(unsafe_dir("it is a symbolic link".into()));
+    remora_unix::verify_private_dir(dir).map_err(agent_error)
+}
+
+fn agent_error(err: remora_unix::PrivateDirError) -> AgentError {
+    use remora_unix::PrivateDirError::*;
+    match err {
+        Create { path, cause } => AgentError::Io {
+            action: "cannot create directory",
+            path,
+            cause,
+        },
+        Inspect { path, cause } => AgentError::Io {
+            action: "cannot inspect",
+            path,
+            cause,
+        },
+        NotPrivate { path, reason } => AgentError::UnsafeDirectory { path, reason },
     }
-    if !meta.is_dir() {
-        return Err(unsafe_dir("it is not a directory".into()));
-    }
-    let uid = nix::unistd::getuid().as_raw();
-    if meta.uid() != uid {
-        return Err(unsafe_dir(format!("it is owned by uid {}, not {uid}", meta.uid())));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(unsafe_dir(format!("its mode is {mode:o}, open to other users")));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn prepare_creates_private_dirs() {

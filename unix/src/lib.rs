@@ -18,6 +18,7 @@ mod lock;
 mod meta;
 mod oom;
 mod partial;
+mod private;
 mod writeback;
 
 pub use dir::{Dir, EntryKind, NotOurs};
@@ -25,4 +26,5 @@ pub use lock::LockRecover;
 pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};
 pub use oom::{rank_before_self, COMMAND_OOM_BONUS};
 pub use partial::part_name;
+pub use private::{ensure_private_dir, foreign_peer, verify_private_dir, PrivateDirError};
 pub use writeback::{WriteBack, WRITE_BACK_STEP};

@@ -29,7 +29,7 @@ mod serve;
 
 use std::{
     io::{Read, Write},
-    os::unix::{fs::DirBuilderExt, fs::MetadataExt, fs::OpenOptionsExt, fs::PermissionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -328,31 +328,13 @@ fn socket_in(dir: &Path) -> PathBuf {
     dir.join(format!("holder-{VERSION}.sock"))
 }
 
-/// Whether the peer of `stream` runs as this user.
 fn same_uid(stream: &UnixStream) -> bool {
-    stream
-        .peer_cred()
-        .is_ok_and(|cred| cred.uid() == nix::unistd::getuid().as_raw())
+    remora_unix::foreign_peer(stream).is_ok_and(|foreign| foreign.is_none())
 }
 
 /// Creates the holder's directory 0700 and checks it is ours and private.
 fn prepare_dir(dir: &Path) -> std::result::Result<(), HolderError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|err| HolderError(format!("cannot create {}: {err}", dir.display())))?;
-    let meta = std::fs::symlink_metadata(dir)
-        .map_err(|err| HolderError(format!("cannot inspect {}: {err}", dir.display())))?;
-    let private =
-        meta.is_dir() && meta.uid() == nix::unistd::getuid().as_raw() && meta.permissions().mode() & 0o077 == 0;
-    if !private {
-        return Err(HolderError(format!(
-            "{} is not a private directory of yours (it must be 0700 and owned by you); remove it",
-            dir.display()
-        )));
-    }
-    Ok(())
+    remora_unix::ensure_private_dir(dir).map_err(|err| HolderError(format!("{err}; remove it")))
 }
 
 #[cfg(test)]
