@@ -85,6 +85,22 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     Ok(T::deserialize(&mut deserializer)?)
 }
 
+/// Reads exactly one frame of at most `max` bytes and nothing after it, for a stream whose
+/// frame is followed by other bytes (the connection holder's reply, then an agent channel).
+/// Unbuffered, so not cancel-safe: use [`FrameReader`] for a stream of frames.
+pub async fn read_single<T: DeserializeOwned>(
+    stream: &mut (impl AsyncRead + Unpin),
+    max: usize,
+) -> Result<T, WireError> {
+    let len = stream.read_u32().await? as usize;
+    if len > max {
+        return Err(WireError::FrameTooLarge { len: len as u64, max });
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    decode(&body)
+}
+
 /// Reads frames from a byte stream.
 ///
 /// Cancel-safe: a partly read frame stays buffered in the reader, so `read_frame` may be raced

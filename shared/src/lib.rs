@@ -16,7 +16,9 @@ mod terminal;
 mod transfer;
 
 pub use error::WireError;
-pub use frame::{decode, encode, encode_with_payload, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN};
+pub use frame::{
+    decode, encode, encode_with_payload, read_single, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN,
+};
 pub use message::*;
 /// Raw byte strings in messages (scrollback lines of a redraw).
 pub use serde_bytes::ByteBuf;

@@ -335,3 +335,18 @@ async fn payload_frames_and_ordinary_frames_arrive_in_order() {
     }
     assert_eq!(writing.await.unwrap().pending(), 0);
 }
+
+#[tokio::test]
+async fn a_single_frame_is_read_without_the_bytes_after_it_and_within_its_limit() {
+    let mut bytes = Vec::new();
+    encode(&"hello", &mut bytes).unwrap();
+    bytes.extend_from_slice(b"raw stream after the frame");
+    let mut stream = bytes.as_slice();
+    let message: String = read_single(&mut stream, 64).await.unwrap();
+    assert_eq!(message, "hello");
+    assert_eq!(stream, b"raw stream after the frame");
+    let mut big = Vec::new();
+    encode(&"x".repeat(100), &mut big).unwrap();
+    let err = read_single::<String>(&mut big.as_slice(), 64).await.unwrap_err();
+    assert!(matches!(err, WireError::FrameTooLarge { max: 64, .. }), "{err}");
+}

@@ -34,10 +34,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::UnixStream,
-};
+use tokio::{io::AsyncWriteExt, net::UnixStream};
 
 pub use destination::Destination;
 pub use protocol::Held;
@@ -313,15 +310,9 @@ async fn write_frame<T: serde::Serialize>(stream: &mut UnixStream, message: &T) 
 
 /// Reads exactly one frame, and nothing after it: the agent's byte stream may follow.
 async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut UnixStream) -> std::io::Result<T> {
-    let len = stream.read_u32().await? as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::other(format!(
-            "a {len}-byte frame from the holder's socket"
-        )));
-    }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
-    remora_wire::decode(&body).map_err(std::io::Error::other)
+    remora_wire::read_single(stream, MAX_FRAME)
+        .await
+        .map_err(std::io::Error::other)
 }
 
 fn socket_in(dir: &Path) -> PathBuf {
