@@ -238,3 +238,32 @@ fn stopping_by_label_never_lets_a_queued_job_start_in_between() {
     let output = remora(&sshd, &["receive", host, "--name", "q"]).stdout;
     assert!(!output.contains("ran-"), "no queued job ran: {output:?}");
 }
+
+#[test]
+fn stop_ends_a_loop_that_forks_all_the_time() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    // The first SIGINT is lost whenever it reaches a child between fork and exec; this loop is
+    // nearly always there. Each stop must still end the job, and the shell must carry on.
+    for round in 1..=5u64 {
+        invoke_job(&sshd, "f", &[], "while :; do /bin/true; done").ok();
+        wait_until("the loop to run", || job(&sshd, "f", round)["state"] == "Running").unwrap();
+        remora(&sshd, &["stop", host, "--name", "f"]).ok();
+        let waited = remora(
+            &sshd,
+            &[
+                "wait",
+                host,
+                "--name",
+                "f",
+                "--job",
+                &round.to_string(),
+                "--timeout",
+                "20s",
+            ],
+        );
+        assert_eq!(waited.status, 130, "round {round}: {waited:?}");
+    }
+    let after = remora(&sshd, &["invoke", host, "--name", "f", "--", "echo shell-$((40+2))"]).ok();
+    assert_eq!(after, "shell-42\n");
+}

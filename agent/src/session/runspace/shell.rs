@@ -25,7 +25,7 @@ use super::{
     input_pipe::{self, InputPipe},
     pipes::{chunk_len, discard_fd, drain_fd, journal_read, read_some, top_up, widen_on_bulk, READ_CHUNK},
     process::ShellProcess,
-    stop::{self, Stopper},
+    stop::Stopper,
     RunspaceSpec,
 };
 use crate::{
@@ -314,7 +314,7 @@ impl Shell {
                     journal_read(session, id, Stream::Stderr, read, &err_buf, &mut self.stderr);
                 }
                 _ = acks.changed(), if paused => {}
-                action = stopper.next(), if !stopper.done() => stop::apply(self.pgid, action),
+                action = stopper.next() => stopper.apply(self.pgid, action),
             }
         }
     }
