@@ -22,13 +22,6 @@ use tokio::{
     net::{unix::pipe, UnixStream},
 };
 
-/// The uid at the other end of a daemon-socket connection when it is not this process's: both
-/// ends refuse strangers (the daemon serves only its user; the subsystem hands the SSH channel
-/// only to its user's daemon).
-pub(crate) fn foreign_uid(stream: &UnixStream) -> io::Result<Option<(u32, u32)>> {
-    remora_unix::foreign_peer(stream)
-}
-
 /// Tag: the socket itself carries protocol frames.
 pub(crate) const MODE_PROTOCOL: u8 = b'P';
 /// Tag: descriptors for the protocol stream accompany this byte.

@@ -6,14 +6,11 @@
 
 use std::{
     fs,
-    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use std::os::unix::fs::OpenOptionsExt;
-
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use tokio::{io::AsyncWriteExt, net::UnixStream};
 use tracing::debug;
 
@@ -60,7 +57,7 @@ pub(crate) async fn connect_or_start(paths: &StatePaths) -> Result<UnixStream> {
 
 /// Accepts the connection only if the daemon behind it runs as this user.
 fn ours(stream: UnixStream) -> Result<UnixStream> {
-    match crate::fdpass::foreign_uid(&stream)
+    match remora_unix::foreign_peer(&stream)
         .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?
     {
         Some((peer, own)) => Err(AgentError::ForeignDaemon { peer, own }),
@@ -70,41 +67,24 @@ fn ours(stream: UnixStream) -> Result<UnixStream> {
 
 /// Blocks until this process is the only one starting a daemon.
 fn lock_spawn(paths: &StatePaths) -> Result<Flock<fs::File>> {
-    let file = crate::paths::open_lock_file(&paths.spawn_lock())?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
+    let path = paths.spawn_lock();
+    remora_unix::lock_exclusive(&path).map_err(AgentError::io("cannot lock", &path))
 }
 
-/// Starts `remora-agent daemon` detached from this process's session and stdio.
+/// Starts `remora-agent daemon` detached from this process's session and stdio. It stays our
+/// child, so that [`wait_for_socket`] sees it exit early.
 fn spawn_daemon(paths: &StatePaths) -> Result<Child> {
     let exe = std::env::current_exe().map_err(AgentError::io("cannot find own executable", "/proc/self/exe"))?;
-    let log = open_log(&paths.log_file())?;
     let mut command = Command::new(&exe);
-    command
-        .arg("daemon")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
+    command.arg("daemon").stdin(Stdio::null());
     if let Some(root) = &paths.root {
         command.arg("--state-dir").arg(root);
     }
-    // SAFETY: setsid is async-signal-safe; it detaches the daemon from the SSH session's
-    // process group and controlling terminal so it outlives the connection.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
-        });
-    }
+    let log = paths.log_file();
+    remora_unix::detach(&mut command, &log, remora_unix::Parent::Caller)
+        .map_err(AgentError::io("cannot open log", &log))?;
     debug!("starting daemon {}", exe.display());
     command.spawn().map_err(AgentError::io("cannot start the daemon", &exe))
-}
-
-fn open_log(path: &Path) -> Result<fs::File> {
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(AgentError::io("cannot open log", path))
 }
 
 /// Waits until the new daemon accepts connections, or reports why it did not.

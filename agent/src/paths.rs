@@ -10,7 +10,6 @@
 
 use std::{
     ffi::OsString,
-    fs,
     path::{Path, PathBuf},
 };
 
@@ -120,18 +119,6 @@ fn runtime_dir(xdg: Option<OsString>) -> Option<PathBuf> {
     }
 }
 
-/// Opens (creating, 0600) a file used only for its flock.
-pub(crate) fn open_lock_file(path: &Path) -> Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(AgentError::io("cannot open lock file", path))
-}
-
 /// Creates `dir` (and missing parents) with mode 0700, then refuses it unless it is a real
 /// directory owned by us without group/world access ([`remora_unix::ensure_private_dir`]).
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
@@ -163,7 +150,7 @@ fn agent_error(err: remora_unix::PrivateDirError) -> AgentError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::{fs, os::unix::fs::PermissionsExt};
 
     #[test]
     fn prepare_creates_private_dirs() {

@@ -11,13 +11,12 @@
 //!   a file.
 
 use std::{
-    fs::{self, File},
+    fs,
     io::{self, Write},
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
-use nix::fcntl::{Flock, FlockArg};
 use remora_wire::SessionInfo;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -109,9 +108,11 @@ impl LocalRegistry {
             let path = path.to_path_buf();
             move |cause| RegistryError { path, cause }
         };
-        private_dir(&self.dir).map_err(failed(&self.dir))?;
+        remora_unix::tighten_private_dir(&self.dir)
+            .map_err(io::Error::other)
+            .map_err(failed(&self.dir))?;
         let lock_path = self.dir.join("sessions.lock");
-        let _lock = lock(&lock_path).map_err(failed(&lock_path))?;
+        let _lock = remora_unix::lock_exclusive(&lock_path).map_err(failed(&lock_path))?;
         let mut entries = self.entries();
         change(&mut entries);
         let path = self.path();
@@ -120,28 +121,6 @@ impl LocalRegistry {
             .and_then(|bytes| replace(&self.dir, &path, &bytes))
             .map_err(failed(&path))
     }
-}
-
-/// Creates `dir` (and missing parents) 0700; an existing `dir` of ours that is open to others
-/// (older clients created it 0755) is made private.
-fn private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let meta = fs::metadata(dir)?;
-    if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::getuid().as_raw() {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// An exclusive flock on `path` (created 0600), released when the guard drops.
-fn lock(path: &Path) -> io::Result<Flock<File>> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
-    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| io::Error::from(errno))
 }
 
 /// Writes `bytes` to a fresh temporary file in `dir` (0600), syncs it and renames it over `path`.
@@ -169,6 +148,7 @@ pub fn remember(host: &str, sessions: &[SessionInfo]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::DirBuilderExt;
 
     fn known(name: &str) -> Vec<Known> {
         vec![Known {

@@ -10,9 +10,13 @@
 //! - A file is reused only when `fstat` on its open descriptor shows a regular file of our uid
 //!   with exactly one link ([`Dir::open_resume`], [`Dir::create_or_truncate`]).
 //! - A lock whose holder panicked is recovered, in one place ([`LockRecover`]).
+//! - A per-user daemon (the agent's, the client's connection holder) takes its lifetime lock
+//!   before it touches its socket, binds it 0600 in a directory [`ensure_private_dir`] checked,
+//!   and starts detached ([`detach`]); these are written once, here.
 //! - Modes and times are set through the descriptor ([`set_meta`]), and copied modes never carry
 //!   set-uid, set-gid or sticky bits ([`copied_mode`]).
 
+mod daemon;
 mod dir;
 mod lock;
 mod meta;
@@ -21,10 +25,11 @@ mod partial;
 mod private;
 mod writeback;
 
+pub use daemon::{bind_private_socket, detach, lock_exclusive, open_lock_file, open_log, try_lock_exclusive, Parent};
 pub use dir::{Dir, EntryKind, NotOurs};
 pub use lock::LockRecover;
 pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};
 pub use oom::{rank_before_self, COMMAND_OOM_BONUS};
 pub use partial::part_name;
-pub use private::{ensure_private_dir, foreign_peer, verify_private_dir, PrivateDirError};
+pub use private::{ensure_private_dir, foreign_peer, tighten_private_dir, verify_private_dir, PrivateDirError};
 pub use writeback::{WriteBack, WRITE_BACK_STEP};

@@ -36,6 +36,21 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     verify_private_dir(dir)
 }
 
+/// Like [`ensure_private_dir`], but an existing directory of ours that is open to others (an
+/// older version created it 0755) is made 0700 first, rather than refused.
+pub fn tighten_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
+    if let Ok(meta) = fs::symlink_metadata(dir) {
+        let ours = meta.uid() == nix::unistd::getuid().as_raw();
+        if meta.is_dir() && ours && meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|cause| PrivateDirError::Create {
+                path: dir.to_path_buf(),
+                cause,
+            })?;
+        }
+    }
+    ensure_private_dir(dir)
+}
+
 /// Checks, without following symlinks, that `dir` is a directory of the current user that no
 /// one else may read, write or enter.
 pub fn verify_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
@@ -91,6 +106,19 @@ mod tests {
         std::os::unix::fs::symlink(&private, &link).unwrap();
         let err = verify_private_dir(&link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn an_open_dir_of_ours_is_tightened_and_a_link_still_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let open = scratch.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        tighten_private_dir(&open).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().permissions().mode() & 0o777, 0o700);
+        let link = scratch.path().join("link");
+        std::os::unix::fs::symlink(&open, &link).unwrap();
+        assert!(tighten_private_dir(&link).is_err(), "a link is never followed");
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub(crate) async fn request(paths: &StatePaths, binary: &Path) -> Result<Option<
         return Ok(None);
     };
     if let Some((peer, own)) =
-        crate::fdpass::foreign_uid(&stream).map_err(AgentError::io("cannot check the owner of", &socket))?
+        remora_unix::foreign_peer(&stream).map_err(AgentError::io("cannot check the owner of", &socket))?
     {
         return Err(AgentError::ForeignDaemon { peer, own });
     }

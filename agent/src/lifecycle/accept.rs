@@ -75,7 +75,9 @@ async fn serve(daemon: Arc<Daemon>, mut stream: UnixStream) -> Result<()> {
 
 /// Refuses connections from any uid but ours (the socket's 0700 directory is the first wall).
 fn check_peer(stream: &UnixStream) -> Result<()> {
-    match fdpass::foreign_uid(stream).map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))? {
+    match remora_unix::foreign_peer(stream)
+        .map_err(AgentError::io("cannot read peer credentials of", "daemon socket"))?
+    {
         Some((peer, own)) => Err(AgentError::ForeignPeer { peer, own }),
         None => Ok(()),
     }

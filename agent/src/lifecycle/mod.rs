@@ -8,9 +8,9 @@
 mod accept;
 mod reaper;
 
-use std::{fs, io::Write, os::unix::fs::PermissionsExt, sync::Arc, time::Duration};
+use std::{fs, io::Write, sync::Arc, time::Duration};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use tokio::{net::UnixListener, signal::unix::SignalKind};
 use tracing::{info, warn};
 
@@ -118,11 +118,8 @@ async fn shutdown(daemon: &Arc<Daemon>, paths: &StatePaths) {
 /// Takes the daemon's lifetime lock and records our pid; `None` if another daemon holds it.
 fn lock_pid_file(paths: &StatePaths) -> Result<Option<Flock<fs::File>>> {
     let path = paths.pid_file();
-    let file = crate::paths::open_lock_file(&path)?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
-        Err((_, errno)) => return Err(errno.into()),
+    let Some(mut lock) = remora_unix::try_lock_exclusive(&path).map_err(AgentError::io("cannot lock", &path))? else {
+        return Ok(None);
     };
     lock.set_len(0)
         .map_err(AgentError::io("cannot truncate pid file", &path))?;
@@ -133,13 +130,9 @@ fn lock_pid_file(paths: &StatePaths) -> Result<Option<Flock<fs::File>>> {
 /// Binds the socket, replacing a stale one (safe: we hold the pid lock, so no daemon uses it).
 fn bind_socket(paths: &StatePaths) -> Result<UnixListener> {
     let path = paths.socket();
-    match fs::remove_file(&path) {
-        Ok(()) => info!("removed stale socket {}", path.display()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(AgentError::io("cannot remove stale socket", &path)(err)),
+    let (listener, replaced) = remora_unix::bind_private_socket(&path).map_err(AgentError::io("cannot bind", &path))?;
+    if replaced {
+        info!("removed stale socket {}", path.display());
     }
-    let listener = UnixListener::bind(&path).map_err(AgentError::io("cannot bind", &path))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-        .map_err(AgentError::io("cannot set mode of", &path))?;
-    Ok(listener)
+    UnixListener::from_std(listener).map_err(AgentError::io("cannot serve", &path))
 }

@@ -29,7 +29,6 @@ mod serve;
 
 use std::{
     io::{Read, Write},
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -187,23 +186,9 @@ impl Holder {
         remora_wire::encode(&envelope, &mut warm).map_err(|err| HolderError(err.to_string()))?;
         let mut command = std::process::Command::new(&self.program);
         let log = self.dir.join("holder.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&log)
+        command.arg("__hold").stdin(std::process::Stdio::piped());
+        remora_unix::detach(&mut command, &log, remora_unix::Parent::Init)
             .map_err(|err| HolderError(format!("cannot open {}: {err}", log.display())))?;
-        command
-            .arg("__hold")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(log);
-        // SAFETY: fork, _exit and setsid are async-signal-safe, the only calls between fork and
-        // exec; the holder leaves the caller's session and terminal so it outlives the call and
-        // never holds its stdio.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, detach_as_grandchild);
-        }
         let mut child = command
             .spawn()
             .map_err(|err| HolderError(format!("cannot start {}: {err}", self.program.display())))?;
@@ -217,19 +202,6 @@ impl Holder {
         // The intermediate child exited as soon as it forked the holder.
         let _ = child.wait();
         Ok(())
-    }
-}
-
-/// Between fork and exec of the holder: fork again; the first child exits at once (the caller
-/// reaps it), the second leaves the caller's session and goes on to exec. The exec result
-/// still reaches `spawn`, through the descriptor std closes on exec, which both share.
-fn detach_as_grandchild() -> std::io::Result<()> {
-    // SAFETY: fork in a single-threaded child between fork and exec; nothing but async-signal-
-    // safe calls follow in either process.
-    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
-        // SAFETY: _exit ends the intermediate without running anything of the parent's.
-        nix::unistd::ForkResult::Parent { .. } => unsafe { nix::libc::_exit(0) },
-        nix::unistd::ForkResult::Child => nix::unistd::setsid().map(drop).map_err(std::io::Error::from),
     }
 }
 

@@ -5,7 +5,6 @@
 
 use std::{
     collections::HashMap,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU32, AtomicU64, Ordering},
@@ -14,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{
@@ -73,28 +72,14 @@ pub async fn serve(dir: PathBuf, warm: Option<Destination>) -> Result<()> {
 /// Takes the holder's lifetime lock; `None` if another holder has it.
 fn take_lock(dir: &Path) -> std::result::Result<Option<Flock<std::fs::File>>, HolderError> {
     let path = dir.join(format!("holder-{VERSION}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|err| HolderError(format!("cannot open {}: {err}", path.display())))?;
-    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, errno)) => Err(HolderError(format!("cannot lock {}: {errno}", path.display()))),
-    }
+    remora_unix::try_lock_exclusive(&path).map_err(|err| HolderError(format!("cannot lock {}: {err}", path.display())))
 }
 
 /// Binds the socket 0600, replacing a stale one (we hold the lock, so nobody serves it).
 fn bind(path: &Path) -> std::result::Result<UnixListener, HolderError> {
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).map_err(|err| HolderError(format!("cannot bind {}: {err}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|err| HolderError(format!("cannot protect {}: {err}", path.display())))?;
-    Ok(listener)
+    remora_unix::bind_private_socket(path)
+        .and_then(|(listener, _)| UnixListener::from_std(listener))
+        .map_err(|err| HolderError(format!("cannot bind {}: {err}", path.display())))
 }
 
 /// Everything held, by host key.
