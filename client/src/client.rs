@@ -11,12 +11,14 @@
 //! ```
 
 use remora_wire::{
-    AgentBody, ClientBody, CommandList, Disconnect, Invoke, Invoked, ListCommands, ListSessions, NewSession, Receive,
-    Receiving, RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, WaitJobs, Waited, Welcome,
-    SUBSYSTEM_NAME,
+    AgentBody, ClientBody, CommandList, Disconnect, Invoke, Invoked, ListCommands, ListSessions, NewSession,
+    OpenTerminal, Receive, Receiving, RemoveSessions, SessionInfo, SessionRef, StopCommand, StreamEnd, TermTranscript,
+    TerminalOpened, Transcript, WaitJobs, Waited, Welcome, SUBSYSTEM_NAME,
 };
 
 use remora_wire::{InputMode, RequestId};
+
+use std::path::{Path, PathBuf};
 
 use crate::{
     connection::{Connection, OutputSink, Transport},
@@ -26,6 +28,8 @@ use crate::{
     input::InputFeed,
     resume::{OnceSink, ReconnectPolicy, Retrying},
     ssh::{self, SshLink, SshOptions, Target},
+    terminal::TerminalStream,
+    transfer::{Copied, CopyOptions, CopyProgress, Downloader, Uploader},
 };
 
 /// A byte stream to an agent, whatever carries it.
@@ -427,6 +431,47 @@ impl Client {
             return Err(fresh.connection.unexpected(&first));
         }
         Ok((fresh, id))
+    }
+
+    /// Copies local `sources` to `dest` on the host (Copy-Item -ToSession); see [`crate::transfer`].
+    pub async fn upload(
+        &mut self,
+        sources: &[PathBuf],
+        dest: &[u8],
+        options: &CopyOptions,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Vec<Copied>> {
+        Uploader { client: self }.upload(sources, dest, options, progress).await
+    }
+
+    /// Copies remote `sources` from the host to the local `dest` (Copy-Item -FromSession).
+    pub async fn download(
+        &mut self,
+        sources: &[Vec<u8>],
+        dest: &Path,
+        options: &CopyOptions,
+        progress: &mut dyn CopyProgress,
+    ) -> Result<Vec<Copied>> {
+        Downloader { client: self }
+            .download(sources, dest, options, progress)
+            .await
+    }
+
+    /// Opens or attaches to a session's terminal (`remora shell`); see [`crate::terminal`].
+    pub async fn open_terminal(self, request: OpenTerminal) -> Result<(TerminalOpened, TerminalStream)> {
+        TerminalStream::open(self, request).await
+    }
+
+    /// The terminal's transcript since the last one, as plain text (`receive --terminal`).
+    pub async fn transcript(&mut self, session: SessionRef) -> Result<Transcript> {
+        match self
+            .connection
+            .request(ClientBody::TermTranscript(TermTranscript { session }))
+            .await?
+        {
+            AgentBody::Transcript(transcript) => Ok(transcript),
+            other => Err(self.connection.unexpected(&other)),
+        }
     }
 
     /// Closes the connection politely.

@@ -18,7 +18,7 @@ use std::{collections::VecDeque, future::Future};
 
 use remora_wire::{
     AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
-    TermResume, TermTranscript, TerminalOpened, Transcript, MAX_TERM_INPUT,
+    TermResume, TerminalOpened, MAX_TERM_INPUT,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -73,21 +73,22 @@ pub struct TerminalStream {
     unacked: VecDeque<(u64, Vec<u8>)>,
 }
 
-impl Client {
-    /// Opens or attaches to a session's terminal (`remora shell`).
-    pub async fn open_terminal(mut self, request: OpenTerminal) -> Result<(TerminalOpened, TerminalStream)> {
-        let (id, first) = self
+impl TerminalStream {
+    /// Opens or attaches to a session's terminal on `client`'s connection (through
+    /// [`Client::open_terminal`]).
+    pub(crate) async fn open(mut client: Client, request: OpenTerminal) -> Result<(TerminalOpened, TerminalStream)> {
+        let (id, first) = client
             .connection
             .start_stream(ClientBody::OpenTerminal(request.clone()))
             .await?;
         let AgentBody::TerminalOpened(opened) = first else {
-            return Err(self.connection.unexpected(&first));
+            return Err(client.connection.unexpected(&first));
         };
         let stream = TerminalStream {
             session: opened.session.instance_id,
             generation: opened.generation,
             input_seq: opened.input_seq,
-            client: self,
+            client,
             id,
             request,
             written: 0,
@@ -96,18 +97,6 @@ impl Client {
             unacked: VecDeque::new(),
         };
         Ok((opened, stream))
-    }
-
-    /// The terminal's transcript since the last one, as plain text (`receive --terminal`).
-    pub async fn transcript(&mut self, session: SessionRef) -> Result<Transcript> {
-        match self
-            .connection
-            .request(ClientBody::TermTranscript(TermTranscript { session }))
-            .await?
-        {
-            AgentBody::Transcript(transcript) => Ok(transcript),
-            other => Err(self.connection.unexpected(&other)),
-        }
     }
 }
 

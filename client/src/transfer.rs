@@ -40,6 +40,8 @@ use crate::{
 
 mod download;
 
+pub(crate) use download::Downloader;
+
 /// Unacknowledged upload bytes in flight: also the most a link cut can make the client send twice.
 pub const UPLOAD_WINDOW: u64 = 4 * 1024 * 1024;
 /// Bytes per data frame.
@@ -176,9 +178,14 @@ fn join_bytes(base: &[u8], relative: &Path) -> Vec<u8> {
     path
 }
 
-impl Client {
+/// One `cp` upload on a client's connection (reached through [`Client::upload`]).
+pub(crate) struct Uploader<'a> {
+    pub(crate) client: &'a mut Client,
+}
+
+impl Uploader<'_> {
     /// Copies local `sources` to `dest` on the host (Copy-Item -ToSession).
-    pub async fn upload(
+    pub(crate) async fn upload(
         &mut self,
         sources: &[PathBuf],
         dest: &[u8],
@@ -250,7 +257,7 @@ impl Client {
     ) -> Result<Copied> {
         loop {
             match self.put_once(request.clone(), local, progress).await {
-                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                Err(err) if err.is_transient() && self.client.can_reconnect() => self.client.reconnect(&err).await?,
                 result => return result,
             }
         }
@@ -259,7 +266,7 @@ impl Client {
     async fn put_once(&mut self, request: PutPath, local: &Path, progress: &mut dyn CopyProgress) -> Result<Copied> {
         let meta = request.meta.clone();
         let source = local.as_os_str().as_bytes().to_vec();
-        let connection = &mut self.connection;
+        let connection = &mut self.client.connection;
         let id = connection.send(ClientBody::PutPath(request)).await?;
         let ready = match connection.next_reply(id).await? {
             AgentBody::PathDone(done) => {

@@ -122,9 +122,14 @@ impl OpenDirs {
     }
 }
 
-impl Client {
+/// One `cp` download on a client's connection (reached through [`Client::download`]).
+pub(crate) struct Downloader<'a> {
+    pub(crate) client: &'a mut Client,
+}
+
+impl Downloader<'_> {
     /// Copies remote `sources` from the host to the local `dest` (Copy-Item -FromSession).
-    pub async fn download(
+    pub(crate) async fn download(
         &mut self,
         sources: &[Vec<u8>],
         dest: &Path,
@@ -160,7 +165,7 @@ impl Client {
         };
         let list = self.get_resuming(request).await?;
         listing::validate(list, source, options.recursive).map_err(|problem| ClientError::BadListing {
-            host: self.connection.host().to_string(),
+            host: self.client.connection.host().to_string(),
             asked: shown(source),
             problem,
         })
@@ -213,12 +218,16 @@ impl Client {
 
     async fn get_resuming(&mut self, request: GetPath) -> Result<remora_wire::PathList> {
         loop {
-            let reply = self.connection.request(ClientBody::GetPath(request.clone())).await;
+            let reply = self
+                .client
+                .connection
+                .request(ClientBody::GetPath(request.clone()))
+                .await;
             match reply {
-                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                Err(err) if err.is_transient() && self.client.can_reconnect() => self.client.reconnect(&err).await?,
                 Err(err) => return Err(err),
                 Ok(AgentBody::PathList(list)) => return Ok(list),
-                Ok(other) => return Err(self.connection.unexpected(&other)),
+                Ok(other) => return Err(self.client.connection.unexpected(&other)),
             }
         }
     }
@@ -238,7 +247,7 @@ impl Client {
                 .fetch_once(remote, target, &part, meta, preserve, progress, &mut first_offset)
                 .await
             {
-                Err(err) if err.is_transient() && self.can_reconnect() => self.reconnect(&err).await?,
+                Err(err) if err.is_transient() && self.client.can_reconnect() => self.client.reconnect(&err).await?,
                 Err(err) => {
                     if !err.is_transient() {
                         let _ = target.dir.remove(&part);
@@ -277,11 +286,11 @@ impl Client {
             path: remote.to_vec(),
             offset,
         };
-        let id: RequestId = self.connection.send(ClientBody::ReadFile(request)).await?;
+        let id: RequestId = self.client.connection.send(ClientBody::ReadFile(request)).await?;
         let mut at = offset;
         let mut write_back = WriteBack::from(offset);
         loop {
-            match self.connection.next_reply(id).await? {
+            match self.client.connection.next_reply(id).await? {
                 AgentBody::FileData(data) if data.offset == at => {
                     file.write_all_at(&data.data, at).map_err(local_err("write", shown))?;
                     hasher.update(&data.data);
@@ -317,7 +326,7 @@ impl Client {
                         resumed_from: first_offset.unwrap_or(0),
                     });
                 }
-                other => return Err(self.connection.unexpected(&other)),
+                other => return Err(self.client.connection.unexpected(&other)),
             }
         }
     }
