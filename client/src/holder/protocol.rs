@@ -75,3 +75,47 @@ pub struct Held {
     /// ControlPersist in force: `yes` or seconds.
     pub persist: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(message: &impl Serialize) -> String {
+        let mut frame = Vec::new();
+        remora_wire::encode(message, &mut frame).unwrap();
+        frame.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// The sample frames of PROTOCOL.md, *Between remora processes: the connection holder*.
+    #[test]
+    fn the_documented_sample_frames_encode_as_shown() {
+        let list = Envelope {
+            version: "0.1.0".into(),
+            request: Request::List,
+        };
+        let stop = Envelope {
+            version: "0.1.0".into(),
+            request: Request::Stop {
+                host: Some("web01".into()),
+            },
+        };
+        assert_eq!(
+            hex(&list),
+            "0000001c82a776657273696f6ea5302e312e30a772657175657374a44c697374"
+        );
+        assert_eq!(
+            hex(&stop),
+            "0000002982a776657273696f6ea5302e312e30a77265717565737481a453746f7081a4686f7374a57765623031"
+        );
+        assert_eq!(
+            hex(&Reply::Stopped { count: 1 }),
+            "0000001181a753746f7070656481a5636f756e7401"
+        );
+        assert_eq!(
+            hex(&Reply::Refused {
+                reason: "too many".into()
+            }),
+            "0000001a81a75265667573656481a6726561736f6ea8746f6f206d616e79"
+        );
+    }
+}
