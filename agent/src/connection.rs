@@ -12,7 +12,7 @@ use std::{
 
 use remora_wire::{
     decode, AgentBody, AgentFrame, ClientBody, ClientFrame, ErrorCode, FrameId, FrameReader, FrameWriter, Heartbeat,
-    Hello, Welcome, CAPABILITY_HEARTBEAT, MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Hello, Welcome, CAPABILITY_HEARTBEAT, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -30,6 +30,8 @@ use crate::{
 
 /// Time a client has to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection on standby waits for the next client's hello.
+const STANDBY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Frames queued for the writer before handlers wait.
 const OUTBOX: usize = 256;
 /// Streaming requests one connection may run at once.
@@ -48,57 +50,150 @@ const WRITE_BATCH: usize = 1024 * 1024;
 /// A batch this large means bulk output flows: the pipe to sshd is widened (`pipe_width.rs`).
 const BULK_BATCH: usize = 256 * 1024;
 
-/// Serves one connection to its end.
+/// Serves one connection to its end. A connection serves one client after another when each
+/// ends with a standby (the connection holder's spare channels): the transport stays, and the
+/// next client starts with its own hello.
 pub async fn serve<R, W>(daemon: Arc<Daemon>, reader: R, writer: W, origin: String)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + WidenOnBulk + Unpin + Send + 'static,
 {
     let mut frames = FrameReader::new(reader);
-    let (tx, rx) = mpsc::channel(OUTBOX);
-    let closed = daemon.connection_token();
-    let writer_task = tokio::spawn(write_loop(FrameWriter::new(writer), rx, closed.clone()));
-    if let Some(hello) = handshake(&daemon, &mut frames, &tx, &closed).await {
-        frames.set_max_len(MAX_FRAME_LEN);
-        let ctx = Arc::new(Ctx {
-            conn: daemon.next_conn_id(),
-            from: describe_client(&hello, &origin),
-            client_id: hello.client.id,
-            closed,
-            daemon,
-            tx,
-            uploads: Default::default(),
-        });
-        info!(conn = ctx.conn, from = %ctx.from, "client connected");
-        let streams = TaskTracker::new();
-        let heartbeat = hello.capabilities.iter().any(|c| c == CAPABILITY_HEARTBEAT);
-        let ended = request_loop(&ctx, &mut frames, &streams, heartbeat).await;
-        ctx.closed.cancel();
-        if ended == LoopEnd::DeadLink {
+    let mut writer = FrameWriter::new(writer);
+    let transport = daemon.connection_token();
+    let mut standing_by = None;
+    loop {
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let ending = CancellationToken::new();
+        let writer_task = tokio::spawn(write_loop(writer, rx, transport.clone(), ending.clone()));
+        if let Some(id) = standing_by.take() {
+            let _ = tx
+                .send(
+                    AgentFrame {
+                        id,
+                        body: AgentBody::StandingBy,
+                    }
+                    .into(),
+                )
+                .await;
+        }
+        let next = serve_client(&daemon, &mut frames, tx, &transport, &origin).await;
+        if next == ClientEnd::DeadLink {
             // Nothing queued can reach a dead peer; close its side now so streams blocked on a
             // full outbox let go and sshd ends the channel.
             writer_task.abort();
         }
-        // Each stream's attachment detaches as the stream ends.
-        streams.close();
-        streams.wait().await;
-        ctx.daemon.idle_clocks_changed();
-        info!(conn = ctx.conn, "client disconnected");
-    } else {
-        drop(tx);
+        // Frames a finished client's tasks still queue are written; later ones are refused.
+        ending.cancel();
+        let Ok(Some(returned)) = writer_task.await else {
+            return;
+        };
+        writer = returned;
+        match next {
+            ClientEnd::StandBy(id) => standing_by = Some(id),
+            ClientEnd::Closed | ClientEnd::DeadLink => break,
+        }
     }
-    let _ = writer_task.await;
+    let _ = writer.shutdown().await;
 }
 
-/// Reads the hello and answers it; `None` if the connection must close.
+/// How one client's use of the connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum ClientEnd {
+    /// The peer closed, sent garbage, or the daemon is stopping.
+    Closed,
+    /// The peer went silent past the heartbeat limit.
+    DeadLink,
+    /// The client asked for a standby (the request id): the next client may come.
+    StandBy(u64),
+}
+
+/// Greets one client and serves its requests until it ends; everything it attached or started
+/// on this connection is released before this returns.
+async fn serve_client<R: AsyncRead + Unpin>(
+    daemon: &Arc<Daemon>,
+    frames: &mut FrameReader<R>,
+    tx: mpsc::Sender<Outgoing>,
+    transport: &CancellationToken,
+    origin: &str,
+) -> ClientEnd {
+    let closed = transport.child_token();
+    frames.set_max_len(MAX_HELLO_FRAME_LEN);
+    let Some(hello) = handshake(daemon, frames, &tx, &closed).await else {
+        return ClientEnd::Closed;
+    };
+    frames.set_max_len(MAX_FRAME_LEN);
+    let ctx = Arc::new(Ctx {
+        conn: daemon.next_conn_id(),
+        from: describe_client(&hello, origin),
+        client_id: hello.client.id,
+        closed,
+        daemon: daemon.clone(),
+        tx,
+        uploads: Default::default(),
+    });
+    info!(conn = ctx.conn, from = %ctx.from, "client connected");
+    let streams = TaskTracker::new();
+    let heartbeat = hello.capabilities.iter().any(|c| c == CAPABILITY_HEARTBEAT);
+    let ended = request_loop(&ctx, frames, &streams, heartbeat).await;
+    ctx.closed.cancel();
+    // Each stream's attachment detaches as the stream ends.
+    streams.close();
+    streams.wait().await;
+    ctx.daemon.idle_clocks_changed();
+    match ended {
+        ClientEnd::StandBy(_) => info!(conn = ctx.conn, "client done; connection on standby"),
+        _ => info!(conn = ctx.conn, "client disconnected"),
+    }
+    ended
+}
+
+/// Reads the hello and answers it; `None` if the connection must close. A standby before the
+/// hello (a channel opened ahead of need) is answered at once, and the hello may then take as
+/// long as [`STANDBY_TIMEOUT`].
 async fn handshake<R: AsyncRead + Unpin>(
     daemon: &Daemon,
     frames: &mut FrameReader<R>,
     tx: &mpsc::Sender<Outgoing>,
     closed: &CancellationToken,
 ) -> Option<Hello> {
+    let mut wait = HELLO_TIMEOUT;
+    loop {
+        match first_frame(daemon, frames, tx, closed, wait).await? {
+            First::Hello(hello) => return Some(hello),
+            First::Standby(id) => {
+                tx.send(
+                    AgentFrame {
+                        id,
+                        body: AgentBody::StandingBy,
+                    }
+                    .into(),
+                )
+                .await
+                .ok()?;
+                wait = STANDBY_TIMEOUT;
+            }
+        }
+    }
+}
+
+/// What may open a client's use of a connection.
+enum First {
+    Hello(Hello),
+    Standby(u64),
+}
+
+/// Reads the first frame and answers a hello; `None` (after an error reply, if one is due) if
+/// the connection must close.
+async fn first_frame<R: AsyncRead + Unpin>(
+    daemon: &Daemon,
+    frames: &mut FrameReader<R>,
+    tx: &mpsc::Sender<Outgoing>,
+    closed: &CancellationToken,
+    wait: Duration,
+) -> Option<First> {
     let first = tokio::select! {
-        first = tokio::time::timeout(HELLO_TIMEOUT, frames.read_frame()) => first,
+        first = tokio::time::timeout(wait, frames.read_frame()) => first,
         // A daemon stopping or handing over does not wait for a client that has not said hello.
         _ = closed.cancelled() => return None,
     };
@@ -109,7 +204,7 @@ async fn handshake<R: AsyncRead + Unpin>(
     let reply = match first {
         Err(_) => refuse(
             ErrorCode::HelloRequired,
-            format!("no hello within {} s; closing", HELLO_TIMEOUT.as_secs()),
+            format!("no hello within {} s; closing", wait.as_secs()),
         ),
         Ok(Ok(None)) => return None,
         Ok(Err(err)) => refuse(ErrorCode::BadFrame, format!("{err}; closing")),
@@ -129,10 +224,14 @@ async fn handshake<R: AsyncRead + Unpin>(
                     )
                     .await
                     .ok()?;
-                    return Some(hello);
+                    return Some(First::Hello(hello));
                 }
                 Err(err) => refuse(ErrorCode::VersionMismatch, err.to_string()),
             },
+            Ok(ClientFrame {
+                id,
+                body: ClientBody::Standby,
+            }) => return Some(First::Standby(id)),
             Ok(_) => refuse(
                 ErrorCode::HelloRequired,
                 "the first message must be a hello; closing".into(),
@@ -198,31 +297,22 @@ fn describe_client(hello: &Hello, origin: &str) -> String {
     }
 }
 
-/// Why the request loop ended.
-#[derive(Debug, PartialEq, Eq)]
-enum LoopEnd {
-    /// The peer closed, sent garbage, or the daemon is stopping.
-    Closed,
-    /// The peer went silent past the heartbeat limit.
-    DeadLink,
-}
-
 async fn request_loop<R: AsyncRead + Unpin>(
     ctx: &Arc<Ctx>,
     frames: &mut FrameReader<R>,
     streams: &TaskTracker,
     heartbeat: bool,
-) -> LoopEnd {
+) -> ClientEnd {
     let mut last_heard = Instant::now();
     let mut partial_since: Option<Instant> = None;
     loop {
         let read = tokio::select! {
             read = frames.read_frame() => read,
-            _ = ctx.closed.cancelled() => return LoopEnd::Closed,
+            _ = ctx.closed.cancelled() => return ClientEnd::Closed,
             _ = tokio::time::sleep(HEARTBEAT) => {
                 if heartbeat && last_heard.elapsed() >= HEARTBEAT * HEARTBEATS_MISSED {
                     info!(conn = ctx.conn, "client silent for {:?}; its link is dead, disconnecting it", last_heard.elapsed());
-                    return LoopEnd::DeadLink;
+                    return ClientEnd::DeadLink;
                 }
                 let since = *partial_since.get_or_insert_with(Instant::now);
                 if !frames.mid_frame() {
@@ -231,7 +321,7 @@ async fn request_loop<R: AsyncRead + Unpin>(
                     let message = format!("a frame stayed incomplete for {} s; closing the connection", FRAME_DEADLINE.as_secs());
                     info!(conn = ctx.conn, "{message}");
                     ctx.send_error(0, ErrorCode::BadFrame, message).await;
-                    return LoopEnd::Closed;
+                    return ClientEnd::Closed;
                 }
                 if heartbeat {
                     let _ = ctx.tx.try_send(AgentFrame { id: 0, body: AgentBody::Ping(Heartbeat { sent_at: now_millis() }) }.into());
@@ -243,14 +333,18 @@ async fn request_loop<R: AsyncRead + Unpin>(
         partial_since = None;
         let body = match read {
             Ok(Some(body)) => body,
-            Ok(None) => return LoopEnd::Closed,
+            Ok(None) => return ClientEnd::Closed,
             Err(err) => {
                 ctx.send_error(0, ErrorCode::BadFrame, format!("{err}; closing the connection"))
                     .await;
-                return LoopEnd::Closed;
+                return ClientEnd::Closed;
             }
         };
         match decode::<ClientFrame>(body) {
+            Ok(ClientFrame {
+                id,
+                body: ClientBody::Standby,
+            }) => return ClientEnd::StandBy(id),
             Ok(frame) => dispatch(ctx, frame, streams).await,
             Err(err) => {
                 let id = decode::<FrameId>(body).map_or(0, |f| f.id);
@@ -311,6 +405,8 @@ async fn dispatch(ctx: &Arc<Ctx>, frame: ClientFrame, streams: &TaskTracker) {
         ClientBody::ReadFile(request) => {
             spawn_stream(ctx, streams, id, move |ctx| handler::transfer::read(ctx, id, request)).await
         }
+        // Ends the request loop before it is dispatched (`request_loop`).
+        ClientBody::Standby => {}
     }
 }
 
@@ -344,23 +440,36 @@ fn queue<W: AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, outgoing: Outgoing)
     }
 }
 
-/// Writes queued frames in batches until the connection closes. A peer that accepts nothing for
-/// [`WRITE_STALL`], or a failed write, closes the connection (`closed`), so a client that sends
-/// requests without reading the replies cannot hold the daemon's resources forever.
+/// Writes queued frames in batches until the client's use of the connection ends (`ending`:
+/// what was queued by then is still written) or the connection closes, and hands the writer
+/// back for the next client; `None` when the connection is done for. A peer that accepts nothing
+/// for [`WRITE_STALL`], or a failed write, closes the connection (`closed`), so a client that
+/// sends requests without reading the replies cannot hold the daemon's resources forever.
 async fn write_loop<W: AsyncWrite + WidenOnBulk + Unpin>(
     mut writer: FrameWriter<W>,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: CancellationToken,
-) {
+    ending: CancellationToken,
+) -> Option<FrameWriter<W>> {
     let mut width = PipeWidth::default();
-    while let Some(outgoing) = rx.recv().await {
+    loop {
+        let outgoing = tokio::select! {
+            outgoing = rx.recv() => outgoing,
+            _ = ending.cancelled(), if !rx.is_closed() => {
+                rx.close();
+                continue;
+            }
+        };
+        let Some(outgoing) = outgoing else {
+            return Some(writer);
+        };
         if queue(&mut writer, outgoing).is_err() {
-            break;
+            return None;
         }
         while writer.pending() < WRITE_BATCH {
             let Ok(outgoing) = rx.try_recv() else { break };
             if queue(&mut writer, outgoing).is_err() {
-                break;
+                return None;
             }
         }
         if writer.pending() >= BULK_BATCH {
@@ -370,16 +479,17 @@ async fn write_loop<W: AsyncWrite + WidenOnBulk + Unpin>(
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 debug!("client stopped accepting frames: {err}");
-                return closed.cancel();
+                closed.cancel();
+                return None;
             }
             Err(_) => {
                 info!(
                     "client read nothing for {} s; closing the connection",
                     WRITE_STALL.as_secs()
                 );
-                return closed.cancel();
+                closed.cancel();
+                return None;
             }
         }
     }
-    let _ = writer.shutdown().await;
 }

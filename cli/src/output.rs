@@ -378,7 +378,7 @@ pub fn session_json(s: &SessionInfo) -> serde_json::Value {
 
 /// `remora conn ls`: one row per held connection.
 pub fn held_table(held: &[remora_client::holder::Held]) -> String {
-    let header = ["Host", "Since", "Idle", "Calls", "Running", "Persist"];
+    let header = ["Host", "Since", "Idle", "Calls", "Running", "Ready", "Persist"];
     let rows = held
         .iter()
         .map(|h| {
@@ -388,6 +388,7 @@ pub fn held_table(held: &[remora_client::holder::Held]) -> String {
                 duration(h.idle_secs),
                 h.requests.to_string(),
                 h.active.to_string(),
+                h.ready.to_string(),
                 persist_text(&h.persist),
             ]
         })
@@ -406,6 +407,7 @@ pub fn held_json(held: &[remora_client::holder::Held]) -> serde_json::Value {
                 "requests": h.requests,
                 "active": h.active,
                 "connections": h.connections,
+                "ready": h.ready,
                 "persist": h.persist,
             })
         })

@@ -7,6 +7,7 @@
 //!   `AsyncRead`/`AsyncWrite`, and agent state types convert into these messages at the edge.
 //! - Decoding never panics; every malformed input is a [`WireError`].
 
+mod boundary;
 mod display;
 mod error;
 mod frame;
@@ -15,6 +16,7 @@ mod message;
 mod terminal;
 mod transfer;
 
+pub use boundary::FrameBoundary;
 pub use error::WireError;
 pub use frame::{
     decode, encode, encode_with_payload, read_single, FrameReader, FrameWriter, MAX_FRAME_LEN, MAX_HELLO_FRAME_LEN,

@@ -95,6 +95,12 @@ pub enum ClientBody {
     GetPath(GetPath),
     /// Download a file. Reply: [`AgentBody::FileData`] frames, then [`AgentBody::FileEnd`].
     ReadFile(ReadFile),
+    /// End this client's use of the connection but keep the transport for a later client (the
+    /// connection holder's spare channels): everything is released as if the connection had
+    /// closed, then the agent waits, without the hello timeout, for the next [`Hello`]. Allowed
+    /// before a hello too (a channel opened ahead of need). Reply: [`AgentBody::StandingBy`],
+    /// the last frame before the next hello's [`AgentBody::Welcome`].
+    Standby,
 }
 
 /// Opens a connection: versions, capabilities and who is asking.
@@ -427,6 +433,9 @@ pub enum AgentBody {
     FileEnd(FileEnd),
     PathDone(PathDone),
     PathList(PathList),
+    /// Reply to [`ClientBody::Standby`]: nothing of the previous client remains, and the next
+    /// frame the connection accepts is a [`Hello`].
+    StandingBy,
 }
 
 /// Capability: the client answers [`AgentBody::Ping`] with [`ClientBody::Pong`].

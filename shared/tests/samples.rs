@@ -249,6 +249,7 @@ fn client_samples() -> Vec<(&'static str, ClientFrame)> {
                 }),
             ),
         ),
+        ("client-standby", frame(u64::MAX, ClientBody::Standby)),
     ]
     .into_iter()
     .chain(terminal_client_samples())
@@ -764,6 +765,7 @@ fn input_and_copy_samples() -> Samples {
             ),
         ),
         ("agent-file-ack", agent(21, AgentBody::FileAck(FileAck { offset: 1_048_576 }))),
+        ("agent-standing-by", agent(u64::MAX, AgentBody::StandingBy)),
         (
             "agent-path-done",
             agent(

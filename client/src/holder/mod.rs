@@ -26,6 +26,7 @@
 mod destination;
 mod protocol;
 mod serve;
+mod spare;
 
 use std::{
     io::{Read, Write},

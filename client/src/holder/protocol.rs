@@ -74,6 +74,9 @@ pub struct Held {
     pub connections: u32,
     /// ControlPersist in force: `yes` or seconds.
     pub persist: String,
+    /// Agent channels on standby, ready for the next call without a new SSH channel.
+    #[serde(default)]
+    pub ready: u32,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -16,10 +16,14 @@ use std::{
 use nix::fcntl::Flock;
 use tokio::net::{UnixListener, UnixStream};
 
+use remora_unix::LockRecover;
+
 use super::{
     prepare_dir,
     protocol::{Envelope, Held, Reply, Request},
-    read_frame, same_uid, socket_in, write_frame, Destination, HolderError, VERSION,
+    read_frame, same_uid, socket_in,
+    spare::{self, NotKept},
+    write_frame, Destination, HolderError, VERSION,
 };
 use crate::{
     error::{ClientError, Result},
@@ -28,6 +32,8 @@ use crate::{
 
 /// Connections one host key may use at once: sshd's MaxSessions caps channels per connection.
 const MAX_LINKS: usize = 16;
+/// Channels one destination keeps on standby between calls.
+const MAX_SPARES: usize = 4;
 /// How often idle connections are looked at.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
@@ -96,6 +102,15 @@ struct HostLinks {
     persist: Persist,
     since: remora_wire::UnixMillis,
     links: tokio::sync::Mutex<Vec<Arc<SshLink>>>,
+    /// Agent channels on standby, ready for the next call (`spare.rs`).
+    spares: Mutex<Vec<Spare>>,
+    /// False once the host's agent refused a standby (an older agent): channels are not kept.
+    keeps_spares: AtomicBool,
+    /// Channels whose caller is done, being put on standby now: a call waits for one of them
+    /// rather than open a channel of its own.
+    returning: AtomicU32,
+    /// Told when one of those is kept or given up.
+    returned: tokio::sync::Notify,
     last_used: Mutex<Instant>,
     requests: AtomicU64,
     active: AtomicU32,
@@ -103,7 +118,7 @@ struct HostLinks {
 
 impl State {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HostLinks>>> {
-        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+        self.hosts.lock_or_recover()
     }
 
     async fn serve_caller(self: Arc<Self>, stream: UnixStream) {
@@ -144,10 +159,14 @@ impl State {
         }
     }
 
-    /// Connects to the host unless it is held already.
+    /// Connects to the host unless it is held already, and keeps a channel ready on standby.
     async fn warm(&self, destination: Destination) {
-        if let Ok(host) = self.host(&destination) {
-            if let Err(err) = host.link(false).await {
+        let Ok(host) = self.host(&destination) else {
+            return;
+        };
+        match host.link(false).await {
+            Ok(link) => host.prepare_spare(link).await,
+            Err(err) => {
                 tracing::debug!(host = %destination.settings.alias, "warming failed: {err}");
                 self.forget(&host);
             }
@@ -163,11 +182,16 @@ impl State {
                 return;
             }
         };
-        let (mut channel, host_key, jump_keys) = match host.channel().await {
+        let opened = match host.channel().await {
+            Ok(spare) => host_keys(&spare.link)
+                .map(|keys| (keys, spare))
+                .ok_or_else(|| "no host key was recorded".to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        let ((host_key, jump_keys), spare) = match opened {
             Ok(opened) => opened,
-            Err(err) => {
+            Err(reason) => {
                 self.forget(&host);
-                let reason = err.to_string();
                 let _ = write_frame(&mut stream, &Reply::Refused { reason }).await;
                 return;
             }
@@ -180,9 +204,33 @@ impl State {
         }
         host.requests.fetch_add(1, Ordering::Relaxed);
         host.active.fetch_add(1, Ordering::Relaxed);
-        let _ = tokio::io::copy_bidirectional(&mut stream, &mut channel).await;
+        if !host.keeps_spares.load(Ordering::Relaxed) {
+            let mut channel = spare.channel;
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut channel).await;
+            host.active.fetch_sub(1, Ordering::Relaxed);
+            *host.last_used.lock_or_recover() = Instant::now();
+            return;
+        }
+        let served = spare::serve_caller(stream, spare.channel, || {
+            host.returning.fetch_add(1, Ordering::Relaxed);
+        })
+        .await;
         host.active.fetch_sub(1, Ordering::Relaxed);
-        *host.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *host.last_used.lock_or_recover() = Instant::now();
+        let stood_by = match served {
+            Ok(draining) => draining.stand_by().await,
+            Err(not_kept) => Err(not_kept),
+        };
+        match stood_by {
+            Ok(channel) => host.keep(Spare {
+                channel,
+                link: spare.link,
+            }),
+            Err(NotKept::Unsupported) => host.keeps_spares.store(false, Ordering::Relaxed),
+            Err(NotKept::Unclean) => {}
+        }
+        host.returning.fetch_sub(1, Ordering::Relaxed);
+        host.returned.notify_waiters();
     }
 
     /// The destination's entry, made on first use.
@@ -205,6 +253,10 @@ impl State {
             persist,
             since: now_millis(),
             links: tokio::sync::Mutex::new(Vec::new()),
+            spares: Mutex::new(Vec::new()),
+            keeps_spares: AtomicBool::new(true),
+            returning: AtomicU32::new(0),
+            returned: tokio::sync::Notify::new(),
             last_used: Mutex::new(Instant::now()),
             requests: AtomicU64::new(0),
             active: AtomicU32::new(0),
@@ -267,10 +319,21 @@ impl HostLinks {
         Ok(link)
     }
 
-    /// A channel to the agent, with the host keys its connection accepted (the host's, its
-    /// jump hosts'): on the held connection, or on a new one if it refuses (sshd's
-    /// MaxSessions) or is gone.
-    async fn channel(&self) -> Result<(SubsystemStream, String, Vec<String>)> {
+    /// A channel to the agent: a spare on standby if one is still open, else a new one on the
+    /// held connection, or on a new connection if it refuses (sshd's MaxSessions) or is gone.
+    async fn channel(&self) -> Result<Spare> {
+        loop {
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(spare) = self.live_spare().await {
+                return Ok(spare);
+            }
+            if self.returning.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(spare::STANDBY_REPLY_TIMEOUT, returned).await;
+        }
         let mut link = self.link(false).await?;
         let channel = match open_agent(&link).await {
             Ok(channel) => channel,
@@ -279,15 +342,41 @@ impl HostLinks {
                 open_agent(&link).await?
             }
         };
-        let host_key = link.host_key().and_then(ssh::VerifiedKey::to_openssh);
-        let host_key = host_key.ok_or_else(|| ClientError::Holder("no host key was recorded".into()))?;
-        // A hop without a key is sent as nothing readable: the caller then trusts none of it.
-        let jump_keys = link
-            .jump_host_keys()
-            .into_iter()
-            .map(|key| key.and_then(|key| key.to_openssh()).unwrap_or_default())
-            .collect();
-        Ok((channel, host_key, jump_keys))
+        Ok(Spare { channel, link })
+    }
+
+    /// A kept channel that is still open; closed ones are dropped.
+    async fn live_spare(&self) -> Option<Spare> {
+        loop {
+            let mut spare = self.spares.lock_or_recover().pop()?;
+            if !spare.link.is_closed() && spare::still_open(&mut spare.channel).await {
+                return Some(spare);
+            }
+        }
+    }
+
+    /// Keeps a channel on standby for the next call, up to [`MAX_SPARES`].
+    fn keep(&self, spare: Spare) {
+        let mut spares = self.spares.lock_or_recover();
+        spares.retain(|kept| !kept.link.is_closed());
+        if spares.len() < MAX_SPARES && !spare.link.is_closed() {
+            spares.push(spare);
+        }
+    }
+
+    /// Opens a channel on `link` ahead of need and puts it on standby, unless one is ready.
+    async fn prepare_spare(&self, link: Arc<SshLink>) {
+        if !self.keeps_spares.load(Ordering::Relaxed) || !self.spares.lock_or_recover().is_empty() {
+            return;
+        }
+        let Ok(channel) = open_agent(&link).await else {
+            return;
+        };
+        match spare::stand_by(channel).await {
+            Ok(channel) => self.keep(Spare { channel, link }),
+            Err(NotKept::Unsupported) => self.keeps_spares.store(false, Ordering::Relaxed),
+            Err(NotKept::Unclean) => {}
+        }
     }
 
     fn expired(&self) -> bool {
@@ -301,7 +390,7 @@ impl HostLinks {
             return true;
         }
         drop(links);
-        let idle = self.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let idle = self.last_used.lock_or_recover().elapsed();
         match self.persist {
             Persist::For(limit) => idle >= limit,
             Persist::Forever | Persist::Off => false,
@@ -310,7 +399,7 @@ impl HostLinks {
 
     fn describe(&self) -> Held {
         let active = self.active.load(Ordering::Relaxed);
-        let idle = self.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        let idle = self.last_used.lock_or_recover().elapsed();
         let connections = self
             .links
             .try_lock()
@@ -323,8 +412,28 @@ impl HostLinks {
             requests: self.requests.load(Ordering::Relaxed),
             active,
             persist: self.persist.to_string(),
+            ready: self.spares.lock_or_recover().len() as u32,
         }
     }
+}
+
+/// The host keys a connection accepted (the host's, its jump hosts'), in OpenSSH's one-line
+/// form, for the caller to check.
+fn host_keys(link: &SshLink) -> Option<(String, Vec<String>)> {
+    let host_key = link.host_key().and_then(ssh::VerifiedKey::to_openssh)?;
+    // A hop without a key is sent as nothing readable: the caller then trusts none of it.
+    let jump_keys = link
+        .jump_host_keys()
+        .into_iter()
+        .map(|key| key.and_then(|key| key.to_openssh()).unwrap_or_default())
+        .collect();
+    Some((host_key, jump_keys))
+}
+
+/// An agent channel and the connection it runs on.
+struct Spare {
+    channel: SubsystemStream,
+    link: Arc<SshLink>,
 }
 
 /// The agent's channel: the `remora` subsystem, else the agent started by exec.

@@ -41,5 +41,6 @@ mod trust;
 mod upgrade;
 mod wait;
 mod warm;
+mod warm_spares;
 mod warm_trust;
 mod workflow;

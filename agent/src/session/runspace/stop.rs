@@ -14,7 +14,7 @@ use crate::session::Session;
 /// How long an interrupted command has before everything but the shell is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often, within the grace period, a lost SIGINT is sent again.
-const INTERRUPT_AGAIN: Duration = Duration::from_millis(500);
+const INTERRUPT_AGAIN: Duration = Duration::from_millis(100);
 
 /// What to do to the running command.
 pub(super) enum StopAction {
