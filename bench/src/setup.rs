@@ -27,7 +27,7 @@ impl Bench {
         // sftp (and scp, which speaks SFTP by default) are compared in the transfer workload.
         let sshd = Arc::new(Sshd::start_with("Subsystem sftp internal-sftp\n")?);
         sshd.write_agent_config(AGENT_CONFIG)?;
-        end_on_signal(sshd.clone())?;
+        end_on_signal(Arc::downgrade(&sshd))?;
         Ok(Bench {
             sshd,
             cipher: remora_client::ssh::preferred_cipher(),
@@ -164,7 +164,9 @@ pub fn stopping() -> bool {
 /// On SIGTERM or SIGINT, ends the sshd and everything it led to (sessions, the agent's daemon,
 /// the connection holder, the clients), then exits with 128 + the signal, as a shell reports it.
 /// A thread of its own with a small runtime: the workloads run synchronously on the main one.
-fn end_on_signal(sshd: Arc<Sshd>) -> anyhow::Result<()> {
+/// It holds the sshd weakly: at a normal end the bench's own handle is the last, and dropping it
+/// ends everything (a strong handle here kept the sshd and daemon running past the bench).
+fn end_on_signal(sshd: std::sync::Weak<Sshd>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     let (mut terminate, mut interrupt) =
@@ -178,9 +180,11 @@ fn end_on_signal(sshd: Arc<Sshd>) -> anyhow::Result<()> {
         });
         STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("remora-bench: stopped by signal {number}; ending its sshd, daemon and clients");
-        sshd.stop_everything();
-        // exit skips destructors: the test directory goes here.
-        let _ = std::fs::remove_dir_all(sshd.dir());
+        if let Some(sshd) = sshd.upgrade() {
+            sshd.stop_everything();
+            // exit skips destructors: the test directory goes here.
+            let _ = std::fs::remove_dir_all(sshd.dir());
+        }
         std::process::exit(128 + number);
     });
     Ok(())
