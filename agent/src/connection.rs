@@ -66,18 +66,19 @@ where
         let (tx, rx) = mpsc::channel(OUTBOX);
         let ending = CancellationToken::new();
         let writer_task = tokio::spawn(write_loop(writer, rx, transport.clone(), ending.clone()));
-        if let Some(id) = standing_by.take() {
-            let _ = tx
-                .send(
-                    AgentFrame {
-                        id,
-                        body: AgentBody::StandingBy,
-                    }
-                    .into(),
-                )
-                .await;
-        }
-        let next = serve_client(&daemon, &mut frames, tx, &transport, &origin).await;
+        // After a standby the next client may come much later than a first hello would.
+        let hello_wait = match standing_by.take() {
+            Some(id) => {
+                let standing = AgentFrame {
+                    id,
+                    body: AgentBody::StandingBy,
+                };
+                let _ = tx.send(standing.into()).await;
+                STANDBY_TIMEOUT
+            }
+            None => HELLO_TIMEOUT,
+        };
+        let next = serve_client(&daemon, &mut frames, tx, &transport, &origin, hello_wait).await;
         if next == ClientEnd::DeadLink {
             // Nothing queued can reach a dead peer; close its side now so streams blocked on a
             // full outbox let go and sshd ends the channel.
@@ -108,18 +109,19 @@ enum ClientEnd {
     StandBy(u64),
 }
 
-/// Greets one client and serves its requests until it ends; everything it attached or started
-/// on this connection is released before this returns.
+/// Greets one client (its hello may take `hello_wait`) and serves its requests until it ends;
+/// everything it attached or started on this connection is released before this returns.
 async fn serve_client<R: AsyncRead + Unpin>(
     daemon: &Arc<Daemon>,
     frames: &mut FrameReader<R>,
     tx: mpsc::Sender<Outgoing>,
     transport: &CancellationToken,
     origin: &str,
+    hello_wait: Duration,
 ) -> ClientEnd {
     let closed = transport.child_token();
     frames.set_max_len(MAX_HELLO_FRAME_LEN);
-    let Some(hello) = handshake(daemon, frames, &tx, &closed).await else {
+    let Some(hello) = handshake(daemon, frames, &tx, &closed, hello_wait).await else {
         return ClientEnd::Closed;
     };
     frames.set_max_len(MAX_FRAME_LEN);
@@ -148,16 +150,16 @@ async fn serve_client<R: AsyncRead + Unpin>(
     ended
 }
 
-/// Reads the hello and answers it; `None` if the connection must close. A standby before the
-/// hello (a channel opened ahead of need) is answered at once, and the hello may then take as
-/// long as [`STANDBY_TIMEOUT`].
+/// Reads the hello (waiting up to `wait`) and answers it; `None` if the connection must close.
+/// A standby before the hello (a channel opened ahead of need) is answered at once, and the
+/// hello may then take as long as [`STANDBY_TIMEOUT`].
 async fn handshake<R: AsyncRead + Unpin>(
     daemon: &Daemon,
     frames: &mut FrameReader<R>,
     tx: &mpsc::Sender<Outgoing>,
     closed: &CancellationToken,
+    mut wait: Duration,
 ) -> Option<Hello> {
-    let mut wait = HELLO_TIMEOUT;
     loop {
         match first_frame(daemon, frames, tx, closed, wait).await? {
             First::Hello(hello) => return Some(hello),

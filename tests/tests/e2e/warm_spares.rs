@@ -13,7 +13,7 @@ use crate::{
 
 /// Agent channels sshd has started for this test's clients (`LogLevel VERBOSE`).
 fn agent_channels(sshd: &Sshd) -> usize {
-    sshd.log().matches("subsystem request for remora").count()
+    sshd.log().matches("Starting session: subsystem 'remora'").count()
 }
 
 /// Waits until the holder has a channel on standby for `host`.
@@ -136,4 +136,27 @@ fn a_daemon_restart_under_kept_channels_costs_one_fresh_channel() {
         (0, "no sessions\n"),
         "{listed:?}"
     );
+}
+
+#[test]
+fn a_channel_kept_after_a_call_outlasts_the_agents_hello_timeout() {
+    let sshd = Sshd::start().unwrap();
+    let host = sshd.alias();
+    remora(&sshd, &["new", host, "--name", "s"]).ok();
+    wait_ready(&sshd, host);
+    // This call takes the spare and gives it back on standby.
+    assert_eq!(
+        remora(&sshd, &["invoke", host, "--name", "s", "--", "echo used"]).ok(),
+        "used\n"
+    );
+    wait_ready(&sshd, host);
+    let before = agent_channels(&sshd);
+    // Idle for longer than the 10 s a new connection has for its hello: the time itself is what
+    // is tested here.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert_eq!(
+        remora(&sshd, &["invoke", host, "--name", "s", "--", "echo later"]).ok(),
+        "later\n"
+    );
+    assert_eq!(agent_channels(&sshd), before, "the kept channel was still there");
 }
