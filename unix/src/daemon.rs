@@ -15,13 +15,15 @@ use std::{
 
 use nix::fcntl::{Flock, FlockArg};
 
-/// Opens (creating it 0600) a file used only for its lock; its content is left as it is.
+/// Opens (creating it 0600) a file used only for its lock; its content is left as it is. A
+/// link planted under its name is refused, never followed.
 pub fn open_lock_file(path: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -55,9 +57,15 @@ pub fn bind_private_socket(path: &Path) -> io::Result<(UnixListener, bool)> {
     Ok((listener, replaced))
 }
 
-/// Opens a daemon's log for appending, creating it 0600.
+/// Opens a daemon's log for appending, creating it 0600; a link planted under its name is
+/// refused, never followed.
 pub fn open_log(path: &Path) -> io::Result<fs::File> {
-    fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Whose child a detached process is.
@@ -117,6 +125,19 @@ mod tests {
         drop(first);
         assert!(try_lock_exclusive(&path).unwrap().is_some(), "free again once dropped");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_link_planted_as_the_lock_or_the_log_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let target = scratch.path().join("elsewhere");
+        fs::write(&target, "untouched").unwrap();
+        for name in ["daemon.lock", "daemon.log"] {
+            std::os::unix::fs::symlink(&target, scratch.path().join(name)).unwrap();
+        }
+        assert!(try_lock_exclusive(&scratch.path().join("daemon.lock")).is_err());
+        assert!(open_log(&scratch.path().join("daemon.log")).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "untouched");
     }
 
     #[test]
