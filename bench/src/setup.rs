@@ -15,6 +15,43 @@ pub const WAIT: Duration = Duration::from_secs(600);
 const AGENT_CONFIG: &str = "[configurations.default]\nspill_quota = \"64GiB\"\nmax_sessions = 100000\n\
                             [configurations.memory]\nbuffering = \"block\"\nbuffer_limit = \"64GiB\"\n";
 
+/// The remote account the warm, fleet and Ansible rows run on: sshd's login shell runs the
+/// account's `~/.bashrc` for every session it starts, including the agent's subsystem.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// An empty HOME: a session costs sshd and a bare shell.
+    Plain,
+    /// A `~/.bashrc` that costs about 100 ms, as pyenv, conda or nvm init do on many hosts.
+    SlowRc,
+}
+
+impl Account {
+    pub const BOTH: [Account; 2] = [Account::Plain, Account::SlowRc];
+
+    /// What the heavy `~/.bashrc` does: sleep for the 100 ms a version manager's init costs,
+    /// without taking the two cores the whole bench shares.
+    const SLOW_BASHRC: &'static str = "sleep 0.1\n";
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Account::Plain => "plain account",
+            Account::SlowRc => "~/.bashrc of 100 ms",
+        }
+    }
+
+    /// Makes the bench's remote HOME this account: writes or removes its `~/.bashrc`.
+    pub fn prepare(self, sshd: &Sshd) -> std::io::Result<()> {
+        let bashrc = sshd.remote_home().join(".bashrc");
+        match self {
+            Account::Plain => match std::fs::remove_file(&bashrc) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+                _ => Ok(()),
+            },
+            Account::SlowRc => std::fs::write(&bashrc, Self::SLOW_BASHRC),
+        }
+    }
+}
+
 pub struct Bench {
     /// Shared with the thread that ends everything on SIGTERM or SIGINT ([`Bench::start`]).
     pub sshd: Arc<Sshd>,

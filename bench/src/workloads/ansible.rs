@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use crate::{
     measure::{secs, timed, Row, Stats},
-    setup::Bench,
+    setup::{Account, Bench},
     Args,
 };
 
@@ -23,9 +23,6 @@ use crate::{
 const HOSTS: usize = 20;
 /// Tasks in the playbook.
 const TASKS: usize = 10;
-/// What the heavy account's `~/.bashrc` does: sleep for the 100 ms a version manager's init
-/// costs, without taking the two cores the whole bench shares.
-const HEAVY_BASHRC: &str = "sleep 0.1\n";
 
 pub fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
     let Some(bin) = ansible_bin_dir() else {
@@ -37,12 +34,11 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
         )]);
     };
     let mut rows = Vec::new();
-    for (account, bashrc, target) in [("plain account", "", 1.0), ("~/.bashrc of 100 ms", HEAVY_BASHRC, 0.7)] {
+    for account in Account::BOTH {
+        let target = if account == Account::Plain { 1.0 } else { 0.7 };
         // Its own sshd and daemon per account: nothing left by other workloads is measured.
         let bench = Bench::start()?;
-        if !bashrc.is_empty() {
-            fs::write(bench.sshd.remote_home().join(".bashrc"), bashrc)?;
-        }
+        account.prepare(&bench.sshd)?;
         let play = Play::new(&bench, &bin)?;
         let login = Stats::single(secs(timed(&mut bench.ssh(&[bench.sshd.alias(), "true"]))?.elapsed) * 1e3);
         play.run("ssh")?;
@@ -61,7 +57,7 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Row>> {
         rows.push(
             Row::new(
                 "11 ansible",
-                &format!("{TASKS} tasks on {HOSTS} hosts, {account}"),
+                &format!("{TASKS} tasks on {HOSTS} hosts, {}", account.label()),
                 "s",
                 remora,
             )

@@ -1,13 +1,14 @@
 //! Workload 10 (fleet): `invoke -- true` on 200 hosts (ssh_config aliases of the test sshd) at
 //! the default throttle of 32 — cold, then warm through the connection holder — against
 //! `parallel-ssh` (Debian's pssh) and `ansible all -m command -a true` at the same concurrency,
-//! and remora's own CPU per host. Tools that are not installed are reported, not faked.
+//! and remora's own CPU per host, on a plain account and on one whose `~/.bashrc` costs 100 ms.
+//! Tools that are not installed are reported, not faked.
 
 use std::process::Command;
 
 use crate::{
     measure::{children_cpu_secs, secs, timed, Row, Stats},
-    setup::{Bench, WAIT},
+    setup::{Account, Bench, WAIT},
     Args,
 };
 
@@ -17,9 +18,19 @@ const HOSTS: usize = 200;
 const THROTTLE: usize = 32;
 
 pub fn run(_shared: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for account in Account::BOTH {
+        rows.extend(on_account(args, account)?);
+    }
+    Ok(rows)
+}
+
+/// Every row on one account; pssh and Ansible log in through the same rc file.
+fn on_account(args: &Args, account: Account) -> anyhow::Result<Vec<Row>> {
     // Its own sshd and daemon: the workloads before it leave a thousand sessions behind, and 200
     // more handshakes at once beside them measure the leftovers, not the fleet.
     let bench = &Bench::start()?;
+    account.prepare(&bench.sshd)?;
     let aliases: Vec<String> = (1..=HOSTS).map(|n| format!("fleet{n}")).collect();
     for alias in &aliases {
         bench.sshd.add_alias(alias, bench.sshd.port())?;
@@ -40,7 +51,10 @@ pub fn run(_shared: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![
         Row::new(
             "10 fleet",
-            &format!("invoke on {HOSTS} hosts, throttle {THROTTLE}, cold"),
+            &format!(
+                "invoke on {HOSTS} hosts, throttle {THROTTLE}, cold, {}",
+                account.label()
+            ),
             "s",
             cold,
         ),
