@@ -23,7 +23,7 @@ fn wait_ready(sshd: &Sshd, host: &str) {
         let listed = remora(sshd, &["conn", "ls", "--json"]).stdout;
         serde_json::from_str::<serde_json::Value>(&listed)
             .ok()
-            .and_then(|all| all.as_array()?.first()?["ready"].as_u64())
+            .and_then(|all| all.as_array()?.iter().find(|h| h["host"] == host)?["ready"].as_u64())
             .is_some_and(|ready| ready >= 1)
     })
     .unwrap();
@@ -159,4 +159,41 @@ fn a_channel_kept_after_a_call_outlasts_the_agents_hello_timeout() {
         "later\n"
     );
     assert_eq!(agent_channels(&sshd), before, "the kept channel was still there");
+}
+
+#[test]
+fn a_call_on_a_kept_channel_cut_by_the_link_resumes_and_loses_nothing() {
+    let sshd = Sshd::start().unwrap();
+    let (link, config) = crate::support::flaky(&sshd);
+    let flaky = |args: &[&str]| -> std::process::Command {
+        let mut command = sshd.remora_with_config(&config);
+        command.args(args);
+        command
+    };
+    let run = |args: &[&str]| crate::support::run(&mut flaky(args), crate::support::TIMEOUT).unwrap();
+    let gate = sshd.dir().join("gate");
+    let command = format!(
+        "seq 1 200; while [ ! -e {} ]; do sleep 0.05; done; seq 201 400",
+        gate.display()
+    );
+    assert!(run(&["new", "flaky", "--name", "cut"]).status.success());
+    assert!(
+        run(&["invoke", "flaky", "--name", "cut", "--disconnected", "--", &command])
+            .status
+            .success()
+    );
+    wait_ready(&sshd, "flaky");
+    let before = agent_channels(&sshd);
+    let mut receiving = Background::spawn(flaky(&["receive", "flaky", "--name", "cut"]));
+    receiving.wait_for_line("200");
+    assert_eq!(agent_channels(&sshd), before, "the receive runs on a kept channel");
+    link.cut();
+    std::fs::write(&gate, "").unwrap();
+    let (status, stderr, lines) = receiving.finish_with_lines();
+    let expected: Vec<String> = (1..=400).map(|i| i.to_string()).collect();
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(lines, expected, "every line once, in order, across the cut: {stderr}");
+    assert_eq!(session(&sshd, "cut")["commands_running"], 0);
+    let after = run(&["invoke", "flaky", "--name", "cut", "--", "echo next"]);
+    assert_eq!(String::from_utf8_lossy(&after.stdout), "next\n", "the next call gets only its own output");
 }
