@@ -19,7 +19,7 @@ description:
     running or left output nobody received, which stays for C(remora receive)).
   - Needs C(remora) on the controller and C(remora-agent) on the host (C(remora install HOST) puts it
     there without root).
-author: remora developers
+author: remora developers (!UNKNOWN)
 version_added: 0.1.0
 extends_documentation_fragment:
   - connection_pipelining
@@ -358,7 +358,7 @@ class Connection(ConnectionBase):
                     self._stop(process)
                     raise AnsibleError('timeout (%ds) waiting for the privilege escalation prompt on %s: %s'
                                        % (timeout, self._host(), to_native(seen)))
-                for key, _ in events:
+                for key, _mask in events:
                     chunk = key.fileobj.read()
                     if not chunk:
                         selector.unregister(key.fileobj)
@@ -386,7 +386,7 @@ class Connection(ConnectionBase):
 
     def _copy(self, args, what):
         process = self._spawn(args)
-        _, stderr = process.communicate(b'')
+        stderr = process.communicate(b'')[1]
         if process.returncode != 0:
             raise self._failure(process.returncode, stderr, what)
 
@@ -412,7 +412,7 @@ class Connection(ConnectionBase):
         if self.get_option('keep_session'):
             return
         process = self._spawn(self._base_args() + ['rm', self._host(), '--name', self._session_name(), '--yes'])
-        _, stderr = process.communicate(b'')
+        stderr = process.communicate(b'')[1]
         if process.returncode != 0:
             display.vv(u'remora rm: %s' % to_text(stderr).strip(), host=self._host())
         self._connected = False
@@ -491,11 +491,11 @@ def reap(directory, pid, start):
         base, host, name = entry['args'], entry['host'], entry['session']
         try:
             listed = subprocess.run(base + ['ls', host, '--name', name, '--json'], capture_output=True,
-                                    stdin=subprocess.DEVNULL, timeout=REAP_CALL_TIMEOUT)
+                                    stdin=subprocess.DEVNULL, timeout=REAP_CALL_TIMEOUT, check=False)
             sessions = json.loads(listed.stdout or b'[]')
             if sessions and all(removable(s) for s in sessions):
                 subprocess.run(base + ['rm', host, '--name', name, '--yes'], capture_output=True,
-                               stdin=subprocess.DEVNULL, timeout=REAP_CALL_TIMEOUT)
+                               stdin=subprocess.DEVNULL, timeout=REAP_CALL_TIMEOUT, check=False)
         except (OSError, ValueError, subprocess.TimeoutExpired):
             continue
     for name in ('sessions', 'reaper'):
