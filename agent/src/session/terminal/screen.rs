@@ -1,17 +1,20 @@
 //! The terminal's screen model: a `vt100` emulator fed every output byte, the lines that
-//! scrolled off its top (with their colours) and the plain-text transcript.
+//! scrolled off its top (with their colours), and the plain-text transcript made from them.
 //!
 //! The emulator keeps no scrollback of its own (its cells cost 32 bytes each, 25 MB for 10,000
 //! lines of 80 columns); rows are taken as they scroll off (`on_scroll`) and kept as short SGR
 //! strings instead, at most `scrollback` of them, so memory per terminal stays bounded by the
-//! scrollback whatever the output holds.
+//! scrollback whatever the output holds. The transcript is not kept beside them: a request
+//! strips the colours from the kept lines it has not given yet, so a line that scrolls off
+//! costs one formatting (it is on the path of every byte a `cat` prints).
 //!
 //! Invariants (a byte budget per terminal, whatever the window size or the output):
 //! - The emulator's grid has at most [`MAX_CELLS`] cells: a larger window is clamped to it, the
 //!   columns kept and the rows reduced ([`fit`]), so a client with a huge window still works, on
 //!   fewer rows. Both grids (main and alternate) together stay under 2 × 32 B × [`MAX_CELLS`].
-//! - The kept lines hold at most [`HISTORY_BYTES`] bytes, and so does the transcript, however
-//!   wide each line is; the oldest go first.
+//! - The kept lines hold at most [`HISTORY_BYTES`] bytes, however wide each line is; the oldest
+//!   go first. A transcript gives at most those lines, and counts the ones that went before it
+//!   could give them.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU16;
@@ -25,7 +28,7 @@ use vt100::{
 /// screens (an 8K display in a small font is about 1,300 × 360 = 470,000).
 pub const MAX_CELLS: u32 = 500_000;
 
-/// Most bytes of scrolled-off lines kept, and of transcript lines: a redraw and a transcript
+/// Most bytes of scrolled-off lines kept (so a transcript gives at most as many): a redraw and a transcript
 /// each fit in one frame.
 pub const HISTORY_BYTES: usize = 4 << 20;
 
@@ -45,26 +48,22 @@ pub struct Lines {
 }
 
 impl Lines {
-    /// Appends; returns how many of the oldest lines had to go.
-    fn push(&mut self, line: String, limit: usize) -> u64 {
+    /// Appends, letting the oldest lines go past `limit` lines or [`HISTORY_BYTES`].
+    fn push(&mut self, line: String, limit: usize) {
         self.bytes += line.len();
         self.lines.push_back(line);
-        let mut dropped = 0;
         while self.lines.len() > limit || self.bytes > HISTORY_BYTES {
             let Some(old) = self.lines.pop_front() else { break };
             self.bytes -= old.len();
-            dropped += 1;
         }
-        dropped
     }
 
     fn iter(&self) -> impl Iterator<Item = &String> {
         self.lines.iter()
     }
 
-    fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
-        self.bytes = 0;
-        self.lines.drain(..)
+    fn len(&self) -> u64 {
+        self.lines.len() as u64
     }
 
     /// Bytes held.
@@ -76,16 +75,40 @@ impl Lines {
 /// Lines kept beside the emulator.
 #[derive(Debug, Default)]
 pub struct History {
-    /// Lines as they looked (SGR only), oldest first.
+    /// Lines as they looked (SGR only), oldest first: the newest of the `scrolled`.
     pub lines: Lines,
-    /// Plain lines not yet taken by a transcript request.
-    pub transcript: Lines,
-    /// Transcript lines that fell out of the bound before anyone took them.
-    pub transcript_lost: u64,
+    /// The number of the first scrolled-off line no transcript has given yet.
+    pub untaken: u64,
     /// Lines that have scrolled off the main screen so far: the number of the screen's top row,
     /// counting every line the terminal ever showed from 0.
     pub scrolled: u64,
     pub limit: usize,
+}
+
+impl History {
+    /// The scrolled-off lines no transcript has given yet, as plain text with their numbers,
+    /// and how many of them went before they could be given; the next call starts after them.
+    fn take_untaken(&mut self) -> (Vec<(u64, String)>, u64) {
+        let kept_from = self.scrolled - self.lines.len();
+        let from = self.untaken.max(kept_from);
+        let lost = from - self.untaken;
+        self.untaken = self.scrolled;
+        let lines = self
+            .lines
+            .iter()
+            .skip((from - kept_from) as usize)
+            .zip(from..)
+            .map(|(line, number)| (number, plain(line)))
+            .collect();
+        (lines, lost)
+    }
+}
+
+/// A kept line without its colours, trailing blanks trimmed.
+fn plain(formatted: &str) -> String {
+    let mut text: String = basic_formatted_to_plain(formatted).collect();
+    text.truncate(text.trim_end().len());
+    text
 }
 
 impl Callbacks for History {
@@ -96,10 +119,8 @@ impl Callbacks for History {
         }
         let mut line = String::new();
         let _ = contents.write_formatted_basic(&mut line, &mut BasicFormattedCaptureState::new());
-        let plain: String = basic_formatted_to_plain(&line).collect();
         line.push_str("\x1b[m");
         self.lines.push(line, self.limit);
-        self.transcript_lost += self.transcript.push(plain.trim_end().to_string(), self.limit);
         self.scrolled += 1;
     }
 }
@@ -177,22 +198,16 @@ impl Screen {
     /// as it was. A line that changed since (the prompt line, typed on) comes again.
     pub fn take_transcript(&mut self) -> (String, u64) {
         let history = self.parser.callbacks_mut();
-        let lost = std::mem::take(&mut history.transcript_lost);
         let scrolled = history.scrolled;
-        let drained: Vec<String> = history.transcript.drain().collect();
-        let first = scrolled - drained.len() as u64;
+        let (untaken, lost) = history.take_untaken();
         let rows = main_screen_rows(self.parser.screen());
         let end = rows.iter().rposition(|row| !row.is_empty()).map_or(0, |last| last + 1);
-        let numbered = drained
-            .into_iter()
-            .enumerate()
-            .map(|(k, line)| (first + k as u64, line))
-            .chain(
-                rows.into_iter()
-                    .take(end)
-                    .enumerate()
-                    .map(|(r, row)| (scrolled + r as u64, row)),
-            );
+        let numbered = untaken.into_iter().chain(
+            rows.into_iter()
+                .take(end)
+                .enumerate()
+                .map(|(r, row)| (scrolled + r as u64, row)),
+        );
         let mut text = String::new();
         let mut given = std::collections::BTreeMap::new();
         for (number, line) in numbered {
@@ -320,12 +335,16 @@ mod tests {
         }
         let history = screen.parser.callbacks();
         assert!(history.lines.bytes() <= HISTORY_BYTES, "{}", history.lines.bytes());
-        assert!(history.transcript.bytes() <= HISTORY_BYTES);
-        assert!(
-            history.transcript_lost > 0,
+        assert!(!screen.scrollback().is_empty(), "the newest lines are kept");
+        let kept = screen.scrollback().len() as u64;
+        let scrolled = history.scrolled;
+        let (text, lost) = screen.take_transcript();
+        assert_eq!(
+            lost,
+            scrolled - kept,
             "the oldest transcript lines went, and are counted"
         );
-        assert!(!screen.scrollback().is_empty(), "the newest lines are kept");
+        assert!(text.len() <= HISTORY_BYTES + wide.len(), "{}", text.len());
     }
 
     #[test]
