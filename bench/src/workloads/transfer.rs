@@ -1,4 +1,4 @@
-//! Workload 9 (data in and out): a file of `--bytes` uploaded and downloaded by `remora cp`,
+//! Workload 12 (data in and out): a file of `--bytes` uploaded and downloaded by `remora cp`,
 //! `scp` and `sftp`; the same bytes on stdin to `remora invoke -- 'cat > /dev/null'` and
 //! `ssh HOST 'cat > /dev/null'`; and an upload cut three times through a faulty link, where the
 //! bytes on the wire are compared with the file's size, next to what scp does after one cut
@@ -66,7 +66,7 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     let mb = args.bytes / 1_000_000;
     let stats = |slot: usize| Stats::of(&samples[slot]);
     let compare = |metric: String, remora: Stats, openssh: Stats, tool: &str| {
-        let row = Row::new("9 transfer", &metric, "MB/s", remora).against(openssh);
+        let row = Row::new("12 transfer", &metric, "MB/s", remora).against(openssh);
         let met = row.ratio.unwrap_or(0.0) >= 0.95;
         row.target(&format!(">= 0.95x {tool}"), met)
     };
@@ -82,7 +82,7 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
             "ssh",
         ),
         Row::new(
-            "9 transfer",
+            "12 transfer",
             &format!("{mb} MB upload, cp vs scp + sync --data (both durable)"),
             "MB/s",
             stats(0),
@@ -209,7 +209,7 @@ fn cut_three_times(bench: &Bench, file: &Path, dir: &Path, bytes: u64) -> anyhow
     );
     let scp = (link.upstream_bytes() - before) as f64 / bytes as f64;
     let row = Row::new(
-        "9 transfer",
+        "12 transfer",
         &format!(
             "{} MB upload cut 3x: wire bytes / size (scp: cut once{})",
             bytes / 1_000_000,

@@ -1,4 +1,4 @@
-//! Workload 9 (warm): calls from new processes once the connection holder keeps the host's
+//! Workload 13 (warm): calls from new processes once the connection holder keeps the host's
 //! connection — `invoke --name S -- true`, `ls HOST` and `receive` of a finished command —
 //! against `ssh` over a warm ControlMaster and `ssh HOST true`, on a plain account and on one
 //! whose `~/.bashrc` costs 100 ms; and the holder's memory.
@@ -25,7 +25,7 @@ pub fn run(bench: &Bench, args: &Args) -> anyhow::Result<Vec<Row>> {
     timed(&mut bench.remora_warm(&["conn", "stop"]))?;
     rows.push(
         Row::new(
-            "9 warm",
+            "13 warm",
             "connection holder memory per held connection",
             "MiB",
             Stats::of(&[memory]),
@@ -79,7 +79,7 @@ fn on_account(bench: &Bench, args: &Args, account: Account) -> anyhow::Result<Ve
         ));
     }
     rows.push(Row::new(
-        "9 warm",
+        "13 warm",
         &format!("  ssh HOST true, {}", account.label()),
         "ms",
         Stats::of(&samples.ssh),
@@ -103,9 +103,9 @@ fn versus(what: &str, remora: Stats, samples: &Samples, account: Account) -> [Ro
         Account::Plain => 0.5,
         Account::SlowRc => 0.1,
     };
-    let muxed = Row::new("9 warm", what, "ms", remora).against(Stats::of(&samples.muxed));
+    let muxed = Row::new("13 warm", what, "ms", remora).against(Stats::of(&samples.muxed));
     let muxed_met = muxed.ratio.unwrap_or(f64::MAX) <= target;
-    let fresh = Row::new("9 warm", "  same, vs a new ssh HOST true", "ms", remora).against(Stats::of(&samples.ssh));
+    let fresh = Row::new("13 warm", "  same, vs a new ssh HOST true", "ms", remora).against(Stats::of(&samples.ssh));
     let fresh_met = fresh.ratio.unwrap_or(f64::MAX) <= 0.1;
     [
         muxed.target(&format!("<= {target}x ssh via ControlMaster"), muxed_met),
