@@ -195,5 +195,9 @@ fn a_call_on_a_kept_channel_cut_by_the_link_resumes_and_loses_nothing() {
     assert_eq!(lines, expected, "every line once, in order, across the cut: {stderr}");
     assert_eq!(session(&sshd, "cut")["commands_running"], 0);
     let after = run(&["invoke", "flaky", "--name", "cut", "--", "echo next"]);
-    assert_eq!(String::from_utf8_lossy(&after.stdout), "next\n", "the next call gets only its own output");
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout),
+        "next\n",
+        "the next call gets only its own output"
+    );
 }
