@@ -10,12 +10,21 @@
 //! with fixed instance ids (1..=6) the fuzzer can name, in every state a handler cares about:
 //! finished, running and queued commands, broken, temporary, drop and spill buffering, and
 //! attached to another client. Spill files go to a temporary state dir.
+//!
+//! Confined: `cp` requests name any path the fuzzer picks, absolute or relative to home, to
+//! write, create, list or read. Before the first input the process is restricted with Landlock
+//! (see `confine.rs`) to a fresh state dir plus libFuzzer's own corpus and artifact dirs, and a
+//! probe checks that a file beside the state dir cannot be created; if that cannot be set up,
+//! the target panics instead of fuzzing unconfined. A transfer outside the state dir is therefore
+//! refused with a permission error, as on a host where the user may not write there.
 
 #![no_main]
 
+mod confine;
+
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, LazyLock, OnceLock},
+    sync::{Arc, LazyLock},
     time::Duration,
 };
 
@@ -51,30 +60,14 @@ max_queued = 4
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    /// Holds agent.toml and the spill dir.
+    /// Holds agent.toml and the spill dir; the only place the daemon may touch.
     state: PathBuf,
 }
 
-/// The state dir, for removing it at exit: statics are never dropped, and libFuzzer ends with
-/// `exit()` after `-max_total_time` or `-runs`. (After a crash it stays, with what led to it.)
-static STATE: OnceLock<PathBuf> = OnceLock::new();
-
-unsafe extern "C" {
-    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
-}
-
-extern "C" fn remove_state() {
-    if let Some(state) = STATE.get() {
-        let _ = std::fs::remove_dir_all(state);
-    }
-}
-
 static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
-    let state = tempfile::tempdir().expect("temporary state dir").keep();
-    STATE.set(state.clone()).expect("one harness");
-    // SAFETY: registers a plain function that only removes a directory.
-    unsafe { atexit(remove_state) };
-    std::fs::write(state.join("agent.toml"), CONFIG).expect("write agent.toml");
+    // Before anything else, so that every thread the runtime starts inherits the confinement.
+    let state = confine::confined_state_dir();
+    std::fs::write(state.join("agent.toml"), CONFIG).expect("write agent.toml inside the confinement");
     // One thread: no cross-thread wake-ups per input, which multiply the cost of each input on a
     // busy machine. (The message target decodes on a 2 MiB worker-sized stack instead.)
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -165,8 +158,13 @@ fn daemon(state: &Path) -> Arc<Daemon> {
     sessions[5]
         .attach(OTHER_CONN, "other@elsewhere", Some(OTHER_CLIENT), false)
         .expect("attach busy");
+    // Adopted as the daemon adopts every session: with its persister running, so `rm`, which
+    // answers once the persister has deleted the session's files, gets its answer.
     for session in sessions {
-        daemon.registry.insert(session).expect("unique names");
+        daemon
+            .adopt(session)
+            .map_err(|_| "a session name twice")
+            .expect("unique names");
     }
     Arc::new(daemon)
 }
@@ -243,10 +241,10 @@ async fn run(state: PathBuf, input: Vec<u8>) {
 }
 
 fuzz_target!(|input: &[u8]| {
+    let harness = &*HARNESS;
     let Some((&preamble, rest)) = input.split_first() else {
         return;
     };
-    let harness = &*HARNESS;
     let mut bytes = match preamble % 3 {
         0 => Vec::new(),
         1 => hello(None),
