@@ -83,7 +83,10 @@ pub(crate) async fn transcript(ctx: &Ctx, id: RequestId, request: TermTranscript
             ),
         )
     })?;
-    let (text, lines_lost) = terminal.transcript();
+    let (text, lines_lost) = terminal
+        .transcript()
+        .await
+        .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot read the transcript: {e}")))?;
     ctx.send(id, AgentBody::Transcript(Transcript { text, lines_lost }))
         .await?;
     Ok(())

@@ -53,7 +53,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) 
     let cursor = match resume {
         Some(r) => r.seq + 1,
         None => {
-            let redraw = terminal.redraw(session.id);
+            let redraw = terminal.redraw(session.id).await.map_err(model_failed)?;
             let next = redraw.seq + 1;
             ctx.send(id, AgentBody::TermRedraw(redraw)).await?;
             next
@@ -75,7 +75,7 @@ async fn stream(
     ctx: &Ctx,
     id: RequestId,
     session: &Session,
-    terminal: &Terminal,
+    terminal: &Arc<Terminal>,
     mut cursor: u64,
     window: u64,
     lost: Option<tokio_util::sync::CancellationToken>,
@@ -85,7 +85,7 @@ async fn stream(
     let mut changes = terminal.subscribe();
     loop {
         changes.borrow_and_update();
-        match terminal.next(session.id, ctx.conn, cursor, window) {
+        match terminal.next(ctx.conn, cursor, window) {
             Next::Output(seq, data) => {
                 cursor = seq + 1;
                 let output = TermOutput {
@@ -96,7 +96,8 @@ async fn stream(
                 ctx.send(id, AgentBody::TermOutput(output)).await?;
                 continue;
             }
-            Next::Redraw(redraw) => {
+            Next::Redraw => {
+                let redraw = terminal.redraw(session.id).await.map_err(model_failed)?;
                 cursor = redraw.seq + 1;
                 ctx.send(id, AgentBody::TermRedraw(redraw)).await?;
                 continue;
@@ -212,4 +213,8 @@ fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Re
             format!("cannot start a terminal with {}: {err}", spec.program.display()),
         )),
     }
+}
+
+fn model_failed(e: std::io::Error) -> Refusal {
+    Refusal::new(ErrorCode::Internal, format!("cannot redraw the terminal: {e}"))
 }

@@ -1,11 +1,16 @@
-//! The terminal as a plain synchronous state machine: the screen model, the output ring with
-//! its seq numbers, each stream's acknowledgement and window, and who may type. No locks, no
-//! I/O, no async: [`Terminal`](super::Terminal) holds it behind a short-held mutex and carries
-//! out the [`TermEffects`] each change returns after unlocking (wake the streams, size the pty).
+//! The terminal as a plain synchronous state machine: the output ring with its seq numbers,
+//! how far the screen model has read it, each stream's acknowledgement and window, and who may
+//! type. No locks, no I/O, no async: [`Terminal`](super::Terminal) holds it behind a short-held
+//! mutex and carries out the [`TermEffects`] each change returns after unlocking (wake the
+//! streams, size the pty). The model itself ([`super::screen::Screen`]) is not here: output is
+//! forwarded from the ring first and modelled after, off the forwarding path.
 //!
 //! Invariants:
-//! - Seqs grow by one per chunk pushed; the ring holds the newest chunks, at most
-//!   [`RING_BYTES`] (and always the newest one), so a stream resumes exactly or gets a redraw.
+//! - Seqs grow by one per chunk pushed; the ring holds the newest chunks: every chunk the model
+//!   has not read yet, and of the rest at most [`RING_BYTES`] (always the newest one), so a
+//!   stream resumes exactly or gets a redraw, and a redraw always has the model's seq + 1
+//!   onward still in the ring.
+//! - The model reads the chunks in seq order, each once; `modeled` never passes `last_seq`.
 //! - A stream never has more than its window of bytes sent past its connection's ack.
 //! - At most one connection is interactive; a watcher never becomes it.
 //! - An ack never passes the last seq pushed.
@@ -13,10 +18,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use remora_wire::TermRedraw;
-use uuid::Uuid;
 
-use super::screen::Screen;
+use super::screen::fit;
 use crate::session::ConnId;
 
 /// Raw output kept for clients that resume without a redraw.
@@ -45,22 +48,38 @@ impl TermEffects {
 #[derive(Debug)]
 pub enum Next {
     Output(u64, Bytes),
-    /// The stream fell out of the ring: repaint from the model.
-    Redraw(TermRedraw),
+    /// The stream fell out of the ring: repaint from the model ([`super::Terminal::redraw`]).
+    Redraw,
     /// Everything is sent and the shell has ended.
     Ended(Option<i32>),
     /// Nothing to send (or the window is full): wait for a change.
     Wait,
 }
 
+/// What the model reads next ([`TermCore::model_work`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ModelWork {
+    /// Output chunks by seq, oldest first, each following the model's last.
+    pub chunks: Vec<(u64, Bytes)>,
+    /// The window's size, taken once the model has read chunk `sized_after`.
+    pub size: (u16, u16),
+    pub sized_after: u64,
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct TermCore {
-    screen: Screen,
-    /// Output chunks by seq, oldest first, at most `RING_BYTES` in all.
+    /// The model's size (rows, columns), clamped by [`fit`], and the last seq pushed before
+    /// the window took it (the model resizes once it has read that chunk).
+    size: (u16, u16),
+    sized_after: u64,
+    /// Output chunks by seq, oldest first: the unmodelled ones and `RING_BYTES` of the rest.
     ring: VecDeque<(u64, Bytes)>,
     ring_bytes: usize,
     last_seq: u64,
+    /// The last seq the model has read, and the bytes pushed after it.
+    modeled: u64,
+    unmodeled_bytes: usize,
     /// Highest seq each streaming connection acknowledged.
     acks: HashMap<ConnId, u64>,
     /// The connection allowed to type and resize.
@@ -71,13 +90,16 @@ pub struct TermCore {
 }
 
 impl TermCore {
-    /// A terminal with no output yet.
-    pub fn new(screen: Screen) -> Self {
+    /// A terminal of `rows` × `cols` (clamped by [`fit`]) with no output yet.
+    pub fn new(rows: u16, cols: u16) -> Self {
         Self {
-            screen,
+            size: fit(rows, cols),
+            sized_after: 0,
             ring: VecDeque::new(),
             ring_bytes: 0,
             last_seq: 0,
+            modeled: 0,
+            unmodeled_bytes: 0,
             acks: HashMap::new(),
             interactive: None,
             watchers: 0,
@@ -85,30 +107,89 @@ impl TermCore {
         }
     }
 
-    /// A terminal handed over: the model rebuilt from the ring, the numbering carried on.
-    pub fn from_ring(mut screen: Screen, last_seq: u64, ring: Vec<(u64, Bytes)>) -> Self {
-        for (_, bytes) in &ring {
-            screen.process(bytes);
-        }
-        let mut core = Self::new(screen);
+    /// A terminal handed over: the numbering carried on, the ring kept. The ring counts as
+    /// modelled: the caller has fed it into a fresh model.
+    pub fn from_ring(rows: u16, cols: u16, last_seq: u64, ring: Vec<(u64, Bytes)>) -> Self {
+        let mut core = Self::new(rows, cols);
         core.last_seq = last_seq;
+        core.sized_after = last_seq;
+        core.modeled = last_seq;
         core.ring_bytes = ring.iter().map(|(_, b)| b.len()).sum();
         core.ring = ring.into();
         core
     }
 
-    /// Takes output read from the master: into the model and the ring.
+    /// Takes output read from the master into the ring, for the streams first and the model
+    /// after ([`TermCore::model_work`]).
     pub fn push(&mut self, bytes: &[u8]) -> TermEffects {
-        self.screen.process(bytes);
         self.last_seq += 1;
         self.ring_bytes += bytes.len();
+        self.unmodeled_bytes += bytes.len();
         self.ring.push_back((self.last_seq, Bytes::copy_from_slice(bytes)));
+        self.trim();
+        TermEffects::wake()
+    }
+
+    /// Lets the oldest modelled chunks go past `RING_BYTES` (the newest chunk always stays).
+    fn trim(&mut self) {
         while self.ring_bytes > RING_BYTES && self.ring.len() > 1 {
-            if let Some((_, old)) = self.ring.pop_front() {
-                self.ring_bytes -= old.len();
+            match self.ring.front() {
+                Some((seq, old)) if *seq <= self.modeled => {
+                    self.ring_bytes -= old.len();
+                    self.ring.pop_front();
+                }
+                _ => break,
             }
         }
-        TermEffects::wake()
+    }
+
+    /// The model's next batch: the chunks it has not read, oldest first, up to `most` bytes
+    /// (at least one when there is any), and the size to take on the way.
+    pub fn model_work(&self, most: usize) -> ModelWork {
+        let mut taken = 0;
+        let chunks = self
+            .ring
+            .iter()
+            .filter(|(seq, _)| *seq > self.modeled)
+            .take_while(|(_, bytes)| {
+                let first = taken == 0;
+                taken += bytes.len();
+                first || taken <= most
+            })
+            .cloned()
+            .collect();
+        ModelWork {
+            chunks,
+            size: self.size,
+            sized_after: self.sized_after,
+        }
+    }
+
+    /// The model has read every chunk up to `seq`.
+    pub fn set_modeled(&mut self, seq: u64) {
+        let seq = seq.min(self.last_seq);
+        if seq <= self.modeled {
+            return;
+        }
+        let read: usize = self
+            .ring
+            .iter()
+            .filter(|(s, _)| *s > self.modeled && *s <= seq)
+            .map(|(_, b)| b.len())
+            .sum();
+        self.unmodeled_bytes -= read;
+        self.modeled = seq;
+        self.trim();
+    }
+
+    /// Bytes pushed that the model has not read yet.
+    pub fn unmodeled_bytes(&self) -> usize {
+        self.unmodeled_bytes
+    }
+
+    /// The last seq the model has read.
+    pub fn modeled(&self) -> u64 {
+        self.modeled
     }
 
     /// The shell ended with `code`.
@@ -131,30 +212,12 @@ impl TermCore {
         seq <= self.last_seq && seq + 1 >= self.first_seq()
     }
 
-    /// The screen as it stands, with the seq it reflects.
-    pub fn redraw(&self, session: Uuid) -> TermRedraw {
-        let (rows, cols) = self.screen.size();
-        TermRedraw {
-            session,
-            seq: self.last_seq,
-            scrollback: self
-                .screen
-                .scrollback()
-                .into_iter()
-                .map(serde_bytes::ByteBuf::from)
-                .collect(),
-            screen: self.screen.repaint(),
-            rows,
-            cols,
-        }
-    }
-
     /// The next thing for a stream whose next seq is `cursor`, within `window` bytes past the
     /// connection's ack.
-    pub fn next(&self, session: Uuid, conn: ConnId, cursor: u64, window: u64) -> Next {
+    pub fn next(&self, conn: ConnId, cursor: u64, window: u64) -> Next {
         let first = self.first_seq();
         if cursor < first && cursor <= self.last_seq {
-            return Next::Redraw(self.redraw(session));
+            return Next::Redraw;
         }
         if cursor > self.last_seq {
             return match self.exit {
@@ -218,26 +281,22 @@ impl TermCore {
         self.watchers
     }
 
-    /// Resizes the model to a window of `rows` × `cols` (clamped by [`super::screen::fit`]);
-    /// the pty follows when the size changed.
+    /// Takes a window of `rows` × `cols` (clamped by [`fit`]); the pty follows when the size
+    /// changed, and the model once it has read the output pushed before.
     pub fn resize(&mut self, rows: u16, cols: u16) -> TermEffects {
-        let (rows, cols) = super::screen::fit(rows, cols);
+        let size = fit(rows, cols);
         let mut effects = TermEffects::wake();
-        if self.screen.size() != (rows, cols) {
-            self.screen.resize(rows, cols);
-            effects.resize_pty = Some((rows, cols));
+        if self.size != size {
+            self.size = size;
+            self.sized_after = self.last_seq;
+            effects.resize_pty = Some(size);
         }
         effects
     }
 
     /// The model's size (rows, columns).
     pub fn size(&self) -> (u16, u16) {
-        self.screen.size()
-    }
-
-    /// The transcript since the last call, as plain text, and lines lost to the bound.
-    pub fn transcript(&mut self) -> (String, u64) {
-        self.screen.take_transcript()
+        self.size
     }
 
     /// The last seq pushed and the ring, oldest first (a handover's form).
@@ -250,10 +309,8 @@ impl TermCore {
 mod tests {
     use super::*;
 
-    const SESSION: Uuid = Uuid::nil();
-
     fn core() -> TermCore {
-        TermCore::new(Screen::new(24, 80, 100))
+        TermCore::new(24, 80)
     }
 
     fn output(next: Next) -> (u64, Vec<u8>) {
@@ -269,11 +326,11 @@ mod tests {
         assert!(core.push(b"one").wake, "output wakes the streams");
         let _ = core.push(b"two");
         core.join(1, true, 0);
-        assert_eq!(output(core.next(SESSION, 1, 1, 1 << 20)), (1, b"one".to_vec()));
-        assert_eq!(output(core.next(SESSION, 1, 2, 1 << 20)), (2, b"two".to_vec()));
-        assert!(matches!(core.next(SESSION, 1, 3, 1 << 20), Next::Wait));
+        assert_eq!(output(core.next(1, 1, 1 << 20)), (1, b"one".to_vec()));
+        assert_eq!(output(core.next(1, 2, 1 << 20)), (2, b"two".to_vec()));
+        assert!(matches!(core.next(1, 3, 1 << 20), Next::Wait));
         let _ = core.set_exit(Some(3));
-        assert!(matches!(core.next(SESSION, 1, 3, 1 << 20), Next::Ended(Some(3))));
+        assert!(matches!(core.next(1, 3, 1 << 20), Next::Ended(Some(3))));
     }
 
     #[test]
@@ -283,12 +340,9 @@ mod tests {
             let _ = core.push(&[b'x'; 100]);
         }
         core.join(7, false, 0);
-        assert!(
-            matches!(core.next(SESSION, 7, 2, 100), Next::Wait),
-            "100 bytes in flight"
-        );
+        assert!(matches!(core.next(7, 2, 100), Next::Wait), "100 bytes in flight");
         assert!(core.ack(7, 1).wake);
-        assert_eq!(output(core.next(SESSION, 7, 2, 100)).0, 2);
+        assert_eq!(output(core.next(7, 2, 100)).0, 2);
         let _ = core.ack(7, 99);
         assert_eq!(core.acks[&7], 3, "an ack never passes the last seq");
     }
@@ -300,13 +354,13 @@ mod tests {
         for _ in 0..10 {
             let _ = core.push(&chunk);
         }
+        assert_eq!(core.ring.len(), 10, "nothing the model has not read leaves the ring");
+        core.set_modeled(10);
         assert!(core.ring_bytes <= RING_BYTES);
         assert!(!core.can_resume_after(1) && core.can_resume_after(9) && core.can_resume_after(10));
-        match core.next(SESSION, 1, 2, 1 << 30) {
-            Next::Redraw(redraw) => assert_eq!(redraw.seq, 10),
-            other => panic!("expected a redraw, got {other:?}"),
-        }
+        assert!(matches!(core.next(1, 2, 1 << 30), Next::Redraw));
         let _ = core.push(&vec![b'z'; 2 * RING_BYTES]);
+        core.set_modeled(11);
         assert_eq!(core.ring.len(), 1, "the newest chunk stays, however large");
     }
 
@@ -339,12 +393,47 @@ mod tests {
     }
 
     #[test]
-    fn a_handed_over_ring_rebuilds_the_screen_and_carries_the_numbering_on() {
+    fn the_model_takes_a_new_size_after_the_output_pushed_before_it() {
+        let mut core = core();
+        let _ = core.push(b"at 24x80");
+        let _ = core.resize(30, 100);
+        let _ = core.push(b"at 30x100");
+        let work = core.model_work(1 << 20);
+        assert_eq!((work.size, work.sized_after, work.chunks.len()), ((30, 100), 1, 2));
+    }
+
+    #[test]
+    fn a_handed_over_ring_carries_the_numbering_on_as_read() {
         let ring = vec![(41, Bytes::from_static(b"hello ")), (42, Bytes::from_static(b"again"))];
-        let mut core = TermCore::from_ring(Screen::new(24, 80, 100), 42, ring);
+        let mut core = TermCore::from_ring(24, 80, 42, ring);
         assert!(core.can_resume_after(40) && !core.can_resume_after(39));
+        assert_eq!((core.modeled(), core.unmodeled_bytes()), (42, 0));
         let _ = core.push(b"!");
         assert_eq!(core.ring().0, 43);
-        assert!(core.transcript().0.contains("hello again!"));
+        assert_eq!(core.model_work(1 << 20).chunks, vec![(43, Bytes::from_static(b"!"))]);
+    }
+
+    #[test]
+    fn the_model_reads_each_chunk_once_in_order_in_batches() {
+        let mut core = core();
+        for chunk in [&b"ab"[..], b"cd", b"ef"] {
+            let _ = core.push(chunk);
+        }
+        assert_eq!(core.unmodeled_bytes(), 6);
+        let batch = core.model_work(3).chunks;
+        assert_eq!(batch.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1]);
+        core.set_modeled(1);
+        assert_eq!(core.unmodeled_bytes(), 4);
+        let rest: Vec<u64> = core.model_work(1 << 20).chunks.iter().map(|(s, _)| *s).collect();
+        assert_eq!(rest, vec![2, 3]);
+        core.set_modeled(99);
+        assert_eq!(
+            (core.modeled(), core.unmodeled_bytes()),
+            (3, 0),
+            "never past the last seq"
+        );
+        assert!(core.model_work(1 << 20).chunks.is_empty());
+        core.set_modeled(2);
+        assert_eq!(core.modeled(), 3, "never goes back");
     }
 }

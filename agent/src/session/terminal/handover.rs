@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{core::TermCore, screen::Screen, ShellProcess, Terminal};
+use super::{core::TermCore, model::Model, screen::Screen, ShellProcess, Terminal};
 
 /// One parked terminal, handed over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,14 +63,19 @@ impl Terminal {
         // SAFETY: guaranteed by the caller.
         let master = unsafe { OwnedFd::from_raw_fd(handed.master) };
         let process = ShellProcess::adopt(handed.pid)?;
-        let ring = handed
+        let ring: Vec<(u64, Bytes)> = handed
             .ring
             .into_iter()
             .map(|(seq, bytes)| (seq, Bytes::from(bytes.into_vec())))
             .collect();
-        let screen = Screen::new(handed.rows, handed.cols, handed.scrollback);
-        let core = TermCore::from_ring(screen, handed.last_seq, ring);
-        let terminal = Self::assemble(handed.generation, handed.pid, master, process, core, handed.scrollback)?;
+        let mut screen = Screen::new(handed.rows, handed.cols, handed.scrollback);
+        for (_, bytes) in &ring {
+            screen.process(bytes);
+        }
+        let model = Model::new(screen, handed.last_seq);
+        let core = TermCore::from_ring(handed.rows, handed.cols, handed.last_seq, ring);
+        let parts = (core, model);
+        let terminal = Self::assemble(handed.generation, handed.pid, master, process, parts, handed.scrollback)?;
         *terminal.input.try_lock().expect("a new terminal's input is free") = handed.input_seq;
         Ok(terminal)
     }

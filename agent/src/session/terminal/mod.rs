@@ -1,25 +1,38 @@
 //! A session's terminal: the user's login shell on a pseudo-terminal whose master the agent
-//! holds, a screen model fed every output byte, and the output as a seq-numbered ring.
+//! holds, the output as a seq-numbered ring, and a screen model that reads the ring after.
+//!
+//! Forward first, then model: the pump puts what it reads into the ring and wakes the streams,
+//! which send it on at once; a job on a blocking thread feeds the same chunks to the model in
+//! batches ([`MODEL_BATCH`]). The emulator's cost (most of a terminal's CPU under a `cat`) is
+//! never between the pty and a client, and runs on another core beside it.
 //!
 //! Invariants:
-//! - The pump (one task per terminal) always reads the master, so a slow or absent client never
-//!   stalls the shell; memory stays bounded because the ring keeps at most [`RING_BYTES`] and
-//!   the screen model at most [`screen::MAX_CELLS`] cells and `scrollback` lines of at most
-//!   [`screen::HISTORY_BYTES`], whatever the window size. A client whose resume point left the ring gets
-//!   a redraw from the model instead.
+//! - The pump (one task per terminal) always reads the master while the model keeps up, so a
+//!   slow or absent client never stalls the shell; the model lags by at most
+//!   [`MODEL_BACKLOG`] bytes (past it the pump waits for the model, as a terminal waits for its
+//!   screen). Memory stays bounded: the ring keeps the unmodelled chunks and [`RING_BYTES`]
+//!   of the rest, the screen model at most [`screen::MAX_CELLS`] cells and `scrollback` lines
+//!   of at most [`screen::HISTORY_BYTES`], whatever the window size. A client whose resume
+//!   point left the ring gets a redraw from the model instead.
+//! - A redraw and a transcript reflect every chunk pushed before they were asked for: they
+//!   catch the model up first, and a redraw names the seq it reflects.
+//! - Locks: the model's before the core's, never the other way; the core's is held for
+//!   bookkeeping only, never while the emulator runs.
 //! - Only the interactive client's connection may type or resize; watchers only read.
 //! - Keystrokes and screen contents are never logged.
 //! - The shell and everything it started leave with the terminal: SIGHUP to the shell's and the
 //!   foreground process groups, then SIGKILL to every process of its session.
 //!
-//! Files: `core.rs` (the pure state machine: ring, acks, windows, viewers, the model's size),
-//! `screen.rs` (the `vt100` model, scrollback and transcript), `pty.rs` (the OS seam: spawning,
+//! Files: `core.rs` (the pure state machine: ring, acks, windows, viewers, the model's size and
+//! progress), `model.rs` (the screen model and the seq it has read), `screen.rs` (the `vt100`
+//! emulator, scrollback and transcript), `pty.rs` (the OS seam: spawning,
 //! the master, signals, `/proc`), `spec.rs` (what the shell starts with, from passwd and the
 //! runspace behind a `Lookups` seam), `slot.rs` (a session's one terminal), `handover.rs`.
 //! This file joins them: the core behind a short-held lock, its effects carried out after it.
 
 pub mod core;
 pub mod handover;
+mod model;
 mod pty;
 pub mod screen;
 mod slot;
@@ -27,24 +40,34 @@ pub mod spec;
 
 use std::{
     os::fd::OwnedFd,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     time::Duration,
 };
 
+use remora_unix::LockRecover;
 use remora_wire::{TermRedraw, TerminalInfo};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 pub use self::core::{Next, TermEffects, RING_BYTES};
 pub use slot::TerminalSlot;
 pub use spec::TermSpec;
 
-use self::{core::TermCore, pty::Master, screen::Screen};
+use self::{core::TermCore, model::Model, pty::Master, screen::Screen};
 use super::{runspace::ShellProcess, ConnId};
 use tokio_util::sync::CancellationToken;
 
 /// One read from the master.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most output the model reads in one go, between looks at the core.
+pub const MODEL_BATCH: usize = 256 * 1024;
+/// Most output the model reads on the daemon's own thread (a keystroke's echo, a prompt).
+const MODEL_INLINE: usize = 4 * 1024;
+/// Most output the model may lag behind the pty before the pump waits for it.
+pub const MODEL_BACKLOG: usize = 2 << 20;
 /// Time the shell has after SIGHUP before everything on its terminal is killed.
 const HANGUP_GRACE: Duration = Duration::from_secs(2);
 
@@ -57,6 +80,12 @@ pub struct Terminal {
     pub pid: i32,
     master: Master,
     core: Mutex<TermCore>,
+    /// The screen model; see the module docs for the lock order.
+    model: Mutex<Model>,
+    /// Set while a model job is scheduled or running.
+    modeling: AtomicBool,
+    /// Told when the model has read more (the pump waits on it past the backlog).
+    modeled: Notify,
     changed: watch::Sender<()>,
     /// Serialises keystrokes and remembers the last input seq taken.
     input: tokio::sync::Mutex<u64>,
@@ -88,8 +117,9 @@ impl Terminal {
         // Waited for through a pidfd like a handed-over one, so both ways look the same.
         let process = ShellProcess::adopt(pid)?;
         drop(spawned.child);
-        let core = TermCore::new(Screen::new(spec.rows, spec.cols, scrollback));
-        Self::assemble(generation, pid, spawned.master, process, core, scrollback)
+        let core = TermCore::new(rows, cols);
+        let model = Model::new(Screen::new(rows, cols, scrollback), 0);
+        Self::assemble(generation, pid, spawned.master, process, (core, model), scrollback)
     }
 
     fn assemble(
@@ -97,7 +127,7 @@ impl Terminal {
         pid: i32,
         master: OwnedFd,
         process: ShellProcess,
-        core: TermCore,
+        (core, model): (TermCore, Model),
         scrollback: usize,
     ) -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(Self {
@@ -105,6 +135,9 @@ impl Terminal {
             pid,
             master: Master::register(master)?,
             core: Mutex::new(core),
+            model: Mutex::new(model),
+            modeling: AtomicBool::new(false),
+            modeled: Notify::new(),
             changed: watch::Sender::new(()),
             input: tokio::sync::Mutex::new(0),
             process: Mutex::new(Some(process)),
@@ -113,7 +146,7 @@ impl Terminal {
     }
 
     fn lock(&self) -> MutexGuard<'_, TermCore> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+        self.core.lock_or_recover()
     }
 
     /// Carries out a change's effects, after the lock is gone.
@@ -140,10 +173,80 @@ impl Terminal {
         self.changed.subscribe()
     }
 
-    /// Takes output read from the master: into the model and the ring.
-    fn push(&self, bytes: &[u8]) {
+    /// Takes output read from the master: into the ring for the streams, then the model.
+    fn push(self: &Arc<Self>, bytes: &[u8]) {
         let effects = self.lock().push(bytes);
         self.wake(effects);
+        self.schedule_model();
+    }
+
+    /// Starts a model job on a blocking thread unless one is on its way; it reads until
+    /// nothing is left. A push that lands as a job finishes is read by it or starts the next.
+    fn schedule_model(self: &Arc<Self>) {
+        if self.modeling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let terminal = self.clone();
+        if self.lock().unmodeled_bytes() <= MODEL_INLINE {
+            // A keystroke's echo: cheaper read here, once the streams have sent it on, than a
+            // thread woken for it.
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                terminal.model_job();
+            });
+            return;
+        }
+        tokio::task::spawn_blocking(move || terminal.model_job());
+    }
+
+    /// Reads until nothing is left; see [`Terminal::schedule_model`].
+    fn model_job(self: &Arc<Self>) {
+        loop {
+            drop(self.caught_up());
+            self.modeling.store(false, Ordering::Release);
+            let more = self.lock().unmodeled_bytes() > 0;
+            if !more || self.modeling.swap(true, Ordering::AcqRel) {
+                break;
+            }
+        }
+    }
+
+    /// The model once it has read every chunk pushed so far (blocking: the emulator runs here).
+    fn caught_up(&self) -> MutexGuard<'_, Model> {
+        let mut model = self.model.lock_or_recover();
+        loop {
+            let work = self.lock().model_work(MODEL_BATCH);
+            model.read(&work);
+            self.lock().set_modeled(model.seq());
+            self.modeled.notify_waiters();
+            if work.chunks.is_empty() {
+                return model;
+            }
+        }
+    }
+
+    /// Returns once the model lags by at most [`MODEL_BACKLOG`] bytes.
+    async fn model_room(&self) {
+        loop {
+            let modeled = self.modeled.notified();
+            tokio::pin!(modeled);
+            modeled.as_mut().enable();
+            if self.lock().unmodeled_bytes() <= MODEL_BACKLOG {
+                return;
+            }
+            modeled.await;
+        }
+    }
+
+    /// Runs `read` on the caught-up model, on a blocking thread.
+    async fn with_model<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&mut Model) -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        let terminal = self.clone();
+        tokio::task::spawn_blocking(move || read(&mut terminal.caught_up()))
+            .await
+            .map_err(|e| std::io::Error::other(format!("the screen model failed: {e}")))
     }
 
     fn set_exit(&self, code: Option<i32>) {
@@ -166,15 +269,15 @@ impl Terminal {
         self.lock().can_resume_after(seq)
     }
 
-    /// The screen as it stands, with the seq it reflects.
-    pub fn redraw(&self, session: Uuid) -> TermRedraw {
-        self.lock().redraw(session)
+    /// The screen as it stands, with the seq it reflects (every chunk pushed before the call).
+    pub async fn redraw(self: &Arc<Self>, session: Uuid) -> std::io::Result<TermRedraw> {
+        self.with_model(move |model| model.redraw(session)).await
     }
 
     /// The next thing for a stream whose next seq is `cursor`, within `window` bytes past the
     /// connection's ack.
-    pub fn next(&self, session: Uuid, conn: ConnId, cursor: u64, window: u64) -> Next {
-        self.lock().next(session, conn, cursor, window)
+    pub fn next(&self, conn: ConnId, cursor: u64, window: u64) -> Next {
+        self.lock().next(conn, cursor, window)
     }
 
     /// A connection wrote output up to `seq`.
@@ -215,16 +318,19 @@ impl Terminal {
         *self.input.lock().await
     }
 
-    /// Resizes the terminal and its model (the foreground program gets SIGWINCH), to at most
-    /// the model's cell budget ([`screen::fit`]): a huge window gets fewer rows, not a huge model.
-    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+    /// Resizes the terminal (the foreground program gets SIGWINCH) and its model once it has
+    /// read the output before, to at most the model's cell budget ([`screen::fit`]): a huge
+    /// window gets fewer rows, not a huge model.
+    pub fn resize(self: &Arc<Self>, rows: u16, cols: u16) -> std::io::Result<()> {
         let effects = self.lock().resize(rows, cols);
-        self.apply(effects)
+        self.apply(effects)?;
+        self.schedule_model();
+        Ok(())
     }
 
     /// The transcript since the last call, as plain text, and lines lost to the bound.
-    pub fn transcript(&self) -> (String, u64) {
-        self.lock().transcript()
+    pub async fn transcript(self: &Arc<Self>) -> std::io::Result<(String, u64)> {
+        self.with_model(Model::transcript).await
     }
 
     /// What `ls` shows.
@@ -288,6 +394,12 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
     let mut buf = vec![0u8; READ_CHUNK];
     let stop = loop {
         tokio::select! {
+            biased;
+            _ = closed.cancelled() => break Stop::Closed,
+            _ = handover.cancelled() => break Stop::HandOver,
+            _ = terminal.model_room() => {}
+        }
+        tokio::select! {
             ready = terminal.master.readable() => {
                 let Ok(mut guard) = ready else { break Stop::Hungup };
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
@@ -345,7 +457,7 @@ fn top_up(terminal: &Terminal, buf: &mut [u8]) -> usize {
     filled
 }
 
-fn drain(terminal: &Terminal, buf: &mut [u8]) {
+fn drain(terminal: &Arc<Terminal>, buf: &mut [u8]) {
     while let Ok(n) = terminal.master.read_now(buf) {
         if n == 0 {
             break;
