@@ -34,6 +34,8 @@ pub struct InputFeed {
     command: u64,
     /// Bytes `[acked, read_end)`, kept until acknowledged.
     held: VecDeque<u8>,
+    /// The buffer each read of the source lands in, reused (no allocation or zeroing per read).
+    read_buf: Vec<u8>,
     acked: u64,
     sent: u64,
     read_end: u64,
@@ -50,6 +52,7 @@ impl InputFeed {
             session: Uuid::nil(),
             command: 0,
             held: VecDeque::new(),
+            read_buf: Vec::new(),
             acked: 0,
             sent: 0,
             read_end: 0,
@@ -104,7 +107,7 @@ impl InputFeed {
             if self.sent < self.read_end {
                 let start = (self.sent - self.acked) as usize;
                 let len = ((self.read_end - self.sent) as usize).min(CHUNK);
-                let data: Vec<u8> = self.held.range(start..start + len).copied().collect();
+                let data = copy_range(&self.held, start, len);
                 let offset = self.sent;
                 self.sent += len as u64;
                 let eof = self.eof_read && self.sent == self.read_end;
@@ -122,12 +125,15 @@ impl InputFeed {
             if room == 0 {
                 return std::future::pending().await;
             }
-            let mut buf = vec![0u8; room.min(CHUNK)];
-            let n = self.source.read(&mut buf).await?;
+            if self.read_buf.len() < CHUNK {
+                self.read_buf.resize(CHUNK, 0);
+            }
+            let want = room.min(CHUNK);
+            let n = self.source.read(&mut self.read_buf[..want]).await?;
             if n == 0 {
                 self.eof_read = true;
             } else {
-                self.held.extend(&buf[..n]);
+                self.held.extend(&self.read_buf[..n]);
                 self.read_end += n as u64;
             }
         }
@@ -142,6 +148,21 @@ impl InputFeed {
             eof,
         }
     }
+}
+
+/// Bytes `start .. start + len` of `held`, copied slice by slice (not byte by byte).
+fn copy_range(held: &VecDeque<u8>, start: usize, len: usize) -> Vec<u8> {
+    let (front, back) = held.as_slices();
+    let mut data = Vec::with_capacity(len);
+    let end = start + len;
+    if start < front.len() {
+        data.extend_from_slice(&front[start..end.min(front.len())]);
+    }
+    if end > front.len() {
+        let from = start.saturating_sub(front.len());
+        data.extend_from_slice(&back[from..end - front.len()]);
+    }
+    data
 }
 
 /// Splits one source into `n` that each yield all of its bytes (every host gets the same
@@ -201,6 +222,20 @@ impl AsyncRead for ChannelReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_is_copied_whole_across_the_deques_wrap() {
+        let mut held: VecDeque<u8> = VecDeque::with_capacity(8);
+        held.extend(0..8u8);
+        held.drain(..5);
+        held.extend(8..13u8); // wraps: [5, 6, 7] at the back of the buffer, [8 ..] at the front
+        let all: Vec<u8> = held.iter().copied().collect();
+        for start in 0..all.len() {
+            for len in 0..=all.len() - start {
+                assert_eq!(copy_range(&held, start, len), all[start..start + len], "{start}+{len}");
+            }
+        }
+    }
 
     fn ack(offset: u64, eof: bool) -> InputAck {
         InputAck {
