@@ -5,17 +5,27 @@
 //! leaves nothing half-done to protect against; refusing the lock instead would turn one
 //! failed task into a daemon that can no longer serve anyone.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// [`Mutex::lock`], recovering the guard of a poisoned lock.
 pub trait LockRecover<T: ?Sized> {
     /// The guard, whether or not an earlier holder panicked.
     fn lock_or_recover(&self) -> MutexGuard<'_, T>;
+    /// The guard if the lock is free now (poisoned or not), without waiting.
+    fn try_lock_or_recover(&self) -> Option<MutexGuard<'_, T>>;
 }
 
 impl<T: ?Sized> LockRecover<T> for Mutex<T> {
     fn lock_or_recover(&self) -> MutexGuard<'_, T> {
         self.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn try_lock_or_recover(&self) -> Option<MutexGuard<'_, T>> {
+        match self.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -36,5 +46,12 @@ mod tests {
         assert!(panicked.is_err());
         assert!(value.is_poisoned());
         assert_eq!(*value.lock_or_recover(), 2);
+        assert_eq!(value.try_lock_or_recover().map(|v| *v), Some(2));
+        let held = value.lock_or_recover();
+        assert!(
+            value.try_lock_or_recover().is_none(),
+            "held elsewhere: no wait, no guard"
+        );
+        drop(held);
     }
 }

@@ -148,9 +148,7 @@ impl TermCore {
     pub fn model_work(&self, most: usize) -> ModelWork {
         let mut taken = 0;
         let chunks = self
-            .ring
-            .iter()
-            .filter(|(seq, _)| *seq > self.modeled)
+            .unmodeled()
             .take_while(|(_, bytes)| {
                 let first = taken == 0;
                 taken += bytes.len();
@@ -172,14 +170,19 @@ impl TermCore {
             return;
         }
         let read: usize = self
-            .ring
-            .iter()
-            .filter(|(s, _)| *s > self.modeled && *s <= seq)
+            .unmodeled()
+            .take_while(|(s, _)| *s <= seq)
             .map(|(_, b)| b.len())
             .sum();
         self.unmodeled_bytes -= read;
         self.modeled = seq;
         self.trim();
+    }
+
+    /// The chunks after the model's last, oldest first (they are all in the ring, in seq order).
+    fn unmodeled(&self) -> impl Iterator<Item = &(u64, Bytes)> {
+        let read_in_ring = (self.modeled + 1).saturating_sub(self.first_seq()) as usize;
+        self.ring.iter().skip(read_in_ring)
     }
 
     /// Bytes pushed that the model has not read yet.

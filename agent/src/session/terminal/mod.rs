@@ -180,47 +180,57 @@ impl Terminal {
         self.schedule_model();
     }
 
-    /// Starts a model job on a blocking thread unless one is on its way; it reads until
-    /// nothing is left. A push that lands as a job finishes is read by it or starts the next.
+    /// Starts a model job unless one is on its way; it reads until nothing is left. It runs
+    /// after the streams have sent what woke them: on the daemon's thread when it is a few
+    /// bytes (a keystroke's echo: cheaper than waking a thread) and the model is free, else on
+    /// a blocking thread. A push that lands as a job finishes is read by it or starts the next.
     fn schedule_model(self: &Arc<Self>) {
         if self.modeling.swap(true, Ordering::AcqRel) {
             return;
         }
         let terminal = self.clone();
-        if self.lock().unmodeled_bytes() <= MODEL_INLINE {
-            // A keystroke's echo: cheaper read here, once the streams have sent it on, than a
-            // thread woken for it.
-            tokio::spawn(async move {
-                tokio::task::yield_now().await;
-                terminal.model_job();
-            });
-            return;
-        }
-        tokio::task::spawn_blocking(move || terminal.model_job());
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            if terminal.lock().unmodeled_bytes() <= MODEL_INLINE {
+                if let Some(mut model) = terminal.model.try_lock_or_recover() {
+                    // Nothing is pushed while this runs: the pump shares the thread.
+                    terminal.catch_up(&mut model);
+                    drop(model);
+                    if !terminal.release_job() {
+                        return;
+                    }
+                }
+            }
+            tokio::task::spawn_blocking(move || terminal.model_job());
+        });
     }
 
-    /// Reads until nothing is left; see [`Terminal::schedule_model`].
-    fn model_job(self: &Arc<Self>) {
+    /// A model job on a blocking thread; see [`Terminal::schedule_model`].
+    fn model_job(&self) {
         loop {
-            drop(self.caught_up());
-            self.modeling.store(false, Ordering::Release);
-            let more = self.lock().unmodeled_bytes() > 0;
-            if !more || self.modeling.swap(true, Ordering::AcqRel) {
+            self.catch_up(&mut self.model.lock_or_recover());
+            if !self.release_job() {
                 break;
             }
         }
     }
 
-    /// The model once it has read every chunk pushed so far (blocking: the emulator runs here).
-    fn caught_up(&self) -> MutexGuard<'_, Model> {
-        let mut model = self.model.lock_or_recover();
+    /// Ends the running model job; true when output came meanwhile and the caller holds the
+    /// job again.
+    fn release_job(&self) -> bool {
+        self.modeling.store(false, Ordering::Release);
+        self.lock().unmodeled_bytes() > 0 && !self.modeling.swap(true, Ordering::AcqRel)
+    }
+
+    /// Feeds `model` every chunk pushed so far (the emulator runs here, outside the core's lock).
+    fn catch_up(&self, model: &mut Model) {
         loop {
             let work = self.lock().model_work(MODEL_BATCH);
             model.read(&work);
             self.lock().set_modeled(model.seq());
             self.modeled.notify_waiters();
             if work.chunks.is_empty() {
-                return model;
+                return;
             }
         }
     }
@@ -244,9 +254,13 @@ impl Terminal {
         read: impl FnOnce(&mut Model) -> T + Send + 'static,
     ) -> std::io::Result<T> {
         let terminal = self.clone();
-        tokio::task::spawn_blocking(move || read(&mut terminal.caught_up()))
-            .await
-            .map_err(|e| std::io::Error::other(format!("the screen model failed: {e}")))
+        tokio::task::spawn_blocking(move || {
+            let mut model = terminal.model.lock_or_recover();
+            terminal.catch_up(&mut model);
+            read(&mut model)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the screen model failed: {e}")))
     }
 
     fn set_exit(&self, code: Option<i32>) {
