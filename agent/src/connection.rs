@@ -133,6 +133,7 @@ async fn serve_client<R: AsyncRead + Unpin>(
         daemon: daemon.clone(),
         tx,
         uploads: Default::default(),
+        input_acks: Default::default(),
     });
     info!(conn = ctx.conn, from = %ctx.from, "client connected");
     let streams = TaskTracker::new();

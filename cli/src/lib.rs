@@ -9,6 +9,7 @@ mod commands;
 mod fanout;
 mod fleet;
 mod inventory;
+mod keyboard;
 mod notify;
 mod output;
 mod terminal;

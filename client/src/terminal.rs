@@ -20,7 +20,10 @@ use remora_wire::{
     AgentBody, ClientBody, OpenTerminal, RequestId, SessionRef, StreamEnd, TermAck, TermInput, TermRedraw, TermResize,
     TermResume, TerminalOpened, MAX_TERM_INPUT,
 };
-use tokio::sync::mpsc;
+use tokio::{
+    sync::mpsc,
+    time::{Duration, Instant},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -31,6 +34,8 @@ use crate::{
 
 /// Output acknowledged at least this often while it streams (the agent's window is larger).
 const ACK_EVERY: u64 = 64 * 1024;
+/// The longest written output waits to be acknowledged when less than [`ACK_EVERY`] came.
+const ACK_IDLE: Duration = Duration::from_millis(5);
 
 /// What the caller asks of the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,26 @@ pub enum TermCommand {
     Input(Vec<u8>),
     /// The local window changed.
     Resize { rows: u16, cols: u16 },
+}
+
+/// Where a terminal's commands come from: a channel, or the caller's own reader of the
+/// keyboard, polled in the stream's loop (no thread or task between a keystroke and its frame).
+pub trait TermCommands {
+    /// The next command; `None` once there are none. Cancel-safe: it is raced against the
+    /// agent's frames, and a command it has not returned stays for the next call.
+    fn next_command(&mut self) -> impl Future<Output = Option<TermCommand>>;
+    /// A command that is already waiting, without waiting (keys typed just before a detach).
+    fn waiting_command(&mut self) -> Option<TermCommand>;
+}
+
+impl TermCommands for mpsc::UnboundedReceiver<TermCommand> {
+    async fn next_command(&mut self) -> Option<TermCommand> {
+        self.recv().await
+    }
+
+    fn waiting_command(&mut self) -> Option<TermCommand> {
+        self.try_recv().ok()
+    }
 }
 
 /// What the terminal delivers.
@@ -66,8 +91,9 @@ pub struct TerminalStream {
     /// Last output seq returned to the caller, and last acknowledged.
     written: u64,
     acked: u64,
-    /// Output bytes written since the last acknowledgement.
+    /// Output bytes written since the last acknowledgement, and when it is due at the latest.
     unacked_bytes: u64,
+    ack_due: Option<Instant>,
     /// Input seq last assigned, and what the agent has not acknowledged yet.
     input_seq: u64,
     unacked: VecDeque<(u64, Vec<u8>)>,
@@ -94,6 +120,7 @@ impl TerminalStream {
             written: 0,
             acked: 0,
             unacked_bytes: 0,
+            ack_due: None,
             unacked: VecDeque::new(),
         };
         Ok((opened, stream))
@@ -108,7 +135,7 @@ impl TerminalStream {
 
     /// The next event, carrying out `commands` meanwhile. A broken link is reconnected within
     /// the client's reconnect policy (reported through it) and the stream resumed.
-    pub async fn next(&mut self, commands: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<TermEvent> {
+    pub async fn next(&mut self, commands: &mut impl TermCommands) -> Result<TermEvent> {
         loop {
             match self.step(commands).await {
                 Ok(Some(event)) => return Ok(event),
@@ -120,43 +147,42 @@ impl TerminalStream {
     }
 
     /// One frame or one command; `None` when there is nothing for the caller.
-    async fn step(&mut self, commands: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<Option<TermEvent>> {
+    async fn step(&mut self, commands: &mut impl TermCommands) -> Result<Option<TermEvent>> {
         let sender = self.client.connection.sender().await?;
-        if self.written > self.acked {
-            // Like journals: acknowledge once nothing more is waiting, or every ACK_EVERY bytes.
-            if self.unacked_bytes < ACK_EVERY {
-                // One poll, no timer: a zero timeout would wait for the timer's next tick (1 ms),
-                // which every keystroke's echo would pay.
-                let waiting = {
-                    let mut next = std::pin::pin!(self.client.connection.next_reply(self.id));
-                    std::future::poll_fn(|cx| std::task::Poll::Ready(next.as_mut().poll(cx))).await
-                };
-                if let std::task::Poll::Ready(body) = waiting {
-                    return self.on_frame(body?).await;
-                }
-            }
-            self.unacked_bytes = 0;
-            sender
-                .send(
-                    0,
-                    ClientBody::TermAck(TermAck {
-                        session: self.session,
-                        seq: self.written,
-                    }),
-                )
-                .await?;
-            self.acked = self.written;
+        if self.written > self.acked && self.unacked_bytes >= ACK_EVERY {
+            self.send_ack(&sender).await?;
         }
+        // Like journals: output is acknowledged every ACK_EVERY bytes, and else once it has sat
+        // for ACK_IDLE. An ack sent as soon as the output was written went out beside every
+        // echo, in front of the next keystroke.
+        let ack_due =
+            (self.written > self.acked).then(|| *self.ack_due.get_or_insert_with(|| Instant::now() + ACK_IDLE));
         tokio::select! {
             body = self.client.connection.next_reply(self.id) => self.on_frame(body?).await,
-            command = commands.recv() => {
+            command = commands.next_command() => {
                 match command {
                     Some(command) => self.on_command(&sender, command).await?,
                     None => std::future::pending::<()>().await,
                 }
                 Ok(None)
             }
+            _ = tokio::time::sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {
+                self.send_ack(&sender).await?;
+                Ok(None)
+            }
         }
+    }
+
+    async fn send_ack(&mut self, sender: &crate::connection::FrameSender) -> Result<()> {
+        let ack = TermAck {
+            session: self.session,
+            seq: self.written,
+        };
+        sender.send(0, ClientBody::TermAck(ack)).await?;
+        self.unacked_bytes = 0;
+        self.acked = self.written;
+        self.ack_due = None;
+        Ok(())
     }
 
     async fn on_frame(&mut self, body: AgentBody) -> Result<Option<TermEvent>> {
@@ -269,6 +295,8 @@ impl TerminalStream {
         drop(old);
         self.id = id;
         self.acked = self.written;
+        self.unacked_bytes = 0;
+        self.ack_due = None;
         if opened.generation != self.generation {
             // The shell ended and another started meanwhile: old keystrokes were for the old one.
             self.generation = opened.generation;
@@ -287,21 +315,14 @@ impl TerminalStream {
     /// Detaches: the shell keeps running on the agent. Commands still waiting in `pending`
     /// (keys typed just before the detach) are sent first; closing the connection waits until
     /// the agent has taken them.
-    pub async fn detach(mut self, pending: &mut mpsc::UnboundedReceiver<TermCommand>) -> Result<()> {
+    pub async fn detach(mut self, pending: &mut impl TermCommands) -> Result<()> {
         if let Ok(sender) = self.client.connection.sender().await {
-            while let Ok(command) = pending.try_recv() {
+            while let Some(command) = pending.waiting_command() {
                 self.on_command(&sender, command).await?;
             }
-        }
-        if self.written > self.acked {
-            let ack = TermAck {
-                session: self.session,
-                seq: self.written,
-            };
-            if let Ok(sender) = self.client.connection.sender().await {
-                let _ = sender.send(0, ClientBody::TermAck(ack)).await;
+            if self.written > self.acked {
+                let _ = self.send_ack(&sender).await;
             }
-            self.acked = self.written;
         }
         self.client.close().await
     }

@@ -43,6 +43,8 @@ pub(crate) struct Ctx {
     pub closed: CancellationToken,
     /// `cp` uploads open on this connection.
     pub uploads: transfer::Uploads,
+    /// Keystroke acknowledgements owed, sent together a moment later.
+    pub input_acks: Arc<term::InputAcks>,
 }
 
 /// What a connection's writer sends: a frame, or an output event whose bytes (journal `Bytes`)

@@ -2,15 +2,20 @@
 //! (`TermResize`), output acks (`TermAck`) and the transcript (`TermTranscript`). Only the
 //! interactive client's connection may type or resize; keystrokes are never logged.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
+use remora_unix::LockRecover;
 use remora_wire::{
-    AgentBody, ErrorCode, RequestId, SessionRef, TermAck, TermInput, TermInputAck, TermResize, TermTranscript,
-    Transcript, MAX_TERM_INPUT,
+    AgentBody, AgentFrame, ErrorCode, RequestId, SessionRef, TermAck, TermInput, TermInputAck, TermResize,
+    TermTranscript, Transcript, MAX_TERM_INPUT,
 };
 
 use super::{Ctx, Refusal};
 use crate::session::terminal::{self, Terminal};
+use uuid::Uuid;
 
 fn live_terminal(ctx: &Ctx, session: uuid::Uuid) -> Result<Arc<Terminal>, Refusal> {
     let session = ctx.find_session(&SessionRef::Id(session))?;
@@ -45,12 +50,49 @@ pub(crate) async fn input(ctx: &Ctx, id: RequestId, request: TermInput) -> Resul
         .input(request.seq, &request.data)
         .await
         .map_err(|e| Refusal::new(ErrorCode::Internal, format!("cannot write to the terminal: {e}")))?;
-    let ack = TermInputAck {
-        session: request.session,
-        seq,
-    };
-    ctx.send(id, AgentBody::TermInputAck(ack)).await?;
+    ctx.input_acks.owe(ctx, id, request.session, seq);
     Ok(())
+}
+
+/// How long keystroke acknowledgements wait to be sent together. A keystroke's echo follows it
+/// within a fraction of a millisecond; acking at once put a frame in front of every echo, on
+/// sshd's loop and the client's. The client only uses the ack to forget what it would resend.
+const INPUT_ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The keystroke acknowledgements a connection owes: the highest seq taken per terminal
+/// session, sent [`INPUT_ACK_DELAY`] after the first of them (or dropped with the connection:
+/// a client that reconnects learns the seq from `TerminalOpened`).
+#[derive(Debug, Default)]
+pub(crate) struct InputAcks {
+    owed: Mutex<Option<HashMap<Uuid, (RequestId, u64)>>>,
+}
+
+impl InputAcks {
+    fn owe(self: &Arc<Self>, ctx: &Ctx, id: RequestId, session: Uuid, seq: u64) {
+        let mut owed = self.owed.lock_or_recover();
+        let first = owed.is_none();
+        owed.get_or_insert_with(HashMap::new).insert(session, (id, seq));
+        if first {
+            let (tx, closed) = (ctx.tx.clone(), ctx.closed.clone());
+            let acks = self.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(INPUT_ACK_DELAY) => {}
+                    _ = closed.cancelled() => return,
+                }
+                let owed = acks.owed.lock_or_recover().take().unwrap_or_default();
+                for (session, (id, seq)) in owed {
+                    let ack = AgentFrame {
+                        id,
+                        body: AgentBody::TermInputAck(TermInputAck { session, seq }),
+                    };
+                    if tx.send(ack.into()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
 }
 
 pub(crate) fn resize(ctx: &Ctx, request: TermResize) -> Result<(), Refusal> {

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::Context;
 use remora_client::{
     ssh,
-    terminal::{TermCommand, TermEvent, TerminalStream},
+    terminal::{TermEvent, TerminalStream},
     Client,
 };
 use remora_wire::{OpenTerminal, SessionRef, TermRedraw, DEFAULT_TERM_WINDOW};
@@ -19,7 +19,8 @@ use tokio::{
 use super::reconnect_policy_ending;
 use crate::{
     args::{Cli, ShellArgs},
-    terminal::{window_size, Attached, Escapes, Key},
+    keyboard::Keyboard,
+    terminal::{window_size, Attached, Escapes},
     values::EscapeChar,
 };
 
@@ -107,31 +108,23 @@ fn configured_escape(cli: &Cli, host: &str) -> anyhow::Result<EscapeChar> {
 
 /// Runs until detach, the shell's end, a takeover, an error or a signal.
 ///
-/// Keystrokes and window changes are turned into commands by tasks of their own, so the stream
-/// is never interrupted mid-reconnect by typing; only the ways out cancel it.
+/// Keystrokes and window changes are read in the stream's own loop ([`Keyboard`]): they are
+/// commands the stream carries out between frames, so typing never interrupts a reconnect;
+/// only the ways out cancel it.
 async fn attached(
     mut stream: TerminalStream,
     escapes: Escapes,
     watch: bool,
     mut note: Option<String>,
 ) -> anyhow::Result<End> {
-    let (commands_tx, mut commands) = mpsc::unbounded_channel();
     let (detach_tx, mut detach) = mpsc::unbounded_channel::<()>();
-    let typing = tokio::spawn(forward_keys(escapes, watch, commands_tx.clone(), detach_tx));
-    let mut winch = signal(SignalKind::window_change())?;
-    let resizing = tokio::spawn(async move {
-        while winch.recv().await.is_some() {
-            if let (Some((rows, cols)), false) = (window_size(), watch) {
-                let _ = commands_tx.send(TermCommand::Resize { rows, cols });
-            }
-        }
-    });
+    let mut keyboard = Keyboard::open(escapes, watch, detach_tx)?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut stdout = std::io::stdout();
     let end = loop {
         tokio::select! {
-            event = stream.next(&mut commands) => match event {
+            event = stream.next(&mut keyboard) => match event {
                 Ok(TermEvent::Output(bytes)) => write_out(&mut stdout, &bytes)?,
                 Ok(TermEvent::Redraw(redraw)) => {
                     write_out(&mut stdout, &repaint(&redraw))?;
@@ -150,62 +143,11 @@ async fn attached(
             _ = terminate.recv() => break Ok(End::Detached),
         }
     };
-    typing.abort();
-    resizing.abort();
     if let Ok(End::Detached) = end {
         // Keys typed before the detach still go; then the connection closes cleanly.
-        stream.detach(&mut commands).await.ok();
+        stream.detach(&mut keyboard).await.ok();
     }
     end
-}
-
-/// Reads keystrokes, takes the escapes out and forwards the rest.
-async fn forward_keys(
-    mut escapes: Escapes,
-    watch: bool,
-    commands: mpsc::UnboundedSender<TermCommand>,
-    detach: mpsc::UnboundedSender<()>,
-) {
-    let mut keys = stdin_keys();
-    let mut stdout = std::io::stdout();
-    while let Some(typed) = keys.recv().await {
-        for key in escapes.feed(&typed) {
-            match key {
-                Key::Send(_) if watch => {}
-                Key::Send(bytes) => {
-                    let _ = commands.send(TermCommand::Input(bytes));
-                }
-                Key::Help => {
-                    let _ = write_out(&mut stdout, escapes.help().as_bytes());
-                }
-                Key::Detach => {
-                    let _ = detach.send(());
-                    return;
-                }
-            }
-        }
-    }
-    let _ = detach.send(());
-}
-
-/// Keystrokes from stdin, read on a thread of their own (a read cannot be cancelled; the thread
-/// ends with the process).
-fn stdin_keys() -> mpsc::UnboundedReceiver<Vec<u8>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: reads into a buffer we own from fd 0.
-            let n = unsafe { nix::libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            if n <= 0 || tx.send(buf[..n as usize].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn write_out(stdout: &mut std::io::Stdout, bytes: &[u8]) -> std::io::Result<()> {

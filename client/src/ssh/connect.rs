@@ -25,6 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default keepalive: a dead link is noticed within interval × ServerAliveCountMax, and noticing
 /// quickly is what lets attached commands reconnect.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+/// What one read from the transport takes at most (two of russh's largest packets).
+const TRANSPORT_READ_BUFFER: usize = 64 * 1024;
 /// Per-channel flow-control window: OpenSSH's own (2 MiB). Larger buys nothing on a LAN and
 /// leaves more in flight to be sent again after a cut (the client reads in bursts between
 /// writing output, so the socket buffers fill up to the window).
@@ -269,6 +271,9 @@ async fn handshake(
 ) -> Result<(Handle<Verifier>, Accepted), SshError> {
     let (verifier, rejection, accepted) = Verifier::new(settings);
     let config = Arc::new(client_config(settings));
+    // russh reads each packet's length, then its body, then the next length: one system call
+    // each, three per keystroke's echo. Buffered, one read takes what has arrived.
+    let transport = tokio::io::BufReader::with_capacity(TRANSPORT_READ_BUFFER, transport);
     client::connect_stream(config, transport, verifier)
         .await
         .map(|handle| (handle, accepted))

@@ -706,3 +706,34 @@ async fn a_huge_window_on_the_alternate_screen_keeps_the_daemon_small_and_usable
     let (out, _sshd) = other.await.unwrap();
     assert_eq!(out, "fine\n");
 }
+
+#[test]
+fn keys_from_a_pipe_are_typed_and_the_end_of_a_pipe_or_dev_null_detaches() {
+    let sshd = Sshd::start().unwrap();
+    // A pipe is read in the stream's loop; what it held is typed before its end detaches.
+    let typed = b"echo pip''ed-$((6*7)) > typed.txt\r".to_vec();
+    let (status, _, stderr) = crate::stdin::with_stdin(
+        sshd.remora(),
+        &["shell", sshd.alias(), "--name", "piped"],
+        typed,
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stderr.contains("detached from session piped"), "{stderr}");
+    let file = sshd.remote_home().join("typed.txt");
+    wait_until("the piped line ran", || {
+        std::fs::read_to_string(&file).is_ok_and(|text| text == "piped-42\n")
+    })
+    .unwrap();
+    assert_eq!(terminal_of(&sshd, "piped")["running"], true, "the shell keeps running");
+
+    // /dev/null cannot be polled: it is read on a thread, and its end detaches as well.
+    let out = sshd
+        .remora()
+        .args(["shell", sshd.alias(), "--name", "nulled"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("detached from session nulled"), "{stderr}");
+}

@@ -62,6 +62,9 @@ use tokio_util::sync::CancellationToken;
 
 /// One read from the master.
 const READ_CHUNK: usize = 64 * 1024;
+/// The most one read of a pty master returns while more is coming (Linux's line discipline
+/// hands out 4095 bytes at a time).
+const PTY_READ_MOST: usize = 4095;
 /// Most output the model reads in one go, between looks at the core.
 pub const MODEL_BATCH: usize = 256 * 1024;
 /// Most output the model reads on the daemon's own thread (a keystroke's echo, a prompt).
@@ -418,6 +421,12 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
                 let Ok(mut guard) = ready else { break Stop::Hungup };
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break Stop::Hungup, // EIO: the slave is closed
+                    Ok(Ok(n)) if n < PTY_READ_MOST => {
+                        // Less than a pty hands out at once (a keystroke's echo): the streams
+                        // send it before this task reads again (and finds the master drained).
+                        terminal.push(&buf[..n]);
+                        tokio::task::yield_now().await;
+                    }
                     Ok(Ok(n)) => {
                         // A pty hands out a few KiB per read: gather what is already there, so
                         // the model, the ring and the clients see fewer, larger chunks.
