@@ -52,6 +52,8 @@ struct Worker {
     store: Option<SessionStore>,
     spill: Arc<Spill>,
     removed: bool,
+    /// Commands saved in this batch, synced at its end.
+    unsynced: Vec<u64>,
 }
 
 /// A queue and the persister that serves it.
@@ -62,6 +64,7 @@ pub fn channel(session: &str, store: Option<SessionStore>, spill: Arc<Spill>) ->
         store,
         spill,
         removed: false,
+        unsynced: Vec::new(),
     };
     (tx, Persister { jobs, worker })
 }
@@ -82,6 +85,9 @@ impl Persister {
                 for job in batch {
                     worker.carry_out(job);
                 }
+                // After the batch's flushes were answered: a command's end is reported once its
+                // journal is in place, and reaches the disk right after.
+                worker.sync_saved();
                 worker
             })
             .await
@@ -103,6 +109,19 @@ impl Persister {
 }
 
 impl Worker {
+    /// Syncs the journals this batch saved.
+    fn sync_saved(&mut self) {
+        let unsynced = std::mem::take(&mut self.unsynced);
+        let Some(store) = self.store.as_ref().filter(|_| !self.removed) else {
+            return;
+        };
+        for command in unsynced {
+            if let Err(err) = store.sync_command(command) {
+                tracing::error!(session = %self.session, "{err}; a crash of the machine now may lose that command's output");
+            }
+        }
+    }
+
     fn carry_out(&mut self, job: Job) {
         if let Job::Flush(done) = job {
             let _ = done.send(());
@@ -127,7 +146,10 @@ impl Worker {
             }
             (_, None) => Ok(()),
             (Job::SaveSession(stored), Some(store)) => store.save_session(stored),
-            (Job::SaveCommand(snapshot), Some(store)) => store.save_command(snapshot, |e| load(&self.spill, e)),
+            (Job::SaveCommand(snapshot), Some(store)) => {
+                self.unsynced.push(snapshot.id());
+                store.save_command(snapshot, |e| load(&self.spill, e))
+            }
             (
                 Job::SaveAck {
                     command,

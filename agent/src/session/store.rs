@@ -4,8 +4,11 @@
 //! - `session.msgpack`: name, id, creation time, settings; written at creation and on changes.
 //! - `<command>.journal`: a finished command — a header (its state) followed by each
 //!   unacknowledged journal entry as its own MessagePack value, streamed to disk so a command of
-//!   any size is saved in bounded memory; fsynced when the command ends, deleted once a client
-//!   acknowledged all of it.
+//!   any size is saved in bounded memory; renamed into place before the command's end is
+//!   reported (so it survives a crash of the daemon) and fsynced right after (a crash of the
+//!   machine), deleted once a client acknowledged all of it. An empty journal (the machine
+//!   stopped between the two) is skipped with an error in the log; any other unreadable one
+//!   leaves the session on disk, unrestored.
 //! - `<command>.acked`: how far clients acknowledged a persisted journal since it was written.
 //!
 //! A daemon that starts finds these and brings the sessions back Broken (their shells are gone)
@@ -154,8 +157,22 @@ impl SessionStore {
         }
         out.flush().map_err(io("cannot write"))?;
         drop(out);
-        file.sync_all().map_err(io("cannot sync"))?;
         fs::rename(&temp, &path).map_err(AgentError::io("cannot rename into place", &path))
+    }
+
+    /// Puts a saved command's journal, and its name in the directory, on the disk. Run after the
+    /// save has been reported: the renamed file already survives a crash of the daemon, this
+    /// makes it survive one of the machine. A journal forgotten meanwhile has nothing to sync.
+    pub fn sync_command(&self, command: u64) -> Result<()> {
+        let path = self.dir.join(format!("{command}.journal"));
+        match fs::File::open(&path) {
+            Ok(file) => file.sync_all().map_err(AgentError::io("cannot sync", &path))?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(AgentError::io("cannot open", &path)(err)),
+        }
+        fs::File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(AgentError::io("cannot sync", &self.dir))
     }
 
     /// Records how far a saved journal is acknowledged; forgets it once all of it is.
@@ -213,6 +230,14 @@ fn load_session(dir: &Path) -> Result<(StoredSession, Vec<CommandRecord>)> {
     for entry in fs::read_dir(dir).map_err(AgentError::io("cannot list", dir))?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "journal") {
+            if entry.metadata().is_ok_and(|m| m.len() == 0) {
+                // Renamed into place but never synced before the machine went down.
+                tracing::error!(
+                    "{} is empty (the machine stopped before it reached the disk); that command's output is lost",
+                    path.display()
+                );
+                continue;
+            }
             let (stored, entries) = read_journal(&path)?;
             let acked = fs::read_to_string(path.with_extension("acked")).ok();
             commands.push(restore_command(stored, entries, acked.as_deref()));
@@ -572,6 +597,25 @@ mod tests {
         let err = load_session(&root.path().join(id.to_string())).unwrap_err().to_string();
         assert!(err.contains("1.journal") && err.contains("entry 3"), "{err}");
         assert!(load_all(root.path()).is_empty(), "left there, not restored half");
+    }
+
+    #[test]
+    fn an_empty_journal_costs_its_command_not_the_session() {
+        let root = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let store = SessionStore::new(root.path(), id);
+        store
+            .save_session(&stored_session(id, "s", 0, &test_settings()))
+            .unwrap();
+        store.save_command(&snapshot(&ended_command(1, &["x"])), Some).unwrap();
+        store.save_command(&snapshot(&ended_command(2, &["y"])), Some).unwrap();
+        store.sync_command(2).unwrap();
+        fs::write(root.path().join(id.to_string()).join("1.journal"), b"").unwrap();
+        let loaded = load_all(root.path());
+        let commands = &loaded[0].1;
+        assert_eq!(commands.iter().map(|c| c.id).collect::<Vec<_>>(), [2]);
+        assert_eq!(texts(&commands[0]), ["y"]);
+        store.sync_command(9).unwrap(); // forgotten meanwhile: nothing to sync
     }
 
     #[test]

@@ -712,11 +712,8 @@ fn keys_from_a_pipe_are_typed_and_the_end_of_a_pipe_or_dev_null_detaches() {
     let sshd = Sshd::start().unwrap();
     // A pipe is read in the stream's loop; what it held is typed before its end detaches.
     let typed = b"echo pip''ed-$((6*7)) > typed.txt\r".to_vec();
-    let (status, _, stderr) = crate::stdin::with_stdin(
-        sshd.remora(),
-        &["shell", sshd.alias(), "--name", "piped"],
-        typed,
-    );
+    let (status, _, stderr) =
+        crate::stdin::with_stdin(sshd.remora(), &["shell", sshd.alias(), "--name", "piped"], typed);
     assert_eq!(status, 0, "{stderr}");
     assert!(stderr.contains("detached from session piped"), "{stderr}");
     let file = sshd.remote_home().join("typed.txt");
