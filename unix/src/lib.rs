@@ -23,6 +23,7 @@ mod meta;
 mod oom;
 mod partial;
 mod private;
+mod read_at;
 mod writeback;
 
 pub use daemon::{bind_private_socket, detach, lock_exclusive, open_lock_file, open_log, try_lock_exclusive, Parent};
@@ -32,4 +33,5 @@ pub use meta::{copied_mode, read_prefix, set_meta, CopiedMeta};
 pub use oom::{rank_before_self, COMMAND_OOM_BONUS};
 pub use partial::part_name;
 pub use private::{ensure_private_dir, foreign_peer, tighten_private_dir, verify_private_dir, PrivateDirError};
+pub use read_at::read_exact_at;
 pub use writeback::{WriteBack, WRITE_BACK_STEP};

@@ -363,9 +363,8 @@ impl Inputs {
                 _ => return InputNext::Wait,
             }
         };
-        let mut buf = vec![0u8; len];
-        match file.read_exact_at(&mut buf, position) {
-            Ok(()) => InputNext::Data(Bytes::from(buf)),
+        match remora_unix::read_exact_at(&file, len, position) {
+            Ok(buf) => InputNext::Data(Bytes::from(buf)),
             Err(err) => {
                 tracing::error!(session = %self.name, command, "reading stored input failed: {err}; closing the command's stdin");
                 InputNext::Eof

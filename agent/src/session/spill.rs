@@ -87,8 +87,7 @@ impl Spill {
         let Some(spill) = inner.as_ref().filter(|s| s.generation == chunk.generation) else {
             return Ok(SpillRead::Released);
         };
-        let mut buf = vec![0u8; chunk.len];
-        spill.file.read_exact_at(&mut buf, chunk.offset)?;
+        let buf = remora_unix::read_exact_at(&spill.file, chunk.len, chunk.offset)?;
         Ok(SpillRead::Bytes(Bytes::from(buf)))
     }
 
