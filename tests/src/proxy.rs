@@ -13,7 +13,7 @@ use std::{
     net::{Shutdown, SocketAddr},
     os::fd::AsFd,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
     thread::{self, JoinHandle},
@@ -25,6 +25,18 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::{oneshot, watch},
 };
+
+/// The ids of the forwarding links that have carried `settled` bytes or more to their client.
+fn settled_links(state: &State, settled: u64) -> Vec<u64> {
+    state
+        .links
+        .iter()
+        .filter(|(_, link)| {
+            *link.fate.borrow() == Fate::Forwarding && link.downstream.load(Ordering::SeqCst) >= settled
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
 
 /// Pause after a failed accept (e.g. out of descriptors) so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
@@ -54,9 +66,9 @@ struct Shared {
     /// Connections accepted so far, counted once registered (so `cut` sees them).
     accepted: AtomicUsize,
     /// Bytes carried from clients to the target, over all connections.
-    upstream_bytes: std::sync::atomic::AtomicU64,
+    upstream_bytes: AtomicU64,
     /// Bytes carried from the target to clients.
-    downstream_bytes: std::sync::atomic::AtomicU64,
+    downstream_bytes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -75,6 +87,8 @@ struct Link {
     /// Duplicates of both sides' sockets, so `cut` can shut them down synchronously while the
     /// connection's task still owns the originals.
     sockets: Vec<std::net::TcpStream>,
+    /// Bytes carried from the target to the client on this connection.
+    downstream: Arc<AtomicU64>,
 }
 
 impl FaultyLink {
@@ -112,6 +126,32 @@ impl FaultyLink {
             }
             link.fate.send_replace(Fate::Cut);
         }
+    }
+
+    /// Cuts one forwarding connection that has carried `settled` bytes or more to its client,
+    /// the `pick`-th of them (modulo how many there are), as [`cut`] does; false when there is
+    /// none. One client's link drops while the others' carry on, and a client still in its
+    /// handshake is left to finish it.
+    ///
+    /// [`cut`]: FaultyLink::cut
+    pub fn cut_one(&self, pick: u64, settled: u64) -> bool {
+        let state = self.shared.lock();
+        let mut ids = settled_links(&state, settled);
+        if ids.is_empty() {
+            return false;
+        }
+        ids.sort();
+        let link = &state.links[&ids[(pick % ids.len() as u64) as usize]];
+        for socket in &link.sockets {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        link.fate.send_replace(Fate::Cut);
+        true
+    }
+
+    /// Forwarding connections that have carried `settled` bytes or more to their client.
+    pub fn forwarding(&self, settled: u64) -> usize {
+        settled_links(&self.shared.lock(), settled).len()
     }
 
     /// A dead link: current connections stay open but no byte moves either way any more, and new
@@ -177,7 +217,7 @@ impl Shared {
     }
 
     /// Records a new connection; its fate starts as the link's current mode.
-    fn register(&self, client: &TcpStream) -> io::Result<(u64, watch::Receiver<Fate>)> {
+    fn register(&self, client: &TcpStream) -> io::Result<(u64, watch::Receiver<Fate>, Arc<AtomicU64>)> {
         let socket = duplicate(client)?;
         let mut state = self.lock();
         let fate = if state.refusing {
@@ -190,15 +230,17 @@ impl Shared {
         let (sender, receiver) = watch::channel(fate);
         let id = state.next_id;
         state.next_id += 1;
+        let downstream = Arc::new(AtomicU64::new(0));
         state.links.insert(
             id,
             Link {
                 fate: sender,
                 sockets: vec![socket],
+                downstream: downstream.clone(),
             },
         );
         self.accepted.fetch_add(1, Ordering::SeqCst);
-        Ok((id, receiver))
+        Ok((id, receiver, downstream))
     }
 
     fn add_socket(&self, id: u64, socket: &TcpStream) -> io::Result<()> {
@@ -214,6 +256,7 @@ impl Shared {
 struct Registration {
     shared: Arc<Shared>,
     id: u64,
+    downstream: Arc<AtomicU64>,
 }
 
 impl Drop for Registration {
@@ -237,8 +280,8 @@ async fn accept_loop(
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => match shared.register(&client) {
-                    Ok((id, fate)) => {
-                        let registration = Registration { shared: shared.clone(), id };
+                    Ok((id, fate, downstream)) => {
+                        let registration = Registration { shared: shared.clone(), id, downstream };
                         tokio::spawn(relay(client, target, registration, fate));
                     }
                     Err(err) => eprintln!("faulty link: dropping a connection: {err}"),
@@ -280,7 +323,7 @@ async fn relay(mut client: TcpStream, target: SocketAddr, registration: Registra
         if *fate.borrow() == Fate::Forwarding {
             tokio::select! {
                 // Either side closed or failed: dropping both passes that on.
-                _ = relay_counted(&mut client, server, &registration.shared) => return,
+                _ = relay_counted(&mut client, server, &registration) => return,
                 _ = fate.wait_for(left_forwarding) => {}
             }
         }
@@ -289,18 +332,23 @@ async fn relay(mut client: TcpStream, target: SocketAddr, registration: Registra
 }
 
 /// Both directions of one connection, counting the bytes each way.
-async fn relay_counted(client: &mut TcpStream, server: &mut TcpStream, shared: &Shared) {
+async fn relay_counted(client: &mut TcpStream, server: &mut TcpStream, registration: &Registration) {
+    let shared = &registration.shared;
     let (mut client_read, mut client_write) = client.split();
     let (mut server_read, mut server_write) = server.split();
-    let up = pump(&mut client_read, &mut server_write, &shared.upstream_bytes);
-    let down = pump(&mut server_read, &mut client_write, &shared.downstream_bytes);
+    let (up_counters, down_counters) = (
+        [&shared.upstream_bytes],
+        [&shared.downstream_bytes, &*registration.downstream],
+    );
+    let up = pump(&mut client_read, &mut server_write, &up_counters);
+    let down = pump(&mut server_read, &mut client_write, &down_counters);
     let _ = tokio::join!(up, down);
 }
 
 async fn pump(
     from: &mut (impl tokio::io::AsyncRead + Unpin),
     to: &mut (impl tokio::io::AsyncWrite + Unpin),
-    counter: &std::sync::atomic::AtomicU64,
+    counters: &[&AtomicU64],
 ) -> io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
@@ -310,7 +358,9 @@ async fn pump(
             return to.shutdown().await;
         }
         to.write_all(&buf[..n]).await?;
-        counter.fetch_add(n as u64, Ordering::SeqCst);
+        for counter in counters {
+            counter.fetch_add(n as u64, Ordering::SeqCst);
+        }
     }
 }
 
