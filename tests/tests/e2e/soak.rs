@@ -42,15 +42,15 @@ fn rounds() -> usize {
 }
 
 /// How often, on average, one receiver's link is cut.
-const CUT_EVERY: Duration = Duration::from_millis(250);
+const CUT_EVERY: Duration = Duration::from_millis(200);
 
-/// The shortest pause between two cuts: at most 50 reconnects a second, whatever the number of
+/// The shortest pause between two cuts: at most 100 reconnects a second, whatever the number of
 /// receivers (the harness's sshd and clients share two cores).
-const CUT_PAUSE_MIN: Duration = Duration::from_millis(20);
+const CUT_PAUSE_MIN: Duration = Duration::from_millis(10);
 
-/// Bytes a receiver's connection carries before it may be cut: its handshake (about 4 KiB) and
-/// some output, so every cut lands mid-stream and a reconnect always gets through and resumes.
-const SETTLED: u64 = 8 * 1024;
+/// Bytes a receiver's connection carries before it may be cut: past its handshake, so a
+/// reconnect always gets through it and nearly every cut lands mid-stream and resumes.
+const SETTLED: u64 = 4 * 1024;
 
 /// Cuts a round must make at least, per line received: 100 in the full run's million lines.
 const LINES_PER_CUT: usize = 10_000;
