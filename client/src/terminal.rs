@@ -1,13 +1,13 @@
 //! A session's terminal from the client side: open or attach, keystrokes in, output out, with
 //! the same robustness as `receive`.
 //!
-//! Output is numbered by the agent and acknowledged after the caller has written it (each call
-//! to [`TerminalStream::next`] acknowledges what the previous calls returned), so a reconnect
-//! resumes after the last byte written: nothing twice, nothing lost while the agent still holds
-//! it, and a redraw from the agent's screen model otherwise.
+//! Output is numbered by the agent and acknowledged after the caller has written it (what the
+//! previous calls to [`TerminalStream::next`] returned, every 64 KiB and else 5 ms after), so a
+//! reconnect resumes after the last byte written: nothing twice, nothing lost while the agent
+//! still holds it, and a redraw from the agent's screen model otherwise.
 //!
 //! Keystrokes are numbered too and kept until the agent acknowledges them. Keystrokes typed
-//! while the link is down wait in the caller's channel; after the reconnect, the ones the agent
+//! while the link is down wait in the caller's command source; after the reconnect, the ones the agent
 //! had not taken are sent again and the waiting ones follow: every keystroke arrives once, in
 //! order.
 //!
