@@ -7,9 +7,9 @@
 //! still holds it, and a redraw from the agent's screen model otherwise.
 //!
 //! Keystrokes are numbered too and kept until the agent acknowledges them. Keystrokes typed
-//! while the link is down wait in the caller's command source; after the reconnect, the ones the agent
-//! had not taken are sent again and the waiting ones follow: every keystroke arrives once, in
-//! order.
+//! while the link is down wait in the caller's command source; after the reconnect, the ones the
+//! agent had not taken are sent again and the waiting ones follow: every keystroke arrives once,
+//! in order.
 //!
 //! The module does not touch the local terminal: raw mode, escapes and drawing belong to the
 //! caller (the CLI).
