@@ -521,6 +521,17 @@ mod tests {
     use super::*;
     use crate::session::test_settings;
 
+    /// A session `name` created at `created_at`, saved in a scratch directory.
+    fn saved_session(name: &str, created_at: u64) -> (tempfile::TempDir, Uuid, SessionStore) {
+        let root = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let store = SessionStore::new(root.path(), id);
+        store
+            .save_session(&stored_session(id, name, created_at, &test_settings()))
+            .unwrap();
+        (root, id, store)
+    }
+
     fn ended_command(id: u64, chunks: &[&str]) -> CommandRecord {
         let mut record = CommandRecord::queued(id, format!("echo {id}"));
         for chunk in chunks {
@@ -549,12 +560,7 @@ mod tests {
 
     #[test]
     fn a_saved_session_comes_back_with_its_unacknowledged_output_and_acks() {
-        let root = tempfile::tempdir().unwrap();
-        let id = Uuid::new_v4();
-        let store = SessionStore::new(root.path(), id);
-        store
-            .save_session(&stored_session(id, "kept", 7, &test_settings()))
-            .unwrap();
+        let (root, id, store) = saved_session("kept", 7);
         let record = ended_command(1, &["a", "b", "c"]);
         store.save_command(&snapshot(&record), Some).unwrap();
         store.save_ack(1, 1, 1, false).unwrap();
@@ -570,12 +576,7 @@ mod tests {
 
     #[test]
     fn a_fully_acknowledged_journal_is_deleted() {
-        let root = tempfile::tempdir().unwrap();
-        let id = Uuid::new_v4();
-        let store = SessionStore::new(root.path(), id);
-        store
-            .save_session(&stored_session(id, "s", 0, &test_settings()))
-            .unwrap();
+        let (root, _, store) = saved_session("s", 0);
         store.save_command(&snapshot(&ended_command(1, &["x"])), Some).unwrap();
         store.save_ack(1, 2, 1, true).unwrap();
         assert!(load_all(root.path())[0].1.is_empty());
@@ -583,12 +584,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_journal_names_the_file_and_the_entry() {
-        let root = tempfile::tempdir().unwrap();
-        let id = Uuid::new_v4();
-        let store = SessionStore::new(root.path(), id);
-        store
-            .save_session(&stored_session(id, "s", 0, &test_settings()))
-            .unwrap();
+        let (root, id, store) = saved_session("s", 0);
         store.save_command(&snapshot(&ended_command(1, &["x"])), Some).unwrap();
         let journal = root.path().join(id.to_string()).join("1.journal");
         let mut bytes = fs::read(&journal).unwrap();
@@ -601,12 +597,7 @@ mod tests {
 
     #[test]
     fn an_empty_journal_costs_its_command_not_the_session() {
-        let root = tempfile::tempdir().unwrap();
-        let id = Uuid::new_v4();
-        let store = SessionStore::new(root.path(), id);
-        store
-            .save_session(&stored_session(id, "s", 0, &test_settings()))
-            .unwrap();
+        let (root, id, store) = saved_session("s", 0);
         store.save_command(&snapshot(&ended_command(1, &["x"])), Some).unwrap();
         store.save_command(&snapshot(&ended_command(2, &["y"])), Some).unwrap();
         store.sync_command(2).unwrap();
