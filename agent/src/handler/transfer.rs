@@ -124,13 +124,17 @@ pub(crate) async fn put(ctx: Arc<Ctx>, id: RequestId, request: PutPath) -> Resul
     }
 }
 
-/// Writes an upload's data as it arrives, acknowledging progress, until its `FileEnd`.
+/// Writes an upload's data as it arrives, acknowledging progress, until its `FileEnd`. When
+/// the connection ends first, what it had queued is written before the partial file is let go.
 async fn receive(ctx: &Ctx, id: RequestId, file: Box<UploadFile>, mut feed: Feed) -> Result<(), Refusal> {
     let mut file = *file;
     loop {
         let next = tokio::select! {
             next = feed.next() => next,
-            _ = ctx.closed.cancelled() => return Ok(()),
+            _ = ctx.closed.cancelled() => {
+                let _ = file.write(feed.queued()).await;
+                return Ok(());
+            }
         };
         match next {
             Next::Data(batch) => match file.write(batch).await {

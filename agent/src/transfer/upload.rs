@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{blocking, check, hash_prefix, io_err, resolve, TransferError};
+use super::{blocking, hash_prefix, io_err, resolve, TransferError};
 
 /// Upload progress between acknowledgements, and about the bytes one write job takes.
 const ACK_STEP: u64 = 1024 * 1024;
@@ -342,7 +342,6 @@ pub(crate) struct UploadFile {
     acked: u64,
     meta: PathMeta,
     preserve: bool,
-    cancel: CancellationToken,
 }
 
 impl UploadFile {
@@ -375,7 +374,6 @@ impl UploadFile {
             acked: offset,
             meta: request.meta,
             preserve: request.preserve,
-            cancel,
         })
     }
 
@@ -391,6 +389,8 @@ impl UploadFile {
 
     /// Writes `batch` at the end of what is written (a blocking job) and says when the client
     /// is due an acknowledgement (every [`ACK_STEP`]). A failed write removes the partial file.
+    /// A closed connection does not stop it: a batch is bounded by [`QUEUED_BYTES`], and what
+    /// reached the host is worth keeping, so a resume sends only what never arrived.
     pub(crate) async fn write(self, batch: Vec<Chunk>) -> Result<(UploadFile, Option<u64>), TransferError> {
         let target = self.target.clone();
         blocking(&target, move || self.write_now(batch)).await
@@ -398,7 +398,6 @@ impl UploadFile {
 
     fn write_now(mut self, batch: Vec<Chunk>) -> Result<(UploadFile, Option<u64>), TransferError> {
         for chunk in batch {
-            check(&self.cancel)?;
             let fresh = chunk.fresh();
             if let Err(err) = self.file.write_all_at(fresh, self.written) {
                 let _ = self.dir.remove(&self.part);
@@ -562,6 +561,18 @@ impl Feeder {
 }
 
 impl Feed {
+    /// Everything queued now, without waiting: what arrived before the connection ended.
+    pub(crate) fn queued(&mut self) -> Vec<Chunk> {
+        let held = std::mem::take(&mut self.held).into_iter();
+        let waiting = std::iter::from_fn(|| self.rx.try_recv().ok());
+        held.chain(waiting)
+            .filter_map(|item| match item {
+                Item::Data(chunk) => Some(chunk),
+                Item::End(_) => None,
+            })
+            .collect()
+    }
+
     /// Waits for data (gathering what is queued, up to about [`ACK_STEP`] bytes) or the end.
     pub(crate) async fn next(&mut self) -> Next {
         let first = match self.held.pop_front() {
