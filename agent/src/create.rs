@@ -87,7 +87,7 @@ pub(crate) fn check_buffering(mode: Buffering) -> Result<Buffering, CreateError>
 impl Daemon {
     /// Validates, registers and starts a session (its description saved, its runspace
     /// running); `by` names the client for the log.
-    pub fn create_session(
+    pub async fn create_session(
         &self,
         name: &str,
         temporary: bool,
@@ -115,9 +115,10 @@ impl Daemon {
             shell: configuration.shell.clone(),
             env: configuration.env.clone(),
             cwd: configuration.cwd.clone(),
+            status_fifo: self.spill_dir.join(format!("{}-status", session.id)),
         };
         session.save_description();
-        if let Err(err) = self.start_runspace(&session, &spec) {
+        if let Err(err) = self.start_runspace(&session, spec).await {
             self.remove_session(session.id, "its runspace could not start");
             return Err(CreateError::Runspace(err));
         }

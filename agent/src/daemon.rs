@@ -139,9 +139,12 @@ impl Daemon {
         Ok(session)
     }
 
-    /// Starts a registered session's runspace as one of the daemon's tasks.
-    pub fn start_runspace(&self, session: &Arc<Session>, spec: &RunspaceSpec) -> Result<()> {
-        let shell = runspace::Shell::spawn(spec)?;
+    /// Starts a registered session's runspace as one of the daemon's tasks. The shell is
+    /// spawned on a blocking thread: a spawn waits for the forked child's `exec`, which on the
+    /// daemon's one async thread would hold up every other connection and session meanwhile.
+    pub async fn start_runspace(&self, session: &Arc<Session>, spec: RunspaceSpec) -> Result<()> {
+        let spawned = tokio::task::spawn_blocking(move || runspace::Shell::spawn(&spec)).await;
+        let shell = spawned.map_err(|err| AgentError::Runspace(format!("could not be started: {err}")))??;
         self.runspaces
             .spawn(runspace::run(session.clone(), shell, self.handover_token()));
         Ok(())
@@ -149,15 +152,19 @@ impl Daemon {
 
     /// Starts a session's terminal: the shell on a new pty, its pump a tracked task (with the
     /// runspaces: a handover parks both) that ends the terminal's processes when the session
-    /// closes. `None` when another client started one first (this one is ended at once).
-    pub fn start_terminal(
+    /// closes. `None` when another client started one first (this one is ended at once). The
+    /// shell is spawned on a blocking thread, like a runspace's.
+    pub async fn start_terminal(
         &self,
         session: &Arc<Session>,
-        spec: &terminal::TermSpec,
+        spec: terminal::TermSpec,
         scrollback: usize,
     ) -> std::io::Result<Option<Arc<terminal::Terminal>>> {
         let generation = session.terminal.next_generation();
-        let terminal = terminal::Terminal::spawn(spec, generation, scrollback)?;
+        let spawn = move || terminal::Terminal::spawn(&spec, generation, scrollback);
+        let terminal = tokio::task::spawn_blocking(spawn)
+            .await
+            .map_err(std::io::Error::other)??;
         if !session.terminal.install(terminal.clone()) {
             let closed = CancellationToken::new();
             closed.cancel();

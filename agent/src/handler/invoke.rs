@@ -16,7 +16,7 @@ const MAX_COMMAND_LEN: usize = 1024 * 1024;
 pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: Invoke) -> Result<(), Refusal> {
     validate_command(&request.command)?;
     validate_input(&request)?;
-    let session = resolve_session(&ctx, &request)?;
+    let session = resolve_session(&ctx, &request).await?;
     let max_idle = session.settings().max_idle_timeout_secs;
     let idle_timeout = request
         .idle_timeout_secs
@@ -94,7 +94,7 @@ fn validate_input(request: &Invoke) -> Result<(), Refusal> {
 /// The session to run in: named (created when asked), or a new one when unnamed. `configuration`
 /// and `buffering` shape a session this creates; an existing session they do not describe is
 /// refused rather than used as if they had been honoured.
-fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal> {
+async fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal> {
     let options = NewSession {
         configuration: request.configuration.clone(),
         buffering: request.buffering,
@@ -102,13 +102,16 @@ fn resolve_session(ctx: &Ctx, request: &Invoke) -> Result<Arc<Session>, Refusal>
     };
     let Some(reference) = &request.session else {
         let name = generated_name(request.follow);
-        return Ok(ctx.daemon.create_session(&name, request.follow, &options, &ctx.from)?);
+        return Ok(ctx
+            .daemon
+            .create_session(&name, request.follow, &options, &ctx.from)
+            .await?);
     };
     let session = match ctx.daemon.registry.find(reference) {
         Some(session) => session,
         None => {
             if let (SessionRef::Name(name), true) = (reference, request.create) {
-                match ctx.daemon.create_session(name, false, &options, &ctx.from) {
+                match ctx.daemon.create_session(name, false, &options, &ctx.from).await {
                     Err(CreateError::Exists { .. }) => {}
                     created => return Ok(created?),
                 }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use remora_wire::{
-    AgentBody, ErrorCode, NewSession, OpenTerminal, RequestId, SessionRef, StreamEnd, TermEnded, TermOutput,
-    TerminalOpened,
+    AgentBody, AgentFrame, ErrorCode, NewSession, OpenTerminal, RequestId, SessionRef, StreamEnd, TermEnded,
+    TermOutput, TerminalOpened,
 };
 
 use super::{refusal_for, Ctx, Refusal};
@@ -18,7 +18,7 @@ use crate::session::{
 
 pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) -> Result<(), Refusal> {
     terminal::check_size(request.rows, request.cols).map_err(|m| Refusal::new(ErrorCode::InvalidRequest, m))?;
-    let (session, created) = resolve_session(&ctx, &request)?;
+    let (session, created) = resolve_session(&ctx, &request).await?;
     if let Some(secs) = request.idle_timeout_secs {
         let secs = check_idle_timeout(session.settings().max_idle_timeout_secs, secs)?;
         session.update_settings(Some(secs), None);
@@ -31,7 +31,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) 
                 .map_err(|r| busy_terminal(&session, r))?,
         ),
     };
-    let (terminal, started) = terminal_for(&ctx, &session, &request)?;
+    let (terminal, started) = terminal_for(&ctx, &session, &request).await?;
     if !request.watch {
         terminal
             .resize(request.rows, request.cols)
@@ -70,7 +70,8 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, id: RequestId, request: OpenTerminal) 
     Ok(())
 }
 
-/// Sends output from `cursor` on; `None` when the connection closed (nothing more to say).
+/// Sends output from `cursor` on; `None` when the connection closed (nothing more to say). An
+/// interactive stream lends the pump its place while it waits, so an echo goes out from there.
 async fn stream(
     ctx: &Ctx,
     id: RequestId,
@@ -81,6 +82,7 @@ async fn stream(
     lost: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<Option<StreamEnd>, Refusal> {
     let window = window.clamp(16 * 1024, terminal::RING_BYTES as u64 / 2);
+    let interactive = lost.is_some();
     let lost = lost.unwrap_or_default();
     let mut changes = terminal.subscribe();
     loop {
@@ -115,6 +117,7 @@ async fn stream(
             }
             Next::Wait => {}
         }
+        let lent = interactive.then(|| Lent::new(ctx, id, session.id, terminal, cursor, window));
         tokio::select! {
             _ = changes.changed() => {}
             _ = lost.cancelled() => {
@@ -122,11 +125,50 @@ async fn stream(
             }
             _ = ctx.closed.cancelled() => return Ok(None),
         }
+        if let Some(reached) = lent.and_then(Lent::reclaim) {
+            cursor = reached;
+        }
+    }
+}
+
+/// A stream's place lent to the pump ([`terminal::Express`]), taken back when dropped.
+struct Lent<'a> {
+    terminal: &'a Terminal,
+    conn: crate::session::ConnId,
+}
+
+impl<'a> Lent<'a> {
+    fn new(ctx: &Ctx, id: RequestId, session: uuid::Uuid, terminal: &'a Terminal, cursor: u64, window: u64) -> Self {
+        let tx = ctx.tx.clone();
+        let send: terminal::SendNow = Box::new(move |seq, data| {
+            let body = AgentBody::TermOutput(TermOutput {
+                session,
+                seq,
+                data: data.to_vec(),
+            });
+            tx.try_send(AgentFrame { id, body }.into()).is_ok()
+        });
+        terminal.lend_express(terminal::Express::new(ctx.conn, cursor, window, send));
+        Self {
+            terminal,
+            conn: ctx.conn,
+        }
+    }
+
+    /// The seq the stream goes on from, as far as the pump sent.
+    fn reclaim(self) -> Option<u64> {
+        self.terminal.reclaim_express(self.conn)
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.terminal.reclaim_express(self.conn);
     }
 }
 
 /// The named session (created when missing and asked to), or a new `shell-…` session.
-fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, bool), Refusal> {
+async fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, bool), Refusal> {
     let options = NewSession {
         configuration: request.configuration.clone(),
         buffering: request.buffering,
@@ -142,7 +184,7 @@ fn resolve_session(ctx: &Ctx, request: &OpenTerminal) -> Result<(Arc<Session>, b
             },
         },
     };
-    match ctx.daemon.create_session(&name, false, &options, &ctx.from) {
+    match ctx.daemon.create_session(&name, false, &options, &ctx.from).await {
         Ok(session) => Ok((session, true)),
         // Created by someone else meanwhile: use it.
         Err(CreateError::Exists { .. }) => Ok((ctx.find_session(&SessionRef::Name(name))?, false)),
@@ -173,7 +215,11 @@ fn busy_retry() -> Refusal {
 }
 
 /// The session's live terminal, or a new one (not for watchers).
-fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Result<(Arc<Terminal>, bool), Refusal> {
+async fn terminal_for(
+    ctx: &Ctx,
+    session: &Arc<Session>,
+    request: &OpenTerminal,
+) -> Result<(Arc<Terminal>, bool), Refusal> {
     if let Some(terminal) = session.terminal.live() {
         return Ok((terminal, false));
     }
@@ -198,7 +244,8 @@ fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Re
         config_cwd: configuration.cwd.clone(),
     };
     let spec = TermSpec::for_session(session, &wanted).map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
-    match ctx.daemon.start_terminal(session, &spec, configuration.scrollback) {
+    let program = spec.program.clone();
+    match ctx.daemon.start_terminal(session, spec, configuration.scrollback).await {
         Ok(Some(terminal)) => {
             tracing::info!(session = %session.name, pid = terminal.pid, "terminal started");
             Ok((terminal, true))
@@ -210,7 +257,7 @@ fn terminal_for(ctx: &Ctx, session: &Arc<Session>, request: &OpenTerminal) -> Re
             .ok_or_else(|| Refusal::new(ErrorCode::Internal, "the terminal ended while starting")),
         Err(err) => Err(Refusal::new(
             ErrorCode::Internal,
-            format!("cannot start a terminal with {}: {err}", spec.program.display()),
+            format!("cannot start a terminal with {}: {err}", program.display()),
         )),
     }
 }

@@ -43,6 +43,8 @@ pub struct RunspaceSpec {
     pub env: std::collections::BTreeMap<String, String>,
     /// Default: the user's home directory.
     pub cwd: Option<PathBuf>,
+    /// Where the shell's status fifo is made: a name in the agent's private directory.
+    pub status_fifo: PathBuf,
 }
 
 /// A shell parked for a handover, with the command it was running.

@@ -1,9 +1,16 @@
-//! The runspace's shell process: spawning it (status pipe on fd 3 via `pre_exec`), quieting it,
-//! and running one command to its end.
+//! The runspace's shell process: spawning it, quieting it (its first line opens the status fifo
+//! as fd 3), and running one command to its end.
+//!
+//! The shell is spawned with nothing to run between `fork` and `exec`, so the standard library
+//! starts it with `posix_spawn` (a `vfork`-like clone) rather than `fork`: copying the page
+//! tables of a daemon holding hundreds of sessions cost more than starting the shell itself.
 
 use std::{
     io,
-    os::fd::{AsRawFd, OwnedFd, RawFd},
+    os::{
+        fd::{AsRawFd, OwnedFd, RawFd},
+        unix::fs::{DirBuilderExt, OpenOptionsExt},
+    },
     process::Stdio,
     time::Duration,
 };
@@ -35,8 +42,8 @@ use crate::{
     session::Session,
 };
 
-/// Sent once to a new shell: no job control, history or history expansion, empty prompts, then
-/// a ready line on the status pipe.
+/// Sent once to a new shell, after the line that opens the status fifo as fd 3: no job control,
+/// history or history expansion, empty prompts, then a ready line on the status pipe.
 ///
 /// Every line must run in any POSIX shell without an error: an interactive dash that meets an
 /// unknown option of `set` (a special builtin) drops the rest of its buffered input, `ready`
@@ -66,6 +73,9 @@ pub struct Shell {
     stderr: Option<pipe::Receiver>,
     status: pipe::Receiver,
     status_buf: Vec<u8>,
+    /// Until the shell is ready: the status fifo's name and a write end of our own, so the
+    /// status pipe reads nothing (rather than its end) before the shell has opened it.
+    status_fifo: Option<(std::path::PathBuf, OwnedFd)>,
     /// The running command's stdin fifo, when it reads input from the client.
     input: Option<InputPipe>,
     /// Whether stdout and stderr are widened for the running command's bulk output.
@@ -103,15 +113,15 @@ fn no_fd() -> RawFd {
 impl Shell {
     /// Starts the shell in its own process group, with the status pipe as its fd 3.
     pub fn spawn(spec: &RunspaceSpec) -> Result<Self> {
-        let (status_read, status_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(AgentError::from)?;
-        let mut child = shell_command(spec, &status_write)
+        let fifo = StatusFifo::create(&spec.status_fifo)
+            .map_err(AgentError::io("cannot make the status fifo", &spec.status_fifo))?;
+        let mut child = shell_command(spec)
             .spawn()
             .map_err(AgentError::io("cannot start the runspace shell", &spec.shell.program))?;
-        drop(status_write);
         crate::session::oom::rank_before_daemon(child.id());
         let pgid = Pid::from_raw(child.id().map_or(0, |id| id as i32));
         let io = |action| AgentError::io(action, &spec.shell.program);
-        let status = pipe::Receiver::from_owned_fd(status_read).map_err(io("cannot watch the status pipe of"))?;
+        let status = pipe::Receiver::from_owned_fd(fifo.reader).map_err(io("cannot watch the status pipe of"))?;
         let stdin = child.stdin.take().expect("stdin is piped").into_owned_fd();
         let stdout = child.stdout.take().expect("stdout is piped").into_owned_fd();
         let stderr = child.stderr.take().expect("stderr is piped").into_owned_fd();
@@ -125,6 +135,7 @@ impl Shell {
             process: ShellProcess::Spawned(child),
             status,
             status_buf: Vec::new(),
+            status_fifo: Some((spec.status_fifo.clone(), fifo.writer)),
             input: None,
             widths: Default::default(),
         })
@@ -209,6 +220,7 @@ impl Shell {
             stderr,
             status: receiver(status)?,
             status_buf: fds.status_buf,
+            status_fifo: None,
             widths: Default::default(),
         })
     }
@@ -216,8 +228,25 @@ impl Shell {
     /// Quiets the interactive shell (no prompts, job control or history expansion) and waits
     /// until it is ready, discarding whatever it printed while starting.
     pub async fn init(&mut self) -> Result<()> {
+        let ready = self.await_ready().await;
+        if let Some((path, _writer)) = self.status_fifo.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        ready
+    }
+
+    async fn await_ready(&mut self) -> Result<()> {
         let gone = || AgentError::Runspace("exited while starting".into());
-        if self.stdin.write_all(INIT_SCRIPT.as_bytes()).await.is_err() {
+        let open_status = match &self.status_fifo {
+            Some((path, _)) => format!("exec 3>'{}'\n", quote(&path.to_string_lossy())),
+            None => String::new(),
+        };
+        if self
+            .stdin
+            .write_all((open_status + INIT_SCRIPT).as_bytes())
+            .await
+            .is_err()
+        {
             return Err(gone());
         }
         let mut chunk = [0u8; 64];
@@ -232,6 +261,7 @@ impl Shell {
                 },
                 _ = read_some(self.stdout.as_mut(), &mut out_noise), if self.stdout.is_some() => {}
                 _ = read_some(self.stderr.as_mut(), &mut err_noise), if self.stderr.is_some() => {}
+                _ = self.process.wait() => return Err(gone()),
                 _ = &mut deadline => return Err(AgentError::Runspace(format!("did not start within {INIT_TIMEOUT:?}"))),
             }
         }
@@ -370,8 +400,7 @@ impl Shell {
     }
 }
 
-fn shell_command(spec: &RunspaceSpec, status_write: &OwnedFd) -> Command {
-    let status_fd = status_write.as_raw_fd();
+fn shell_command(spec: &RunspaceSpec) -> Command {
     let mut command = Command::new(&spec.shell.program);
     command
         .args(&spec.shell.args)
@@ -391,26 +420,37 @@ fn shell_command(spec: &RunspaceSpec, status_write: &OwnedFd) -> Command {
         (None, Some(home)) => command.current_dir(home),
         (None, None) => &mut command,
     };
-    // SAFETY: only async-signal-safe calls (dup2/fcntl) run between fork and exec.
-    unsafe {
-        command.pre_exec(move || install_status_fd(status_fd));
-    }
     command
 }
 
-/// Makes the status pipe the child's fd 3, inheritable across exec.
-fn install_status_fd(fd: i32) -> io::Result<()> {
-    let result = if fd == 3 {
-        // SAFETY: fcntl on a descriptor number is async-signal-safe and touches no memory.
-        unsafe { nix::libc::fcntl(3, nix::libc::F_SETFD, 0) }
-    } else {
-        // SAFETY: as above, for dup2.
-        unsafe { nix::libc::dup2(fd, 3) }
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
+/// The status pipe as a fifo in the agent's private directory, which the shell opens as its
+/// fd 3 in its first line: no descriptor has to be placed between `fork` and `exec`.
+struct StatusFifo {
+    reader: OwnedFd,
+    writer: OwnedFd,
+}
+
+impl StatusFifo {
+    fn create(path: &std::path::Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        let _ = std::fs::remove_file(path);
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+        let open = |write: bool| {
+            std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .custom_flags((OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+                .open(path)
+        };
+        let reader = open(false)?;
+        let writer = open(true)?;
+        Ok(Self {
+            reader: reader.into(),
+            writer: writer.into(),
+        })
     }
-    Ok(())
 }
 
 fn sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
@@ -426,7 +466,6 @@ fn receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
 /// The text sent to the shell for one command: its stdin is `/dev/null`, or its input fifo,
 /// opened first as fd 4 and reported with an `i` status line (see `input_pipe.rs`).
 fn command_script(text: &str, stdin: Option<&std::path::Path>) -> String {
-    let quote = |text: &str| text.replace('\'', "'\\''");
     match stdin {
         None => format!("eval '{}' </dev/null 3>&-\nprintf '%s\\n' \"$?\" >&3\n", quote(text)),
         Some(fifo) => format!(
@@ -435,6 +474,11 @@ fn command_script(text: &str, stdin: Option<&std::path::Path>) -> String {
             quote(text)
         ),
     }
+}
+
+/// `text` for the inside of a single-quoted shell word.
+fn quote(text: &str) -> String {
+    text.replace('\'', "'\\''")
 }
 
 #[cfg(test)]

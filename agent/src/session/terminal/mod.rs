@@ -31,6 +31,7 @@
 //! This file joins them: the core behind a short-held lock, its effects carried out after it.
 
 pub mod core;
+mod express;
 pub mod handover;
 mod model;
 mod pty;
@@ -53,10 +54,11 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 pub use self::core::{Next, TermEffects, RING_BYTES};
+pub use express::{Express, SendNow};
 pub use slot::TerminalSlot;
 pub use spec::TermSpec;
 
-use self::{core::TermCore, model::Model, pty::Master, screen::Screen};
+use self::{core::TermCore, express::ExpressSlot, model::Model, pty::Master, screen::Screen};
 use super::{runspace::ShellProcess, ConnId};
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +98,8 @@ pub struct Terminal {
     process: Mutex<Option<ShellProcess>>,
     /// Lines of history the screen model keeps.
     scrollback: usize,
+    /// The interactive stream's place, lent to the pump while the stream waits.
+    express: ExpressSlot,
 }
 
 impl std::fmt::Debug for Terminal {
@@ -145,6 +149,7 @@ impl Terminal {
             input: tokio::sync::Mutex::new(0),
             process: Mutex::new(Some(process)),
             scrollback,
+            express: ExpressSlot::default(),
         }))
     }
 
@@ -181,6 +186,27 @@ impl Terminal {
         let effects = self.lock().push(bytes);
         self.wake(effects);
         self.schedule_model();
+    }
+
+    /// Takes a short read (an echo): sent at once through the lent express when there is one;
+    /// false when it waits for the streams instead.
+    /// The send comes last: the task woken last (here the connection's writer) is the one the
+    /// runtime polls next.
+    fn push_short(self: &Arc<Self>, bytes: &[u8]) -> bool {
+        let effects = self.lock().push(bytes);
+        self.wake(effects);
+        self.schedule_model();
+        self.express.send_due(&self.core)
+    }
+
+    /// Lends the pump the interactive stream's place while the stream waits (see `express.rs`).
+    pub fn lend_express(&self, express: Express) {
+        self.express.lend(express);
+    }
+
+    /// Takes `conn`'s express back: the seq its stream goes on from, when it was lent.
+    pub fn reclaim_express(&self, conn: ConnId) -> Option<u64> {
+        self.express.reclaim(conn)
     }
 
     /// Starts a model job unless one is on its way; it reads until nothing is left. It runs
@@ -422,10 +448,12 @@ pub async fn pump(terminal: Arc<Terminal>, closed: CancellationToken, handover: 
                 match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break Stop::Hungup, // EIO: the slave is closed
                     Ok(Ok(n)) if n < PTY_READ_MOST => {
-                        // Less than a pty hands out at once (a keystroke's echo): the streams
-                        // send it before this task reads again (and finds the master drained).
-                        terminal.push(&buf[..n]);
-                        tokio::task::yield_now().await;
+                        // Less than a pty hands out at once (a keystroke's echo): sent to the
+                        // interactive client from here, else the streams send it before this
+                        // task reads again (and finds the master drained).
+                        if !terminal.push_short(&buf[..n]) {
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Ok(Ok(n)) => {
                         // A pty hands out a few KiB per read: gather what is already there, so
