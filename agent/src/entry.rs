@@ -14,6 +14,12 @@ pub fn subsystem(paths: StatePaths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `remora-agent keeper --socket PATH`: no runtime and no log, only the keeper's `poll` loop.
+pub fn keeper(socket: &std::path::Path) -> anyhow::Result<()> {
+    crate::keeper::run(socket)?;
+    Ok(())
+}
+
 /// `remora-agent daemon [--resume SNAPSHOT]`: log to the state dir's log file and serve until
 /// stopped; with `--resume`, carry on from the program that handed this process over.
 pub fn daemon(paths: StatePaths, resume: Option<PathBuf>) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ mod error;
 mod fdpass;
 mod handler;
 mod handover;
+pub mod keeper;
 mod launcher;
 mod lifecycle;
 mod logfile;

@@ -43,6 +43,14 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Hold one session's shell for the daemon, and for the next one if it dies (the daemon
+    /// starts it; its stdin is the control socket).
+    #[command(hide = true)]
+    Keeper {
+        /// Where to listen for the next daemon once orphaned.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+    },
     /// An embedded SSH server serving only the remora subsystem (for hosts without sshd).
     Serve {
         /// Address to listen on, e.g. 127.0.0.1:2222 (port 0 picks a free port).
@@ -75,6 +83,7 @@ fn main() -> ExitCode {
         Command::Daemon { state_dir, resume } => paths(state_dir).and_then(|paths| entry::daemon(paths, resume)),
         Command::Upgrade { state_dir } => paths(state_dir).and_then(entry::upgrade),
         Command::HandoverCheck => entry::handover_check(),
+        Command::Keeper { socket } => entry::keeper(&socket),
         Command::Config {
             action: ConfigAction::Check { state_dir },
         } => paths(state_dir).and_then(entry::config_check),
